@@ -1,0 +1,79 @@
+"""Batch discrepancy and its cumulative mean (the DUS observation).
+
+Batch discrepancy (after OGM-GE's score): ``s_t^j = sum_{i in B_t^j} p_j(x_i)[y_i]``,
+the summed softmax probability of the true class over modality j's batch. With
+``mode="mean"`` it is the per-sample average instead.
+
+Cumulative discrepancy (Eq. 3): ``s^_1 = s_1``, ``s^_t = ((t-1)/t) s^_{t-1} + s_t / t``,
+the running mean over iterations t = 1, 2, ... of the episode. The observation is that
+vector; with ``mode="sum"`` it is divided by the batch budget N_B so it lies in [0, 1].
+
+Everything stays on the device: ``update`` launches kernels only; reading
+:attr:`observation` synchronises (the environment does it once per step).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+MODES = ("sum", "mean")
+
+
+def true_class_probability(logits: Tensor, labels: Tensor) -> Tensor:
+    """Softmax probability of the true class for each row: ``p(x_i)[y_i]``."""
+    return torch.softmax(logits.float(), dim=1).gather(1, labels.view(-1, 1)).squeeze(1)
+
+
+def batch_discrepancy(logits: Mapping[str, Tensor], labels: Mapping[str, Tensor], modalities: Sequence[str],
+                      mode: str = "sum") -> Tensor:
+    """``s_t`` for every modality, as a ``[m]`` tensor (no host sync)."""
+    vals = []
+    for m in modalities:
+        p = true_class_probability(logits[m], labels[m])
+        vals.append(p.sum() if mode == "sum" else p.mean())
+    return torch.stack(vals)
+
+
+class DiscrepancyTracker:
+    """Running mean of the batch discrepancy over iterations (Eq. 3)."""
+
+    def __init__(self, modalities: Sequence[str], mode: str = "sum", batch_budget: int = 64,
+                 device: torch.device | str = "cpu") -> None:
+        if mode not in MODES:
+            raise ValueError(f"unknown discrepancy mode {mode!r}; valid: {list(MODES)}")
+        self.modalities = tuple(modalities)
+        self.mode = mode
+        self.batch_budget = batch_budget
+        self.device = torch.device(device)
+        self.reset()
+
+    def reset(self) -> None:
+        self.t = 0
+        self.value = torch.zeros(len(self.modalities), device=self.device)
+        self.last = torch.zeros(len(self.modalities), device=self.device)
+
+    def update(self, s_t: Tensor) -> None:
+        """Fold in one iteration's ``s_t`` (``[m]`` tensor, raw: sums or means)."""
+        self.t += 1
+        s_t = s_t.detach().to(self.value.dtype)
+        self.last = s_t
+        if self.t == 1:
+            self.value = s_t.clone()
+        else:
+            self.value = self.value * ((self.t - 1) / self.t) + s_t / self.t
+
+    @property
+    def observation(self) -> Tensor:
+        """The normalised cumulative discrepancy (device tensor, float32)."""
+        return self.value / self.batch_budget if self.mode == "sum" else self.value.clone()
+
+    def state_dict(self) -> dict:
+        return {"t": self.t, "value": self.value.clone(), "last": self.last.clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.t = int(state["t"])
+        self.value = state["value"].to(self.device)
+        self.last = state["last"].to(self.device)

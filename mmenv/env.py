@@ -1,0 +1,367 @@
+"""``DUSEnv``: training a multimodal classifier as a Gymnasium environment (DUS).
+
+One episode is one training run. At each step the agent chooses what share of the
+next training batches each modality gets; the environment trains the learner for one
+epoch (or ``step_every`` iterations) with those per-modality batch sizes and answers
+with the cumulative modality discrepancy and the reward.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Mapping
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from .datasets import MultimodalDataset, make_dataset
+from .discrepancy import DiscrepancyTracker, batch_discrepancy
+from .learners import Batch, Learner, LearnerContext, make_learner
+from .metrics import classification_metrics
+from .rewards import RewardContext, make_reward
+from .sampling import ModalitySampler, SampleOrder, action_to_proportions, allocate, make_sample_order
+
+__all__ = ["DUSEnv"]
+
+
+class DUSEnv(gym.Env):
+    """Data-aware Unimodal Sampling: the agent sets per-modality batch proportions.
+
+    ## Observation
+    ``Box(0, 1, (m,), float32)``: the cumulative discrepancy ``s^_t^j`` of each modality
+    (Eq. 3), in ``self.modalities`` order. With ``discrepancy="sum"`` (the paper's) it is
+    the running mean of the summed true-class probability over modality j's batch,
+    divided by the budget N_B; with ``"mean"`` the per-sample average. After ``reset``
+    it is the score of the freshly initialised model on one uniform probe batch (no
+    training, not counted in the running mean), so the first action sees real values.
+
+    ## Action
+    ``Box(0, 1, (m,), float32)`` proportions a^ (or ``Box(-1, 1)`` with
+    ``action_space="symmetric"``, mapped by ``(a + 1) / 2``; that is the form SB3
+    expects). They are normalised to sum 1 and turned into integer batch sizes
+    ``a_j ~= N_B * a^_j`` summing exactly to N_B (Eq. 4, largest remainder), each at least
+    ``min_batch``. Edge cases (NaN, all zeros, overshoots): :mod:`mmenv.sampling.allocation`.
+
+    ## Reward
+    ``reward="dus"`` (Eq. 5, default), ``"discrepancy-gap"``, ``"val-acc-gain"`` or any
+    callable ``f(RewardContext) -> float`` (:mod:`mmenv.rewards`). Eq. 5 uses the state
+    the agent acted on, as in Algorithm 1.
+
+    ## Episode end
+    ``terminated`` once ``epochs`` epochs of ``iters_per_epoch`` iterations are done;
+    ``truncated`` with ``info["diverged"] = True`` if a training loss becomes NaN/inf.
+    On the last step ``info["test"]`` holds accuracy, MAP and macro-F1 on the test split
+    for the fused prediction (``info["test"]["fused"]``) and for each modality.
+
+    ## Info (every step)
+    ``batch_sizes`` (ints, modality order), ``proportions``, ``discrepancy`` (the new
+    observation as a list), ``train_loss`` (dict: ``total``, ``fused``, one per modality),
+    ``train_accuracy`` (per modality, over the step's batches), ``epoch`` (epochs done),
+    ``iteration`` (iterations done), ``diverged``.
+
+    Args:
+        dataset: a registered name (``"synthetic"``, ...) or a :class:`MultimodalDataset`.
+        learner: a registered name (``"baseline"``, ...) or a :class:`Learner` object.
+        epochs: training epochs per episode (E).
+        batch_budget: N_B, the total batch size shared by the modalities.
+        step_every: ``"epoch"`` (one step per epoch, Algorithm 1) or an int k
+            (one step every k iterations).
+        reward: reward name or callable.
+        discrepancy: ``"sum"`` (paper) or ``"mean"``.
+        device: torch device for data, model, sampling and tracking.
+        dataset_kwargs, learner_kwargs: passed to the registry when names are given.
+        action_space: ``"unit"`` ([0, 1], the paper's) or ``"symmetric"`` ([-1, 1]).
+        sample_order: sample-order strategy (name or :class:`SampleOrder`), default shuffle.
+        iters_per_epoch: iterations per epoch; default ``ceil(N_train * m / N_B)``, so that
+            under uniform shares every modality sees about its whole split once per epoch.
+        min_batch: minimum batch size per modality (default 1).
+        action_tol: tolerated float overshoot of the action bounds (clipped).
+        eval_batch_size: batch size for validation/test passes.
+        log_dir: if set, TensorBoard scalars are written there every step.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        dataset: str | MultimodalDataset = "synthetic",
+        learner: str | Learner = "baseline",
+        epochs: int = 10,
+        batch_budget: int = 64,
+        step_every: str | int = "epoch",
+        reward: str | Callable[[RewardContext], float] = "dus",
+        discrepancy: str = "sum",
+        device: str | torch.device = "cpu",
+        dataset_kwargs: Mapping[str, Any] | None = None,
+        learner_kwargs: Mapping[str, Any] | None = None,
+        action_space: str = "unit",
+        sample_order: str | SampleOrder = "shuffle",
+        iters_per_epoch: int | None = None,
+        min_batch: int = 1,
+        action_tol: float = 1e-6,
+        eval_batch_size: int = 1024,
+        log_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.device = torch.device(device)
+        if isinstance(dataset, str):
+            dataset = make_dataset(dataset, **dict(dataset_kwargs or {}))
+        elif not isinstance(dataset, MultimodalDataset):
+            raise TypeError(f"dataset must be a name or a MultimodalDataset, got {type(dataset).__name__}")
+        elif dataset_kwargs:
+            raise ValueError("dataset_kwargs only apply when dataset is given by name")
+        self.dataset = dataset.to(self.device)
+        if isinstance(learner, str):
+            learner = make_learner(learner, **dict(learner_kwargs or {}))
+        elif not isinstance(learner, Learner):
+            raise TypeError(f"learner must be a name or a Learner, got {type(learner).__name__}")
+        elif learner_kwargs:
+            raise ValueError("learner_kwargs only apply when learner is given by name")
+        self.learner = learner
+        self.modalities: tuple[str, ...] = self.dataset.modality_names
+        self.learner.check_modalities(self.modalities)
+        m = len(self.modalities)
+
+        if not isinstance(epochs, int) or epochs < 1:
+            raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+        if not isinstance(batch_budget, int) or batch_budget < m * max(min_batch, 1):
+            raise ValueError(f"batch_budget must be an int >= {m * max(min_batch, 1)} for {m} modalities, got {batch_budget!r}")
+        if min_batch < 0:
+            raise ValueError(f"min_batch must be >= 0, got {min_batch}")
+        if learner.requires_paired and min_batch < 1:
+            raise ValueError(f"learner {learner.name!r} needs paired samples: min_batch must be >= 1")
+        if step_every != "epoch" and not (isinstance(step_every, int) and step_every >= 1):
+            raise ValueError(f"step_every must be 'epoch' or a positive int of iterations, got {step_every!r}")
+        if action_space not in ("unit", "symmetric"):
+            raise ValueError(f"action_space must be 'unit' or 'symmetric', got {action_space!r}")
+        self.epochs = epochs
+        self.batch_budget = batch_budget
+        self.step_every = step_every
+        self.min_batch = min_batch
+        self.action_tol = action_tol
+        self.eval_batch_size = eval_batch_size
+        self.symmetric = action_space == "symmetric"
+        self.reward_fn = make_reward(reward)
+        self.needs_validation = bool(getattr(self.reward_fn, "needs_validation", False))
+        if self.needs_validation and self.dataset.val is None:
+            raise ValueError("this reward needs validation accuracy but the dataset has no val split")
+        self.sample_order = make_sample_order(sample_order)
+        n_train = len(self.dataset.train)
+        self.iters_per_epoch = iters_per_epoch or max(1, math.ceil(n_train * m / batch_budget))
+        self.total_iters = self.epochs * self.iters_per_epoch
+        self.tracker = DiscrepancyTracker(self.modalities, discrepancy, batch_budget, self.device)
+
+        self.observation_space = spaces.Box(0.0, 1.0, shape=(m,), dtype=np.float32)
+        low = -1.0 if self.symmetric else 0.0
+        self.action_space = spaces.Box(low, 1.0, shape=(m,), dtype=np.float32)
+
+        self.log_dir = log_dir
+        self._writer = None
+        self._global_step = 0
+        self._needs_reset = True
+
+    # ------------------------------------------------------------------ helpers
+    def uniform_action(self) -> np.ndarray:
+        """The INIT action of Algorithm 1 (N_B / m each), in this env's action space."""
+        m = len(self.modalities)
+        a = np.full(m, 1.0 / m, dtype=np.float32)
+        return a * 2.0 - 1.0 if self.symmetric else a
+
+    def proportions_to_action(self, proportions) -> np.ndarray:
+        """Map proportions in [0, 1] to this env's action space."""
+        a = np.asarray(proportions, dtype=np.float32)
+        return a * 2.0 - 1.0 if self.symmetric else a
+
+    @property
+    def epoch(self) -> int:
+        return self.iteration // self.iters_per_epoch
+
+    def _writer_or_none(self):
+        if self.log_dir is None:
+            return None
+        if self._writer is None:
+            from .tb import make_writer
+
+            self._writer = make_writer(self.log_dir)
+        return self._writer
+
+    # ------------------------------------------------------------------ gym API
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.episode_seed = int(self.np_random.integers(0, 2**31 - 1))
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(self.episode_seed)
+        self.generator = gen
+        ctx = LearnerContext(
+            modalities=self.dataset.modalities,
+            num_classes=self.dataset.num_classes,
+            device=self.device,
+            batch_budget=self.batch_budget,
+            epochs=self.epochs,
+            iters_per_epoch=self.iters_per_epoch,
+            seed=self.episode_seed,
+            generator=gen,
+        )
+        # Model initialisation uses torch's global RNG: seed it inside a fork so the
+        # caller's RNG state is untouched and the episode depends on `seed` alone.
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(self.episode_seed)
+            self.learner.setup(ctx)
+        self.learner.train()
+        self.sample_order.setup(len(self.dataset.train), ("paired", *self.modalities), self.device, gen)
+        self.sampler = ModalitySampler(self.modalities, self.sample_order)
+        self.tracker.reset()
+        self.iteration = 0
+        self.episode_step = 0
+        self._epoch_started = -1
+        self._needs_reset = False
+        self._obs = self._probe_observation()
+        info = {"batch_sizes": allocate(np.full(len(self.modalities), 1 / len(self.modalities)),
+                                        self.batch_budget, self.min_batch),
+                "epoch": 0, "iteration": 0, "discrepancy": self._obs.tolist()}
+        return self._obs.copy(), info
+
+    @torch.no_grad()
+    def _probe_observation(self) -> np.ndarray:
+        """Discrepancy of the current model on one uniform probe batch (its own RNG).
+
+        The probe batch is paired (the same N_B/m samples for every modality) and is
+        scored with ``learner.predict``; it does not train and does not enter Eq. 3.
+        """
+        m = len(self.modalities)
+        a = max(1, self.batch_budget // m)
+        probe_gen = torch.Generator(device=self.device)
+        probe_gen.manual_seed(self.episode_seed + 1)
+        train = self.dataset.train
+        idx = torch.randperm(len(train), generator=probe_gen, device=self.device)[:a]
+        self.learner.eval()
+        pred = self.learner.predict({mod: train.gather(mod, idx) for mod in self.modalities})
+        self.learner.train()
+        labels = {mod: train.labels[idx] for mod in self.modalities}
+        s = batch_discrepancy(pred.per_modality, labels, self.modalities, self.tracker.mode)
+        # Scale the probe's sum to the per-modality share the uniform action would give.
+        obs = (s * (self.batch_budget / m) / a / self.batch_budget if self.tracker.mode == "sum" else s)
+        obs = obs.cpu().numpy().astype(np.float32)
+        return np.clip(np.nan_to_num(obs, nan=0.0), 0.0, 1.0)
+
+    def step(self, action):
+        if self._needs_reset:
+            raise RuntimeError("call reset() before step() (the episode has ended or never started)")
+        m = len(self.modalities)
+        proportions = action_to_proportions(action, m, self.symmetric, self.action_tol)
+        sizes = allocate(proportions, self.batch_budget, self.min_batch)
+        obs_before = self._obs
+        val_before = self.evaluate("val")["fused"]["accuracy"] if self.needs_validation else None
+
+        if self.step_every == "epoch":
+            n_iters = self.iters_per_epoch - self.iteration % self.iters_per_epoch
+        else:
+            n_iters = min(self.step_every, self.total_iters - self.iteration)
+
+        train = self.dataset.train
+        loss_sums: dict[str, torch.Tensor] = {}
+        correct = torch.zeros(m, device=self.device)
+        seen = torch.tensor(sizes, dtype=torch.float32, device=self.device) * n_iters
+        for _ in range(n_iters):
+            epoch = self.iteration // self.iters_per_epoch
+            if epoch != self._epoch_started:
+                self._epoch_started = epoch
+                self.sample_order.on_epoch_start(epoch, self)
+            num_paired, idx = self.sampler.sample(sizes, epoch)
+            batch = Batch(
+                inputs={mod: train.gather(mod, idx[mod]) for mod in self.modalities},
+                labels={mod: train.labels[idx[mod]] for mod in self.modalities},
+                indices=idx,
+                num_paired=num_paired,
+                epoch=epoch,
+                iteration=self.iteration,
+            )
+            out = self.learner.train_step(batch)
+            self.tracker.update(batch_discrepancy(out.logits, batch.labels, self.modalities, self.tracker.mode))
+            correct += torch.stack([(out.logits[mod].argmax(1) == batch.labels[mod]).sum() for mod in self.modalities])
+            for key, val in out.losses.items():
+                loss_sums[key] = loss_sums[key] + val if key in loss_sums else val.detach().clone()
+            self.iteration += 1
+            if self.iteration % self.iters_per_epoch == 0:
+                self.learner.on_epoch_end(epoch)
+
+        # The one host synchronisation of the step.
+        keys = list(loss_sums)
+        packed = torch.cat([
+            self.tracker.observation.float(),
+            correct / seen,
+            torch.stack([loss_sums[k].float() for k in keys]) / n_iters,
+        ]).cpu().numpy()
+        obs_raw = packed[:m]
+        train_acc = packed[m:2 * m]
+        losses = dict(zip(keys, packed[2 * m:].tolist()))
+        diverged = not (np.all(np.isfinite(packed)))
+        obs = np.clip(np.nan_to_num(obs_raw, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0).astype(np.float32)
+        self._obs = obs
+
+        terminated = self.iteration >= self.total_iters and not diverged
+        truncated = diverged
+        val_after = None
+        if self.needs_validation:
+            val_after = self.evaluate("val")["fused"]["accuracy"] if not diverged else 0.0
+        info: dict[str, Any] = {
+            "batch_sizes": sizes,
+            "proportions": proportions.tolist(),
+            "discrepancy": obs.tolist(),
+            "train_loss": losses,
+            "train_accuracy": dict(zip(self.modalities, train_acc.tolist())),
+            "epoch": self.iteration // self.iters_per_epoch,
+            "iteration": self.iteration,
+            "diverged": diverged,
+        }
+        ctx = RewardContext(obs_before, proportions, obs, sizes, val_before, val_after, info)
+        reward = float(self.reward_fn(ctx))
+        if not math.isfinite(reward):
+            reward = 0.0 if diverged else reward
+            if not math.isfinite(reward):
+                raise FloatingPointError(f"reward function returned {reward} (inputs: proportions {proportions})")
+        if terminated or truncated:
+            info["test"] = self.evaluate("test") if not diverged else None
+            self._needs_reset = True
+        self.episode_step += 1
+        self._log(info, reward)
+        return obs.copy(), reward, terminated, truncated, info
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def evaluate(self, split: str = "test") -> dict[str, dict[str, float]]:
+        """Metrics of the current model on ``split``: ``{"fused": {...}, modality: {...}}``."""
+        data = getattr(self.dataset, split)
+        if data is None:
+            raise ValueError(f"dataset {self.dataset.name!r} has no {split!r} split")
+        self.learner.eval()
+        fused, per = [], {mod: [] for mod in self.modalities}
+        for inputs, _ in data.iter_batches(self.eval_batch_size):
+            pred = self.learner.predict(inputs)
+            fused.append(pred.fused)
+            for mod in self.modalities:
+                per[mod].append(pred.per_modality[mod])
+        self.learner.train()
+        labels, c = data.labels, self.dataset.num_classes
+        out = {"fused": classification_metrics(torch.cat(fused), labels, c)}
+        for mod in self.modalities:
+            out[mod] = classification_metrics(torch.cat(per[mod]), labels, c)
+        return out
+
+    # ------------------------------------------------------------------ logging
+    def _log(self, info: dict, reward: float) -> None:
+        writer = self._writer_or_none()
+        self._global_step += 1
+        if writer is None:
+            return
+        from .tb import log_step
+
+        log_step(writer, self._global_step, self.modalities, info, reward)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        super().close()

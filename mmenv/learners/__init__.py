@@ -1,0 +1,38 @@
+"""Learners (MML methods) and their name registry.
+
+``make_learner("baseline", **kwargs)`` builds a learner by name; ``register_learner``
+adds a user's class under a new name. See :mod:`mmenv.learners.base` for the protocol.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from .base import Batch, Learner, LearnerContext, LearnerError, Prediction, StepOutput
+from .baseline import BaselineLearner
+
+__all__ = [
+    "Batch",
+    "Learner",
+    "LearnerContext",
+    "LearnerError",
+    "Prediction",
+    "StepOutput",
+    "BaselineLearner",
+    "LEARNERS",
+    "make_learner",
+    "register_learner",
+]
+
+LEARNERS: dict[str, Callable[..., Learner]] = {"baseline": BaselineLearner}
+
+
+def register_learner(name: str, cls: Callable[..., Learner]) -> None:
+    """Register a learner class (or factory) under ``name``."""
+    LEARNERS[name] = cls
+
+
+def make_learner(name: str, **kwargs) -> Learner:
+    if name not in LEARNERS:
+        raise ValueError(f"unknown learner {name!r}; valid names: {sorted(LEARNERS)} (or pass a Learner object)")
+    return LEARNERS[name](**kwargs)

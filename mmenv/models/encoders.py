@@ -1,0 +1,47 @@
+"""Encoder registry: the default encoder for each input kind, overridable by name.
+
+``build_encoder(spec)`` returns an ``nn.Module`` with an ``out_dim`` attribute that maps
+a batch of ``spec.shape`` inputs to ``[B, out_dim]`` features. Feature inputs get an
+MLP; spectrograms and frames get ResNet-18 (see :mod:`mmenv.models.resnet`, added with
+the media data sets). Users register their own with :func:`register_encoder`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+from ..datasets.base import ModalitySpec
+from .mlp import MLPEncoder
+
+ENCODERS: dict[str, Callable[..., nn.Module]] = {}
+DEFAULT_FOR_KIND: dict[str, str] = {"features": "mlp"}
+
+
+def register_encoder(name: str, builder: Callable[..., nn.Module], default_for_kind: str | None = None) -> None:
+    """Register ``builder(spec, **kwargs) -> nn.Module`` (with ``out_dim``) as ``name``."""
+    ENCODERS[name] = builder
+    if default_for_kind is not None:
+        DEFAULT_FOR_KIND[default_for_kind] = name
+
+
+def _mlp(spec: ModalitySpec, hidden: tuple[int, ...] = (64,), out_dim: int = 64) -> nn.Module:
+    return MLPEncoder(spec.dim, tuple(hidden), out_dim)
+
+
+register_encoder("mlp", _mlp, default_for_kind="features")
+
+
+def build_encoder(spec: ModalitySpec, name: str | None = None, **kwargs) -> nn.Module:
+    """Build the encoder ``name`` (default: the one registered for ``spec.kind``)."""
+    if name is None:
+        if spec.kind not in DEFAULT_FOR_KIND:
+            raise ValueError(
+                f"no default encoder for input kind {spec.kind!r} of modality {spec.name!r}; "
+                f"known kinds: {sorted(DEFAULT_FOR_KIND)}; pass encoders={{'{spec.name}': <name>}}"
+            )
+        name = DEFAULT_FOR_KIND[spec.kind]
+    if name not in ENCODERS:
+        raise ValueError(f"unknown encoder {name!r}; valid names: {sorted(ENCODERS)}")
+    return ENCODERS[name](spec, **kwargs)

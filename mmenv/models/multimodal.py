@@ -1,0 +1,57 @@
+"""The multimodal classifier most learners share.
+
+``encoders[m]`` (psi_m) maps modality m to features, ``heads[m]`` (phi_m) is that
+modality's unimodal classifier, and ``fusion`` is a linear head on the concatenated
+features (concat fusion). A modality absent from a sample is represented by zeros in
+the concatenation (used when the fusion head sees unpaired samples).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..datasets.base import ModalitySpec
+from .encoders import build_encoder
+
+
+class MultimodalModel(nn.Module):
+    def __init__(
+        self,
+        specs: Sequence[ModalitySpec],
+        num_classes: int,
+        encoders: Mapping[str, str] | None = None,
+        encoder_kwargs: Mapping[str, dict] | None = None,
+        unimodal_heads: bool = True,
+        fusion_head: bool = True,
+    ) -> None:
+        super().__init__()
+        encoders = dict(encoders or {})
+        encoder_kwargs = dict(encoder_kwargs or {})
+        self.modalities = tuple(s.name for s in specs)
+        self.encoders = nn.ModuleDict(
+            {s.name: build_encoder(s, encoders.get(s.name), **encoder_kwargs.get(s.name, {})) for s in specs}
+        )
+        self.feature_dims = {m: int(self.encoders[m].out_dim) for m in self.modalities}
+        self.heads = nn.ModuleDict(
+            {m: nn.Linear(d, num_classes) for m, d in self.feature_dims.items()} if unimodal_heads else {}
+        )
+        self.fusion = nn.Linear(sum(self.feature_dims.values()), num_classes) if fusion_head else None
+        self.num_classes = num_classes
+
+    def encode(self, inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        return {m: self.encoders[m](x) for m, x in inputs.items()}
+
+    def fuse(self, features: Mapping[str, Tensor], batch: int | None = None) -> Tensor:
+        """Concat-fusion logits; modalities missing from ``features`` are zero-filled."""
+        if self.fusion is None:
+            raise RuntimeError("this model was built without a fusion head")
+        if batch is None:
+            batch = next(iter(features.values())).shape[0]
+        ref = next(iter(features.values()))
+        parts = [
+            features[m] if m in features else ref.new_zeros(batch, self.feature_dims[m]) for m in self.modalities
+        ]
+        return self.fusion(torch.cat(parts, dim=1))

@@ -1,0 +1,16 @@
+"""Batch allocation (Eq. 4), per-modality index sampling and sample-order strategies."""
+
+from .allocation import ActionError, action_to_proportions, allocate
+from .order import SAMPLE_ORDERS, SampleOrder, Shuffle, make_sample_order
+from .sampler import ModalitySampler
+
+__all__ = [
+    "ActionError",
+    "action_to_proportions",
+    "allocate",
+    "SAMPLE_ORDERS",
+    "SampleOrder",
+    "Shuffle",
+    "make_sample_order",
+    "ModalitySampler",
+]

@@ -1,0 +1,70 @@
+"""Per-modality index sampling with a paired core (design: "unequal batches").
+
+Each iteration modality j gets ``a_j`` indices. The first ``p = min_j a_j`` come from
+one shared *paired* stream, so they are the same samples (in the same order) for every
+modality; the remaining ``a_j - p`` come from modality j's own stream. Every stream is
+a device tensor of indices with a host-side cursor, so sampling never synchronises
+with the host: slicing a device tensor with Python ints is asynchronous.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from .order import SampleOrder
+
+PAIRED = "paired"
+
+
+class _Stream:
+    __slots__ = ("key", "order", "perm", "cursor")
+
+    def __init__(self, key: str, order: SampleOrder) -> None:
+        self.key, self.order = key, order
+        self.perm: Tensor | None = None
+        self.cursor = 0
+
+    def take(self, k: int, epoch: int) -> Tensor:
+        parts = []
+        while k > 0:
+            if self.perm is None or self.cursor >= self.perm.shape[0]:
+                self.perm = self.order.next_pass(self.key, epoch)
+                self.cursor = 0
+                if self.perm.shape[0] == 0:
+                    raise RuntimeError(f"sample order {self.order.name!r} returned an empty pass for {self.key!r}")
+            n = min(k, self.perm.shape[0] - self.cursor)
+            parts.append(self.perm[self.cursor:self.cursor + n])
+            self.cursor += n
+            k -= n
+        if not parts:
+            return torch.empty(0, dtype=torch.long, device=self.order.device)
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+class ModalitySampler:
+    """Draws per-modality index batches with a shared paired core."""
+
+    def __init__(self, modalities: Sequence[str], order: SampleOrder) -> None:
+        self.modalities = tuple(modalities)
+        self.order = order
+        self.streams = {key: _Stream(key, order) for key in (PAIRED, *self.modalities)}
+
+    def sample(self, sizes: Sequence[int], epoch: int) -> tuple[int, dict[str, Tensor]]:
+        """Return ``(num_paired, {modality: indices})`` for per-modality ``sizes``."""
+        p = min(sizes)
+        core = self.streams[PAIRED].take(p, epoch)
+        out = {}
+        for m, a in zip(self.modalities, sizes):
+            extra = a - p
+            out[m] = torch.cat([core, self.streams[m].take(extra, epoch)]) if extra > 0 else core
+        return p, out
+
+    def state_dict(self) -> dict:
+        return {k: (s.perm, s.cursor) for k, s in self.streams.items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, (perm, cursor) in state.items():
+            self.streams[k].perm, self.streams[k].cursor = perm, cursor

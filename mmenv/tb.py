@@ -1,0 +1,28 @@
+"""TensorBoard logging of environment steps (``torch.utils.tensorboard``)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+
+def make_writer(log_dir: str):
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(log_dir=log_dir)
+
+
+def log_step(writer, step: int, modalities: Sequence[str], info: dict, reward: float) -> None:
+    """Per-modality discrepancy, batch sizes, losses, accuracies and the reward."""
+    writer.add_scalar("reward", reward, step)
+    for j, m in enumerate(modalities):
+        writer.add_scalar(f"discrepancy/{m}", info["discrepancy"][j], step)
+        writer.add_scalar(f"batch_size/{m}", info["batch_sizes"][j], step)
+        writer.add_scalar(f"train_accuracy/{m}", info["train_accuracy"][m], step)
+    for name, value in info["train_loss"].items():
+        writer.add_scalar(f"train_loss/{name}", value, step)
+    test = info.get("test")
+    if test:
+        for who, metrics in test.items():
+            for metric, value in metrics.items():
+                writer.add_scalar(f"test/{who}/{metric}", value, step)
+    writer.flush()
