@@ -61,10 +61,10 @@ def make_synthetic(
     dims: Sequence[int] | int = 32,
     shortcut_fraction: float = 0.7,
     strong_snr: float = 3.0,
-    clusters_per_class: int = 3,
+    clusters_per_class: int = 8,
     latent_dim: int = 4,
-    latent_noise: float = 0.35,
-    noise: float = 0.5,
+    latent_noise: float = 0.25,
+    noise: float = 0.3,
     names: Sequence[str] | None = None,
     seed: int = 0,
 ) -> MultimodalDataset:
