@@ -88,7 +88,7 @@ class DUSEnv(gym.Env):
         self,
         dataset: str | MultimodalDataset = "synthetic",
         learner: str | Learner = "baseline",
-        epochs: int = 10,
+        epochs: int = 5,
         batch_budget: int = 64,
         step_every: str | int = "epoch",
         reward: str | Callable[[RewardContext], float] = "dus",
