@@ -143,6 +143,17 @@ def test_curriculum_subset_grows_with_pacing(rerank_every):
         assert not torch.equal(rankings[0], rankings[-1])
 
 
+def test_curriculum_t_grow_none_uses_episode_length():
+    env = DUSEnv(_data(), "baseline", epochs=3, batch_budget=32, sample_order="bss-curriculum",
+                 sample_order_kwargs={"t_grow": None})
+    env.reset(seed=0)
+    sizes = []
+    for _ in range(3):
+        env.step(env.uniform_action())
+        sizes.append(env.sample_order.pass_size)
+    assert sizes == [math.floor(200 * root_pacing(t, 0.1, 3)) for t in range(3)] and sizes[-1] == 200
+
+
 def test_weighted_permutation_first_position_frequencies():
     w = torch.tensor([1.0, 2.0, 3.0, 4.0, 0.5, 0.01])
     gen = torch.Generator().manual_seed(0)

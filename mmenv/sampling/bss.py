@@ -151,7 +151,9 @@ class BSSCurriculum(_BSSBase):
 
     Args:
         l0: initial share of the data (lambda's starting value is ``sqrt(l0^2 + (1 - l0^2) / T_grow)``).
-        t_grow: epochs until the whole training set is used (T_grow).
+        t_grow: epochs until the whole training set is used (T_grow, the paper's 40); ``None``
+            uses the episode's epoch count (``env.epochs``), so the last epoch sees all data.
+            With the paper's 40 and a 10-epoch episode only the easiest ~51% are ever used.
         rerank_every: re-score every k epochs with the current model (default 1);
             ``0`` ranks once at epoch 0 with the initial model, as the official code does.
         shuffle_within: shuffle the selected subset each pass (default) or visit it in
@@ -161,16 +163,17 @@ class BSSCurriculum(_BSSBase):
 
     name = "bss-curriculum"
 
-    def __init__(self, l0: float = 0.1, t_grow: float = 40, rerank_every: int = 1, shuffle_within: bool = True,
+    def __init__(self, l0: float = 0.1, t_grow: float | None = 40, rerank_every: int = 1, shuffle_within: bool = True,
                  score_batch_size: int | None = None) -> None:
         if not 0.0 < l0 <= 1.0:
             raise ValueError(f"l0 must be in (0, 1], got {l0}")
-        if t_grow <= 0:
-            raise ValueError(f"t_grow must be > 0 epochs, got {t_grow}")
+        if t_grow is not None and t_grow <= 0:
+            raise ValueError(f"t_grow must be > 0 epochs (or None for the episode length), got {t_grow}")
         if not isinstance(rerank_every, int) or rerank_every < 0:
             raise ValueError(f"rerank_every must be an int >= 0 (0 = rank once at epoch 0), got {rerank_every!r}")
         super().__init__(score_batch_size)
         self.l0, self.t_grow, self.rerank_every, self.shuffle_within = l0, t_grow, rerank_every, shuffle_within
+        self._t_grow = t_grow  # resolved T_grow (t_grow=None: set from env.epochs at the first epoch)
         self.ranking: Tensor | None = None
         self.pass_size = 0
 
@@ -180,13 +183,17 @@ class BSSCurriculum(_BSSBase):
         self.pass_size = n
 
     def pacing(self, epoch: int) -> float:
-        return root_pacing(epoch, self.l0, self.t_grow)
+        if self._t_grow is None:
+            raise RuntimeError("t_grow=None takes the episode length from the env in on_epoch_start; call it first")
+        return root_pacing(epoch, self.l0, self._t_grow)
 
     def subset_size(self, epoch: int) -> int:
         """``floor(N * lambda(epoch))`` (at least one sample)."""
         return max(1, min(self.n, math.floor(self.n * self.pacing(epoch) + 1e-9)))
 
     def on_epoch_start(self, epoch: int, env) -> None:
+        if self.t_grow is None:
+            self._t_grow = env.epochs
         due = self.rerank_every > 0 and epoch % self.rerank_every == 0
         if self.ranking is None or due:
             # stable sort: ties keep dataset order, so the ranking depends on the scores alone
