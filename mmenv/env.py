@@ -18,7 +18,7 @@ from gymnasium import spaces
 
 from .datasets import MultimodalDataset, make_dataset
 from .discrepancy import DiscrepancyTracker, batch_discrepancy
-from .learners import Batch, Learner, LearnerContext, make_learner
+from .learners import Batch, Learner, LearnerContext, LearnerError, make_learner
 from .metrics import classification_metrics
 from .rewards import RewardContext, make_reward
 from .sampling import ModalitySampler, SampleOrder, action_to_proportions, allocate, make_sample_order
@@ -73,7 +73,10 @@ class DUSEnv(gym.Env):
         device: torch device for data, model, sampling and tracking.
         dataset_kwargs, learner_kwargs: passed to the registry when names are given.
         action_space: ``"unit"`` ([0, 1], the paper's) or ``"symmetric"`` ([-1, 1]).
-        sample_order: sample-order strategy (name or :class:`SampleOrder`), default shuffle.
+        sample_order: sample-order strategy (name or :class:`SampleOrder`), default shuffle;
+            also ``"bss-curriculum"``, ``"bss-learned"``, ``"remix"`` (docs/sample_orders.md).
+            The policy still sets the batch sizes; the strategy picks the samples.
+        sample_order_kwargs: passed to the registry when ``sample_order`` is a name.
         iters_per_epoch: iterations per epoch; default ``ceil(N_train * m / N_B)``, so that
             under uniform shares every modality sees about its whole split once per epoch.
         min_batch: minimum batch size per modality (default 1).
@@ -98,6 +101,7 @@ class DUSEnv(gym.Env):
         learner_kwargs: Mapping[str, Any] | None = None,
         action_space: str = "unit",
         sample_order: str | SampleOrder = "shuffle",
+        sample_order_kwargs: Mapping[str, Any] | None = None,
         iters_per_epoch: int | None = None,
         min_batch: int = 1,
         action_tol: float = 1e-6,
@@ -147,7 +151,12 @@ class DUSEnv(gym.Env):
         self.needs_validation = bool(getattr(self.reward_fn, "needs_validation", False))
         if self.needs_validation and self.dataset.val is None:
             raise ValueError("this reward needs validation accuracy but the dataset has no val split")
-        self.sample_order = make_sample_order(sample_order)
+        self.sample_order = make_sample_order(sample_order, **dict(sample_order_kwargs or {}))
+        if self.sample_order.uses_masks and not (learner.supports_masks and not learner.requires_paired):
+            raise LearnerError(
+                f"sample_order {self.sample_order.name!r} trains on single-modality (masked) batches, but learner "
+                f"{learner.name!r} does not honour Batch.masks (supports_masks=False) or needs paired rows; "
+                "use a learner with supports_masks=True (e.g. 'baseline') or another sample order")
         n_train = len(self.dataset.train)
         self.iters_per_epoch = iters_per_epoch or max(1, math.ceil(n_train * m / batch_budget))
         self.total_iters = self.epochs * self.iters_per_epoch
@@ -270,6 +279,9 @@ class DUSEnv(gym.Env):
                 self._epoch_started = epoch
                 self.sample_order.on_epoch_start(epoch, self)
             num_paired, idx = self.sampler.sample(sizes, epoch)
+            # Single-modality epochs (Data Remixing): every row lacks the other modalities.
+            masks = ({mod: torch.ones(a, dtype=torch.bool, device=self.device) for mod, a in zip(self.modalities, sizes)}
+                     if self.sample_order.single_modality_batches(epoch) else None)
             batch = Batch(
                 inputs={mod: train.gather(mod, idx[mod]) for mod in self.modalities},
                 labels={mod: train.labels[idx[mod]] for mod in self.modalities},
@@ -277,6 +289,7 @@ class DUSEnv(gym.Env):
                 num_paired=num_paired,
                 epoch=epoch,
                 iteration=self.iteration,
+                masks=masks,
             )
             out = self.learner.train_step(batch)
             self.tracker.update(batch_discrepancy(out.logits, batch.labels, self.modalities, self.tracker.mode))

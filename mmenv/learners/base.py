@@ -127,10 +127,14 @@ class Learner(ABC):
             (e.g. it only has a fusion loss). The environment then refuses a
             configuration in which the paired core could be empty.
         min_modalities, max_modalities: supported number of modalities (``None`` = any).
+        supports_masks: ``True`` if :meth:`train_step` honours ``Batch.masks`` (rows whose
+            other modalities are missing enter the fusion with those zero-filled). Sample
+            orders that produce masked single-modality batches (Data Remixing) need it.
     """
 
     name: str = "learner"
     requires_paired: bool = False
+    supports_masks: bool = False
     min_modalities: int = 2
     max_modalities: int | None = None
 

@@ -3,7 +3,9 @@
 Loss per iteration = CE(fused) + sum_m CE(unimodal head m). The fused CE uses the
 paired core of the batch (``fusion_input="paired"``), or also every modality's unpaired
 rows with the missing modalities' features zero-filled (``"zero-fill"``, as Data
-Remixing masks modalities). Each unimodal CE uses its modality's whole batch. The
+Remixing masks modalities). Rows marked in ``Batch.masks`` (their other modalities are
+missing, e.g. Data Remixing's single-modality batches) always enter the fused CE with the
+other modalities zero-filled. Each unimodal CE uses its modality's whole batch. The
 ``loss_scale`` (``"mean"`` or ``"budget"``, see :func:`mmenv.learners.common.scaled_ce`)
 decides whether a modality's batch share scales its gradient magnitude.
 """
@@ -17,7 +19,7 @@ from torch import Tensor
 
 from ..models.multimodal import MultimodalModel
 from .base import Batch, Learner, LearnerContext, Prediction, StepOutput
-from .common import build_optimizer, check_loss_scale, scaled_ce
+from .common import build_optimizer, check_loss_scale, scaled_ce, weighted_scaled_ce
 
 FUSION_INPUTS = ("paired", "zero-fill")
 
@@ -34,6 +36,7 @@ class BaselineLearner(Learner):
     """
 
     name = "baseline"
+    supports_masks = True
 
     def __init__(
         self,
@@ -68,20 +71,35 @@ class BaselineLearner(Learner):
         self.optimizer = build_optimizer(self.model.parameters(), **self.opt_kwargs)
 
     def fused_loss(self, feats: dict[str, Tensor], batch: Batch) -> Tensor:
+        """Fused CE on the paired core plus zero-filled unpaired rows.
+
+        Unpaired rows enter with ``fusion_input="zero-fill"`` (all of them) or when
+        ``batch.masks`` marks them (only those: a row-weighted CE keeps this free of host
+        syncs). Masks on paired-core rows are ignored: those rows have every modality.
+        """
         model = self.model
         p = batch.num_paired
         rows_feats = [torch.cat([feats[m][:p] for m in model.modalities], dim=1)]
         rows_labels = [batch.paired_labels()]
-        if self.fusion_input == "zero-fill":
-            for j, m in enumerate(model.modalities):
+        masks = batch.masks
+        weighted = masks is not None and self.fusion_input != "zero-fill"
+        rows_weights = [rows_feats[0].new_ones(p)] if weighted else []
+        if self.fusion_input == "zero-fill" or masks is not None:
+            for m in model.modalities:
                 extra = feats[m][p:]
                 if extra.shape[0] == 0:
                     continue
-                parts = [extra if k == j else extra.new_zeros(extra.shape[0], model.feature_dims[k])
+                parts = [extra if k == m else extra.new_zeros(extra.shape[0], model.feature_dims[k])
                          for k in model.modalities]
                 rows_feats.append(torch.cat(parts, dim=1))
                 rows_labels.append(batch.labels[m][p:])
+                if weighted:
+                    mask = masks.get(m)
+                    rows_weights.append(extra.new_zeros(extra.shape[0]) if mask is None else mask[p:].to(extra.dtype))
         fused_logits = model.fusion(torch.cat(rows_feats))
+        if weighted:
+            return weighted_scaled_ce(fused_logits, torch.cat(rows_labels), torch.cat(rows_weights),
+                                      self.loss_scale, self.share)
         return scaled_ce(fused_logits, torch.cat(rows_labels), self.loss_scale, self.share)
 
     def train_step(self, batch: Batch) -> StepOutput:

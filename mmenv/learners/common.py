@@ -46,3 +46,17 @@ def scaled_ce(logits: Tensor, labels: Tensor, loss_scale: str, budget_share: flo
     if loss_scale == "mean":
         return F.cross_entropy(logits, labels)
     return F.cross_entropy(logits, labels, reduction="sum") / budget_share
+
+
+def weighted_scaled_ce(logits: Tensor, labels: Tensor, weights: Tensor, loss_scale: str, budget_share: float) -> Tensor:
+    """:func:`scaled_ce` with per-row weights in [0, 1] (0 drops a row), host-sync free.
+
+    ``"mean"`` divides the weighted sum by the total weight (at least 1), ``"budget"``
+    by ``budget_share``; with all weights 1 it equals :func:`scaled_ce`.
+    """
+    if logits.shape[0] == 0:
+        return logits.sum() * 0.0
+    ce = (F.cross_entropy(logits, labels, reduction="none") * weights).sum()
+    if loss_scale == "mean":
+        return ce / weights.sum().clamp_min(1.0)
+    return ce / budget_share

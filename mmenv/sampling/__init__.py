@@ -1,7 +1,9 @@
 """Batch allocation (Eq. 4), per-modality index sampling and sample-order strategies."""
 
 from .allocation import ActionError, action_to_proportions, allocate
-from .order import SAMPLE_ORDERS, SampleOrder, Shuffle, make_sample_order
+from .order import SAMPLE_ORDERS, SampleOrder, Shuffle, make_sample_order, register_sample_order
+from .bss import BSSCurriculum, BSSLearned
+from .remix import DataRemix
 from .sampler import ModalitySampler
 
 __all__ = [
@@ -11,6 +13,10 @@ __all__ = [
     "SAMPLE_ORDERS",
     "SampleOrder",
     "Shuffle",
+    "BSSCurriculum",
+    "BSSLearned",
+    "DataRemix",
     "make_sample_order",
+    "register_sample_order",
     "ModalitySampler",
 ]

@@ -6,9 +6,27 @@ modality. When a stream runs out it asks the strategy for its next pass with
 permutation of the whole training split. Curriculum strategies (BSS) return a subset
 in a chosen order; strategies that need the model (they score samples) implement
 :meth:`on_epoch_start`.
+
+A strategy decides *which* samples and in *which order*; a DUS policy still decides
+*how many* per modality (the batch sizes). Any strategy combines with any policy::
+
+    env = DUSEnv(sample_order="bss-curriculum", sample_order_kwargs={"t_grow": 10})
+
+Hooks a strategy may override (all optional):
+
+* ``restart_each_epoch`` (class attribute): ``True`` makes every stream start a new
+  pass at each epoch boundary, so an order computed in :meth:`on_epoch_start` takes
+  effect at once (the default streams run across epochs).
+* :meth:`single_modality_batches`: ``True`` for an epoch whose batches have no paired
+  core; every row then carries only its own modality and the environment marks it in
+  ``Batch.masks`` (the other modalities are missing, zero-filled in fusion).
+* ``uses_masks`` (class attribute): the strategy may return ``True`` above, so the
+  learner must honour ``Batch.masks`` (``Learner.supports_masks``).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -18,8 +36,13 @@ class SampleOrder:
     """Base class: a fresh shuffle of all ``n`` samples per pass."""
 
     name = "shuffle"
+    #: start a new pass on every stream at each epoch boundary
+    restart_each_epoch: bool = False
+    #: may produce single-modality (masked) batches; the learner must support masks
+    uses_masks: bool = False
 
     def setup(self, n: int, streams: tuple[str, ...], device: torch.device, generator: torch.Generator) -> None:
+        """Called at every ``reset``: ``n`` training samples, stream keys, device, episode generator."""
         self.n = n
         self.streams = streams
         self.device = device
@@ -29,7 +52,12 @@ class SampleOrder:
         """Called by the environment before each epoch (``env`` gives learner and data)."""
 
     def next_pass(self, stream: str, epoch: int) -> Tensor:
+        """Indices (device ``LongTensor``) the stream visits next, in order."""
         return torch.randperm(self.n, generator=self.generator, device=self.device)
+
+    def single_modality_batches(self, epoch: int) -> bool:
+        """Whether ``epoch``'s batches are single-modality (no paired core, rows masked)."""
+        return False
 
     def state_dict(self) -> dict:
         return {}
@@ -45,9 +73,25 @@ class Shuffle(SampleOrder):
 SAMPLE_ORDERS: dict[str, type[SampleOrder]] = {"shuffle": Shuffle}
 
 
-def make_sample_order(order) -> SampleOrder:
+def register_sample_order(name: str, cls: type[SampleOrder]) -> None:
+    """Register a strategy class under ``name`` (usable as ``DUSEnv(sample_order=name)``)."""
+    SAMPLE_ORDERS[name] = cls
+
+
+def make_sample_order(order: str | SampleOrder, **kwargs: Any) -> SampleOrder:
+    """Build a strategy from a registered name (with ``kwargs``) or pass an instance through."""
     if isinstance(order, SampleOrder):
+        if kwargs:
+            raise ValueError("sample_order_kwargs only apply when sample_order is given by name; "
+                             "configure the SampleOrder object directly instead")
         return order
     if order not in SAMPLE_ORDERS:
         raise ValueError(f"unknown sample_order {order!r}; valid names: {sorted(SAMPLE_ORDERS)} (or a SampleOrder)")
-    return SAMPLE_ORDERS[order]()
+    return SAMPLE_ORDERS[order](**kwargs)
+
+
+# The strategies below subclass SampleOrder (defined above), so they are imported last.
+from .bss import BSSCurriculum, BSSLearned  # noqa: E402
+from .remix import DataRemix  # noqa: E402
+
+SAMPLE_ORDERS.update({"bss-curriculum": BSSCurriculum, "bss-learned": BSSLearned, "remix": DataRemix})

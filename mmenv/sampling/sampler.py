@@ -20,18 +20,23 @@ PAIRED = "paired"
 
 
 class _Stream:
-    __slots__ = ("key", "order", "perm", "cursor")
+    __slots__ = ("key", "order", "perm", "cursor", "perm_epoch")
 
     def __init__(self, key: str, order: SampleOrder) -> None:
         self.key, self.order = key, order
         self.perm: Tensor | None = None
         self.cursor = 0
+        self.perm_epoch = -1
 
     def take(self, k: int, epoch: int) -> Tensor:
         parts = []
+        # Strategies that re-order per epoch (BSS, Remix) start a new pass at the epoch boundary.
+        if self.order.restart_each_epoch and self.perm_epoch != epoch:
+            self.perm = None
         while k > 0:
             if self.perm is None or self.cursor >= self.perm.shape[0]:
                 self.perm = self.order.next_pass(self.key, epoch)
+                self.perm_epoch = epoch
                 self.cursor = 0
                 if self.perm.shape[0] == 0:
                     raise RuntimeError(f"sample order {self.order.name!r} returned an empty pass for {self.key!r}")
@@ -53,8 +58,12 @@ class ModalitySampler:
         self.streams = {key: _Stream(key, order) for key in (PAIRED, *self.modalities)}
 
     def sample(self, sizes: Sequence[int], epoch: int) -> tuple[int, dict[str, Tensor]]:
-        """Return ``(num_paired, {modality: indices})`` for per-modality ``sizes``."""
-        p = min(sizes)
+        """Return ``(num_paired, {modality: indices})`` for per-modality ``sizes``.
+
+        When the strategy asks for single-modality batches this epoch, there is no
+        paired core (``num_paired == 0``) and each modality draws from its own stream.
+        """
+        p = 0 if self.order.single_modality_batches(epoch) else min(sizes)
         core = self.streams[PAIRED].take(p, epoch)
         out = {}
         for m, a in zip(self.modalities, sizes):
@@ -63,8 +72,9 @@ class ModalitySampler:
         return p, out
 
     def state_dict(self) -> dict:
-        return {k: (s.perm, s.cursor) for k, s in self.streams.items()}
+        return {k: (s.perm, s.cursor, s.perm_epoch) for k, s in self.streams.items()}
 
     def load_state_dict(self, state: dict) -> None:
-        for k, (perm, cursor) in state.items():
+        for k, (perm, cursor, *rest) in state.items():
             self.streams[k].perm, self.streams[k].cursor = perm, cursor
+            self.streams[k].perm_epoch = rest[0] if rest else -1
