@@ -24,6 +24,7 @@ use to read per-modality ``.npy`` files aligned with their label files.
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -85,7 +86,7 @@ def load_feature_file(path: str | os.PathLike, modalities: Sequence[str] | None 
                 arrays = {m: data[m] for m in names}
                 labels = data["labels"]
                 class_names = [str(c) for c in data["class_names"]] if "class_names" in keys else None
-        except (OSError, ValueError, EOFError) as err:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
             raise DatasetError(f"cannot read feature file {path}: {err}") from None
     elif path.suffix in (".h5", ".hdf5"):
         h5py = _h5py()
