@@ -253,3 +253,21 @@ def test_worker_errors_name_the_file(crema):
     clip.audio.write_bytes(b"RIFF")
     with pytest.raises(DatasetError, match=rf"{clip.clip_id}\.wav"):
         ds.test.gather("audio", torch.arange(6))
+
+
+def test_episode_is_a_function_of_the_seed(crema):
+    # Two episodes of one environment with the same seed: the augmentation generator is
+    # restarted at reset, so the second episode repeats the first exactly.
+    kw = {"encoder_kwargs": {"audio": {"width": 4}, "visual": {"width": 4}}}
+    ds = make_dataset("crema-d", root=crema, val_fraction=0.0, memory_cache=False, **SMALL)
+    env = mmenv.DUSEnv(dataset=ds, epochs=1, batch_budget=6, iters_per_epoch=2, learner_kwargs=kw)
+
+    def run(seed):
+        env.reset(seed=seed)
+        obs, _, _, _, info = env.step(env.uniform_action())
+        return obs, info["train_loss"]["total"]
+
+    obs_a, loss_a = run(3)
+    obs_b, loss_b = run(3)
+    np.testing.assert_array_equal(obs_a, obs_b)
+    assert loss_a == loss_b

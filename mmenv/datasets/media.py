@@ -309,12 +309,13 @@ class _Decoder(torch.utils.data.Dataset):
     """Decodes one ``(modality, sample index, seed)`` item; pickled into worker processes."""
 
     def __init__(self, clips: Sequence[MediaClip], audio: AudioConfig, frames: FrameConfig, train: bool,
-                 cache_dir: Path | None, modality_names: Mapping[str, str]) -> None:
+                 cache_dir: Path | None, modality_names: Mapping[str, str], memory_cache: bool = True) -> None:
         self.clips = clips
         self.audio, self.frames, self.train = audio, frames, train
         self.cache_dir = cache_dir
         self.kind_of = dict(modality_names)  # modality name -> "audio" | "visual"
         self.memory: dict[int, Tensor] = {}
+        self.memory_cache = memory_cache
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -336,7 +337,8 @@ class _Decoder(torch.utils.data.Dataset):
                 try:
                     spec = torch.from_numpy(np.load(cached))
                     if tuple(spec.shape) == self.audio.shape:
-                        self.memory[i] = spec
+                        if self.memory_cache:
+                            self.memory[i] = spec
                         return spec
                 except (OSError, ValueError):
                     pass  # a damaged cache entry is recomputed below
@@ -349,7 +351,8 @@ class _Decoder(torch.utils.data.Dataset):
             with open(tmp, "wb") as f:
                 np.save(f, spec.numpy())
             os.replace(tmp, cached)  # atomic: concurrent workers never see half a file
-        self.memory[i] = spec
+        if self.memory_cache:
+            self.memory[i] = spec
         return spec
 
     def visual(self, i: int, seed: int) -> Tensor:
@@ -401,11 +404,15 @@ class MediaSplit(Split):
         cache_dir: folder for cached spectrograms (``None``: in-memory cache only).
         seed: initial seed of the augmentation generator (the environment reseeds it).
         name: for error messages.
+        memory_cache: keep computed spectrograms in memory (193 KB per clip at the
+            default size: 1.3 GB for CREMA-D's train split); ``False`` relies on
+            ``cache_dir`` alone.
     """
 
     def __init__(self, clips: Sequence[MediaClip], audio: AudioConfig, frames: FrameConfig, train: bool,
                  modalities: Mapping[str, str], device: torch.device | str = "cpu", num_workers: int = 0,
-                 cache_dir: str | os.PathLike | None = None, seed: int = 0, name: str = "media") -> None:
+                 cache_dir: str | os.PathLike | None = None, seed: int = 0, name: str = "media",
+                 memory_cache: bool = True) -> None:
         if num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {num_workers}")
         self.clips = list(clips)
@@ -418,8 +425,9 @@ class MediaSplit(Split):
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
         self.name = name
         self.audio_cfg, self.frame_cfg = audio, frames
+        self.memory_cache = memory_cache
         self.decoder = _Decoder(self.clips, audio, frames, train, self.cache_dir,
-                                {v: k for k, v in self.role.items()})
+                                {v: k for k, v in self.role.items()}, memory_cache)
         self._loader = None
         self._batches = _BatchList()
         self.reseed(seed)
@@ -466,7 +474,7 @@ class MediaSplit(Split):
 
     def to(self, device: torch.device | str) -> "MediaSplit":
         out = MediaSplit(self.clips, self.audio_cfg, self.frame_cfg, self.train_mode, self.role, device,
-                         self.num_workers, self.cache_dir, 0, self.name)
+                         self.num_workers, self.cache_dir, 0, self.name, self.memory_cache)
         out.generator = self.generator
         out.decoder.memory = self.decoder.memory  # share the in-process spectrogram cache
         return out
@@ -498,15 +506,27 @@ def make_media_dataset(
     split_seed: int = 0,
     num_workers: int = 0,
     cache_dir: str | os.PathLike | None = None,
+    memory_cache: bool = True,
     device: str | torch.device = "cpu",
 ) -> MultimodalDataset:
     """Build an audio-visual data set from a folder of WAVs, frame folders and two label lists.
 
-    ``classes`` fixes the class order (labels outside it are errors); ``None`` takes
-    the sorted set of labels found in both lists. Validation: ``val_fraction`` of each
-    class of the train list, chosen by ``split_seed`` (fixed), evaluated with the test
-    transforms. ``audio_dir``/``frames_dir`` ``None`` drops that modality (the other
-    modality then needs another partner, so at least both are normally given).
+    Args:
+        name: the data set's name.
+        root: the data folder; ``train_list``/``test_list`` (``<clip>,<label>`` rows),
+            ``audio_dir`` (``<clip><audio_ext>``) and ``frames_dir`` (``<clip>/*.jpg``)
+            are relative to it.
+        classes: the class order (labels outside it are errors); ``None`` takes the
+            sorted set of labels found in both lists.
+        audio_name, visual_name: modality names.
+        sample_rate, seconds, n_fft, hop_length: the spectrogram (:class:`AudioConfig`).
+        frame_size, num_frames: the frames (:class:`FrameConfig`).
+        val_fraction, split_seed: validation is ``val_fraction`` of each class of the
+            train list, chosen by ``split_seed`` (fixed), decoded with the test transforms.
+        num_workers: decoder processes per split (0: decode in the calling process).
+        cache_dir: spectrogram disk cache (``None``: none); ``memory_cache``: keep them in
+            memory too.
+        device: where batches and labels are put (``DUSEnv`` moves them to its device).
     """
     root = Path(root)
     if not root.is_dir():
@@ -537,7 +557,7 @@ def make_media_dataset(
 
     def split(clips, train, tag):
         return MediaSplit(clips, audio, frames, train, roles, device, num_workers, cache_dir, split_seed,
-                          f"{name}/{tag}")
+                          f"{name}/{tag}", memory_cache)
 
     tr = split([train_clips[i] for i in keep], True, "train")
     va = split([train_clips[i] for i in held], False, "val") if len(held) else None
