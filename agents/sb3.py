@@ -139,6 +139,19 @@ def learn(model, total_timesteps: int, progress_bar: bool = False, tb_log_name: 
     return model.learn(total_timesteps=total_timesteps, callback=cb, progress_bar=progress_bar, **kwargs)
 
 
+def _algo_from_saved_data(data: dict) -> str | None:
+    """Tell the algorithm by the hyper-parameters only it saves (PPO and A2C share a policy class)."""
+    if "clip_range" in data:
+        return "ppo"
+    if "policy_delay" in data:
+        return "td3"
+    if "target_entropy" in data or "ent_coef_optimizer" in data:
+        return "sac"
+    if "n_steps" in data:
+        return "a2c"
+    return None
+
+
 def load_sb3_model(path: str | Path, algo: str | None = None):
     """Load an SB3 ``.zip``; the algorithm is read from the file when not given."""
     path = Path(path)
@@ -146,10 +159,11 @@ def load_sb3_model(path: str | Path, algo: str | None = None):
         try:
             with zipfile.ZipFile(path) as zf:
                 data = json.loads(zf.read("data"))
-            module = data["policy_class"]["__module__"]       # e.g. stable_baselines3.ppo.policies
-            algo = module.split(".")[1]
-        except (KeyError, IndexError, ValueError, zipfile.BadZipFile) as exc:
-            raise PolicyError(f"could not tell which SB3 algorithm saved {path}; pass algo=...") from exc
+        except (KeyError, ValueError, zipfile.BadZipFile) as exc:
+            raise PolicyError(f"{path} is not a saved SB3 model (no readable 'data' entry)") from exc
+        algo = _algo_from_saved_data(data)
+        if algo is None:
+            raise PolicyError(f"could not tell which SB3 algorithm saved {path}; pass algo=...")
     return _algo_class(algo).load(path, device="cpu")
 
 
