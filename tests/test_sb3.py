@@ -30,7 +30,7 @@ def scalar_tags(log_dir):
 def test_preset_learns_saves_loads_and_runs(algo, tmp_path):
     env = tiny_sb3_env()
     model = make_sb3_agent(algo, env, tensorboard_log=str(tmp_path / "tb"), seed=0)
-    learn(model, total_timesteps=8)
+    learn(model, total_timesteps=8, progress_bar=(algo == "ppo"))
     assert model.num_timesteps >= 8
     path = tmp_path / f"{algo}.zip"
     model.save(path)
