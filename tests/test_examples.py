@@ -1,32 +1,30 @@
-import ast
-import os
-import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from mmenv.learners import LearnerError
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_custom_learner_example_runs_and_learns():
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, str(ROOT / "examples" / "custom_learner.py")], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    last = result.stdout.strip().splitlines()[-1]
-    accuracies = ast.literal_eval(last)  # the example prints a dict of test accuracies
-    assert set(accuracies) == {"fused", "strong", "weak"}
-    assert accuracies["fused"] > 0.5  # 4 classes: chance is 0.25
-
-
-def test_custom_learner_refuses_a_wrong_modality_count():
+@pytest.fixture
+def custom_learner_module():
     sys.path.insert(0, str(ROOT / "examples"))
     try:
-        from custom_learner import LateFusionLearner
+        import custom_learner
     finally:
         sys.path.pop(0)
-    import pytest
+    return custom_learner
 
-    from mmenv.learners import LearnerError
 
+def test_custom_learner_example_runs_and_learns(custom_learner_module, capsys):
+    test = custom_learner_module.main()
+    assert set(test) == {"fused", "strong", "weak"}
+    assert test["fused"]["accuracy"] > 0.5  # 4 classes: chance is 0.25
+    assert "batch sizes [10, 22]" in capsys.readouterr().out  # 30 % / 70 % of N_B = 32
+
+
+def test_custom_learner_refuses_a_wrong_modality_count(custom_learner_module):
     with pytest.raises(LearnerError, match="supports 2"):
-        LateFusionLearner().check_modalities(["only"])
+        custom_learner_module.LateFusionLearner().check_modalities(["only"])
