@@ -1,4 +1,6 @@
-"""A user-written learner plugged into ``mmenv/DUS-v0`` (run from the repository root: ``PYTHONPATH=. python examples/custom_learner.py``).
+"""A user-written learner plugged into ``mmenv/DUS-v0``.
+
+Run from the repository root: ``PYTHONPATH=. python examples/custom_learner.py``.
 
 ``LateFusionLearner`` trains one small encoder + classifier per modality, each on its
 own (unequal) batch, and fuses by averaging the modalities' log-probabilities. It is
