@@ -3,7 +3,7 @@ import torch
 from torch.nn import functional as F
 
 from mmenv.learners import PMRLearner, make_learner
-from mmenv.learners.pmr import prototype_logits
+from mmenv.learners.pmr import pce_weights, prototype_logits
 from tests.learner_utils import (CHANCE, THREE_MODALITY_ACTIONS, TWO_MODALITY_ACTIONS, make_batch, setup_learner,
                                  tiny_data, train_episode)
 
@@ -67,6 +67,15 @@ def test_entropy_regularisation_only_in_early_epochs_and_only_for_the_leader():
     c = setup_learner(PMRLearner(mu=0.5, entropy_epochs=1), ds)
     d = setup_learner(PMRLearner(mu=0.0), ds)
     assert c.train_step(late).losses["total"].item() == pytest.approx(d.train_step(late).losses["total"].item())
+
+
+def test_pce_weights_ratio_and_constant_forms():
+    s = torch.tensor([0.6, 0.3, 0.2])
+    torch.testing.assert_close(pce_weights(s, 0.5), torch.tensor([0.0, 0.5 * 1.0, 0.5 * 2.0]))
+    torch.testing.assert_close(pce_weights(s, 0.5, "constant"), torch.tensor([0.0, 0.5, 0.5]))
+    torch.testing.assert_close(pce_weights(torch.tensor([0.4, 0.4]), 1.0), torch.zeros(2))
+    with pytest.raises(ValueError, match="coefficient"):
+        PMRLearner(coefficient="other")
 
 
 def test_prototype_distance_gradient_is_finite_on_the_prototype():

@@ -29,8 +29,11 @@ Readings taken:
   been seen keeps its previous prototype (zeros at the start).
 * **Distance.** Euclidean (not squared), as in the paper's equations.
 * **Coefficients, more than two modalities.** ``beta_m`` is defined against the leader
-  (``s_max``), which reduces to the paper's ``rho - 1`` for the weaker of two modalities;
-  any number of modalities works.
+  (``s_max``), which reduces to ``alpha (rho - 1)`` for the weaker of two modalities;
+  any number of modalities works. The authors' public code instead gives the lagging
+  modality the constant weight ``alpha`` (and the leader 0): ``coefficient="constant"``.
+  The ratio-dependent form (default, ``"ratio"``) grows with the imbalance and vanishes
+  when the modalities are level.
 * **Scores** are per-sample means on the paired core (see :func:`~mmenv.learners.common.modality_scores`).
 * The fused CE uses the paired core plus zero-filled unpaired rows (``fusion_input``, as
   in the baseline); evaluation reports the fused head and, per modality, the prototype
@@ -50,6 +53,17 @@ from .baseline import BaselineLearner
 from .common import modality_scores, prediction_entropy, scaled_ce
 
 
+COEFFICIENTS = ("ratio", "constant")
+
+
+def pce_weights(scores: Tensor, alpha: float, form: str = "ratio") -> Tensor:
+    """Weights ``beta_m`` of the prototypical CE from the scores ``s_m`` (``[m]``); the leader gets 0."""
+    lagging = scores < scores.max()
+    if form == "constant":
+        return torch.where(lagging, torch.full_like(scores, alpha), torch.zeros_like(scores))
+    return alpha * torch.relu(scores.max() / scores.clamp_min(1e-12) - 1.0)
+
+
 def prototype_logits(features: Tensor, prototypes: Tensor) -> Tensor:
     """``-||f - c_k||_2`` for every class k: ``[B, d] x [C, d] -> [B, C]``.
 
@@ -67,6 +81,7 @@ class PMRLearner(BaselineLearner):
         alpha: strength of the prototypical CE for lagging modalities (``beta_m``).
         mu: weight of the prototype entropy regularisation.
         entropy_epochs: the regularisation applies in epochs ``< entropy_epochs``.
+        coefficient: ``"ratio"`` (default) or ``"constant"``, see the module docstring.
         prototype_momentum: 0 (default) replaces the prototypes by the epoch's class
             means; ``b > 0`` keeps ``b * old + (1 - b) * new``.
         loss_scale, fusion_input, optimizer, lr, momentum, weight_decay, encoders,
@@ -83,6 +98,7 @@ class PMRLearner(BaselineLearner):
         alpha: float = 1.0,
         mu: float = 0.01,
         entropy_epochs: int = 1,
+        coefficient: str = "ratio",
         prototype_momentum: float = 0.0,
         loss_scale: str = "budget",
         fusion_input: str = "zero-fill",
@@ -98,6 +114,9 @@ class PMRLearner(BaselineLearner):
                          encoders=encoders, encoder_kwargs=encoder_kwargs)
         if not 0.0 <= prototype_momentum < 1.0:
             raise ValueError(f"prototype_momentum must be in [0, 1), got {prototype_momentum}")
+        if coefficient not in COEFFICIENTS:
+            raise ValueError(f"unknown coefficient {coefficient!r}; valid: {list(COEFFICIENTS)}")
+        self.coefficient = coefficient
         self.alpha = alpha
         self.mu = mu
         self.entropy_epochs = entropy_epochs
@@ -157,7 +176,7 @@ class PMRLearner(BaselineLearner):
         proto_logits = {m: prototype_logits(feats[m], self.current_prototypes(m)) for m in mods}
         scores = modality_scores({m: z.detach() for m, z in proto_logits.items()}, batch.labels,
                                  batch.num_paired, mods)
-        beta = self.alpha * torch.relu(scores.max() / scores.clamp_min(1e-12) - 1.0)
+        beta = pce_weights(scores, self.alpha, self.coefficient)
         dominant = (scores == scores.max()).float()
 
         fused = self.fused_loss(feats, batch)
