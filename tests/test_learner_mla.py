@@ -28,6 +28,8 @@ def test_one_optimizer_step_per_modality_through_one_shared_head():
     # The shared head moved between the modalities' steps.
     assert not torch.equal(head_snapshots[0][1], head_snapshots[1][1])
     assert learner.steps_taken == 3
+    # The very first step of training is not projected (the authors' exp_count == 0).
+    assert torch.linalg.matrix_norm(learner.projector.P).item() == pytest.approx(1.0, abs=1e-5)
     assert {m: z.shape[0] for m, z in out.logits.items()} == {"strong": 20, "weak1": 8, "weak2": 4}
     assert torch.allclose(out.losses["total"], sum(out.losses[m] for m in model.modalities))
 
@@ -48,6 +50,17 @@ def test_projector_update_follows_the_rls_formula_and_stays_normalised():
     g = w.grad.clone()
     proj.project(w)
     torch.testing.assert_close(w.grad, g @ expected.T)
+
+
+def test_first_step_is_plain_later_steps_are_projected():
+    ds = tiny_data()
+    learner = setup_learner(MLALearner(), ds)
+    calls = []
+    update = learner.projector.update
+    learner.projector.update = lambda *a, **k: (calls.append(learner.steps_taken), update(*a, **k))
+    learner.train_step(make_batch(ds, [16, 16], num_paired=16))
+    learner.train_step(make_batch(ds, [16, 16], num_paired=16, iteration=1))
+    assert calls == [1, 2, 3]  # steps 1..3 projected, step 0 not
 
 
 def test_projector_stays_finite_and_frobenius_normalised_during_training():

@@ -23,9 +23,12 @@ At test time the unimodal outputs are fused per sample with weights
 Readings taken:
 
 * ``P`` is updated with the current modality's batch and then applied to that same
-  modality's gradient, in this order, as in the authors' plugin; it is applied from the
-  first step on and carried across iterations, epochs and modalities (one projector for
-  the shared head, reset only by ``setup``).
+  modality's gradient, in this order, as in the authors' plugin, and carried across
+  iterations, epochs and modalities (one projector for the shared head, reset only by
+  ``setup``). As there, the very first optimizer step of training (nothing learnt yet to
+  protect) is neither projected nor folded into ``P``.
+* The denominator is the RLS scalar ``alpha + r k``; the authors' public plugin writes
+  ``alpha + k r`` (an outer product, so an element-wise division), which we read as a slip.
 * Only the head's weight is projected; its bias and the encoders get plain gradients.
 * The fused output is the weighted sum of the unimodal *logits* (the authors' code), and
   the weights are per sample.
@@ -123,7 +126,7 @@ class MLALearner(Learner):
             loss = scaled_ce(out, batch.labels[m], self.loss_scale, self.share)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if self.projection and feats.shape[0] > 0:
+            if self.projection and self.steps_taken > 0 and feats.shape[0] > 0:
                 self.projector.update(feats.detach(), batch_idx, self.ctx.iters_per_epoch)
                 self.projector.project(model.head.weight)
             self.optimizer.step()
