@@ -8,6 +8,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from .base import LearnerError
+
 LOSS_SCALES = ("mean", "budget")
 
 
@@ -122,8 +124,6 @@ def require_equal_feature_dims(feature_dims: Mapping[str, int], learner: str) ->
     """A shared head needs one feature width for all modalities; return it or raise."""
     dims = set(feature_dims.values())
     if len(dims) != 1:
-        from .base import LearnerError
-
         raise LearnerError(
             f"learner {learner!r} uses one classifier head shared by all modalities, so every encoder must "
             f"output the same feature width; got {dict(feature_dims)}. Pass encoder_kwargs with equal out_dim."
