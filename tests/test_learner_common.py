@@ -78,3 +78,17 @@ def test_zero_filled_unpaired_rows_use_their_own_features():
     expected = F.cross_entropy(torch.cat([paired, extra]), torch.cat([batch.labels["strong"][:4],
                                                                       batch.labels["strong"][4:]]))
     torch.testing.assert_close(loss, expected)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("order", ["remix", "bss-learned"])
+def test_runs_under_the_other_sample_orders(name, order):
+    """Data Remixing hands masked single-modality rows, BSS reorders samples."""
+    env = DUSEnv(dataset=tiny_data(), learner=name, epochs=2, batch_budget=32, sample_order=order)
+    env.reset(seed=0)
+    done = False
+    while not done:
+        _, _, terminated, truncated, info = env.step(np.array([0.5, 0.5], dtype=np.float32))
+        done = terminated or truncated
+    assert terminated and not info["diverged"]
+    assert info["test"]["fused"]["accuracy"] > 0.25

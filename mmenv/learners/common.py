@@ -62,6 +62,8 @@ def weighted_scaled_ce(logits: Tensor, labels: Tensor, weights: Tensor, loss_sca
     if loss_scale == "mean":
         return ce / weights.sum().clamp_min(1.0)
     return ce / budget_share
+
+
 # ---------------------------------------------------------------- balance-method helpers
 def true_class_score(logits: Tensor, labels: Tensor) -> Tensor:
     """Mean softmax probability of the true class over a batch (0 for an empty batch)."""

@@ -82,6 +82,9 @@ class MLALearner(Learner):
 
     name = "mla"
     requires_paired = False
+    # Every row trains only its own modality, so rows whose other modalities are
+    # missing (Batch.masks) need no special handling.
+    supports_masks = True
     min_modalities = 2
     max_modalities = None
 
