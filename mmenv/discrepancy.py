@@ -5,7 +5,8 @@ the summed softmax probability of the true class over modality j's batch. With
 ``mode="mean"`` it is the per-sample average instead.
 
 Cumulative discrepancy (Eq. 3): ``s^_1 = s_1``, ``s^_t = ((t-1)/t) s^_{t-1} + s_t / t``,
-the running mean over iterations t = 1, 2, ... of the episode. The observation is that
+the running mean over iterations t = 1, 2, ... of the episode. With ``mode="mean"`` a
+modality that got no rows in an iteration keeps its running value for that iteration. The observation is that
 vector; with ``mode="sum"`` it is divided by the batch budget N_B so it lies in [0, 1].
 
 Everything stays on the device: ``update`` launches kernels only; reading
@@ -59,6 +60,9 @@ class DiscrepancyTracker:
         """Fold in one iteration's ``s_t`` (``[m]`` tensor, raw: sums or means)."""
         self.t += 1
         s_t = s_t.detach().to(self.value.dtype)
+        # "mean" of an empty batch (a modality given 0 rows) is NaN: that modality keeps
+        # its running value instead of being dragged towards 0 or poisoned.
+        s_t = torch.where(torch.isnan(s_t), self.value, s_t)
         self.last = s_t
         if self.t == 1:
             self.value = s_t.clone()

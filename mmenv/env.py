@@ -306,13 +306,14 @@ class DUSEnv(gym.Env):
         keys = list(loss_sums)
         packed = torch.cat([
             self.tracker.observation.float(),
-            correct / seen,
+            correct / seen.clamp(min=1.0),  # a modality may get 0 rows when min_batch=0
             torch.stack([loss_sums[k].float() for k in keys]) / n_iters,
         ]).cpu().numpy()
         obs_raw = packed[:m]
         train_acc = packed[m:2 * m]
         losses = dict(zip(keys, packed[2 * m:].tolist()))
-        diverged = not (np.all(np.isfinite(packed)))
+        # Divergence = a non-finite loss or discrepancy (the training state is lost).
+        diverged = not (np.all(np.isfinite(obs_raw)) and np.all(np.isfinite(packed[2 * m:])))
         obs = np.clip(np.nan_to_num(obs_raw, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0).astype(np.float32)
         self._obs = obs
 

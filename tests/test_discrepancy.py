@@ -37,3 +37,10 @@ def test_mean_mode_is_not_rescaled_and_bad_mode():
     torch.testing.assert_close(tr.observation, torch.tensor([0.5, 0.25]))
     with pytest.raises(ValueError, match="valid"):
         DiscrepancyTracker(("a", "b"), "median")
+
+
+def test_mean_mode_empty_batch_keeps_running_value():
+    tr = DiscrepancyTracker(("a", "b"), "mean", batch_budget=10)
+    tr.update(torch.tensor([0.5, 0.25]))
+    tr.update(torch.tensor([0.7, float("nan")]))
+    torch.testing.assert_close(tr.value, torch.tensor([0.6, 0.25]))

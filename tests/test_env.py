@@ -241,3 +241,19 @@ def test_three_modalities_end_to_end():
         assert sum(info["batch_sizes"]) == 48
     assert set(info["test"]) == {"fused", "strong", "weak1", "weak2"}
     assert info["test"]["fused"]["accuracy"] > 0.5
+
+
+def test_min_batch_zero_lets_a_modality_sit_out(tiny):
+    env = make(tiny, epochs=1, min_batch=0)
+    env.reset(seed=0)
+    obs, r, term, trunc, info = env.step(np.array([1.0, 0.0], dtype=np.float32))
+    assert info["batch_sizes"] == [32, 0]
+    assert term and not trunc and not info["diverged"]
+    assert info["train_accuracy"]["weak"] == 0.0 and np.all(np.isfinite(obs))
+
+
+def test_min_batch_zero_mean_discrepancy_stays_finite(tiny):
+    env = make(tiny, epochs=1, min_batch=0, discrepancy="mean")
+    env.reset(seed=0)
+    obs, r, term, trunc, info = env.step(np.array([1.0, 0.0], dtype=np.float32))
+    assert term and not info["diverged"] and np.all(np.isfinite(obs))
