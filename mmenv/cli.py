@@ -3,9 +3,9 @@
 Examples::
 
     # the paper's DUS: online REINFORCE inside one training run, saved with its logs
-    mmenv train --agent reinforce --episodes 1 --epochs 10 --out runs/reinforce
+    mmenv train --agent reinforce --episodes 1 --epochs 5 --out runs/reinforce
     # an SB3 agent learning across training runs
-    mmenv train --agent ppo --timesteps 200 --epochs 10 --out runs/ppo
+    mmenv train --agent ppo --timesteps 200 --epochs 5 --out runs/ppo
     # evaluate heuristics or a saved agent over seeds; prints a table, writes JSON + CSV
     mmenv evaluate --policy dus-h --episodes 3 --seed 0 --out runs/eval-dush
     mmenv evaluate --policy runs/ppo/agent.zip --episodes 3 --out runs/eval-ppo
@@ -76,7 +76,7 @@ def add_env_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--learner", default="baseline", help="registered learner (MML method), default: baseline")
     g.add_argument("--learner-kwargs", type=_json_object, default={}, metavar="JSON",
                    help="keyword arguments for the learner, e.g. '{\"lr\": 0.01}'")
-    g.add_argument("--epochs", type=_positive_int, default=10, help="training epochs per episode E (default: 10)")
+    g.add_argument("--epochs", type=_positive_int, default=5, help="training epochs per episode E (default: 5, the synthetic data's budget)")
     g.add_argument("--batch-budget", type=_positive_int, default=64,
                    help="N_B, total batch size shared by the modalities (default: 64)")
     g.add_argument("--step-every", type=_step_every, default="epoch", metavar="{epoch,K}",
