@@ -22,6 +22,7 @@ from .learners import Batch, Learner, LearnerContext, make_learner
 from .metrics import classification_metrics
 from .rewards import RewardContext, make_reward
 from .sampling import ModalitySampler, SampleOrder, action_to_proportions, allocate, make_sample_order
+from .step_stats import StepStats
 
 __all__ = ["DUSEnv"]
 
@@ -261,12 +262,13 @@ class DUSEnv(gym.Env):
             n_iters = min(self.step_every, self.total_iters - self.iteration)
 
         train = self.dataset.train
-        loss_sums: dict[str, torch.Tensor] = {}
-        correct = torch.zeros(m, device=self.device)
+        # Discrepancy, accuracy and losses are folded in blocks (mmenv/step_stats.py).
+        stats = StepStats(self.modalities, self.tracker, self.device)
         seen = torch.tensor(sizes, dtype=torch.float32, device=self.device) * n_iters
         for _ in range(n_iters):
             epoch = self.iteration // self.iters_per_epoch
             if epoch != self._epoch_started:
+                stats.flush()  # a sample order may read the tracker at epoch start
                 self._epoch_started = epoch
                 self.sample_order.on_epoch_start(epoch, self)
             num_paired, idx = self.sampler.sample(sizes, epoch)
@@ -279,14 +281,13 @@ class DUSEnv(gym.Env):
                 iteration=self.iteration,
             )
             out = self.learner.train_step(batch)
-            self.tracker.update(batch_discrepancy(out.logits, batch.labels, self.modalities, self.tracker.mode))
-            correct += torch.stack([(out.logits[mod].argmax(1) == batch.labels[mod]).sum() for mod in self.modalities])
-            for key, val in out.losses.items():
-                loss_sums[key] = loss_sums[key] + val if key in loss_sums else val.detach().clone()
+            stats.add(out.logits, batch.labels, out.losses)
             self.iteration += 1
             if self.iteration % self.iters_per_epoch == 0:
                 self.learner.on_epoch_end(epoch)
 
+        stats.flush()
+        correct, loss_sums = stats.correct, stats.loss_sums
         # The one host synchronisation of the step.
         keys = list(loss_sums)
         packed = torch.cat([
