@@ -210,6 +210,8 @@ class DUSVectorEnv(VectorEnv):
         if type(env.sample_order).on_epoch_start is not SampleOrder.on_epoch_start:
             raise VectorEnvError(f"sample order {env.sample_order.name!r} scores samples at epoch start, which "
                                  "the batched environment does not support; " + _SYNC_HINT)
+        if env.autocast_dtype is not None:
+            raise VectorEnvError("autocast_dtype is not supported by the batched environment; " + _SYNC_HINT)
         if env.step_every != "epoch" and not isinstance(env.step_every, int):
             raise VectorEnvError(f"unsupported step_every {env.step_every!r}")
 

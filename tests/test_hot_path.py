@@ -123,3 +123,26 @@ def test_step_stats_blocks_match_direct_sums():
     torch.testing.assert_close(tracker.value, expect_s / 10)
     torch.testing.assert_close(stats.correct, expect_correct)
     torch.testing.assert_close(stats.loss_sums["total"], expect_loss)
+
+
+def test_bf16_autocast_trains_close_to_full_precision():
+    action = np.array([0.4, 0.6], dtype=np.float32)
+    results = []
+    for dtype in (None, "bfloat16"):
+        env = DUSEnv(epochs=2, autocast_dtype=dtype, **TINY)
+        obs, _ = env.reset(seed=0)
+        for _ in range(2):
+            obs, reward, terminated, _, info = env.step(action)
+        assert terminated and np.isfinite(obs).all()
+        results.append((obs, info["train_loss"]["total"], info["test"]["fused"]["accuracy"]))
+    (obs32, loss32, acc32), (obs16, loss16, acc16) = results
+    np.testing.assert_allclose(obs16, obs32, atol=0.02)
+    assert abs(loss16 - loss32) < 0.05 * abs(loss32)
+    assert abs(acc16 - acc32) <= 0.1
+
+
+def test_unknown_autocast_dtype_is_refused():
+    import pytest
+
+    with pytest.raises(ValueError, match="autocast_dtype"):
+        DUSEnv(autocast_dtype="bfloat17", **TINY)
