@@ -14,7 +14,8 @@ The block is folded (:meth:`StepStats.flush`) when it reaches ``block`` iteratio
 (bounding the memory held to ``block x N_B x C`` logits), before every epoch start
 (sample-order strategies may read the tracker then) and at the end of the step. The
 result equals the per-iteration recurrence of Eq. 3 up to float rounding, and nothing
-synchronises with the host.
+synchronises with the host. It relies on the learner protocol's promise that the tensors
+of a ``StepOutput`` (and the batch labels) are not modified after they are returned.
 """
 
 from __future__ import annotations
