@@ -23,4 +23,4 @@ __all__ = ["DUSEnv", "MultimodalDataset", "Learner", "make_dataset", "make_learn
 ENV_ID = "mmenv/DUS-v0"
 
 if ENV_ID not in registry:
-    register(id=ENV_ID, entry_point="mmenv.env:DUSEnv")
+    register(id=ENV_ID, entry_point="mmenv.env:DUSEnv", vector_entry_point="mmenv.vector_env:make_vector_env")

@@ -8,6 +8,7 @@ with the cumulative modality discrepancy and the reward.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any, Callable, Mapping
 
@@ -22,6 +23,7 @@ from .learners import Batch, Learner, LearnerContext, LearnerError, make_learner
 from .metrics import classification_metrics
 from .rewards import RewardContext, make_reward
 from .sampling import ModalitySampler, SampleOrder, action_to_proportions, allocate, make_sample_order
+from .step_stats import StepStats
 
 __all__ = ["DUSEnv"]
 
@@ -83,6 +85,9 @@ class DUSEnv(gym.Env):
         action_tol: tolerated float overshoot of the action bounds (clipped).
         eval_batch_size: batch size for validation/test passes.
         log_dir: if set, TensorBoard scalars are written there every step.
+        autocast_dtype: ``None`` (default, full precision) or a reduced precision such as
+            ``torch.bfloat16`` / ``"bfloat16"``: the learner's training and prediction run
+            under ``torch.autocast`` on ``device`` (docs/performance.md).
     """
 
     metadata = {"render_modes": []}
@@ -107,9 +112,15 @@ class DUSEnv(gym.Env):
         action_tol: float = 1e-6,
         eval_batch_size: int = 1024,
         log_dir: str | None = None,
+        autocast_dtype: torch.dtype | str | None = None,
     ) -> None:
         super().__init__()
         self.device = torch.device(device)
+        if isinstance(autocast_dtype, str):
+            if not isinstance(getattr(torch, autocast_dtype, None), torch.dtype):
+                raise ValueError(f"unknown autocast_dtype {autocast_dtype!r}; use e.g. 'bfloat16' or None")
+            autocast_dtype = getattr(torch, autocast_dtype)
+        self.autocast_dtype = autocast_dtype
         if isinstance(dataset, str):
             dataset = make_dataset(dataset, **dict(dataset_kwargs or {}))
         elif not isinstance(dataset, MultimodalDataset):
@@ -196,6 +207,12 @@ class DUSEnv(gym.Env):
             self._writer = make_writer(self.log_dir)
         return self._writer
 
+    def _autocast(self):
+        """``torch.autocast`` on this env's device when ``autocast_dtype`` is set (else a no-op)."""
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()  # no per-iteration cost when off
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
     # ------------------------------------------------------------------ gym API
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -248,7 +265,8 @@ class DUSEnv(gym.Env):
         train = self.dataset.train
         idx = torch.randperm(len(train), generator=probe_gen, device=self.device)[:a]
         self.learner.eval()
-        pred = self.learner.predict({mod: train.gather(mod, idx) for mod in self.modalities})
+        with self._autocast():
+            pred = self.learner.predict({mod: train.gather(mod, idx) for mod in self.modalities})
         self.learner.train()
         labels = {mod: train.labels[idx] for mod in self.modalities}
         s = batch_discrepancy(pred.per_modality, labels, self.modalities, self.tracker.mode)
@@ -272,12 +290,13 @@ class DUSEnv(gym.Env):
             n_iters = min(self.step_every, self.total_iters - self.iteration)
 
         train = self.dataset.train
-        loss_sums: dict[str, torch.Tensor] = {}
-        correct = torch.zeros(m, device=self.device)
+        # Discrepancy, accuracy and losses are folded in blocks (mmenv/step_stats.py).
+        stats = StepStats(self.modalities, self.tracker, self.device)
         seen = torch.tensor(sizes, dtype=torch.float32, device=self.device) * n_iters
         for _ in range(n_iters):
             epoch = self.iteration // self.iters_per_epoch
             if epoch != self._epoch_started:
+                stats.flush()  # a sample order may read the tracker at epoch start
                 self._epoch_started = epoch
                 self.sample_order.on_epoch_start(epoch, self)
             num_paired, idx = self.sampler.sample(sizes, epoch)
@@ -293,15 +312,15 @@ class DUSEnv(gym.Env):
                 iteration=self.iteration,
                 masks=masks,
             )
-            out = self.learner.train_step(batch)
-            self.tracker.update(batch_discrepancy(out.logits, batch.labels, self.modalities, self.tracker.mode))
-            correct += torch.stack([(out.logits[mod].argmax(1) == batch.labels[mod]).sum() for mod in self.modalities])
-            for key, val in out.losses.items():
-                loss_sums[key] = loss_sums[key] + val if key in loss_sums else val.detach().clone()
+            with self._autocast():
+                out = self.learner.train_step(batch)
+            stats.add(out.logits, batch.labels, out.losses)
             self.iteration += 1
             if self.iteration % self.iters_per_epoch == 0:
                 self.learner.on_epoch_end(epoch)
 
+        stats.flush()
+        correct, loss_sums = stats.correct, stats.loss_sums
         # The one host synchronisation of the step.
         keys = list(loss_sums)
         packed = torch.cat([
@@ -355,7 +374,8 @@ class DUSEnv(gym.Env):
         self.learner.eval()
         fused, per = [], {mod: [] for mod in self.modalities}
         for inputs, _ in data.iter_batches(self.eval_batch_size):
-            pred = self.learner.predict(inputs)
+            with self._autocast():
+                pred = self.learner.predict(inputs)
             fused.append(pred.fused)
             for mod in self.modalities:
                 per[mod].append(pred.per_modality[mod])

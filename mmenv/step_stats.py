@@ -1,0 +1,100 @@
+"""Per-step training statistics, folded in blocks so the iteration loop stays lean.
+
+Every training iteration the environment needs each modality's batch discrepancy
+``s_t^j`` (for the Eq. 3 running mean), its count of correct predictions (the step's
+training accuracy) and the learner's losses (the step's mean losses). Computing them
+right after each iteration costs some thirty tiny tensor operations per iteration,
+which on a CPU is as much as a small model's forward pass. :class:`StepStats` instead
+keeps the iteration's (already detached) logits, labels and losses and folds a whole
+block of iterations at once with a handful of batched operations: one ``stack`` per
+modality, one softmax, one gather, one argmax. Within an environment step the batch
+sizes are fixed, so the blocks stack without padding.
+
+The block is folded (:meth:`StepStats.flush`) when it reaches ``block`` iterations
+(bounding the memory held to ``block x N_B x C`` logits), before every epoch start
+(sample-order strategies may read the tracker then) and at the end of the step. The
+result equals the per-iteration recurrence of Eq. 3 up to float rounding, and nothing
+synchronises with the host. It relies on the learner protocol's promise that the tensors
+of a ``StepOutput`` (and the batch labels) are not modified after they are returned.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from .discrepancy import DiscrepancyTracker
+
+__all__ = ["StepStats", "fold_discrepancy", "fold_discrepancy_sum"]
+
+
+def fold_discrepancy(tracker: DiscrepancyTracker, s: Tensor) -> None:
+    """Fold ``T`` iterations' batch discrepancies ``s`` (``[T, m]``) into ``tracker``."""
+    if s.shape[0] > 0:
+        fold_discrepancy_sum(tracker, s.detach().sum(0), int(s.shape[0]), s[-1].detach())
+
+
+def fold_discrepancy_sum(tracker: DiscrepancyTracker, total: Tensor, n: int, last: Tensor) -> None:
+    """Fold ``n`` iterations, given the sum ``total`` (``[m]``) of their batch discrepancies.
+
+    Eq. 3's recurrence ``s^_t = ((t-1)/t) s^_{t-1} + s_t / t`` is the plain mean of
+    ``s_1 .. s_t``, so ``n`` iterations at once give
+    ``s^_{t0+n} = (t0 s^_{t0} + sum_i s_{t0+i}) / (t0 + n)``. ``last`` is ``s_{t0+n}``.
+    """
+    if n == 0:
+        return
+    total = total.to(tracker.value.dtype)
+    t0 = tracker.t
+    tracker.value = total / n if t0 == 0 else (tracker.value * t0 + total) / (t0 + n)
+    tracker.t = t0 + n
+    tracker.last = last.to(tracker.value.dtype)
+
+
+class StepStats:
+    """Accumulates one environment step's discrepancy, correct counts and loss sums."""
+
+    def __init__(self, modalities: Sequence[str], tracker: DiscrepancyTracker, device: torch.device,
+                 block: int = 64) -> None:
+        self.modalities = tuple(modalities)
+        self.tracker = tracker
+        self.block = block
+        self.correct = torch.zeros(len(self.modalities), device=device)
+        self.loss_sums: dict[str, Tensor] = {}
+        self._logits: list[Mapping[str, Tensor]] = []
+        self._labels: list[Mapping[str, Tensor]] = []
+        self._losses: list[Mapping[str, Tensor]] = []
+
+    def add(self, logits: Mapping[str, Tensor], labels: Mapping[str, Tensor], losses: Mapping[str, Tensor]) -> None:
+        """Record one iteration (no tensor work here); folds when the block is full."""
+        self._logits.append(logits)
+        self._labels.append(labels)
+        self._losses.append(losses)
+        if len(self._logits) >= self.block:
+            self.flush()
+
+    def flush(self) -> None:
+        """Fold the pending iterations into the tracker, the correct counts and the loss sums."""
+        if not self._logits:
+            return
+        s_cols, hits = [], []
+        for m in self.modalities:
+            zs = [it[m] for it in self._logits]
+            ys = [it[m] for it in self._labels]
+            if len({z.shape for z in zs}) == 1:
+                z = torch.stack(zs).float()  # [T, a_j, C]
+                y = torch.stack(ys).unsqueeze(-1)  # [T, a_j, 1]
+                p = torch.softmax(z, dim=-1).gather(-1, y).squeeze(-1)  # [T, a_j]
+                s_cols.append(p.sum(1) if self.tracker.mode == "sum" else p.mean(1))
+                hits.append((z.argmax(-1, keepdim=True) == y).sum())
+            else:  # a learner whose row count varies between iterations: one at a time
+                ps = [torch.softmax(z.float(), 1).gather(1, y.view(-1, 1)).squeeze(1) for z, y in zip(zs, ys)]
+                s_cols.append(torch.stack([p.sum() if self.tracker.mode == "sum" else p.mean() for p in ps]))
+                hits.append(torch.stack([(z.argmax(1) == y).sum() for z, y in zip(zs, ys)]).sum())
+        fold_discrepancy(self.tracker, torch.stack(s_cols, dim=1))
+        self.correct = self.correct + torch.stack(hits)
+        for key in self._losses[0]:
+            block_sum = torch.stack([it[key].detach().float() for it in self._losses]).sum()
+            self.loss_sums[key] = self.loss_sums[key] + block_sum if key in self.loss_sums else block_sum
+        self._logits, self._labels, self._losses = [], [], []
