@@ -33,7 +33,11 @@ __all__ = ["StepStats", "fold_discrepancy", "fold_discrepancy_sum"]
 def fold_discrepancy(tracker: DiscrepancyTracker, s: Tensor) -> None:
     """Fold ``T`` iterations' batch discrepancies ``s`` (``[T, m]``) into ``tracker``."""
     if s.shape[0] > 0:
-        fold_discrepancy_sum(tracker, s.detach().sum(0), int(s.shape[0]), s[-1].detach())
+        s = s.detach().to(tracker.value.dtype)
+        # "mean" over an empty batch is NaN (a modality given 0 rows, min_batch=0): that
+        # modality keeps its running value, as DiscrepancyTracker.update does.
+        s = torch.where(torch.isnan(s), tracker.value.expand_as(s), s)
+        fold_discrepancy_sum(tracker, s.sum(0), int(s.shape[0]), s[-1])
 
 
 def fold_discrepancy_sum(tracker: DiscrepancyTracker, total: Tensor, n: int, last: Tensor) -> None:
