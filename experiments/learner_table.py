@@ -1,17 +1,16 @@
 """Learner x sampling-policy table on the synthetic data (``python -m experiments.learner_table``).
 
-Every registered balance learner is trained by the environment under three simple
-per-modality batch policies, over three seeds, and the test accuracy (fused and per
-modality) is reported as mean ± std in a Markdown table:
+Every registered learner is trained by the environment under the package's sampling
+policies (``agents.make_policy``) over several seeds, and the test accuracy (fused and
+per modality) is reported as mean ± std in a Markdown table. Default policies:
 
 * ``uniform``: N_B / m for every modality (the usual training);
-* ``fixed-ratio``: the dominant (first, ``strong``) modality gets half of its uniform
-  share, ``1 / (2m)`` of the budget, the others share the rest equally (with two
-  modalities 25 % / 75 %; "half the budget" would be the uniform policy again);
-* ``discrepancy``: a one-line heuristic on the observation: shares proportional to
-  ``1 - s_j`` normalised (the less confident a modality, the more of the batch it gets).
+* ``dus-h``: the paper's heuristic DUS (dominant modality's batch grows from half of the
+  others' to equal over the run);
+* ``reinforce``: online REINFORCE, the paper's DUS (Algorithm 1: the policy learns
+  during the one training run it controls).
 
-Only the environment and these inline policies are used.
+``--policies`` adds ``fixed`` (MLA-HB) and ``discrepancy`` (DUS w/o RL).
 """
 
 from __future__ import annotations
@@ -22,40 +21,19 @@ import time
 import numpy as np
 import torch
 
+from agents import make_policy, run_policy
 from mmenv.datasets import make_synthetic
 from mmenv.env import DUSEnv
 
 LEARNER_NAMES = ("baseline", "ogm-ge", "mla", "pmr", "agm", "di-mml")
+POLICY_NAMES = ("uniform", "dus-h", "reinforce")
 
 
-def uniform(obs: np.ndarray) -> np.ndarray:
-    return np.full(obs.shape[0], 1.0 / obs.shape[0])
-
-
-def fixed_ratio(obs: np.ndarray) -> np.ndarray:
-    m = obs.shape[0]
-    dominant = 0.5 / m
-    return np.array([dominant] + [(1.0 - dominant) / (m - 1)] * (m - 1))
-
-
-def discrepancy(obs: np.ndarray) -> np.ndarray:
-    # Normalise the scores first: with "sum" discrepancy they are divided by N_B.
-    s = obs / max(obs.sum(), 1e-8)
-    w = np.clip(1.0 - s, 1e-3, None)
-    return w / w.sum()
-
-
-POLICIES = {"uniform": uniform, "fixed-ratio": fixed_ratio, "discrepancy": discrepancy}
-
-
-def run(learner: str, policy, seed: int, dataset, epochs: int) -> dict:
-    env = DUSEnv(dataset=dataset, learner=learner, epochs=epochs, batch_budget=32)
-    obs, _ = env.reset(seed=seed)
-    done = False
-    while not done:
-        obs, _, terminated, truncated, info = env.step(policy(obs))
-        done = terminated or truncated
-    return info["test"]
+def run(learner: str, policy_name: str, seed: int, dataset, epochs: int, batch_budget: int = 64) -> dict:
+    env = DUSEnv(dataset=dataset, learner=learner, epochs=epochs, batch_budget=batch_budget)
+    kwargs = {"seed": seed} if policy_name == "reinforce" else {}
+    record = run_policy(env, make_policy(policy_name, **kwargs), seeds=[seed])[0]
+    return record.test
 
 
 def fmt(values: list[float]) -> str:
@@ -65,21 +43,23 @@ def fmt(values: list[float]) -> str:
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--n-train", type=int, default=500)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--n-train", type=int, default=2000)
+    parser.add_argument("--batch-budget", type=int, default=64)
     parser.add_argument("--learners", nargs="*", default=list(LEARNER_NAMES))
+    parser.add_argument("--policies", nargs="*", default=list(POLICY_NAMES))
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    data = make_synthetic(n_train=args.n_train, n_val=100, n_test=1000, seed=0)
+    data = make_synthetic(n_train=args.n_train, seed=0)
     mods = data.modality_names
-    lines = [f"Synthetic data (n_train={args.n_train}, 2 modalities, 4 classes), {args.epochs} epochs, N_B=32, "
+    lines = [f"Synthetic data (n_train={args.n_train}, 2 modalities, 4 classes), {args.epochs} epochs, N_B={args.batch_budget}, "
              f"{args.seeds} seeds; test accuracy in %, mean ± std.", "",
              "| learner | policy | fused | " + " | ".join(mods) + " |",
              "|---|---|---|" + "---|" * len(mods)]
     start = time.time()
     for learner in args.learners:
-        for pname, policy in POLICIES.items():
-            results = [run(learner, policy, seed, data, args.epochs) for seed in range(args.seeds)]
+        for pname in args.policies:
+            results = [run(learner, pname, seed, data, args.epochs, args.batch_budget) for seed in range(args.seeds)]
             cells = [fmt([r[k]["accuracy"] for r in results]) for k in ("fused", *mods)]
             lines.append(f"| {learner} | {pname} | " + " | ".join(cells) + " |")
             print(lines[-1], flush=True)
