@@ -31,6 +31,7 @@ Unknown or malformed keys raise :class:`ConfigError` naming the key and what it 
 from __future__ import annotations
 
 import copy
+import difflib
 import inspect
 import os
 import re
@@ -181,8 +182,9 @@ def _validate_env(value: Any, source: str) -> dict[str, Any]:
         if k not in allowed:
             raise _fail(source, f"env.{k}", f"unknown DUSEnv argument; valid: {sorted(allowed)}")
         default = allowed[k]
-        if k in ("epochs", "batch_budget", "min_batch") and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
-            raise _fail(source, f"env.{k}", f"expected a positive int, got {v!r}")
+        least = 0 if k == "min_batch" else 1
+        if k in ("epochs", "batch_budget", "min_batch") and (not isinstance(v, int) or isinstance(v, bool) or v < least):
+            raise _fail(source, f"env.{k}", f"expected an int >= {least}, got {v!r}")
         if isinstance(default, (int, float)) and not isinstance(default, bool) and v is not None \
                 and k not in ("step_every",) and not isinstance(v, (int, float)):
             raise _fail(source, f"env.{k}", f"expected a number, got {v!r}")
@@ -249,7 +251,7 @@ def config_from_dict(raw: Mapping[str, Any], overrides: Mapping[str, Any] | None
     known = {f.name for f in fields(CompareConfig)} - {"source"}
     for key in data:
         if key not in known:
-            close = [k for k in known if k[:3] == str(key)[:3]]
+            close = difflib.get_close_matches(str(key), sorted(known), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(f"config {source}: unknown key {key!r}{hint}; valid keys: {sorted(known)}")
     for key in ("policies", "learners", "datasets"):

@@ -101,8 +101,9 @@ def build_grid(config) -> list[RunSpec]:
                         env=dict(config.env),
                         dataset_kwargs=dict(config.dataset_kwargs.get(dataset, {})),
                         learner_kwargs=dict(config.learner_kwargs.get(learner, {})),
-                        policy_kwargs=dict(config.policy_kwargs.get(policy_name,
-                                                                    config.policy_kwargs.get(policy, {}))),
+                        # kwargs under the full entry ("remix+reinforce") win over the policy's name
+                        policy_kwargs=dict(config.policy_kwargs.get(policy,
+                                                                    config.policy_kwargs.get(policy_name, {}))),
                     ))
     return specs
 

@@ -21,6 +21,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .grid import slugify, split_policy  # noqa: E402
 from .report import group_results, mean_std  # noqa: E402
@@ -74,6 +75,7 @@ def plot_batch_sizes(results: Sequence[dict[str, Any]], dataset: str, learner: s
             _band(ax, x, arr[:, :, j], mod)
         ax.set_title(f"{policy} ({arr.shape[0]} seed{'s' if arr.shape[0] > 1 else ''})", fontsize=10)
         ax.set_xlabel("environment step (epoch)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("batch size per modality")
     axes[0][0].legend(fontsize=8)
@@ -109,6 +111,7 @@ def plot_discrepancy(results: Sequence[dict[str, Any]], dataset: str, learner: s
         ax = axes[0][j]
         ax.set_title(mod, fontsize=10)
         ax.set_xlabel("environment step (epoch)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("cumulative discrepancy ŝ")
     axes[0][0].legend(fontsize=8)
