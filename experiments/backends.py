@@ -72,9 +72,11 @@ def run_ray(specs: Sequence[RunSpec], out: str, tensorboard: bool, address: str 
     if started_here:
         # Workers must import this checkout even when mmenv is not installed.
         path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
-        ray.init(address=address or os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True,
-                 runtime_env={"env_vars": {"PYTHONPATH": path, "OMP_NUM_THREADS": "1"}},
-                 log_to_driver=False)
+        address = address or os.environ.get("RAY_ADDRESS")
+        # A local instance needs no dashboard; joining a cluster keeps the cluster's settings.
+        local = {} if address else {"include_dashboard": False}
+        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": path, "OMP_NUM_THREADS": "1"}}, **local)
 
     @ray.remote(num_cpus=1)
     def _remote(spec: dict, out_dir: str, tb: bool) -> dict:
