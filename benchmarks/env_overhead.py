@@ -98,7 +98,7 @@ def run_loop(dataset, sizes: list[int], epochs: int, iters_per_epoch: int, seed:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=5)  # the environment default
     parser.add_argument("--repeats", type=int, default=31)
     parser.add_argument("--batch-budget", type=int, default=64)
     parser.add_argument("--proportions", type=float, nargs="+", default=[0.3, 0.7])

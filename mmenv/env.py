@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from .datasets import MultimodalDataset, make_dataset
+from .datasets import MultimodalDataset, TensorSplit, make_dataset
 from .discrepancy import DiscrepancyTracker, batch_discrepancy
 from .learners import Batch, Learner, LearnerContext, LearnerError, make_learner
 from .metrics import classification_metrics
@@ -26,6 +26,9 @@ from .sampling import ModalitySampler, SampleOrder, action_to_proportions, alloc
 from .step_stats import StepStats
 
 __all__ = ["DUSEnv"]
+
+# Iterations whose indices and inputs are drawn and gathered together (see _train_segment).
+SEGMENT_ITERS = 128
 
 
 class DUSEnv(gym.Env):
@@ -275,6 +278,47 @@ class DUSEnv(gym.Env):
         obs = obs.cpu().numpy().astype(np.float32)
         return np.clip(np.nan_to_num(obs, nan=0.0), 0.0, 1.0)
 
+    def _train_segment(self, sizes: list[int], n: int, epoch: int, stats: StepStats) -> None:
+        """Train ``n`` iterations of one epoch with fixed per-modality ``sizes``.
+
+        Indices for the whole segment are drawn first (the same draws, in the same order,
+        as ``n`` single calls), and tensor data sets gather the segment's inputs and labels
+        with one ``index_select`` per modality; each iteration then takes views. This keeps
+        per-iteration Python to the learner call itself.
+        """
+        train = self.dataset.train
+        mods = self.modalities
+        draws = [self.sampler.sample(sizes, epoch) for _ in range(n)]
+        num_paired = draws[0][0]
+        index = {mod: torch.stack([d[1][mod] for d in draws]) for mod in mods}  # [n, a_j]
+        labels = {mod: train.labels[index[mod]] for mod in mods}
+        if isinstance(train, TensorSplit):
+            inputs = {mod: train.gather(mod, index[mod].reshape(-1)).view(n, a, *train.inputs[mod].shape[1:])
+                      for mod, a in zip(mods, sizes)}
+        else:  # media data sets decode per batch
+            inputs = None
+        # Single-modality epochs (Data Remixing): every row lacks the other modalities.
+        masks = ({mod: torch.ones(a, dtype=torch.bool, device=self.device) for mod, a in zip(mods, sizes)}
+                 if self.sample_order.single_modality_batches(epoch) else None)
+        autocast = self._autocast()
+        for i in range(n):
+            batch = Batch(
+                inputs=({mod: inputs[mod][i] for mod in mods} if inputs is not None
+                        else {mod: train.gather(mod, index[mod][i]) for mod in mods}),
+                labels={mod: labels[mod][i] for mod in mods},
+                indices={mod: index[mod][i] for mod in mods},
+                num_paired=num_paired,
+                epoch=epoch,
+                iteration=self.iteration,
+                masks=masks,
+            )
+            with autocast:
+                out = self.learner.train_step(batch)
+            stats.add(out.logits, batch.labels, out.losses)
+            self.iteration += 1
+        if self.iteration % self.iters_per_epoch == 0:
+            self.learner.on_epoch_end(epoch)
+
     def step(self, action):
         if self._needs_reset:
             raise RuntimeError("call reset() before step() (the episode has ended or never started)")
@@ -293,31 +337,18 @@ class DUSEnv(gym.Env):
         # Discrepancy, accuracy and losses are folded in blocks (mmenv/step_stats.py).
         stats = StepStats(self.modalities, self.tracker, self.device)
         seen = torch.tensor(sizes, dtype=torch.float32, device=self.device) * n_iters
-        for _ in range(n_iters):
+        done_iters = 0
+        while done_iters < n_iters:
             epoch = self.iteration // self.iters_per_epoch
             if epoch != self._epoch_started:
                 stats.flush()  # a sample order may read the tracker at epoch start
                 self._epoch_started = epoch
                 self.sample_order.on_epoch_start(epoch, self)
-            num_paired, idx = self.sampler.sample(sizes, epoch)
-            # Single-modality epochs (Data Remixing): every row lacks the other modalities.
-            masks = ({mod: torch.ones(a, dtype=torch.bool, device=self.device) for mod, a in zip(self.modalities, sizes)}
-                     if self.sample_order.single_modality_batches(epoch) else None)
-            batch = Batch(
-                inputs={mod: train.gather(mod, idx[mod]) for mod in self.modalities},
-                labels={mod: train.labels[idx[mod]] for mod in self.modalities},
-                indices=idx,
-                num_paired=num_paired,
-                epoch=epoch,
-                iteration=self.iteration,
-                masks=masks,
-            )
-            with self._autocast():
-                out = self.learner.train_step(batch)
-            stats.add(out.logits, batch.labels, out.losses)
-            self.iteration += 1
-            if self.iteration % self.iters_per_epoch == 0:
-                self.learner.on_epoch_end(epoch)
+            # A segment = the iterations of this step that lie in the current epoch.
+            # Capped at SEGMENT_ITERS so the pre-gathered inputs stay small.
+            seg = min(n_iters - done_iters, (epoch + 1) * self.iters_per_epoch - self.iteration, SEGMENT_ITERS)
+            self._train_segment(sizes, seg, epoch, stats)
+            done_iters += seg
 
         stats.flush()
         correct, loss_sums = stats.correct, stats.loss_sums
