@@ -9,7 +9,12 @@ from __future__ import annotations
 from typing import Callable
 
 from .base import Batch, Learner, LearnerContext, LearnerError, Prediction, StepOutput
+from .agm import AGMLearner
 from .baseline import BaselineLearner
+from .di_mml import DIMMLLearner
+from .mla import MLALearner
+from .ogm_ge import OGMGELearner
+from .pmr import PMRLearner
 
 __all__ = [
     "Batch",
@@ -19,12 +24,24 @@ __all__ = [
     "Prediction",
     "StepOutput",
     "BaselineLearner",
+    "OGMGELearner",
+    "MLALearner",
+    "PMRLearner",
+    "AGMLearner",
+    "DIMMLLearner",
     "LEARNERS",
     "make_learner",
     "register_learner",
 ]
 
-LEARNERS: dict[str, Callable[..., Learner]] = {"baseline": BaselineLearner}
+LEARNERS: dict[str, Callable[..., Learner]] = {
+    "baseline": BaselineLearner,
+    "ogm-ge": OGMGELearner,
+    "mla": MLALearner,
+    "pmr": PMRLearner,
+    "agm": AGMLearner,
+    "di-mml": DIMMLLearner,
+}
 
 
 def register_learner(name: str, cls: Callable[..., Learner]) -> None:

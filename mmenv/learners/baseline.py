@@ -73,11 +73,11 @@ class BaselineLearner(Learner):
         rows_feats = [torch.cat([feats[m][:p] for m in model.modalities], dim=1)]
         rows_labels = [batch.paired_labels()]
         if self.fusion_input == "zero-fill":
-            for j, m in enumerate(model.modalities):
+            for m in model.modalities:
                 extra = feats[m][p:]
                 if extra.shape[0] == 0:
                     continue
-                parts = [extra if k == j else extra.new_zeros(extra.shape[0], model.feature_dims[k])
+                parts = [extra if k == m else extra.new_zeros(extra.shape[0], model.feature_dims[k])
                          for k in model.modalities]
                 rows_feats.append(torch.cat(parts, dim=1))
                 rows_labels.append(batch.labels[m][p:])

@@ -1,8 +1,8 @@
-"""Pieces several learners share: optimizer construction and loss scaling."""
+"""Pieces several learners share: optimizer construction, loss scaling, balance-method helpers."""
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -46,3 +46,74 @@ def scaled_ce(logits: Tensor, labels: Tensor, loss_scale: str, budget_share: flo
     if loss_scale == "mean":
         return F.cross_entropy(logits, labels)
     return F.cross_entropy(logits, labels, reduction="sum") / budget_share
+
+
+# ---------------------------------------------------------------- balance-method helpers
+def true_class_score(logits: Tensor, labels: Tensor) -> Tensor:
+    """Mean softmax probability of the true class over a batch (0 for an empty batch)."""
+    if logits.shape[0] == 0:
+        return logits.new_zeros(())
+    return torch.softmax(logits, dim=1).gather(1, labels[:, None]).mean()
+
+
+def modality_scores(logits: Mapping[str, Tensor], labels: Mapping[str, Tensor], num_paired: int,
+                    modalities: Sequence[str]) -> Tensor:
+    """Per-modality confidence ``s_m`` (mean true-class probability), shape ``[m]``.
+
+    Balance methods compare modalities by how well each one answers *the same samples*,
+    so with unequal per-modality batches the score is taken on the paired core (the first
+    ``num_paired`` rows, identical across modalities). Without a paired core each
+    modality's own batch is used. A per-sample mean (not the paper's batch sum) keeps the
+    ratio independent of the batch shares the sampler chose.
+    """
+    if num_paired > 0:
+        scores = [true_class_score(logits[m][:num_paired], labels[m][:num_paired]) for m in modalities]
+    else:
+        scores = [true_class_score(logits[m], labels[m]) for m in modalities]
+    return torch.stack(scores).detach()
+
+
+def concat_head_slices(fusion: torch.nn.Linear, features: Mapping[str, Tensor],
+                       feature_dims: Mapping[str, int], modalities: Sequence[str]) -> dict[str, Tensor]:
+    """Unimodal logits of a concat-fusion head: ``W_m f_m + b / m`` per modality (OGM-GE's reading).
+
+    The fused logits of a paired sample are exactly the sum of these slices.
+    """
+    out, start = {}, 0
+    bias_share = fusion.bias / len(modalities) if fusion.bias is not None else 0.0
+    for m in modalities:
+        d = feature_dims[m]
+        if m in features:
+            out[m] = features[m] @ fusion.weight[:, start:start + d].T + bias_share
+        start += d
+    return out
+
+
+def prediction_entropy(logits: Tensor) -> Tensor:
+    """Per-sample entropy (nats) of ``softmax(logits)``, shape ``[B]``."""
+    logp = torch.log_softmax(logits, dim=1)
+    return -(logp.exp() * logp).sum(dim=1)
+
+
+def entropy_weighted_fusion(logits: Mapping[str, Tensor], modalities: Sequence[str]) -> tuple[Tensor, Tensor]:
+    """MLA's test-time fusion: per-sample weights ``softmax_m(-H_m)``; returns (fused, weights ``[B, m]``).
+
+    The fused output is the weighted sum of the unimodal logits; a modality whose
+    prediction on a sample is more certain (lower entropy) gets more weight on it.
+    """
+    stacked = torch.stack([logits[m] for m in modalities], dim=1)  # [B, m, C]
+    weights = torch.softmax(-prediction_entropy(stacked.flatten(0, 1)).view(stacked.shape[:2]), dim=1)
+    return (weights[..., None] * stacked).sum(dim=1), weights
+
+
+def require_equal_feature_dims(feature_dims: Mapping[str, int], learner: str) -> int:
+    """A shared head needs one feature width for all modalities; return it or raise."""
+    dims = set(feature_dims.values())
+    if len(dims) != 1:
+        from .base import LearnerError
+
+        raise LearnerError(
+            f"learner {learner!r} uses one classifier head shared by all modalities, so every encoder must "
+            f"output the same feature width; got {dict(feature_dims)}. Pass encoder_kwargs with equal out_dim."
+        )
+    return dims.pop()

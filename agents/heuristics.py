@@ -1,0 +1,174 @@
+"""Heuristic sampling policies: the baselines the learned policies are compared with.
+
+All of them read the observation (the cumulative discrepancy ``s^``, one value per
+modality); DUS-H also reads the epoch. Our reading of each, as implemented:
+
+* :class:`UniformPolicy` — ``N_B / m`` per modality (Algorithm 1's INIT action, and the
+  ordinary joint-training batch).
+* :class:`DUSHPolicy` ("DUS-H", the paper's heuristic). The paper writes the dominant
+  modality's batch as ``f(T) = round(beta * e^(alpha*T) * N_B)`` with ``beta = 0.5``,
+  ``alpha = ln(1/beta) / E``, ``T`` the epoch and ``E`` the number of epochs, and says
+  the dominant modality gets "half of the other modalities' size at the start, equal at
+  the end". Taken literally for ``m = 2`` the formula gives the dominant modality
+  ``N_B / 2`` at the start and all of ``N_B`` at the end, which contradicts the sentence,
+  so we read ``ratio(T) = beta * e^(alpha*T)`` as the *ratio* of the dominant batch to
+  each other modality's batch: ``ratio(0) = 0.5`` and ``ratio(E) = 1``. With ``x`` the
+  share of each non-dominant modality, ``ratio * x + (m - 1) * x = 1``, so
+
+      p_dom = ratio / (ratio + m - 1),   p_other = 1 / (ratio + m - 1).
+
+  For two modalities: 1/3 vs 2/3 at ``T = 0``, 1/2 vs 1/2 at ``T = E``. ``T`` is
+  ``info["epoch"]`` (epochs completed before the action), so with one step per epoch
+  the last action uses ``T = E - 1``.
+* :class:`FixedRatioPolicy` (the paper's "MLA-HB"): the dominant modality always gets
+  half of each other modality's batch (``ratio = 0.5`` above).
+* :class:`DiscrepancyPolicy` (the paper's "DUS w/o RL" ablation): proportions computed
+  directly from the discrepancy, giving *less* data to the modality that is ahead.
+  Default form ``"softmax"``: ``p = softmax(-(s / sum(s)) / tau)`` on the discrepancy
+  *shares* (scale-free, so it behaves the same for ``discrepancy="sum"`` and ``"mean"``),
+  ``tau = 0.25``; form ``"inverse"``: ``p_j ∝ 1 / (s_j + eps)``.
+
+The *dominant* modality of DUS-H and the fixed ratio is the one with the largest
+cumulative discrepancy in the current observation (ties: the lowest index), unless
+the user names it (``dominant="audio"`` or an index).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .policy import Policy, PolicyError
+
+__all__ = ["UniformPolicy", "DUSHPolicy", "FixedRatioPolicy", "DiscrepancyPolicy", "ratio_proportions"]
+
+
+def ratio_proportions(m: int, dominant: int, ratio: float) -> np.ndarray:
+    """Proportions where the dominant batch is ``ratio`` times each other modality's batch."""
+    if m < 1 or not 0 <= dominant < m:
+        raise PolicyError(f"dominant index {dominant} is out of range for {m} modalities")
+    if not (ratio >= 0.0 and math.isfinite(ratio)):
+        raise PolicyError(f"ratio must be a finite number >= 0, got {ratio}")
+    p = np.full(m, 1.0 / (ratio + m - 1))
+    p[dominant] = ratio / (ratio + m - 1)
+    return p
+
+
+class UniformPolicy(Policy):
+    """``N_B / m`` each: the ordinary joint-training batch."""
+
+    name = "uniform"
+
+    def act(self, obs: np.ndarray, info: dict) -> np.ndarray:
+        m = np.asarray(obs).shape[-1]
+        return np.full(m, 1.0 / m)
+
+
+class _DominantPolicy(Policy):
+    """Shared logic: find the dominant modality (named, or the largest discrepancy)."""
+
+    def __init__(self, dominant: str | int | None = None) -> None:
+        self.dominant = dominant
+        self._dominant_index: int | None = dominant if isinstance(dominant, int) else None
+
+    def reset(self, env: Any) -> None:
+        if isinstance(self.dominant, str):
+            modalities = list(env.modalities)
+            if self.dominant not in modalities:
+                raise PolicyError(f"dominant modality {self.dominant!r} is not one of the environment's "
+                                  f"modalities {modalities}")
+            self._dominant_index = modalities.index(self.dominant)
+
+    def dominant_index(self, obs: np.ndarray) -> int:
+        if self._dominant_index is not None:
+            return self._dominant_index
+        if isinstance(self.dominant, str):
+            raise PolicyError(f"dominant={self.dominant!r} is a name: call reset(env) first so it can be "
+                              "resolved to an index (or pass an index)")
+        return int(np.argmax(np.asarray(obs, dtype=np.float64)))
+
+
+class DUSHPolicy(_DominantPolicy):
+    """DUS-H: dominant/other batch ratio ``beta * e^(alpha*T)`` rising from ``beta`` to 1.
+
+    Args:
+        epochs: E. Taken from the environment at :meth:`reset` when not given.
+        beta: ratio at ``T = 0`` (paper: 0.5).
+        dominant: modality name or index; default: largest cumulative discrepancy.
+    """
+
+    name = "dus-h"
+
+    def __init__(self, epochs: int | None = None, beta: float = 0.5, dominant: str | int | None = None) -> None:
+        super().__init__(dominant)
+        if not 0.0 < beta <= 1.0:
+            raise PolicyError(f"beta must lie in (0, 1] (the start ratio of dominant to other batch), got {beta}")
+        self.beta = beta
+        self._user_epochs = epochs
+        self.epochs = epochs
+
+    def reset(self, env: Any) -> None:
+        super().reset(env)
+        self.epochs = self._user_epochs if self._user_epochs is not None else int(env.epochs)
+
+    def ratio(self, epoch: float) -> float:
+        """``beta * e^(alpha*T)`` with ``alpha = ln(1/beta) / E``, capped at 1."""
+        if not self.epochs:
+            raise PolicyError("DUS-H needs the number of epochs E: pass epochs=... or call reset(env)")
+        alpha = math.log(1.0 / self.beta) / self.epochs
+        return min(1.0, self.beta * math.exp(alpha * epoch))
+
+    def act(self, obs: np.ndarray, info: dict) -> np.ndarray:
+        epoch = info.get("epoch", 0) if info else 0
+        m = np.asarray(obs).shape[-1]
+        return ratio_proportions(m, self.dominant_index(obs), self.ratio(epoch))
+
+
+class FixedRatioPolicy(_DominantPolicy):
+    """MLA-HB: the dominant modality gets ``ratio`` (0.5) times each other modality's batch."""
+
+    name = "fixed"
+
+    def __init__(self, ratio: float = 0.5, dominant: str | int | None = None) -> None:
+        super().__init__(dominant)
+        ratio_proportions(2, 0, ratio)  # validate early
+        self.ratio = ratio
+
+    def act(self, obs: np.ndarray, info: dict) -> np.ndarray:
+        m = np.asarray(obs).shape[-1]
+        return ratio_proportions(m, self.dominant_index(obs), self.ratio)
+
+
+class DiscrepancyPolicy(Policy):
+    """DUS w/o RL: less data for the modality that is ahead, straight from ``s^``.
+
+    Args:
+        form: ``"softmax"`` — ``softmax(-(s / sum s) / tau)``; ``"inverse"`` —
+            ``p ∝ 1 / (s + eps)``.
+        tau: softmax temperature on the discrepancy shares (smaller = sharper).
+        eps: keeps the inverse finite when a score is 0.
+    """
+
+    name = "discrepancy"
+    FORMS = ("softmax", "inverse")
+
+    def __init__(self, form: str = "softmax", tau: float = 0.25, eps: float = 1e-3) -> None:
+        if form not in self.FORMS:
+            raise PolicyError(f"unknown form {form!r}; valid: {list(self.FORMS)}")
+        if not tau > 0:
+            raise PolicyError(f"tau must be > 0, got {tau}")
+        self.form, self.tau, self.eps = form, tau, eps
+
+    def act(self, obs: np.ndarray, info: dict) -> np.ndarray:
+        s = np.clip(np.nan_to_num(np.asarray(obs, dtype=np.float64), nan=0.0), 0.0, None)
+        if self.form == "inverse":
+            w = 1.0 / (s + self.eps)
+            return w / w.sum()
+        total = s.sum()
+        share = s / total if total > 0 else np.full_like(s, 1.0 / s.shape[0])
+        z = -share / self.tau
+        z -= z.max()
+        w = np.exp(z)
+        return w / w.sum()

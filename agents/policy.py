@@ -1,0 +1,86 @@
+"""The :class:`Policy` protocol every mmenv policy follows.
+
+A policy maps the DUS observation (the cumulative discrepancy vector, one value per
+modality) to *proportions*: a vector in ``[0, 1]^m`` that sums to 1. The runner
+(:func:`agents.runner.run_policy`) turns proportions into the environment's action with
+``env.unwrapped.proportions_to_action``, so a policy never needs to know whether the
+environment uses the unit or the symmetric action space.
+
+Lifecycle within one episode (= one training run of the multimodal model)::
+
+    obs, info = env.reset(seed=0)
+    policy.reset(env.unwrapped)                  # start of the episode
+    while not done:
+        p = policy.act(obs, info)                # proportions
+        next_obs, r, term, trunc, info = env.step(env.unwrapped.proportions_to_action(p))
+        policy.update(obs, p, r, next_obs, term, trunc, info)   # online learning (optional)
+        obs = next_obs
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Policy", "PolicyError", "normalise_proportions"]
+
+
+class PolicyError(ValueError):
+    """A policy was built or called with arguments it cannot work with."""
+
+
+def normalise_proportions(p: np.ndarray) -> np.ndarray:
+    """Clip to ``[0, 1]`` and rescale to sum 1 (uniform if everything is 0 or not finite)."""
+    p = np.asarray(p, dtype=np.float64).reshape(-1)
+    p = np.where(np.isfinite(p), p, 0.0)
+    p = np.clip(p, 0.0, 1.0)
+    total = p.sum()
+    if total <= 0.0:
+        return np.full(p.shape[0], 1.0 / p.shape[0])
+    return p / total
+
+
+class Policy:
+    """Base class of every policy (heuristic, REINFORCE, SB3 wrapper, callable wrapper).
+
+    Subclasses implement :meth:`act`; learning policies also implement :meth:`update`,
+    and policies with parameters implement :meth:`save` / :meth:`load`.
+    """
+
+    name: str = "policy"
+
+    def reset(self, env: Any) -> None:
+        """Start of an episode. ``env`` is the unwrapped :class:`mmenv.DUSEnv`."""
+
+    def act(self, obs: np.ndarray, info: dict) -> np.ndarray:
+        """Proportions in ``[0, 1]^m`` summing to 1 for observation ``obs``."""
+        raise NotImplementedError
+
+    def update(self, obs: np.ndarray, proportions: np.ndarray, reward: float, next_obs: np.ndarray,
+               terminated: bool, truncated: bool, info: dict) -> None:
+        """Learn from one transition. Non-learning policies ignore it."""
+
+    def save(self, path: str | Path) -> None:
+        raise NotImplementedError(f"policy {self.name!r} has no parameters to save")
+
+    @classmethod
+    def load(cls, path: str | Path, **kwargs) -> "Policy":
+        raise NotImplementedError(f"{cls.__name__} cannot be loaded from a file")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+class CallablePolicy(Policy):
+    """Wraps a plain function ``f(obs, info) -> proportions``."""
+
+    def __init__(self, fn, name: str | None = None) -> None:
+        if not callable(fn):
+            raise PolicyError(f"expected a callable f(obs, info) -> proportions, got {type(fn).__name__}")
+        self.fn = fn
+        self.name = name or getattr(fn, "__name__", "callable")
+
+    def act(self, obs: np.ndarray, info: dict) -> np.ndarray:
+        return normalise_proportions(self.fn(obs, info))

@@ -1,0 +1,310 @@
+"""REINFORCE with a Dirichlet policy: the paper's learned sampler (Algorithm 1).
+
+Read top to bottom:
+
+1. **Network** (:class:`DirichletPolicyNet`): the observation ``s^`` (cumulative
+   discrepancy, one value per modality) and its within-vector z-score (which modality is
+   ahead, independent of scale) go through a two-layer tanh MLP; a head outputs one
+   Dirichlet concentration per modality, ``softplus(.)`` clamped to ``[1e-3, 1e3]``.
+   The head starts at zero weights and a bias giving every concentration
+   ``init_concentration`` (5), so the first actions scatter around the uniform split.
+2. **Acting**: a Dirichlet sample is a valid proportion vector by construction (it lies
+   on the simplex). It is drawn as normalised Gamma variates in float64 from the
+   policy's own ``torch.Generator`` (seeded by ``seed``), so runs are reproducible and
+   never touch the global RNG. ``deterministic=True`` returns the Dirichlet mean
+   ``alpha / sum(alpha)`` (for evaluation). A sample that is not finite (all Gamma
+   variates underflowing at tiny concentrations) falls back to the mean.
+3. **Log-probability**: proportions are clamped to at least ``1e-6`` and renormalised
+   before ``Dirichlet.log_prob`` (float64), so a sample with an exact 0 never gives
+   ``-inf``; a loss that is still not finite skips the optimiser step (counted in
+   ``skipped_updates``), and gradients are clipped to ``max_grad_norm``.
+4. **Update**: loss ``= -advantage * log pi(a|s) - ent_coef * H(pi(.|s))``, Adam with
+   learning rate 1e-4 (the paper's). Two modes:
+
+   * ``mode="online"`` (default; Algorithm 1): after *every* environment step, one
+     gradient step on that transition with advantage ``r_t - b``, ``b`` an exponential
+     moving average of past rewards (initialised with the first reward). DUS thus
+     learns *during* the single training run it controls.
+   * ``mode="episodic"``: transitions are collected for a whole episode (one training
+     run); at its end, discounted returns ``G_t = sum_k gamma^k r_{t+k}`` give
+     advantages ``G_t - b_t`` with ``b_t`` a moving average of past returns *at the same
+     step index* (episodes have a fixed horizon), and one gradient step is taken on the
+     episode. :meth:`ReinforcePolicy.train_episodic` trains across many runs.
+5. **Saving**: ``torch.save`` of the config, network and optimiser state, and baselines;
+   :meth:`ReinforcePolicy.load` (or ``agents.make_policy("agent.pt")``) restores it.
+
+Example::
+
+    from mmenv import DUSEnv
+    from agents import ReinforcePolicy, run_policy
+
+    env = DUSEnv(epochs=5, batch_budget=32)
+    policy = ReinforcePolicy(seed=0)               # online: learns inside one run
+    record = run_policy(env, policy, seeds=[0])[0]
+    policy.save("reinforce.pt")
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.distributions import Dirichlet
+
+from .policy import Policy, PolicyError
+
+__all__ = ["ReinforceConfig", "DirichletPolicyNet", "ReinforcePolicy"]
+
+FORMAT = "mmenv-reinforce-v1"
+MODES = ("online", "episodic")
+
+
+@dataclass
+class ReinforceConfig:
+    """Hyper-parameters of :class:`ReinforcePolicy` (saved with the weights)."""
+
+    num_modalities: int | None = None   # m; taken from the environment at reset() if None
+    hidden: int = 64
+    lr: float = 1e-4                    # the paper's policy learning rate
+    ent_coef: float = 1e-3              # entropy bonus (keeps the Dirichlet from collapsing)
+    baseline_momentum: float = 0.9      # EMA factor of the reward / return baseline
+    gamma: float = 0.99                 # discount (episodic mode)
+    mode: str = "online"
+    max_grad_norm: float = 1.0
+    init_concentration: float = 5.0
+    conc_min: float = 1e-3
+    conc_max: float = 1e3
+    prop_eps: float = 1e-6              # proportions are clamped to >= this for log_prob
+    seed: int | None = None
+
+
+class DirichletPolicyNet(nn.Module):
+    """Observation -> Dirichlet concentrations (one per modality)."""
+
+    def __init__(self, num_modalities: int, hidden: int = 64, init_concentration: float = 5.0,
+                 conc_min: float = 1e-3, conc_max: float = 1e3) -> None:
+        super().__init__()
+        m = num_modalities
+        self.body = nn.Sequential(nn.Linear(2 * m, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh())
+        self.head = nn.Linear(hidden, m)
+        nn.init.zeros_(self.head.weight)
+        # softplus(b) = c  <=>  b = log(exp(c) - 1)
+        nn.init.constant_(self.head.bias, math.log(math.expm1(init_concentration)))
+        self.conc_min, self.conc_max = conc_min, conc_max
+
+    @staticmethod
+    def features(obs: torch.Tensor) -> torch.Tensor:
+        """Raw scores plus their z-score across modalities (0 when all are equal)."""
+        obs = torch.nan_to_num(obs, nan=0.0, posinf=1.0, neginf=0.0).clamp(0.0, 1.0)
+        centred = obs - obs.mean(-1, keepdim=True)
+        z = centred / (centred.pow(2).mean(-1, keepdim=True).sqrt() + 1e-6)
+        return torch.cat([obs, z], dim=-1)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        logits = self.head(self.body(self.features(obs)))
+        return nn.functional.softplus(logits).clamp(self.conc_min, self.conc_max)
+
+
+class ReinforcePolicy(Policy):
+    """REINFORCE over Dirichlet-distributed batch proportions (online or episodic).
+
+    Args:
+        seed: seeds the network initialisation and the policy's own sampling generator.
+        deterministic: act with the Dirichlet mean instead of sampling (evaluation).
+        log_dir: if set, training statistics go to TensorBoard there.
+        **config: any :class:`ReinforceConfig` field (``lr``, ``mode``, ``ent_coef``, ...).
+    """
+
+    name = "reinforce"
+
+    def __init__(self, seed: int | None = None, deterministic: bool = False, log_dir: str | None = None,
+                 **config: Any) -> None:
+        unknown = set(config) - set(ReinforceConfig.__dataclass_fields__)
+        if unknown:
+            raise PolicyError(f"unknown REINFORCE option(s) {sorted(unknown)}; "
+                              f"valid: {sorted(ReinforceConfig.__dataclass_fields__)}")
+        self.config = ReinforceConfig(seed=seed, **config)
+        if self.config.mode not in MODES:
+            raise PolicyError(f"unknown mode {self.config.mode!r}; valid: {list(MODES)}")
+        if self.config.seed is None:
+            self.config.seed = int(np.random.SeedSequence().generate_state(1)[0] % (2**31 - 1))
+        self.deterministic = deterministic
+        self.generator = torch.Generator().manual_seed(self.config.seed)
+        self.net: DirichletPolicyNet | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.reward_baseline: float | None = None          # online mode
+        self.return_baselines: dict[int, float] = {}       # episodic mode, per step index
+        self.num_updates = 0
+        self.skipped_updates = 0
+        self._episode: list[tuple[np.ndarray, np.ndarray, float]] = []
+        self.log_dir = log_dir
+        self._writer = None
+        if self.config.num_modalities is not None:
+            self._build(self.config.num_modalities)
+
+    @property
+    def mode(self) -> str:
+        return self.config.mode
+
+    @mode.setter
+    def mode(self, value: str) -> None:
+        if value not in MODES:
+            raise PolicyError(f"unknown mode {value!r}; valid: {list(MODES)}")
+        self.config.mode = value
+
+    # ------------------------------------------------------------------ network
+    def _build(self, m: int) -> None:
+        if self.net is not None:
+            if m != self.config.num_modalities:
+                raise PolicyError(f"this policy was built for {self.config.num_modalities} modalities, "
+                                  f"the environment has {m}")
+            return
+        c = self.config
+        c.num_modalities = m
+        # Parameter initialisation draws from torch's global RNG: seed it inside a fork.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(c.seed)
+            self.net = DirichletPolicyNet(m, c.hidden, c.init_concentration, c.conc_min, c.conc_max)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=c.lr)
+
+    def distribution(self, obs: np.ndarray | torch.Tensor) -> Dirichlet:
+        """pi(. | obs) as a float64 Dirichlet (batched if ``obs`` is 2-D)."""
+        obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32))
+        self._build(obs_t.shape[-1])
+        return Dirichlet(self.net(obs_t).double(), validate_args=False)
+
+    def _clamp(self, proportions: np.ndarray) -> torch.Tensor:
+        p = torch.as_tensor(np.asarray(proportions, dtype=np.float64))
+        p = torch.nan_to_num(p, nan=0.0).clamp(self.config.prop_eps, 1.0)
+        return p / p.sum(-1, keepdim=True)
+
+    # ------------------------------------------------------------------ Policy API
+    def reset(self, env: Any) -> None:
+        self._build(int(env.observation_space.shape[0]))
+        self._episode = []
+
+    def act(self, obs: np.ndarray, info: dict | None = None) -> np.ndarray:
+        with torch.no_grad():
+            conc = self.distribution(obs).concentration
+            mean = conc / conc.sum(-1, keepdim=True)
+            if self.deterministic:
+                p = mean
+            else:
+                g = torch._standard_gamma(conc, generator=self.generator)
+                p = g / g.sum(-1, keepdim=True)
+                if not bool(torch.isfinite(p).all()):
+                    p = mean
+        return p.numpy()
+
+    def update(self, obs, proportions, reward, next_obs, terminated, truncated, info) -> None:
+        if self.mode == "online":
+            # Algorithm 1: one policy-gradient step per environment step.
+            if self.reward_baseline is None:
+                self.reward_baseline = float(reward)
+            advantage = float(reward) - self.reward_baseline
+            self._gradient_step(np.asarray(obs)[None], np.asarray(proportions)[None], np.array([advantage]))
+            b = self.config.baseline_momentum
+            self.reward_baseline = b * self.reward_baseline + (1 - b) * float(reward)
+        else:
+            self._episode.append((np.asarray(obs), np.asarray(proportions), float(reward)))
+            if terminated or truncated:
+                self.finish_episode()
+
+    def finish_episode(self) -> None:
+        """Episodic mode: one update on the collected episode with discounted returns."""
+        if not self._episode:
+            return
+        obs, props, rewards = zip(*self._episode)
+        self._episode = []
+        returns = np.zeros(len(rewards))
+        running = 0.0
+        for t in reversed(range(len(rewards))):
+            running = rewards[t] + self.config.gamma * running
+            returns[t] = running
+        b = self.config.baseline_momentum
+        advantages = np.zeros_like(returns)
+        for t, g in enumerate(returns):
+            base = self.return_baselines.get(t, g)
+            advantages[t] = g - base
+            self.return_baselines[t] = b * base + (1 - b) * g
+        self._gradient_step(np.stack(obs), np.stack(props), advantages)
+
+    def _gradient_step(self, obs: np.ndarray, proportions: np.ndarray, advantages: np.ndarray) -> None:
+        dist = self.distribution(obs)
+        log_prob = dist.log_prob(self._clamp(proportions))
+        entropy = dist.entropy()
+        adv = torch.as_tensor(advantages, dtype=torch.float64)
+        loss = -(adv * log_prob).mean() - self.config.ent_coef * entropy.mean()
+        if not bool(torch.isfinite(loss)):
+            self.skipped_updates += 1
+            return
+        self.optimizer.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.net.parameters(), self.config.max_grad_norm)
+        self.optimizer.step()
+        self.num_updates += 1
+        if self.log_dir is not None:
+            self._log(loss=float(loss.detach()), entropy=float(entropy.detach().mean()),
+                      advantage=float(adv.mean()), concentration_sum=float(dist.concentration.detach().sum(-1).mean()))
+
+    def _log(self, **scalars: float) -> None:
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(self.log_dir)
+        for key, value in scalars.items():
+            self._writer.add_scalar(f"reinforce/{key}", value, self.num_updates)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    # ------------------------------------------------------------------ training across runs
+    def train_episodic(self, env, episodes: int, seeds: list[int] | None = None, progress: bool = False):
+        """Learn across ``episodes`` training runs (episodic REINFORCE); returns their records."""
+        from .runner import run_policy
+
+        previous, self.mode = self.mode, "episodic"
+        try:
+            return run_policy(env, self, episodes=episodes, seeds=seeds, progress=progress, learn=True)
+        finally:
+            self.mode = previous
+
+    # ------------------------------------------------------------------ save / load
+    def save(self, path: str | Path) -> None:
+        if self.net is None:
+            raise PolicyError("nothing to save: the network is built at the first reset(env)/act(obs)")
+        torch.save({
+            "format": FORMAT,
+            "config": asdict(self.config),
+            "state_dict": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "reward_baseline": self.reward_baseline,
+            "return_baselines": self.return_baselines,
+            "num_updates": self.num_updates,
+        }, Path(path))
+
+    @classmethod
+    def load(cls, path: str | Path, deterministic: bool = False, seed: int | None = None,
+             **overrides: Any) -> "ReinforcePolicy":
+        """Restore a saved policy; ``overrides`` replace config fields (e.g. ``mode``, ``lr``)."""
+        state = torch.load(Path(path), map_location="cpu", weights_only=False)
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            raise PolicyError(f"{path} is not a saved REINFORCE policy (expected format {FORMAT!r})")
+        config = {**state["config"], **overrides}
+        saved_seed = config.pop("seed")
+        policy = cls(seed=saved_seed if seed is None else seed, deterministic=deterministic, **config)
+        policy._build(config["num_modalities"])
+        policy.net.load_state_dict(state["state_dict"])
+        if "lr" not in overrides:
+            policy.optimizer.load_state_dict(state["optimizer"])
+        policy.reward_baseline = state["reward_baseline"]
+        policy.return_baselines = {int(k): v for k, v in state["return_baselines"].items()}
+        policy.num_updates = state["num_updates"]
+        return policy

@@ -1,0 +1,351 @@
+"""Command line: ``mmenv train`` and ``mmenv evaluate`` (``python -m mmenv`` runs it too).
+
+Examples::
+
+    # the paper's DUS: online REINFORCE inside one training run, saved with its logs
+    mmenv train --agent reinforce --episodes 1 --epochs 10 --out runs/reinforce
+    # an SB3 agent learning across training runs
+    mmenv train --agent ppo --timesteps 200 --epochs 10 --out runs/ppo
+    # evaluate heuristics or a saved agent over seeds; prints a table, writes JSON + CSV
+    mmenv evaluate --policy dus-h --episodes 3 --seed 0 --out runs/eval-dush
+    mmenv evaluate --policy runs/ppo/agent.zip --episodes 3 --out runs/eval-ppo
+
+Extending: :func:`build_parser` creates the sub-commands registered in ``SUBCOMMANDS``
+(name -> function adding a sub-parser to the ``subparsers`` object and setting its
+``func``); :func:`add_env_arguments` and :func:`env_kwargs_from_args` give a new
+sub-command the same environment options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+__all__ = ["main", "build_parser", "add_env_arguments", "env_kwargs_from_args", "SUBCOMMANDS",
+           "register_subcommand", "episode_rows", "summarise", "write_csv", "format_table"]
+
+TRAIN_AGENTS = ("reinforce", "ppo", "a2c", "sac", "td3")
+
+
+# ---------------------------------------------------------------------- shared options
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc.msg}): {text!r}; "
+                                         "example: '{\"n_train\": 500}'") from exc
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"key\": 1}}', got {text!r}")
+    return value
+
+
+def _step_every(text: str) -> str | int:
+    if text == "epoch":
+        return text
+    try:
+        k = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--step-every takes 'epoch' or a positive integer, got {text!r}")
+    if k < 1:
+        raise argparse.ArgumentTypeError(f"--step-every must be >= 1, got {k}")
+    return k
+
+
+def _positive_int(text: str) -> int:
+    try:
+        k = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    if k < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {k}")
+    return k
+
+
+def add_env_arguments(parser: argparse.ArgumentParser) -> None:
+    """The environment options (:class:`mmenv.DUSEnv` arguments) shared by sub-commands."""
+    g = parser.add_argument_group("environment")
+    g.add_argument("--dataset", default="synthetic",
+                   help="registered data set name (default: synthetic, generated in code)")
+    g.add_argument("--dataset-kwargs", type=_json_object, default={}, metavar="JSON",
+                   help="keyword arguments for the data set builder, e.g. '{\"n_train\": 500, \"seed\": 1}'")
+    g.add_argument("--learner", default="baseline", help="registered learner (MML method), default: baseline")
+    g.add_argument("--learner-kwargs", type=_json_object, default={}, metavar="JSON",
+                   help="keyword arguments for the learner, e.g. '{\"lr\": 0.01}'")
+    g.add_argument("--epochs", type=_positive_int, default=10, help="training epochs per episode E (default: 10)")
+    g.add_argument("--batch-budget", type=_positive_int, default=64,
+                   help="N_B, total batch size shared by the modalities (default: 64)")
+    g.add_argument("--step-every", type=_step_every, default="epoch", metavar="{epoch,K}",
+                   help="one environment step per epoch (default, Algorithm 1) or every K iterations")
+    g.add_argument("--reward", default="dus",
+                   help="reward: dus (Eq. 5, default), discrepancy-gap or val-acc-gain")
+    g.add_argument("--discrepancy", choices=("sum", "mean"), default="sum",
+                   help="batch discrepancy: sum of true-class probabilities (paper, default) or mean")
+    g.add_argument("--sample-order", default="shuffle", help="sample-order strategy (default: shuffle)")
+    g.add_argument("--device", default="cpu", help="torch device for data and model (default: cpu)")
+    g.add_argument("--log-dir", default=None,
+                   help="write the environment's per-step TensorBoard scalars here "
+                        "(train defaults to OUT/tb/env)")
+
+
+def env_kwargs_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """:class:`mmenv.DUSEnv` keyword arguments from the options of :func:`add_env_arguments`."""
+    return dict(
+        dataset=args.dataset,
+        dataset_kwargs=dict(args.dataset_kwargs) or None,
+        learner=args.learner,
+        learner_kwargs=dict(args.learner_kwargs) or None,
+        epochs=args.epochs,
+        batch_budget=args.batch_budget,
+        step_every=args.step_every,
+        reward=args.reward,
+        discrepancy=args.discrepancy,
+        sample_order=args.sample_order,
+        device=args.device,
+        log_dir=args.log_dir,
+    )
+
+
+# ---------------------------------------------------------------------- results
+def episode_rows(records, label: str) -> list[dict[str, Any]]:
+    """One flat row per episode: seed, reward, steps, test metrics (fused and per modality)."""
+    rows = []
+    for rec in records:
+        row: dict[str, Any] = {"policy": label, "seed": rec.seed, "reward_sum": rec.reward_sum,
+                               "steps": rec.steps, "diverged": rec.diverged, "wall_time_s": rec.wall_time_s}
+        for who, metrics in (rec.test or {}).items():
+            for metric, value in metrics.items():
+                row[f"test_{who}_{metric}"] = value
+        row["mean_batch_sizes"] = "/".join(f"{sum(b[j] for b in rec.batch_sizes) / max(1, rec.steps):.1f}"
+                                           for j in range(len(rec.modalities)))
+        rows.append(row)
+    return rows
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Mean and (population) standard deviation of every numeric column over episodes."""
+    out: dict[str, dict[str, float]] = {}
+    keys = [k for k in rows[0] if k not in ("policy", "seed", "diverged", "mean_batch_sizes")] if rows else []
+    for k in keys:
+        vals = [float(r[k]) for r in rows if isinstance(r.get(k), (int, float)) and math.isfinite(float(r[k]))]
+        if vals:
+            mean = sum(vals) / len(vals)
+            out[k] = {"mean": mean, "std": math.sqrt(sum((v - mean) ** 2 for v in vals) / len(vals)), "n": len(vals)}
+    return out
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    fields: list[str] = []
+    for r in rows:
+        fields += [k for k in r if k not in fields]
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def format_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
+    def cell(v: Any) -> str:
+        return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+    body = [[cell(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(b[i]) for b in body)) if body else len(c) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(b, widths)) for b in body]
+    return "\n".join(lines)
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    path.write_text(json.dumps(payload, indent=2, default=str))
+
+
+# ---------------------------------------------------------------------- train
+def _add_train(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train", help="train an agent (REINFORCE or an SB3 algorithm) and save it",
+        description="Train a sampling agent on the DUS environment. Writes OUT/agent.pt (REINFORCE) or "
+                    "OUT/agent.zip (SB3), OUT/train.json, and TensorBoard logs under OUT/tb.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--agent", choices=TRAIN_AGENTS, required=True,
+                   help="reinforce (the paper's, built in) or an SB3 algorithm")
+    p.add_argument("--episodes", type=_positive_int, default=1,
+                   help="REINFORCE: training runs to learn over (online mode learns inside each)")
+    p.add_argument("--mode", choices=("online", "episodic"), default="online",
+                   help="REINFORCE: update after every step (Algorithm 1) or once per episode")
+    p.add_argument("--timesteps", type=_positive_int, default=None,
+                   help="SB3: environment steps to learn for (default: episodes x steps per episode)")
+    p.add_argument("--lr", type=float, default=None, help="agent learning rate (default: 1e-4, the paper's)")
+    p.add_argument("--agent-kwargs", type=_json_object, default={}, metavar="JSON",
+                   help="extra agent options: ReinforceConfig fields or SB3 constructor arguments")
+    p.add_argument("--seed", type=int, default=0, help="agent seed; episode i resets the env with seed+i")
+    p.add_argument("--out", required=True, type=Path, help="output directory")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_env_arguments(p)
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from agents import ReinforcePolicy, run_policy
+
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    env_kwargs = env_kwargs_from_args(args)
+    if env_kwargs["log_dir"] is None:
+        env_kwargs["log_dir"] = str(out / "tb" / "env")
+    agent_kwargs = dict(args.agent_kwargs)
+    if args.lr is not None:
+        agent_kwargs["learning_rate" if args.agent != "reinforce" else "lr"] = args.lr
+    summary: dict[str, Any] = {"command": "train", "agent": args.agent, "seed": args.seed,
+                               "env": env_kwargs, "agent_kwargs": agent_kwargs}
+
+    if args.agent == "reinforce":
+        from mmenv import DUSEnv
+        from torch.utils.tensorboard import SummaryWriter
+
+        env = DUSEnv(**env_kwargs)
+        policy = ReinforcePolicy(seed=args.seed, mode=args.mode, log_dir=str(out / "tb" / "reinforce"),
+                                 **agent_kwargs)
+        seeds = [args.seed + i for i in range(args.episodes)]
+        records = run_policy(env, policy, episodes=args.episodes, seeds=seeds,
+                             progress=not args.no_progress, learn=True)
+        writer = SummaryWriter(str(out / "tb" / "episodes"))
+        for i, rec in enumerate(records):
+            writer.add_scalar("episode/reward_sum", rec.reward_sum, i)
+            for who, metrics in (rec.test or {}).items():
+                for metric, value in metrics.items():
+                    writer.add_scalar(f"episode/test/{who}/{metric}", value, i)
+        writer.close()
+        policy.close()
+        env.close()
+        agent_path = out / "agent.pt"
+        policy.save(agent_path)
+        rows = episode_rows(records, "reinforce")
+        summary.update(mode=args.mode, episodes=[r.to_dict() for r in records], summary=summarise(rows),
+                       updates=policy.num_updates, skipped_updates=policy.skipped_updates)
+        print(format_table(rows, ["seed", "reward_sum", "test_fused_accuracy", "mean_batch_sizes", "steps"]))
+    else:
+        from agents.sb3 import learn, make_sb3_agent, make_sb3_env
+
+        env = make_sb3_env(**env_kwargs)
+        steps_per_episode = env.epochs if env.step_every == "epoch" else math.ceil(env.total_iters / env.step_every)
+        timesteps = args.timesteps or args.episodes * steps_per_episode
+        model = make_sb3_agent(args.agent, env, tensorboard_log=str(out / "tb"), seed=args.seed, **agent_kwargs)
+        learn(model, total_timesteps=timesteps, tb_log_name=args.agent)
+        agent_path = out / "agent.zip"
+        model.save(agent_path)
+        env.close()
+        summary.update(timesteps=timesteps)
+        print(f"trained {args.agent.upper()} for {timesteps} environment steps")
+    summary["agent_path"] = str(agent_path)
+    _write_json(out / "train.json", summary)
+    print(f"saved {agent_path}; TensorBoard: tensorboard --logdir {out / 'tb'}")
+    return 0
+
+
+# ---------------------------------------------------------------------- evaluate
+def _add_evaluate(subparsers) -> None:
+    p = subparsers.add_parser(
+        "evaluate", help="run a policy for N episodes; print a table, write JSON and CSV",
+        description="Evaluate a heuristic (uniform, dus-h, fixed, discrepancy), online REINFORCE (reinforce) "
+                    "or a saved agent (.pt / .zip). Writes OUT/results.json and OUT/results.csv.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--policy", required=True,
+                   help="uniform, dus-h, fixed, discrepancy, reinforce, or the path of a saved agent")
+    p.add_argument("--policy-kwargs", type=_json_object, default={}, metavar="JSON",
+                   help="policy options, e.g. '{\"beta\": 0.4}' for dus-h or '{\"tau\": 0.1}' for discrepancy")
+    p.add_argument("--episodes", type=_positive_int, default=1, help="episodes (training runs)")
+    p.add_argument("--seed", type=int, default=0, help="episode i resets the environment with seed+i")
+    p.add_argument("--frozen", action="store_true",
+                   help="REINFORCE: no updates during evaluation and deterministic (mean) actions")
+    p.add_argument("--out", required=True, type=Path, help="output directory")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_env_arguments(p)
+    p.set_defaults(func=cmd_evaluate)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from agents import ReinforcePolicy, make_policy, run_policy
+    from mmenv import DUSEnv
+
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    env_kwargs = env_kwargs_from_args(args)
+    policy_kwargs = dict(args.policy_kwargs)
+    if args.policy.lower() == "reinforce":
+        policy_kwargs.setdefault("seed", args.seed)
+    policy = make_policy(args.policy, **policy_kwargs)
+    # Online REINFORCE learns inside the run it controls (the paper's DUS); everything
+    # else only acts. --frozen turns REINFORCE into a fixed, deterministic policy.
+    learn = isinstance(policy, ReinforcePolicy) and policy.mode == "online" and not args.frozen
+    if isinstance(policy, ReinforcePolicy):
+        policy.deterministic = policy.deterministic or not learn
+    env = DUSEnv(**env_kwargs)
+    seeds = [args.seed + i for i in range(args.episodes)]
+    records = run_policy(env, policy, episodes=args.episodes, seeds=seeds, progress=not args.no_progress,
+                         learn=learn)
+    env.close()
+    label = Path(args.policy).stem if Path(args.policy).suffix else args.policy
+    rows = episode_rows(records, label)
+    summary = summarise(rows)
+    payload = {"command": "evaluate", "policy": args.policy, "policy_kwargs": policy_kwargs, "learn": learn,
+               "env": env_kwargs, "seeds": seeds, "summary": summary,
+               "episodes": [r.to_dict() for r in records]}
+    _write_json(out / "results.json", payload)
+    write_csv(out / "results.csv", rows)
+    modalities = records[0].modalities
+    columns = ["seed", "reward_sum", "test_fused_accuracy", "test_fused_map", "test_fused_macro_f1",
+               *[f"test_{m}_accuracy" for m in modalities], "mean_batch_sizes", "diverged", "wall_time_s"]
+    mean_row = {c: summary[c]["mean"] for c in columns if c in summary}
+    mean_row["seed"] = "mean"
+    print(f"policy {args.policy}  ({args.episodes} episode(s), batch sizes in order {'/'.join(modalities)})")
+    print(format_table(rows + [mean_row], columns))
+    print(f"wrote {out / 'results.json'} and {out / 'results.csv'}")
+    return 0
+
+
+# ---------------------------------------------------------------------- parser
+SUBCOMMANDS: dict[str, Callable[[Any], None]] = {"train": _add_train, "evaluate": _add_evaluate}
+
+
+def register_subcommand(name: str, add: Callable[[Any], None]) -> None:
+    """Register ``add(subparsers)``, which adds the sub-parser ``name`` and sets its ``func``."""
+    SUBCOMMANDS[name] = add
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``mmenv`` parser; its ``subparsers`` attribute is the sub-command group."""
+    parser = argparse.ArgumentParser(
+        prog="mmenv",
+        description="Multimodal training as a Gymnasium environment (Data-aware Unimodal Sampling): "
+                    "train sampling agents and evaluate sampling policies.")
+    from mmenv import __version__
+
+    parser.add_argument("--version", action="version", version=f"mmenv {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.subparsers = subparsers  # type: ignore[attr-defined]
+    for add in SUBCOMMANDS.values():
+        add(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, TypeError) as exc:
+        # Configuration mistakes (unknown names, bad kwargs) get one clear line, not a traceback.
+        print(f"mmenv {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

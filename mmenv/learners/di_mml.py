@@ -1,0 +1,146 @@
+"""DI-MML: detached and interactive multimodal learning (Fan et al., ACM MM 2024).
+
+Modality competition comes from training the encoders through one fused objective.
+DI-MML *detaches* them: every encoder is trained by its own unimodal CE, and one
+classifier head is shared by all modalities so their features live in one space that
+a single head can read. The modalities *interact* only through a loss on the paired
+part of the batch. The paper's example of splitting a batch into a paired and an
+unpaired part is exactly what the environment hands over, so:
+
+    L = sum_m CE(head(f_m), y) over modality m's whole batch          (unpaired part too)
+      + lambda * DUC over the paired core                              (paired part)
+
+**Dimension-decoupled unidirectional contrastive loss (DUC)** — the reading taken.
+With the shared head ``W`` (``[C, d]``), the contribution of feature dimension ``i`` of
+modality m to the true class is ``e_m[i] = mean_batch(f_m[:, i] * W[y, i])`` on the paired
+core. For each ordered pair (m, n), on the dimensions where n is more effective than m
+(``e_n[i] > e_m[i]``), modality m's paired features are pulled towards n's *detached*
+features of the same sample by an InfoNCE loss over the paired batch (cosine
+similarity, temperature ``tau``): knowledge flows one way, from the modality that
+uses a dimension well to the one that does not, and never pulls the better modality
+back. DUC averages over ordered pairs, so any number of modalities works.
+
+Evaluation: the fused prediction is the mean of the unimodal logits of the shared head
+(the paper's late fusion of the detached branches); each modality's own logits are its
+per-modality prediction.
+
+Other readings: the dimension mask is recomputed every iteration from the current batch
+(no running statistics) and detached; ``loss_scale`` applies to the unimodal CE terms,
+the contrastive term is a mean over the paired rows.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from ..models.multimodal import MultimodalModel
+from .base import Batch, Learner, LearnerContext, Prediction, StepOutput
+from .common import build_optimizer, check_loss_scale, require_equal_feature_dims, scaled_ce
+
+
+def dimension_effectiveness(features: Tensor, labels: Tensor, head_weight: Tensor) -> Tensor:
+    """Mean contribution ``f[:, i] * W[y, i]`` of every feature dimension to the true class, ``[d]``."""
+    return (features * head_weight[labels]).mean(dim=0)
+
+
+def unidirectional_contrastive(student: Tensor, teacher: Tensor, mask: Tensor, tau: float) -> Tensor:
+    """InfoNCE pulling ``student`` rows to the detached ``teacher`` rows of the same sample,
+    on the dimensions in ``mask`` only (``[B, d]``, ``[B, d]``, ``[d]`` bool)."""
+    s = F.normalize(student * mask, dim=1, eps=1e-8)
+    t = F.normalize(teacher.detach() * mask, dim=1, eps=1e-8)
+    sim = s @ t.T / tau
+    return F.cross_entropy(sim, torch.arange(sim.shape[0], device=sim.device))
+
+
+class DIMMLLearner(Learner):
+    """Detached unimodal training through a shared head, plus a paired-part contrastive term.
+
+    Args:
+        contrastive_weight: ``lambda``, weight of the DUC term.
+        tau: temperature of the contrastive term.
+        loss_scale: ``"budget"`` (default) or ``"mean"``, for the unimodal CE terms.
+        optimizer, lr, momentum, weight_decay: see :func:`~mmenv.learners.common.build_optimizer`.
+        encoders, encoder_kwargs: per-modality encoders; all must output the same width.
+    """
+
+    name = "di-mml"
+    requires_paired = False
+    min_modalities = 2
+    max_modalities = None
+
+    def __init__(
+        self,
+        contrastive_weight: float = 0.5,
+        tau: float = 0.5,
+        loss_scale: str = "budget",
+        optimizer: str = "sgd",
+        lr: float = 1e-2,
+        momentum: float = 0.9,
+        weight_decay: float = 1e-4,
+        encoders: Mapping[str, str] | None = None,
+        encoder_kwargs: Mapping[str, dict] | None = None,
+    ) -> None:
+        if tau <= 0:
+            raise ValueError(f"tau must be > 0, got {tau}")
+        self.contrastive_weight = contrastive_weight
+        self.tau = tau
+        self.loss_scale = check_loss_scale(loss_scale)
+        self.opt_kwargs = dict(optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        self.encoder_names = encoders
+        self.encoder_kwargs = encoder_kwargs
+        self.model: MultimodalModel | None = None
+
+    def setup(self, ctx: LearnerContext) -> None:
+        self.check_modalities(ctx.modality_names)
+        self.ctx = ctx
+        self.share = ctx.batch_budget / len(ctx.modalities)
+        model = MultimodalModel(ctx.modalities, ctx.num_classes, self.encoder_names, self.encoder_kwargs,
+                                unimodal_heads=False, fusion_head=False)
+        dim = require_equal_feature_dims(model.feature_dims, self.name)
+        model.head = nn.Linear(dim, ctx.num_classes)
+        self.model = model.to(ctx.device)
+        self.optimizer = build_optimizer(self.model.parameters(), **self.opt_kwargs)
+
+    def unimodal_loss(self, logits: Mapping[str, Tensor], labels: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        return {m: scaled_ce(z, labels[m], self.loss_scale, self.share) for m, z in logits.items()}
+
+    def paired_loss(self, feats: Mapping[str, Tensor], batch: Batch) -> Tensor:
+        """DUC on the paired core (zero, with a graph, when fewer than two paired rows)."""
+        p = batch.num_paired
+        mods = self.model.modalities
+        if p < 2:
+            return sum(f.sum() * 0.0 for f in feats.values())
+        y = batch.paired_labels()
+        w = self.model.head.weight.detach()
+        paired = {m: feats[m][:p] for m in mods}
+        eff = {m: dimension_effectiveness(paired[m].detach(), y, w) for m in mods}
+        terms = []
+        for m in mods:
+            for n in mods:
+                if n != m:
+                    mask = (eff[n] > eff[m]).to(paired[m].dtype)
+                    terms.append(unidirectional_contrastive(paired[m], paired[n], mask, self.tau))
+        return torch.stack(terms).mean()
+
+    def train_step(self, batch: Batch) -> StepOutput:
+        model = self.model
+        feats = model.encode(batch.inputs)
+        logits = {m: model.head(f) for m, f in feats.items()}
+        uni = self.unimodal_loss(logits, batch.labels)
+        duc = self.paired_loss(feats, batch)
+        total = sum(uni.values()) + self.contrastive_weight * duc
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        self.optimizer.step()
+        losses = {"total": total.detach(), "contrastive": duc.detach(), **{m: v.detach() for m, v in uni.items()}}
+        return StepOutput({m: z.detach() for m, z in logits.items()}, losses)
+
+    @torch.no_grad()
+    def predict(self, inputs: Mapping[str, Tensor]) -> Prediction:
+        per = {m: self.model.head(self.model.encoders[m](x)) for m, x in inputs.items()}
+        fused = torch.stack([per[m] for m in self.model.modalities]).mean(dim=0)
+        return Prediction(fused, per)
