@@ -8,6 +8,7 @@ with the cumulative modality discrepancy and the reward.
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any, Callable, Mapping
 
@@ -349,6 +350,105 @@ class DUSEnv(gym.Env):
         for mod in self.modalities:
             out[mod] = classification_metrics(torch.cat(per[mod]), labels, c)
         return out
+
+    # ------------------------------------------------------------------ checkpointing
+    def _checkpoint_config(self) -> dict[str, Any]:
+        """The settings a checkpoint is only valid for (checked by :meth:`load_state_dict`)."""
+        return {
+            "dataset": self.dataset.name, "n_train": len(self.dataset.train), "modalities": list(self.modalities),
+            "learner": self.learner.name, "sample_order": self.sample_order.name, "epochs": self.epochs,
+            "batch_budget": self.batch_budget, "step_every": self.step_every, "iters_per_epoch": self.iters_per_epoch,
+            "min_batch": self.min_batch, "discrepancy": self.tracker.mode, "symmetric": self.symmetric,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """A snapshot of everything the rest of the run depends on (see :mod:`mmenv.checkpoint`).
+
+        Holds the Gymnasium ``np_random`` state (it draws the next episode's seed) and, once
+        an episode has started, the episode: the env's ``torch.Generator`` state, the learner
+        (model, optimizer, schedule, method state), the sample order and sampler streams
+        (permutations and cursors), the discrepancy tracker, the iteration / epoch /
+        episode-step counters and the last observation. Tensors are copies, so the
+        snapshot stays valid while the environment keeps stepping. Only plain containers,
+        numbers, strings and tensors: ``torch.load(weights_only=True)`` reads it back.
+        """
+        bit_gen = None if self._np_random is None else self._np_random.bit_generator
+        state: dict[str, Any] = {
+            "config": self._checkpoint_config(),
+            "global_step": self._global_step,
+            "needs_reset": self._needs_reset,
+            "np_random": None if bit_gen is None else copy.deepcopy(bit_gen.state),
+            "np_random_seed": getattr(self, "_np_random_seed", None),
+            "episode": None,
+        }
+        if getattr(self, "generator", None) is not None:
+            state["episode"] = copy.deepcopy({
+                "episode_seed": self.episode_seed,
+                "generator": self.generator.get_state(),
+                "learner": self.learner.state_dict(),
+                "sample_order": self.sample_order.state_dict(),
+                "sampler": {k: [perm, cursor] for k, (perm, cursor) in self.sampler.state_dict().items()},
+                "tracker": self.tracker.state_dict(),
+                "iteration": self.iteration,
+                "episode_step": self.episode_step,
+                "epoch_started": self._epoch_started,
+                "obs": torch.from_numpy(np.asarray(self._obs, dtype=np.float32).copy()),
+            })
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a :meth:`state_dict` snapshot into this (identically configured) environment.
+
+        The episode's objects are rebuilt by a plain ``reset()`` (fresh model, optimizer and
+        streams of the right shapes) and then overwritten with the saved state, so the next
+        ``step`` gives exactly what the saved environment's next ``step`` would have given.
+        """
+        from .checkpoint import CheckpointError
+
+        saved, mine = dict(state["config"]), self._checkpoint_config()
+        diff = [k for k in mine if saved.get(k) != mine[k]]
+        if diff:
+            detail = ", ".join(f"{k}: saved {saved.get(k)!r}, this env {mine[k]!r}" for k in diff)
+            raise CheckpointError(f"checkpoint was written for another configuration ({detail}); "
+                                  "build the environment with the saved settings")
+        ep = state["episode"]
+        if ep is not None:
+            self.reset()
+            self.episode_seed = int(ep["episode_seed"])
+            self.generator.set_state(ep["generator"])
+            self.learner.load_state_dict(ep["learner"])
+            self.sample_order.load_state_dict(ep["sample_order"])
+            self.sampler.load_state_dict({k: (None if perm is None else perm.to(self.device), int(cursor))
+                                          for k, (perm, cursor) in ep["sampler"].items()})
+            self.tracker.load_state_dict(ep["tracker"])
+            self.iteration = int(ep["iteration"])
+            self.episode_step = int(ep["episode_step"])
+            self._epoch_started = int(ep["epoch_started"])
+            self._obs = ep["obs"].numpy().astype(np.float32)
+        if state["np_random"] is not None:
+            bit_gen = getattr(np.random, state["np_random"]["bit_generator"])()
+            bit_gen.state = state["np_random"]
+            self._np_random = np.random.Generator(bit_gen)
+            self._np_random_seed = state["np_random_seed"]
+        self._global_step = int(state["global_step"])
+        self._needs_reset = bool(state["needs_reset"])
+
+    @property
+    def last_observation(self) -> np.ndarray:
+        """The observation the agent acts on next (a copy), e.g. after :meth:`load_checkpoint`."""
+        return np.asarray(self._obs, dtype=np.float32).copy()
+
+    def save_checkpoint(self, path: str) -> None:
+        """Atomically write :meth:`state_dict` to ``path`` (a kill mid-write leaves the old file)."""
+        from .checkpoint import save_env_checkpoint
+
+        save_env_checkpoint(self, path)
+
+    def load_checkpoint(self, path: str) -> None:
+        """Restore the state saved by :meth:`save_checkpoint` (same configuration required)."""
+        from .checkpoint import load_env_checkpoint
+
+        load_env_checkpoint(self, path)
 
     # ------------------------------------------------------------------ logging
     def _log(self, info: dict, reward: float) -> None:
