@@ -109,6 +109,7 @@ def _mark_wrappers_reset(env: Any) -> None:
             env._has_reset = True
         if hasattr(env, "checked_step"):
             env.checked_reset = env.checked_step = True
+            env.checked_data_reuse = True
         env = env.env
 
 
