@@ -361,11 +361,21 @@ class DUSEnv(gym.Env):
             "min_batch": self.min_batch, "discrepancy": self.tracker.mode, "symmetric": self.symmetric,
         }
 
+    def _random_splits(self) -> list[tuple[str, Any]]:
+        """Data splits that own a ``torch.Generator`` (e.g. training-time augmentation)."""
+        out = []
+        for name in ("train", "val", "test"):
+            split = getattr(self.dataset, name, None)
+            if isinstance(getattr(split, "generator", None), torch.Generator):
+                out.append((name, split))
+        return out
+
     def state_dict(self) -> dict[str, Any]:
         """A snapshot of everything the rest of the run depends on (see :mod:`mmenv.checkpoint`).
 
         Holds the Gymnasium ``np_random`` state (it draws the next episode's seed) and, once
-        an episode has started, the episode: the env's ``torch.Generator`` state, the learner
+        an episode has started, the episode: the env's ``torch.Generator`` state (and that of
+        any data split owning one, e.g. media augmentation), the learner
         (model, optimizer, schedule, method state), the sample order and sampler streams
         (permutations and cursors), the discrepancy tracker, the iteration / epoch /
         episode-step counters and the last observation. Tensors are copies, so the
@@ -393,6 +403,8 @@ class DUSEnv(gym.Env):
                 "episode_step": self.episode_step,
                 "epoch_started": self._epoch_started,
                 "obs": torch.from_numpy(np.asarray(self._obs, dtype=np.float32).copy()),
+                # Splits with their own randomness (media augmentation) keep a torch.Generator.
+                "split_generators": {name: split.generator.get_state() for name, split in self._random_splits()},
             })
         return state
 
@@ -425,6 +437,9 @@ class DUSEnv(gym.Env):
             self.episode_step = int(ep["episode_step"])
             self._epoch_started = int(ep["epoch_started"])
             self._obs = ep["obs"].numpy().astype(np.float32)
+            for name, split in self._random_splits():
+                if name in ep.get("split_generators", {}):
+                    split.generator.set_state(ep["split_generators"][name])
         if state["np_random"] is not None:
             bit_gen = getattr(np.random, state["np_random"]["bit_generator"])()
             bit_gen.state = state["np_random"]
