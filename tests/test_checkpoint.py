@@ -313,3 +313,46 @@ def test_policy_state_round_trip_matches_continuing():
         a.update(obs, pa, 1.0, obs, False, False, {})
         b.update(obs, pb, 1.0, obs, False, False, {})
     assert a.reward_baseline == b.reward_baseline and a.num_updates == b.num_updates == 6
+
+
+def _train_cmd(out: Path, *extra: str) -> list[str]:
+    return ["-m", "mmenv", "train", "--agent", "reinforce", "--episodes", "6", "--epochs", "3", "--batch-budget", "32",
+            "--lr", "1e-2", "--seed", "3", "--no-progress", "--out", str(out),
+            "--dataset-kwargs", json.dumps(dict(n_train=384, n_val=32, n_test=64, seed=1)), *extra]
+
+
+def _run_train(args: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, *args], env=env, cwd=str(REPO),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_mmenv_train_resumes_after_sigkill(tmp_path):
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    reference = _run_train(_train_cmd(full))
+    victim = _run_train(_train_cmd(cut))
+    end = time.monotonic() + 120
+    while not (cut / "train.ckpt").exists():  # the first episode is done: kill inside a later one
+        assert victim.poll() is None and time.monotonic() < end, victim.communicate()[1].decode()[-2000:]
+        time.sleep(0.01)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert victim.returncode == -signal.SIGKILL and not (cut / "train.json").exists()
+    done_before = len(json.loads(load(cut / "train.ckpt")["records"]))
+    assert 1 <= done_before < 6
+
+    resumed = _run_train(_train_cmd(cut, "--resume"))
+    out, err = resumed.communicate(timeout=180)
+    assert resumed.returncode == 0, err.decode()[-2000:]
+    assert f"resuming after episode {done_before} of 6" in out.decode()
+    _finish(reference, timeout=180)
+
+    def episodes(path: Path) -> list[dict]:
+        return [{k: v for k, v in e.items() if k != "wall_time_s"} for e in json.loads(path.read_text())["episodes"]]
+
+    assert episodes(full / "train.json") == episodes(cut / "train.json")
+    a = torch.load(full / "agent.pt", weights_only=False)
+    b = torch.load(cut / "agent.pt", weights_only=False)
+    assert a["num_updates"] == b["num_updates"] == 18
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
