@@ -1,6 +1,9 @@
-"""Command line: ``mmenv train`` and ``mmenv evaluate`` (``python -m mmenv`` runs it too).
+"""Command line: ``mmenv compare``, ``mmenv train`` and ``mmenv evaluate`` (``python -m mmenv`` runs it too).
 
 Examples::
+
+    # the default comparison: uniform vs DUS-H vs DUS (online REINFORCE), 2 learners, 2 data sets, 3 seeds
+    mmenv compare
 
     # the paper's DUS: online REINFORCE inside one training run, saved with its logs
     mmenv train --agent reinforce --episodes 1 --epochs 10 --out runs/reinforce
@@ -347,8 +350,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------- compare
+def _add_compare(subparsers) -> None:
+    """``mmenv compare``: policies x learners x datasets x seeds (lives in :mod:`experiments.compare`)."""
+    from experiments.compare import add_compare_parser
+
+    add_compare_parser(subparsers)
+
+
 # ---------------------------------------------------------------------- parser
-SUBCOMMANDS: dict[str, Callable[[Any], None]] = {"train": _add_train, "evaluate": _add_evaluate}
+SUBCOMMANDS: dict[str, Callable[[Any], None]] = {"compare": _add_compare, "train": _add_train,
+                                                 "evaluate": _add_evaluate}
 
 
 def register_subcommand(name: str, add: Callable[[Any], None]) -> None:

@@ -195,6 +195,8 @@ class DUSEnv(gym.Env):
         gen = torch.Generator(device=self.device)
         gen.manual_seed(self.episode_seed)
         self.generator = gen
+        # Raw-media splits draw their augmentation from their own CPU generator.
+        self.dataset.train.reseed(self.episode_seed)
         ctx = LearnerContext(
             modalities=self.dataset.modalities,
             num_classes=self.dataset.num_classes,

@@ -10,6 +10,12 @@ from typing import Callable
 
 from .base import DatasetError, ModalitySpec, MultimodalDataset, Split, TensorSplit, tensor_dataset
 from .synthetic import make_synthetic
+from .uci_mfeat import make_uci_mfeat
+from .crema_d import make_crema_d
+from .kinetics_sounds import make_kinetics_sounds
+from .image_text import make_sarcasm, make_twitter2015
+from .nvgesture import make_nvgesture
+from .features import make_features
 
 __all__ = [
     "DatasetError",
@@ -19,12 +25,28 @@ __all__ = [
     "TensorSplit",
     "tensor_dataset",
     "make_synthetic",
+    "make_uci_mfeat",
+    "make_crema_d",
+    "make_kinetics_sounds",
+    "make_twitter2015",
+    "make_sarcasm",
+    "make_nvgesture",
+    "make_features",
     "make_dataset",
     "register_dataset",
     "DATASETS",
 ]
 
-DATASETS: dict[str, Callable[..., MultimodalDataset]] = {"synthetic": make_synthetic}
+DATASETS: dict[str, Callable[..., MultimodalDataset]] = {
+    "synthetic": make_synthetic,
+    "uci-mfeat": make_uci_mfeat,
+    "crema-d": make_crema_d,
+    "kinetics-sounds": make_kinetics_sounds,
+    "twitter2015": make_twitter2015,
+    "sarcasm": make_sarcasm,
+    "nvgesture": make_nvgesture,
+    "features": make_features,
+}
 
 
 def register_dataset(name: str, builder: Callable[..., MultimodalDataset]) -> None:

@@ -70,6 +70,13 @@ class Split:
         """Return the inputs of ``modality`` for ``indices`` (on the training device)."""
         raise NotImplementedError
 
+    def reseed(self, seed: int) -> None:
+        """Restart the split's own randomness (e.g. training augmentation) for an episode.
+
+        The environment calls it on the train split at every ``reset`` with the episode
+        seed. Splits without randomness (tensor splits) ignore it.
+        """
+
     def iter_batches(self, batch_size: int) -> Iterator[tuple[dict[str, Tensor], Tensor]]:
         """Yield ``(inputs, labels)`` over the whole split in order (for evaluation)."""
         n = len(self)

@@ -33,6 +33,24 @@ def _mlp(spec: ModalitySpec, hidden: tuple[int, ...] = (64,), out_dim: int = 64)
 register_encoder("mlp", _mlp, default_for_kind="features")
 
 
+def _resnet_spectrogram(spec: ModalitySpec, width: int = 64) -> nn.Module:
+    from .resnet import SpectrogramResNet
+
+    channels = spec.shape[0] if len(spec.shape) == 3 else 1
+    return SpectrogramResNet(in_channels=channels, width=width)
+
+
+def _resnet_frames(spec: ModalitySpec, width: int = 64) -> nn.Module:
+    from .resnet import FramesResNet
+
+    channels = spec.shape[-3] if len(spec.shape) >= 3 else 3
+    return FramesResNet(in_channels=channels, width=width)
+
+
+register_encoder("resnet18-spectrogram", _resnet_spectrogram, default_for_kind="spectrogram")
+register_encoder("resnet18-frames", _resnet_frames, default_for_kind="frames")
+
+
 def build_encoder(spec: ModalitySpec, name: str | None = None, **kwargs) -> nn.Module:
     """Build the encoder ``name`` (default: the one registered for ``spec.kind``)."""
     if name is None:

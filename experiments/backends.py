@@ -1,0 +1,106 @@
+"""Where runs execute: in this process, in local worker processes, or on a Ray cluster.
+
+Every backend takes a list of :class:`~experiments.grid.RunSpec` and yields result dicts
+as runs finish (any order). Workers set torch to one thread: on a small machine N
+single-threaded runs beat one run fighting N threads, and results do not depend on
+the thread count.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from .grid import RESULT_VERSION, RunSpec, execute_run
+
+__all__ = ["run_serial", "run_processes", "run_ray", "init_worker"]
+
+
+def init_worker() -> None:
+    """Per-worker setup: one torch thread (intra- and inter-op)."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set in this process
+        pass
+
+
+def run_serial(specs: Sequence[RunSpec], out: str, tensorboard: bool) -> Iterator[dict[str, Any]]:
+    """Run in this process, one after the other (``workers: 1``)."""
+    for spec in specs:
+        yield execute_run(spec, out, tensorboard)
+
+
+def run_processes(specs: Sequence[RunSpec], out: str, tensorboard: bool, workers: int
+                  ) -> Iterator[dict[str, Any]]:
+    """Run on ``workers`` local processes (spawn: no forked torch state, same on every OS)."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init_worker) as pool:
+        futures = {pool.submit(execute_run, asdict(spec), out, tensorboard): spec for spec in specs}
+        for future in as_completed(futures):
+            spec = futures[future]
+            try:
+                yield future.result()
+            except Exception as exc:  # the worker process itself died (e.g. killed for memory)
+                yield _crashed(spec, exc)
+
+
+def run_ray(specs: Sequence[RunSpec], out: str, tensorboard: bool, address: str | None = None
+            ) -> Iterator[dict[str, Any]]:
+    """Run on a Ray cluster, one CPU per run (``backend: ray``; needs ``pip install 'mmenv[ray]'``).
+
+    ``address`` (or ``RAY_ADDRESS``) joins an existing cluster; without one Ray starts a
+    local instance. TensorBoard logs are written by the workers under ``out``, so on a
+    multi-node cluster ``out`` should be on a shared file system; the result files are
+    written by this (driver) process from the returned dicts either way.
+    """
+    try:
+        import ray
+    except ImportError as exc:
+        raise ValueError("backend 'ray' needs Ray: pip install 'mmenv[ray]' (or use --backend process)") from exc
+
+    root = str(Path(__file__).resolve().parent.parent)
+    started_here = not ray.is_initialized()
+    if started_here:
+        # Workers must import this checkout even when mmenv is not installed.
+        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+        address = address or os.environ.get("RAY_ADDRESS")
+        # A local instance needs no dashboard; joining a cluster keeps the cluster's settings.
+        local = {} if address else {"include_dashboard": False}
+        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": path, "OMP_NUM_THREADS": "1"}}, **local)
+
+    @ray.remote(num_cpus=1)
+    def _remote(spec: dict, out_dir: str, tb: bool) -> dict:
+        init_worker()
+        return execute_run(spec, out_dir, tb)
+
+    try:
+        pending = {_remote.remote(asdict(spec), out, tensorboard): spec for spec in specs}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                spec = pending.pop(ref)
+                try:
+                    yield ray.get(ref)
+                except Exception as exc:  # a worker died or the task could not run
+                    yield _crashed(spec, exc)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _crashed(spec: RunSpec, exc: BaseException) -> dict[str, Any]:
+    return {"version": RESULT_VERSION, "key": spec.key, "spec": asdict(spec), "dataset": spec.dataset, "learner": spec.learner,
+            "policy": spec.policy, "seed": spec.seed, "sample_order": spec.sample_order or "shuffle",
+            "status": "failed", "error": f"worker crashed: {type(exc).__name__}: {exc}", "traceback": "",
+            "test": None, "reward_sum": None, "steps": 0, "wall_time_s": 0.0, "modalities": [],
+            "batch_sizes": [], "discrepancy": [], "proportions": [], "initial_discrepancy": [], "rewards": []}

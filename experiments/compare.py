@@ -1,0 +1,202 @@
+"""Compare sampling policies x learners x datasets x seeds: the ``mmenv compare`` command.
+
+Example::
+
+    mmenv compare                          # the default preset: 36 runs, ~5 min on 2 CPU cores
+    mmenv compare --config tiny --out runs/tiny
+    mmenv compare --policies uniform,reinforce,remix+uniform --learners mla --seeds 5
+    mmenv compare --config paper --data-root crema-d=/data/CREMA-D --device cuda
+
+From Python::
+
+    from experiments.compare import run_comparison
+    from experiments.config import load_config
+
+    summary = run_comparison(load_config("tiny", overrides={"out": "runs/tiny"}))
+    print(summary.table)
+
+Outputs under ``out``: ``runs/<key>.json`` (one per run, the resume state),
+``results.csv``, ``results.md`` (the printed tables), ``config.yaml`` (the resolved
+config), ``plots/*.png`` and ``tb/<dataset>/<learner>/<policy>/seed<k>/`` (TensorBoard).
+Re-running with the same config skips every run whose result file says ``ok`` or
+``diverged``; failed runs are tried again; ``--force`` re-runs everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import BACKENDS, CompareConfig, ConfigError, list_presets, load_config, parse_seeds
+from .grid import RunSpec, build_grid
+from .report import FINISHED, load_results, markdown_tables, results_rows, write_csv, write_result
+
+__all__ = ["ComparisonSummary", "run_comparison", "add_compare_parser", "cmd_compare"]
+
+
+@dataclass
+class ComparisonSummary:
+    """What a sweep produced: results in grid order, what ran now, and the written files."""
+
+    config: CompareConfig
+    results: list[dict[str, Any]]
+    executed: list[str]                     # keys of the runs executed in this call
+    skipped: list[str]                      # keys found finished on disk
+    csv_path: Path
+    table_path: Path
+    table: str
+    plots: list[Path] = field(default_factory=list)
+    wall_time_s: float = 0.0
+
+    @property
+    def status_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for r in self.results:
+            counts[r["status"]] = counts.get(r["status"], 0) + 1
+        return counts
+
+
+def _execute(specs: list[RunSpec], cfg: CompareConfig, out: Path, progress: bool, ray_address: str | None):
+    from .backends import run_processes, run_ray, run_serial
+
+    if cfg.backend == "ray":
+        stream = run_ray(specs, str(out), cfg.tensorboard, address=ray_address)
+    elif cfg.workers > 1 and len(specs) > 1:
+        stream = run_processes(specs, str(out), cfg.tensorboard, min(cfg.workers, len(specs)))
+    else:
+        stream = run_serial(specs, str(out), cfg.tensorboard)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(specs), desc=f"compare {cfg.name}", unit="run")
+    try:
+        for result in stream:
+            # The driver writes every result file, so Ray workers need no shared disk for it.
+            write_result(out / "runs", result)
+            if bar is not None:
+                bar.update(1)
+                acc = ((result.get("test") or {}).get("fused") or {}).get("accuracy")
+                bar.set_postfix_str(f"{result['dataset']}/{result['learner']}/{result['policy']}/s{result['seed']}: "
+                                    + (f"{100 * acc:.1f}%" if acc is not None else result["status"]))
+            yield result
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def run_comparison(cfg: CompareConfig, force: bool = False, progress: bool = True,
+                   ray_address: str | None = None) -> ComparisonSummary:
+    """Run (or resume) the sweep ``cfg`` and write the CSV, tables and plots under ``cfg.out``."""
+    start = time.perf_counter()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    specs = build_grid(cfg)
+    keys = [s.key for s in specs]
+    existing = {} if force else load_results(out / "runs", keys)
+    todo = [s for s in specs if existing.get(s.key, {}).get("status") not in FINISHED]
+    skipped = [k for k in keys if existing.get(k, {}).get("status") in FINISHED]
+    executed = [r["key"] for r in _execute(todo, cfg, out, progress, ray_address)] if todo else []
+
+    finished = load_results(out / "runs", keys)
+    results = [finished[k] for k in keys if k in finished]
+    order = {"datasets": cfg.datasets, "learners": cfg.learners, "policies": cfg.policies}
+    table = markdown_tables(results, order)
+    csv_path = write_csv(out / "results.csv", results_rows(results))
+    table_path = out / "results.md"
+    table_path.write_text(f"# Comparison `{cfg.name}`\n\n{table}\n")
+    plots: list[Path] = []
+    if cfg.plots:
+        from .plots import make_plots
+
+        plots = make_plots(results, out / "plots", order)
+    return ComparisonSummary(cfg, results, executed, skipped, csv_path, table_path, table, plots,
+                             time.perf_counter() - start)
+
+
+# ---------------------------------------------------------------------- command line
+def _names(text: str) -> list[str]:
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return names
+
+
+def _data_root(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH (e.g. crema-d=/data/CREMA-D), got {text!r}")
+    name, path = text.split("=", 1)
+    return name.strip(), path.strip()
+
+
+def add_compare_parser(subparsers) -> argparse.ArgumentParser:
+    """Add ``compare`` to an argparse sub-command group."""
+    p = subparsers.add_parser(
+        "compare", help="compare policies x learners x datasets x seeds; print a table, write CSV and plots",
+        description="Run a grid of sampling policies x learners x datasets x seeds (in parallel, resumable). "
+                    f"Presets: {', '.join(list_presets())} (experiments/configs/*.yaml). Writes OUT/results.csv, "
+                    "OUT/results.md, OUT/plots/*.png, OUT/tb/... and one JSON per run under OUT/runs/.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--config", default="default", help="preset name or path of a YAML config")
+    p.add_argument("--policies", type=_names, default=None, metavar="A,B",
+                   help="policies: uniform, dus-h, fixed, discrepancy, reinforce, a saved agent path, "
+                        "or <sample_order>+<policy> (e.g. bss-curriculum+reinforce)")
+    p.add_argument("--learners", type=_names, default=None, metavar="A,B", help="learners, e.g. baseline,mla")
+    p.add_argument("--datasets", type=_names, default=None, metavar="A,B", help="data sets, e.g. synthetic,uci-mfeat")
+    p.add_argument("--seeds", default=None, metavar="N|A,B",
+                   help="a seed count (3 -> 0,1,2) or a comma-separated list")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs per run (env.epochs)")
+    p.add_argument("--device", default=None, help="torch device for every run (env.device)")
+    p.add_argument("--data-root", type=_data_root, action="append", default=[], metavar="NAME=PATH",
+                   help="root folder of a data set (sets dataset_kwargs.NAME.root); repeatable")
+    p.add_argument("--workers", type=int, default=None, help="parallel worker processes")
+    p.add_argument("--backend", choices=BACKENDS, default=None, help="process (this machine) or ray (a Ray cluster)")
+    p.add_argument("--ray-address", default=None, help="Ray cluster address (default: RAY_ADDRESS or a local one)")
+    p.add_argument("--out", default=None, help="output directory (default: the config's out)")
+    p.add_argument("--force", action="store_true", help="re-run runs that already have results")
+    p.add_argument("--no-plots", action="store_true", help="skip the figures")
+    p.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard logs")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_compare)
+    return p
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    overrides: dict[str, Any] = {
+        "policies": args.policies, "learners": args.learners, "datasets": args.datasets,
+        "workers": args.workers, "backend": args.backend, "out": args.out,
+        "env.epochs": args.epochs, "env.device": args.device,
+    }
+    if args.seeds is not None:
+        overrides["seeds"] = parse_seeds(args.seeds, "--seeds")
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
+    if args.data_root:
+        overrides["data_roots"] = dict(args.data_root)
+    if args.no_plots:
+        overrides["plots"] = False
+    if args.no_tensorboard:
+        overrides["tensorboard"] = False
+    cfg = load_config(args.config, overrides=overrides)
+    print(f"compare {cfg.name}: {len(cfg.datasets)} dataset(s) x {len(cfg.learners)} learner(s) x "
+          f"{len(cfg.policies)} polic{'y' if len(cfg.policies) == 1 else 'ies'} x {len(cfg.seeds)} seed(s) = "
+          f"{cfg.num_runs} runs on {cfg.workers} worker(s) [{cfg.backend}] -> {cfg.out}", flush=True)
+    summary = run_comparison(cfg, force=args.force, progress=not args.no_progress, ray_address=args.ray_address)
+    print()
+    print(summary.table)
+    print()
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.status_counts.items()))
+    print(f"{len(summary.executed)} run(s) executed, {len(summary.skipped)} reused from {Path(cfg.out) / 'runs'}; "
+          f"status: {counts}; wall time {summary.wall_time_s:.1f} s")
+    print(f"results: {summary.csv_path}  {summary.table_path}")
+    for path in summary.plots:
+        print(f"plot: {path}")
+    if cfg.tensorboard:
+        print(f"TensorBoard: tensorboard --logdir {Path(cfg.out) / 'tb'}")
+    return 0 if summary.status_counts.get("failed", 0) == 0 else 1

@@ -1,0 +1,293 @@
+"""Comparison configs: readable YAML presets, validated, with command-line overrides.
+
+A config names the grid (policies x learners x datasets x seeds) and the environment
+settings every run shares. Presets live in ``experiments/configs/<name>.yaml``;
+``load_config("default")`` reads a preset, ``load_config("my.yaml")`` a file.
+
+Format (every key optional except ``policies``, ``learners``, ``datasets``)::
+
+    name: default                      # label printed with the results
+    description: free text
+    seeds: 3                           # an int n (seeds 0..n-1) or a list of ints
+    policies: [uniform, dus-h, reinforce, bss-curriculum+reinforce, runs/ppo/agent.zip]
+    learners: [baseline, mla]
+    datasets: [synthetic, uci-mfeat]
+    env:                               # DUSEnv keyword arguments shared by every run
+      epochs: 10
+      batch_budget: 64
+    dataset_kwargs:                    # per data set name: builder keyword arguments
+      crema-d: {root: ${CREMA_D_ROOT}} # ${VAR} is read from the environment
+    learner_kwargs: {mla: {}}          # per learner name
+    policy_kwargs: {reinforce: {lr: 1.0e-4}}   # per policy name (the part after "+")
+    workers: 2                         # parallel worker processes
+    backend: process                   # process (one machine) or ray (a Ray cluster)
+    out: runs/compare-default          # output directory
+    plots: true
+    tensorboard: true
+
+Unknown or malformed keys raise :class:`ConfigError` naming the key and what it takes.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import inspect
+import os
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+__all__ = ["ConfigError", "CompareConfig", "load_config", "config_from_dict", "preset_path", "PRESETS_DIR",
+           "list_presets", "BACKENDS"]
+
+PRESETS_DIR = Path(__file__).resolve().parent / "configs"
+BACKENDS = ("process", "ray")
+
+# DUSEnv arguments a config must not set under ``env``: the grid sets them per run.
+_GRID_OWNED = {"dataset", "learner", "dataset_kwargs", "learner_kwargs", "log_dir"}
+
+
+class ConfigError(ValueError):
+    """A comparison config is malformed; the message names the key and the fix."""
+
+
+def _env_arguments() -> dict[str, Any]:
+    from mmenv import DUSEnv
+
+    params = inspect.signature(DUSEnv.__init__).parameters
+    return {n: p.default for n, p in params.items() if n != "self" and n not in _GRID_OWNED}
+
+
+@dataclass
+class CompareConfig:
+    """A validated comparison: the grid axes plus shared settings (see the module docstring)."""
+
+    policies: list[str]
+    learners: list[str]
+    datasets: list[str]
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    name: str = "custom"
+    description: str = ""
+    env: dict[str, Any] = field(default_factory=dict)
+    dataset_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    learner_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    policy_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    workers: int = 1
+    backend: str = "process"
+    out: str = "runs/compare"
+    plots: bool = True
+    tensorboard: bool = True
+    source: str = "<dict>"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self) if f.name != "source"}
+
+    @property
+    def num_runs(self) -> int:
+        return len(self.policies) * len(self.learners) * len(self.datasets) * len(self.seeds)
+
+
+# ---------------------------------------------------------------------- validation helpers
+def _fail(source: str, key: str, problem: str) -> ConfigError:
+    return ConfigError(f"config {source}: key {key!r}: {problem}")
+
+
+def _name_list(value: Any, key: str, source: str) -> list[str]:
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
+        raise _fail(source, key, f"expected a non-empty list of names, got {value!r}")
+    names = [v.strip() for v in value]
+    dupes = sorted({v for v in names if names.count(v) > 1})
+    if dupes:
+        raise _fail(source, key, f"duplicate entries {dupes}")
+    return names
+
+
+def parse_seeds(value: Any, key: str = "seeds", source: str = "<command line>") -> list[int]:
+    """``3`` -> ``[0, 1, 2]``; ``[4, 7]`` or ``"4,7"`` -> ``[4, 7]``."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = int(text) if "," not in text else [int(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise _fail(source, key, f"expected a count like 3 or a list like 0,1,2, got {text!r}") from None
+    if isinstance(value, bool):
+        raise _fail(source, key, f"expected an int or a list of ints, got {value!r}")
+    if isinstance(value, int):
+        if value < 1:
+            raise _fail(source, key, f"a seed count must be >= 1, got {value}")
+        return list(range(value))
+    if isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        if len(set(value)) != len(value):
+            raise _fail(source, key, f"duplicate seeds in {value}")
+        return list(value)
+    raise _fail(source, key, f"expected a count like 3 or a non-empty list of ints, got {value!r}")
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand_vars(value: Any, key: str, source: str) -> Any:
+    """Replace ``${VAR}`` in strings by the environment variable; a missing one is an error."""
+    if isinstance(value, str):
+        def sub(match: re.Match) -> str:
+            var = match.group(1)
+            if var not in os.environ:
+                raise _fail(source, key, f"environment variable {var} is not set (export {var}=... or pass "
+                                         f"--data-root NAME=PATH on the command line)")
+            return os.environ[var]
+
+        return _VAR.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: _expand_vars(v, f"{key}.{k}", source) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_vars(v, f"{key}[{i}]", source) for i, v in enumerate(value)]
+    return value
+
+
+def _per_name_kwargs(value: Any, key: str, source: str, expand: set[str] | None = None
+                     ) -> dict[str, dict[str, Any]]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _fail(source, key, f"expected a mapping name -> {{keyword: value}}, got {value!r}")
+    out = {}
+    for name, kwargs in value.items():
+        if kwargs is None:
+            kwargs = {}
+        if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+            raise _fail(source, f"{key}.{name}", f"expected a mapping of keyword arguments, got {kwargs!r}")
+        # ${VAR}s are read only for the names in the grid, so a preset may list the
+        # roots of data sets a user leaves out without exporting their variables.
+        wanted = expand is not None and str(name) in expand
+        out[str(name)] = _expand_vars(kwargs, f"{key}.{name}", source) if wanted else dict(kwargs)
+    return out
+
+
+def _validate_env(value: Any, source: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _fail(source, "env", f"expected a mapping of DUSEnv keyword arguments, got {value!r}")
+    allowed = _env_arguments()
+    for k, v in value.items():
+        if k in _GRID_OWNED:
+            raise _fail(source, f"env.{k}", "is set per run by the grid; use the top-level keys "
+                                            "datasets/learners, dataset_kwargs/learner_kwargs (log_dir: tensorboard)")
+        if k not in allowed:
+            raise _fail(source, f"env.{k}", f"unknown DUSEnv argument; valid: {sorted(allowed)}")
+        default = allowed[k]
+        least = 0 if k == "min_batch" else 1
+        if k in ("epochs", "batch_budget", "min_batch") and (not isinstance(v, int) or isinstance(v, bool) or v < least):
+            raise _fail(source, f"env.{k}", f"expected an int >= {least}, got {v!r}")
+        if isinstance(default, (int, float)) and not isinstance(default, bool) and v is not None \
+                and k not in ("step_every",) and not isinstance(v, (int, float)):
+            raise _fail(source, f"env.{k}", f"expected a number, got {v!r}")
+    return dict(value)
+
+
+# ---------------------------------------------------------------------- loading
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def preset_path(name_or_path: str | os.PathLike) -> Path:
+    """A preset name (``default``, ``tiny``, ``paper``) or a YAML file path."""
+    text = str(name_or_path)
+    path = Path(text)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"config file {text} does not exist; presets: {list_presets()}")
+        return path
+    candidate = PRESETS_DIR / f"{text}.yaml"
+    if not candidate.is_file():
+        raise ConfigError(f"unknown config {text!r}: not a preset ({list_presets()}) nor a .yaml file")
+    return candidate
+
+
+def load_config(name_or_path: str | os.PathLike = "default", overrides: Mapping[str, Any] | None = None
+                ) -> CompareConfig:
+    """Read a preset or YAML file, apply ``overrides`` (top-level keys; ``env.X`` for env), validate."""
+    path = preset_path(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {path}: not valid YAML: {exc}") from exc
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config {path}: expected a mapping of keys at the top level, got {type(raw).__name__}")
+    return config_from_dict(raw, overrides=overrides, source=str(path))
+
+
+def config_from_dict(raw: Mapping[str, Any], overrides: Mapping[str, Any] | None = None,
+                     source: str = "<dict>") -> CompareConfig:
+    """Validate a config mapping (as read from YAML) into a :class:`CompareConfig`."""
+    data = copy.deepcopy(dict(raw))
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if key.startswith("env."):
+            env = data.get("env") or {}
+            if not isinstance(env, dict):
+                raise _fail(source, "env", f"expected a mapping, got {env!r}")
+            env[key[4:]] = value
+            data["env"] = env
+        elif key == "data_roots":   # {dataset: root} from --data-root
+            dk = data.get("dataset_kwargs") or {}
+            for name, root in value.items():
+                dk.setdefault(name, {})
+                if isinstance(dk[name], dict):
+                    dk[name]["root"] = root
+            data["dataset_kwargs"] = dk
+        else:
+            data[key] = value
+
+    known = {f.name for f in fields(CompareConfig)} - {"source"}
+    for key in data:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), sorted(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"config {source}: unknown key {key!r}{hint}; valid keys: {sorted(known)}")
+    for key in ("policies", "learners", "datasets"):
+        if key not in data:
+            raise ConfigError(f"config {source}: missing key {key!r} (a list of names)")
+
+    cfg = CompareConfig(
+        policies=_name_list(data["policies"], "policies", source),
+        learners=_name_list(data["learners"], "learners", source),
+        datasets=_name_list(data["datasets"], "datasets", source),
+        source=source,
+    )
+    if "seeds" in data:
+        cfg.seeds = parse_seeds(data["seeds"], "seeds", source)
+    for key in ("name", "description", "out"):
+        if key in data:
+            if not isinstance(data[key], str) or (key != "description" and not data[key]):
+                raise _fail(source, key, f"expected a string, got {data[key]!r}")
+            setattr(cfg, key, data[key])
+    for key in ("plots", "tensorboard"):
+        if key in data:
+            if not isinstance(data[key], bool):
+                raise _fail(source, key, f"expected true or false, got {data[key]!r}")
+            setattr(cfg, key, data[key])
+    if "workers" in data:
+        w = data["workers"]
+        if not isinstance(w, int) or isinstance(w, bool) or w < 1:
+            raise _fail(source, "workers", f"expected a positive int, got {w!r}")
+        cfg.workers = w
+    if "backend" in data:
+        if data["backend"] not in BACKENDS:
+            raise _fail(source, "backend", f"expected one of {list(BACKENDS)}, got {data['backend']!r}")
+        cfg.backend = data["backend"]
+    cfg.env = _validate_env(data.get("env"), source)
+    cfg.dataset_kwargs = _per_name_kwargs(data.get("dataset_kwargs"), "dataset_kwargs", source,
+                                          expand=set(cfg.datasets))
+    cfg.learner_kwargs = _per_name_kwargs(data.get("learner_kwargs"), "learner_kwargs", source)
+    cfg.policy_kwargs = _per_name_kwargs(data.get("policy_kwargs"), "policy_kwargs", source)
+    return cfg

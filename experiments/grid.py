@@ -1,0 +1,178 @@
+"""The run grid: one :class:`RunSpec` per (dataset, learner, policy, seed), and running one.
+
+A policy entry is either a policy name or saved agent path (``"reinforce"``,
+``"runs/ppo/agent.zip"``) or a strategy combination ``"<sample_order>+<policy>"``
+(``"bss-curriculum+reinforce"``, ``"remix+uniform"``): the part before ``+`` becomes the
+environment's ``sample_order``, the part after it the policy.
+
+:func:`execute_run` plays one run and returns a plain JSON-able dict; it never raises
+for a failing run (status ``"failed"`` with the error), so a sweep goes on. A run whose
+episode ends truncated with ``info["diverged"]`` gets status ``"diverged"``.
+Each run has a stable :attr:`RunSpec.key` (readable slug + a hash of everything that
+changes its numbers), used for the resumable result files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["RunSpec", "build_grid", "split_policy", "slugify", "execute_run", "RESULT_VERSION"]
+
+# Bump when the result-file layout changes, so older files are not silently reused.
+RESULT_VERSION = 1
+
+
+def split_policy(entry: str) -> tuple[str | None, str]:
+    """``"bss-curriculum+reinforce"`` -> ``("bss-curriculum", "reinforce")``; ``"dus-h"`` -> ``(None, "dus-h")``.
+
+    Only the first ``+`` splits, and only when the text before it is not a path (so a
+    saved agent's path that contains ``+`` still works when it exists on disk).
+    """
+    if "+" in entry and not Path(entry).exists():
+        order, policy = entry.split("+", 1)
+        if not order or not policy:
+            raise ValueError(f"malformed policy entry {entry!r}: expected '<sample_order>+<policy>', "
+                             "e.g. 'bss-curriculum+reinforce'")
+        return order, policy
+    return None, entry
+
+
+def slugify(text: str) -> str:
+    """A file-system-safe label: ``runs/ppo/agent.zip`` -> ``runs-ppo-agent.zip``."""
+    slug = re.sub(r"[^A-Za-z0-9._+-]+", "-", text).strip("-.")
+    return slug or "x"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything one run needs; plain data so it crosses process and Ray boundaries."""
+
+    dataset: str
+    learner: str
+    policy: str                                # the grid entry as written, e.g. "remix+uniform"
+    seed: int
+    env: dict[str, Any] = field(default_factory=dict)
+    dataset_kwargs: dict[str, Any] = field(default_factory=dict)
+    learner_kwargs: dict[str, Any] = field(default_factory=dict)
+    policy_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sample_order(self) -> str | None:
+        return split_policy(self.policy)[0]
+
+    @property
+    def policy_name(self) -> str:
+        return split_policy(self.policy)[1]
+
+    def fingerprint(self) -> str:
+        """Hash of everything that changes this run's numbers (not where it logs)."""
+        payload = {k: v for k, v in asdict(self).items()}
+        payload["version"] = RESULT_VERSION
+        text = json.dumps(payload, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+    @property
+    def key(self) -> str:
+        """``<dataset>__<learner>__<policy>__seed<k>__<hash>``: the result file's stem."""
+        return "__".join([slugify(self.dataset), slugify(self.learner), slugify(self.policy),
+                          f"seed{self.seed}", self.fingerprint()])
+
+    def tb_dir(self, out: str | Path) -> Path:
+        return Path(out) / "tb" / slugify(self.dataset) / slugify(self.learner) / slugify(self.policy) / f"seed{self.seed}"
+
+
+def build_grid(config) -> list[RunSpec]:
+    """All runs of a :class:`~experiments.config.CompareConfig`, datasets outermost, seeds innermost."""
+    specs = []
+    for dataset in config.datasets:
+        for learner in config.learners:
+            for policy in config.policies:
+                _, policy_name = split_policy(policy)
+                for seed in config.seeds:
+                    specs.append(RunSpec(
+                        dataset=dataset, learner=learner, policy=policy, seed=int(seed),
+                        env=dict(config.env),
+                        dataset_kwargs=dict(config.dataset_kwargs.get(dataset, {})),
+                        learner_kwargs=dict(config.learner_kwargs.get(learner, {})),
+                        # kwargs under the full entry ("remix+reinforce") win over the policy's name
+                        policy_kwargs=dict(config.policy_kwargs.get(policy,
+                                                                    config.policy_kwargs.get(policy_name, {}))),
+                    ))
+    return specs
+
+
+def _make_policy(spec: RunSpec):
+    """The policy object and whether it learns during the run (as ``mmenv evaluate`` decides)."""
+    from agents import ReinforcePolicy, make_policy
+
+    kwargs = dict(spec.policy_kwargs)
+    if spec.policy_name.lower() == "reinforce":
+        kwargs.setdefault("seed", spec.seed)   # the agent's own RNG follows the run seed
+    policy = make_policy(spec.policy_name, **kwargs)
+    # Online REINFORCE learns inside the run it controls (the paper's DUS); heuristics and
+    # saved SB3 agents only act. A saved REINFORCE agent keeps its own mode.
+    learn = isinstance(policy, ReinforcePolicy) and policy.mode == "online"
+    return policy, learn
+
+
+def execute_run(spec: RunSpec | dict, out: str | None = None, tensorboard: bool = True) -> dict[str, Any]:
+    """Play one run; return its result dict (status ``ok``, ``diverged`` or ``failed``).
+
+    ``out`` is the sweep directory (TensorBoard logs go to ``<out>/tb/...``); the caller
+    writes the result file. Exceptions become ``status="failed"`` with the message and
+    traceback, so one bad run does not stop a sweep.
+    """
+    if isinstance(spec, dict):
+        spec = RunSpec(**spec)
+    result: dict[str, Any] = {
+        "version": RESULT_VERSION, "key": spec.key, "spec": asdict(spec),
+        "dataset": spec.dataset, "learner": spec.learner, "policy": spec.policy, "seed": spec.seed,
+        "sample_order": spec.sample_order or spec.env.get("sample_order", "shuffle"),
+        "status": "failed", "error": "", "traceback": "", "test": None, "reward_sum": None, "steps": 0,
+        "wall_time_s": 0.0, "modalities": [], "batch_sizes": [], "discrepancy": [], "proportions": [],
+        "initial_discrepancy": [], "rewards": [],
+    }
+    start = time.perf_counter()
+    env = None
+    try:
+        from agents import run_policy
+        from mmenv import DUSEnv
+
+        env_kwargs = dict(spec.env)
+        if spec.sample_order is not None:
+            env_kwargs["sample_order"] = spec.sample_order
+        log_dir = str(spec.tb_dir(out)) if (tensorboard and out is not None) else None
+        env = DUSEnv(dataset=spec.dataset, learner=spec.learner,
+                     dataset_kwargs=spec.dataset_kwargs or None, learner_kwargs=spec.learner_kwargs or None,
+                     log_dir=log_dir, **env_kwargs)
+        policy, learn = _make_policy(spec)
+        record = run_policy(env, policy, episodes=1, seeds=[spec.seed], learn=learn)[0]
+        result.update(
+            status="diverged" if record.diverged else "ok",
+            test=record.test, reward_sum=record.reward_sum, steps=record.steps,
+            modalities=list(record.modalities), batch_sizes=record.batch_sizes,
+            discrepancy=record.discrepancy, proportions=record.proportions,
+            initial_discrepancy=record.initial_discrepancy, rewards=record.rewards,
+        )
+        if record.diverged:
+            result["error"] = "training loss became NaN/inf (episode truncated with info['diverged'])"
+        close = getattr(policy, "close", None)
+        if callable(close):
+            close()
+    except Exception as exc:  # noqa: BLE001 - a failing run is data, not a crash
+        result.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+    finally:
+        if env is not None:
+            try:
+                env.close()
+            except Exception:  # noqa: BLE001
+                pass
+    result["wall_time_s"] = time.perf_counter() - start
+    return result

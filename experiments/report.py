@@ -1,0 +1,193 @@
+"""Results of a sweep: result files on disk, the CSV (one row per run), the Markdown tables.
+
+* :func:`write_result` / :func:`load_results`: one JSON file per run under
+  ``<out>/runs/<key>.json``, written atomically (temporary file, then ``os.replace``), so
+  an interrupted sweep never leaves a half-written result that a resume would trust.
+* :func:`results_rows` / :func:`write_csv`: columns ``dataset, learner, policy,
+  sample_order, seed, status, fused_accuracy, fused_map, fused_macro_f1,
+  <modality>_<metric>..., reward_sum, steps, wall_time_s, error, key``.
+* :func:`markdown_tables`: per data set, mean ± std over the seeds that finished
+  (``ok`` runs; diverged and failed ones are counted, not averaged) of accuracy, MAP and
+  macro-F1, fused and per modality, in percent; std is the sample standard deviation
+  (n - 1), blank for a single seed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+__all__ = ["write_result", "read_result", "load_results", "results_rows", "write_csv", "markdown_tables",
+           "group_results", "mean_std", "METRICS", "FINISHED"]
+
+METRICS = ("accuracy", "map", "macro_f1")
+METRIC_LABELS = {"accuracy": "Acc", "map": "MAP", "macro_f1": "F1"}
+FINISHED = ("ok", "diverged")   # statuses a resume does not run again
+
+
+# ---------------------------------------------------------------------- result files
+def write_result(runs_dir: str | Path, result: dict[str, Any]) -> Path:
+    """Write ``result`` to ``runs_dir/<key>.json`` atomically."""
+    runs_dir = Path(runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    path = runs_dir / f"{result['key']}.json"
+    fd, tmp = tempfile.mkstemp(prefix=f".{result['key']}.", suffix=".tmp", dir=runs_dir)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(result, fh, indent=1, default=str)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def read_result(path: str | Path) -> dict[str, Any] | None:
+    """A result file's dict, or None when it is unreadable (then the run counts as missing)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) and "key" in data and "status" in data else None
+
+
+def load_results(runs_dir: str | Path, keys: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Result dicts by key (only ``keys`` when given)."""
+    runs_dir = Path(runs_dir)
+    wanted = None if keys is None else set(keys)
+    out = {}
+    if not runs_dir.is_dir():
+        return out
+    for path in sorted(runs_dir.glob("*.json")):
+        if wanted is not None and path.stem not in wanted:
+            continue
+        data = read_result(path)
+        if data is not None:
+            out[data["key"]] = data
+    return out
+
+
+# ---------------------------------------------------------------------- CSV
+def results_rows(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One flat row per run (metrics as fractions in [0, 1], blank when the run has none)."""
+    rows = []
+    for r in results:
+        row: dict[str, Any] = {k: r.get(k) for k in ("dataset", "learner", "policy", "sample_order", "seed", "status")}
+        test = r.get("test") or {}
+        who_list = ["fused", *r.get("modalities", [])]
+        for who in who_list:
+            for metric in METRICS:
+                value = (test.get(who) or {}).get(metric)
+                row[f"{who}_{metric}"] = "" if value is None else value
+        row["reward_sum"] = "" if r.get("reward_sum") is None else r["reward_sum"]
+        row["steps"] = r.get("steps", 0)
+        row["wall_time_s"] = round(float(r.get("wall_time_s") or 0.0), 3)
+        row["error"] = r.get("error", "")
+        row["key"] = r.get("key", "")
+        rows.append(row)
+    return rows
+
+
+def write_csv(path: str | Path, rows: Sequence[dict[str, Any]]) -> Path:
+    """CSV with the union of the rows' columns (per-modality columns differ between data sets)."""
+    fields: list[str] = []
+    for row in rows:
+        fields += [k for k in row if k not in fields]
+    # Keep the trailing bookkeeping columns last whatever the order the modalities came in.
+    tail = [c for c in ("reward_sum", "steps", "wall_time_s", "error", "key") if c in fields]
+    fields = [c for c in fields if c not in tail] + tail
+    path = Path(path)
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+# ---------------------------------------------------------------------- tables
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (NaN std for fewer than two values)."""
+    n = len(values)
+    if n == 0:
+        return math.nan, math.nan
+    mean = sum(values) / n
+    if n < 2:
+        return mean, math.nan
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+
+
+def group_results(results: Sequence[dict[str, Any]], order: dict[str, Sequence[str]] | None = None
+                  ) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
+    """Results grouped by (dataset, learner, policy), in grid order when ``order`` is given."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for r in results:
+        groups.setdefault((r["dataset"], r["learner"], r["policy"]), []).append(r)
+
+    def rank(key):
+        if not order:
+            return (0, 0, 0)
+        return tuple(list(order[axis]).index(v) if v in order[axis] else len(order[axis])
+                     for axis, v in zip(("datasets", "learners", "policies"), key))
+
+    return dict(sorted(groups.items(), key=lambda kv: (rank(kv[0]), kv[0])))
+
+
+def _cell(values: Sequence[float]) -> str:
+    if not values:
+        return "–"
+    mean, std = mean_std([100.0 * v for v in values])
+    return f"{mean:.2f}" if math.isnan(std) else f"{mean:.2f} ± {std:.2f}"
+
+
+def markdown_tables(results: Sequence[dict[str, Any]], order: dict[str, Sequence[str]] | None = None,
+                    metrics: Sequence[str] = METRICS) -> str:
+    """One Markdown table per data set: rows (learner, policy), columns fused and per-modality metrics."""
+    groups = group_results(results, order)
+    by_dataset: dict[str, list[tuple[tuple[str, str, str], list[dict]]]] = {}
+    for key, runs in groups.items():
+        by_dataset.setdefault(key[0], []).append((key, runs))
+    blocks = []
+    for dataset, items in by_dataset.items():
+        modalities: list[str] = []
+        for _, runs in items:
+            for r in runs:
+                modalities += [m for m in r.get("modalities", []) if m not in modalities]
+        whos = ["fused", *modalities]
+        header = ["learner", "policy", "runs"] + [f"{who} {METRIC_LABELS.get(m, m)}" for who in whos for m in metrics]
+        lines = [f"### {dataset}" + (f" (modalities: {', '.join(modalities)})" if modalities else ""), "",
+                 "| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(header) - 3)) + "|"]
+        notes = []
+        for (ds, learner, policy), runs in items:
+            ok = [r for r in runs if r["status"] == "ok"]
+            counts = f"{len(ok)}/{len(runs)}"
+            bad = [r for r in runs if r["status"] != "ok"]
+            if bad:
+                kinds = sorted({r["status"] for r in bad})
+                counts += " (" + ", ".join(f"{sum(r['status'] == k for r in bad)} {k}" for k in kinds) + ")"
+                first = next((r for r in bad if r.get("error")), None)
+                if first is not None:
+                    notes.append(f"- {learner} / {policy} seed {first['seed']}: {first['status']}: "
+                                 f"{first['error'].splitlines()[0][:200]}")
+            cells = []
+            for who in whos:
+                for metric in metrics:
+                    vals = [r["test"][who][metric] for r in ok
+                            if r.get("test") and who in r["test"] and r["test"][who].get(metric) is not None]
+                    cells.append(_cell(vals))
+            lines.append("| " + " | ".join([learner, policy, counts, *cells]) + " |")
+        if notes:
+            lines += ["", "Runs that did not finish:", *notes]
+        blocks.append("\n".join(lines))
+    if not blocks:
+        return "(no results)"
+    legend = ("Test metrics in percent, mean ± sample std over the seeds that finished; "
+              "'runs' = finished/total.")
+    return legend + "\n\n" + "\n\n".join(blocks)
