@@ -55,3 +55,29 @@ def test_default_learning_rate_does_not_diverge(tiny):
     _, _, terminated, truncated, info = env.step(env.uniform_action())
     _, _, terminated, truncated, info = env.step(env.uniform_action())
     assert terminated and not truncated and info["diverged"] is False and info["test"] is not None
+
+
+def test_sweep_records_a_diverged_run_and_carries_on(tmp_path):
+    pytest.importorskip("experiments.compare")
+    from experiments.compare import run_comparison
+    from experiments.config import config_from_dict
+
+    cfg = config_from_dict({
+        "policies": ["uniform"], "learners": ["baseline", "mla"], "datasets": ["synthetic"], "seeds": [0, 1],
+        "env": {"epochs": 2, "batch_budget": 16, "step_every": 2},
+        "dataset_kwargs": {"synthetic": {"n_train": 64, "n_val": 16, "n_test": 32}},
+        "learner_kwargs": {"baseline": {"lr": 1e8}},          # baseline diverges, MLA trains normally
+        "out": str(tmp_path / "sweep"), "plots": False, "tensorboard": False, "workers": 1,
+    })
+    summary = run_comparison(cfg, progress=False)
+    status = {(r["learner"], r["seed"]): r["status"] for r in summary.results}
+    assert status == {("baseline", 0): "diverged", ("baseline", 1): "diverged", ("mla", 0): "ok", ("mla", 1): "ok"}
+    for r in summary.results:
+        if r["status"] == "diverged":
+            assert r["test"] is None and "NaN/inf" in r["error"] and r["steps"] < 8
+        else:
+            assert r["test"]["fused"]["accuracy"] > 0.25 and r["steps"] == 8
+    assert "diverged" in summary.csv_path.read_text()
+    # Diverged runs count as finished: a second call re-runs nothing.
+    again = run_comparison(cfg, progress=False)
+    assert again.executed == [] and len(again.skipped) == 4

@@ -162,3 +162,55 @@ def test_dataset_errors_name_the_problem():
         tensor_dataset("d", (x | {"a": torch.full((4, 2), float("nan"))}, torch.zeros(4)), (x, torch.zeros(4)))
     with pytest.raises(DatasetError, match="labels must lie in"):
         tensor_dataset("d", (x, torch.tensor([0, 1, 2, 5])), (x, torch.zeros(4)), num_classes=3)
+
+
+# ---------------------------------------------------------------- comparison config files
+TINY_CONFIG = {
+    "name": "fuzz", "seeds": 1, "policies": ["uniform"], "learners": ["baseline"], "datasets": ["synthetic"],
+    "env": {"epochs": 1, "batch_budget": 16}, "dataset_kwargs": {"synthetic": {"n_train": 64}},
+    "learner_kwargs": {}, "policy_kwargs": {}, "workers": 1, "backend": "process", "out": "runs/x",
+    "plots": False, "tensorboard": False,
+}
+junk = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=True), st.text(max_size=4),
+                 st.lists(st.one_of(st.integers(-2, 2), st.text(max_size=3)), max_size=3),
+                 st.dictionaries(st.text(max_size=4), st.one_of(st.integers(-2, 2), st.text(max_size=3)),
+                                 max_size=2))
+
+
+@settings(max_examples=50, deadline=None)
+@given(key=st.sampled_from(sorted(TINY_CONFIG) + ["env.epochs", "env.batch_budget", "env.step_every", "polices"]),
+       value=junk)
+def test_malformed_compare_config_names_the_key(tmp_path_factory, key, value):
+    pytest.importorskip("experiments.config")
+    import yaml
+
+    from experiments.config import ConfigError, load_config
+
+    raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in TINY_CONFIG.items()}
+    if key.startswith("env."):
+        raw["env"][key[4:]] = value
+    else:
+        raw[key] = value
+    path = tmp_path_factory.mktemp("cfg") / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    try:
+        cfg = load_config(str(path))
+    except ConfigError as exc:
+        assert key.split(".")[-1] in str(exc) or key.split(".")[0] in str(exc), (key, str(exc))
+        return
+    assert cfg.policies and cfg.learners and cfg.datasets and cfg.seeds  # a valid config
+
+
+def test_unreadable_compare_config_files(tmp_path):
+    pytest.importorskip("experiments.config")
+    from experiments.config import ConfigError, load_config
+
+    (tmp_path / "bad.yaml").write_text("policies: [uniform\nlearners: baseline: x")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(str(tmp_path / "bad.yaml"))
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(str(tmp_path / "list.yaml"))
+    (tmp_path / "typo.yaml").write_text("polices: [uniform]\nlearners: [baseline]\ndatasets: [synthetic]\n")
+    with pytest.raises(ConfigError, match="unknown key 'polices' \\(did you mean 'policies'\\?\\)"):
+        load_config(str(tmp_path / "typo.yaml"))
