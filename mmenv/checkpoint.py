@@ -29,6 +29,7 @@ told the episode is live again)::
 
 from __future__ import annotations
 
+import importlib
 import os
 import tempfile
 from pathlib import Path
@@ -39,6 +40,7 @@ import torch
 __all__ = ["CheckpointError", "atomic_save", "load", "save_env_checkpoint", "load_env_checkpoint"]
 
 ENV_FORMAT = "mmenv-env-checkpoint-v1"
+TRUSTED_PACKAGES = ("mmenv", "agents", "experiments")
 
 
 class CheckpointError(ValueError):
@@ -85,14 +87,36 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     return path
 
 
+def _project_types(path: Path) -> list[type]:
+    """The classes a checkpoint refers to, if all belong to this project (else an error).
+
+    A checkpoint is read with torch's safe (``weights_only``) unpickler: tensors, numbers,
+    strings and containers only. Strategies may keep small dataclasses of their own in
+    their state (e.g. BSS's scores); those, and only those, are allowed by name.
+    """
+    types = []
+    for name in torch.serialization.get_unsafe_globals_in_checkpoint(path):
+        module_name, _, qualname = name.rpartition(".")
+        if module_name.split(".")[0] not in TRUSTED_PACKAGES:
+            raise CheckpointError(f"checkpoint {path} refers to {name}, which is not a type of this project; "
+                                  "refusing to unpickle it")
+        obj: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+        types.append(obj)
+    return types
+
+
 def load(path: str | os.PathLike) -> Any:
     """Read a checkpoint written by :func:`atomic_save` (CPU tensors; clear error if absent)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
-        # Checkpoints hold tensors, numbers, strings and containers only: the safe loader reads them.
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(_project_types(path)):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except CheckpointError:
+        raise
     except Exception as exc:
         raise CheckpointError(f"could not read checkpoint {path}: {exc}") from exc
 

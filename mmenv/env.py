@@ -399,7 +399,7 @@ class DUSEnv(gym.Env):
                 "generator": self.generator.get_state(),
                 "learner": self.learner.state_dict(),
                 "sample_order": self.sample_order.state_dict(),
-                "sampler": {k: [perm, cursor] for k, (perm, cursor) in self.sampler.state_dict().items()},
+                "sampler": self.sampler.state_dict(),
                 "tracker": self.tracker.state_dict(),
                 "iteration": self.iteration,
                 "episode_step": self.episode_step,
@@ -432,8 +432,9 @@ class DUSEnv(gym.Env):
             self.generator.set_state(ep["generator"])
             self.learner.load_state_dict(ep["learner"])
             self.sample_order.load_state_dict(ep["sample_order"])
-            self.sampler.load_state_dict({k: (None if perm is None else perm.to(self.device), int(cursor))
-                                          for k, (perm, cursor) in ep["sampler"].items()})
+            # Stream entries are tuples (permutation, cursor, ...); checkpoints load onto the CPU.
+            self.sampler.load_state_dict({k: tuple(v.to(self.device) if isinstance(v, torch.Tensor) else v for v in entry)
+                                          for k, entry in ep["sampler"].items()})
             self.tracker.load_state_dict(ep["tracker"])
             self.iteration = int(ep["iteration"])
             self.episode_step = int(ep["episode_step"])

@@ -26,6 +26,7 @@ from mmenv import DUSEnv
 from mmenv.checkpoint import CheckpointError, atomic_save, load, load_env_checkpoint, save_env_checkpoint
 from mmenv.datasets import make_synthetic
 from mmenv.learners import LEARNERS
+from mmenv.sampling import SAMPLE_ORDERS
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(n_train=128, n_val=32, n_test=64, seed=1)
@@ -76,6 +77,25 @@ def test_snapshot_resumes_identically_for_every_learner(tiny, learner):
     for (o1, r1, i1), (o2, r2, i2) in zip(reference, again):
         np.testing.assert_array_equal(o1, o2)
         assert r1 == r2 and i1["batch_sizes"] == i2["batch_sizes"] and i1["train_loss"] == i2["train_loss"]
+    assert again[-1][2]["test"] == reference[-1][2]["test"]
+
+
+@pytest.mark.parametrize("order", sorted(SAMPLE_ORDERS))
+def test_snapshot_resumes_identically_for_every_sample_order(tiny, order):
+    """Sample-order state (curricula, scores, per-stream permutations and cursors) survives."""
+    acts = actions(16)
+    env = make(tiny, sample_order=order, epochs=3, step_every="epoch")
+    env.reset(seed=8)
+    play(env, acts[:1])  # mid-run, after one epoch's on_epoch_start
+    snap = env.state_dict()
+    reference = play(env, acts[1:])
+    resumed = make(tiny, sample_order=order, epochs=3, step_every="epoch")
+    resumed.load_state_dict(snap)
+    again = play(resumed, acts[1:])
+    assert len(again) == len(reference) == 2
+    for (o1, r1, i1), (o2, r2, i2) in zip(reference, again):
+        np.testing.assert_array_equal(o1, o2)
+        assert r1 == r2 and i1["train_loss"] == i2["train_loss"]
     assert again[-1][2]["test"] == reference[-1][2]["test"]
 
 
@@ -312,3 +332,17 @@ def test_policy_state_round_trip_matches_continuing():
         a.update(obs, pa, 1.0, obs, False, False, {})
         b.update(obs, pb, 1.0, obs, False, False, {})
     assert a.reward_baseline == b.reward_baseline and a.num_updates == b.num_updates == 6
+
+
+class Foreign:
+    """A class from outside the project: the safe loader must refuse to unpickle it."""
+
+
+def test_loader_allows_project_types_only(tmp_path):
+    from mmenv.datasets import ModalitySpec
+
+    atomic_save({"spec": ModalitySpec("a", (3,))}, tmp_path / "ok.pt")
+    assert load(tmp_path / "ok.pt")["spec"] == ModalitySpec("a", (3,))
+    atomic_save({"x": Foreign()}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="not a type of this project"):
+        load(tmp_path / "foreign.pt")
