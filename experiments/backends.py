@@ -43,7 +43,8 @@ def run_processes(specs: Sequence[RunSpec], out: str, tensorboard: bool, workers
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     ctx = mp.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init_worker) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init_worker)
+    try:
         futures = {pool.submit(execute_run, asdict(spec), out, tensorboard): spec for spec in specs}
         for future in as_completed(futures):
             spec = futures[future]
@@ -51,6 +52,10 @@ def run_processes(specs: Sequence[RunSpec], out: str, tensorboard: bool, workers
                 yield future.result()
             except Exception as exc:  # the worker process itself died (e.g. killed for memory)
                 yield _crashed(spec, exc)
+    finally:
+        # On Ctrl-C (or an early stop) drop the queued runs instead of finishing the grid;
+        # only the runs already in progress are waited for. A resume picks up the rest.
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def run_ray(specs: Sequence[RunSpec], out: str, tensorboard: bool, address: str | None = None

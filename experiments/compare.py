@@ -2,7 +2,7 @@
 
 Example::
 
-    mmenv compare                          # the default preset: 36 runs, ~5 min on 2 CPU cores
+    mmenv compare                          # the default preset: 36 runs, 1-4 min on 2 CPU cores
     mmenv compare --config tiny --out runs/tiny
     mmenv compare --policies uniform,reinforce,remix+uniform --learners mla --seeds 5
     mmenv compare --config paper --data-root crema-d=/data/CREMA-D --device cuda

@@ -12,7 +12,6 @@ import math
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from experiments.compare import run_comparison
