@@ -372,6 +372,16 @@ class DUSEnv(gym.Env):
                 out.append((name, split))
         return out
 
+    def _learner_scalars(self) -> dict[str, Any]:
+        """The learner's plain scalar attributes (step counters, flags...).
+
+        Saved next to ``learner.state_dict()`` so that a counter a learner keeps outside its
+        state dict (e.g. optimizer steps taken) survives a checkpoint too. Scalars only:
+        they are immutable, so restoring them cannot break a reference the learner holds;
+        tensors and other method state belong in the learner's ``state_dict``.
+        """
+        return {k: v for k, v in vars(self.learner).items() if type(v) in (int, float, bool, str)}
+
     def state_dict(self) -> dict[str, Any]:
         """A snapshot of everything the rest of the run depends on (see :mod:`mmenv.checkpoint`).
 
@@ -398,6 +408,7 @@ class DUSEnv(gym.Env):
                 "episode_seed": self.episode_seed,
                 "generator": self.generator.get_state(),
                 "learner": self.learner.state_dict(),
+                "learner_scalars": self._learner_scalars(),
                 "sample_order": self.sample_order.state_dict(),
                 "sampler": self.sampler.state_dict(),
                 "tracker": self.tracker.state_dict(),
@@ -430,6 +441,8 @@ class DUSEnv(gym.Env):
             self.reset()
             self.episode_seed = int(ep["episode_seed"])
             self.generator.set_state(ep["generator"])
+            for key, value in ep.get("learner_scalars", {}).items():
+                setattr(self.learner, key, value)
             self.learner.load_state_dict(ep["learner"])
             self.sample_order.load_state_dict(ep["sample_order"])
             # Stream entries are tuples (permutation, cursor, ...); checkpoints load onto the CPU.
