@@ -87,7 +87,7 @@ class _DominantPolicy(Policy):
         if isinstance(self.dominant, str):
             raise PolicyError(f"dominant={self.dominant!r} is a name: call reset(env) first so it can be "
                               "resolved to an index (or pass an index)")
-        return int(np.argmax(np.asarray(obs, dtype=np.float64)))
+        return int(np.argmax(np.nan_to_num(np.asarray(obs, dtype=np.float64), nan=-np.inf)))
 
 
 class DUSHPolicy(_DominantPolicy):

@@ -32,10 +32,14 @@ class PolicyError(ValueError):
 
 
 def normalise_proportions(p: np.ndarray) -> np.ndarray:
-    """Clip to ``[0, 1]`` and rescale to sum 1 (uniform if everything is 0 or not finite)."""
+    """Non-negative weights -> proportions summing to 1.
+
+    NaN/inf and negative entries count as 0; the rest are rescaled to sum 1 (so
+    ``[1, 3]`` -> ``[0.25, 0.75]``); if nothing positive is left, uniform.
+    """
     p = np.asarray(p, dtype=np.float64).reshape(-1)
     p = np.where(np.isfinite(p), p, 0.0)
-    p = np.clip(p, 0.0, 1.0)
+    p = np.clip(p, 0.0, None)
     total = p.sum()
     if total <= 0.0:
         return np.full(p.shape[0], 1.0 / p.shape[0])

@@ -53,7 +53,7 @@ from stable_baselines3.common.noise import NormalActionNoise
 from .policy import Policy, PolicyError, normalise_proportions
 
 __all__ = ["SB3_ALGOS", "SB3_DEFAULTS", "make_sb3_env", "make_sb3_agent", "InfoCallback", "learn",
-           "SB3Policy", "load_sb3_model"]
+           "TqdmCallback", "SB3Policy", "load_sb3_model"]
 
 SB3_ALGOS = ("ppo", "a2c", "sac", "td3")
 
@@ -115,12 +115,13 @@ class InfoCallback(BaseCallback):
         for info in self.locals.get("infos", []):
             if "batch_sizes" not in info:
                 continue
+            # record_mean: SB3 writes once per rollout / log interval; average the steps in between.
             for j, mod in enumerate(self.modalities):
-                self.logger.record(f"env/batch_size/{mod}", info["batch_sizes"][j])
-                self.logger.record(f"env/proportion/{mod}", info["proportions"][j])
-                self.logger.record(f"env/discrepancy/{mod}", info["discrepancy"][j])
+                self.logger.record_mean(f"env/batch_size/{mod}", info["batch_sizes"][j])
+                self.logger.record_mean(f"env/proportion/{mod}", info["proportions"][j])
+                self.logger.record_mean(f"env/discrepancy/{mod}", info["discrepancy"][j])
                 if "train_accuracy" in info:
-                    self.logger.record(f"env/train_accuracy/{mod}", info["train_accuracy"][mod])
+                    self.logger.record_mean(f"env/train_accuracy/{mod}", info["train_accuracy"][mod])
             test = info.get("test")
             if test:
                 for who, metrics in test.items():
@@ -131,12 +132,48 @@ class InfoCallback(BaseCallback):
         return True
 
 
+class TqdmCallback(BaseCallback):
+    """A tqdm bar over environment steps (SB3's own bar needs the optional ``rich``)."""
+
+    def __init__(self, total: int) -> None:
+        super().__init__()
+        self.total = total
+        self.bar = None
+
+    def _on_training_start(self) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=self.total, desc="env steps", unit="step")
+
+    def _on_step(self) -> bool:
+        self.bar.update(self.training_env.num_envs)
+        return True
+
+    def _on_training_end(self) -> None:
+        self.bar.close()
+
+
 def learn(model, total_timesteps: int, progress_bar: bool = False, tb_log_name: str | None = None,
           callbacks: list | None = None):
-    """``model.learn`` with :class:`InfoCallback` attached (and SB3's progress bar if asked)."""
+    """``model.learn`` with :class:`InfoCallback` attached (and a tqdm bar if asked)."""
     cb = [InfoCallback()] + list(callbacks or [])
+    if progress_bar:
+        cb.append(TqdmCallback(total_timesteps))
     kwargs = {"tb_log_name": tb_log_name} if tb_log_name else {}
-    return model.learn(total_timesteps=total_timesteps, callback=cb, progress_bar=progress_bar, **kwargs)
+    return model.learn(total_timesteps=total_timesteps, callback=cb, **kwargs)
+
+
+def _algo_from_saved_data(data: dict) -> str | None:
+    """Tell the algorithm by the hyper-parameters only it saves (PPO and A2C share a policy class)."""
+    if "clip_range" in data:
+        return "ppo"
+    if "policy_delay" in data:
+        return "td3"
+    if "target_entropy" in data or "ent_coef_optimizer" in data:
+        return "sac"
+    if "n_steps" in data:
+        return "a2c"
+    return None
 
 
 def load_sb3_model(path: str | Path, algo: str | None = None):
@@ -146,10 +183,11 @@ def load_sb3_model(path: str | Path, algo: str | None = None):
         try:
             with zipfile.ZipFile(path) as zf:
                 data = json.loads(zf.read("data"))
-            module = data["policy_class"]["__module__"]       # e.g. stable_baselines3.ppo.policies
-            algo = module.split(".")[1]
-        except (KeyError, IndexError, ValueError, zipfile.BadZipFile) as exc:
-            raise PolicyError(f"could not tell which SB3 algorithm saved {path}; pass algo=...") from exc
+        except (KeyError, ValueError, zipfile.BadZipFile) as exc:
+            raise PolicyError(f"{path} is not a saved SB3 model (no readable 'data' entry)") from exc
+        algo = _algo_from_saved_data(data)
+        if algo is None:
+            raise PolicyError(f"could not tell which SB3 algorithm saved {path}; pass algo=...")
     return _algo_class(algo).load(path, device="cpu")
 
 

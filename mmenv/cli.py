@@ -243,7 +243,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         steps_per_episode = env.epochs if env.step_every == "epoch" else math.ceil(env.total_iters / env.step_every)
         timesteps = args.timesteps or args.episodes * steps_per_episode
         model = make_sb3_agent(args.agent, env, tensorboard_log=str(out / "tb"), seed=args.seed, **agent_kwargs)
-        learn(model, total_timesteps=timesteps, tb_log_name=args.agent)
+        learn(model, total_timesteps=timesteps, tb_log_name=args.agent, progress_bar=not args.no_progress)
         agent_path = out / "agent.zip"
         model.save(agent_path)
         env.close()
