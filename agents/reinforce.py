@@ -46,6 +46,7 @@ Example::
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -289,6 +290,39 @@ class ReinforcePolicy(Policy):
             "return_baselines": self.return_baselines,
             "num_updates": self.num_updates,
         }, Path(path))
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume learning mid-run (for checkpoints; see mmenv.checkpoint).
+
+        Unlike :meth:`save` (a trained policy), this also holds the sampling generator's
+        state, the update counters and the transitions collected so far in the episode.
+        """
+        if self.net is None:
+            raise PolicyError("nothing to snapshot: the network is built at the first reset(env)/act(obs)")
+        return copy.deepcopy({
+            "format": FORMAT,
+            "config": asdict(self.config),
+            "state_dict": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "reward_baseline": self.reward_baseline,
+            "return_baselines": {int(k): float(v) for k, v in self.return_baselines.items()},
+            "num_updates": self.num_updates,
+            "skipped_updates": self.skipped_updates,
+            "episode": [(torch.as_tensor(o), torch.as_tensor(p), float(r)) for o, p, r in self._episode],
+        })
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` into a policy built with the same configuration."""
+        self._build(int(state["config"]["num_modalities"]))
+        self.net.load_state_dict(state["state_dict"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.reward_baseline = state["reward_baseline"]
+        self.return_baselines = {int(k): float(v) for k, v in state["return_baselines"].items()}
+        self.num_updates = int(state["num_updates"])
+        self.skipped_updates = int(state["skipped_updates"])
+        self._episode = [(o.numpy(), p.numpy(), float(r)) for o, p, r in state["episode"]]
 
     @classmethod
     def load(cls, path: str | Path, deterministic: bool = False, seed: int | None = None,

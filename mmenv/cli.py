@@ -188,6 +188,9 @@ def _add_train(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="agent seed; episode i resets the env with seed+i")
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--resume", action="store_true",
+                   help="REINFORCE: continue from OUT/train.ckpt (written atomically after every episode) "
+                        "after an interruption; the result equals an uninterrupted run")
     add_env_arguments(p)
     p.set_defaults(func=cmd_train)
 
@@ -214,8 +217,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         policy = ReinforcePolicy(seed=args.seed, mode=args.mode, log_dir=str(out / "tb" / "reinforce"),
                                  **agent_kwargs)
         seeds = [args.seed + i for i in range(args.episodes)]
-        records = run_policy(env, policy, episodes=args.episodes, seeds=seeds,
-                             progress=not args.no_progress, learn=True)
+        records = _train_reinforce_resumable(env, policy, seeds, out / "train.ckpt", summary, args)
         writer = SummaryWriter(str(out / "tb" / "episodes"))
         for i, rec in enumerate(records):
             writer.add_scalar("episode/reward_sum", rec.reward_sum, i)
@@ -232,6 +234,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                        updates=policy.num_updates, skipped_updates=policy.skipped_updates)
         print(format_table(rows, ["seed", "reward_sum", "test_fused_accuracy", "mean_batch_sizes", "steps"]))
     else:
+        if args.resume:
+            raise SystemExit("mmenv train: --resume is supported for --agent reinforce only; "
+                             "rerun the SB3 agent from the start")
         from agents.sb3 import learn, make_sb3_agent, make_sb3_env
 
         env = make_sb3_env(**env_kwargs)
@@ -248,6 +253,40 @@ def cmd_train(args: argparse.Namespace) -> int:
     _write_json(out / "train.json", summary)
     print(f"saved {agent_path}; TensorBoard: tensorboard --logdir {out / 'tb'}")
     return 0
+
+
+def _train_reinforce_resumable(env, policy, seeds: list[int], ckpt: Path, summary: dict[str, Any],
+                               args: argparse.Namespace) -> list:
+    """Run the REINFORCE episodes one by one, checkpointing the agent after each.
+
+    The checkpoint holds the finished episodes' records and the agent's whole state
+    (network, optimizer, baselines, sampling generator). Each episode resets the
+    environment with its own seed, so an episode cut short by a kill is simply run
+    again from its start with the agent as it was before it: the resumed run equals an
+    uninterrupted one (TensorBoard may show the interrupted episode's steps twice).
+    """
+    from agents import run_policy
+    from agents.runner import EpisodeRecord
+
+    from .checkpoint import CheckpointError, atomic_save, load
+
+    fingerprint = json.loads(json.dumps({k: summary[k] for k in ("agent", "seed", "env", "agent_kwargs")},
+                                        default=str))
+    fingerprint.update(mode=args.mode, episodes=len(seeds))
+    records: list = []
+    if args.resume and ckpt.exists():
+        state = load(ckpt)
+        if state.get("fingerprint") != fingerprint:
+            raise CheckpointError(f"{ckpt} was written by another configuration: {state.get('fingerprint')} "
+                                  f"!= {fingerprint}; use another --out or drop --resume")
+        records = [EpisodeRecord(**r) for r in json.loads(state["records"])]
+        policy.load_state_dict(state["policy"])
+        print(f"resuming after episode {len(records)} of {len(seeds)} from {ckpt}")
+    for seed in seeds[len(records):]:
+        records += run_policy(env, policy, episodes=1, seeds=[seed], progress=not args.no_progress, learn=True)
+        atomic_save({"fingerprint": fingerprint, "records": json.dumps([r.to_dict() for r in records]),
+                     "policy": policy.state_dict()}, ckpt)
+    return records
 
 
 # ---------------------------------------------------------------------- evaluate

@@ -9,6 +9,7 @@ with the cumulative modality discrepancy and the reward.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 from typing import Any, Callable, Mapping
 
@@ -416,6 +417,134 @@ class DUSEnv(gym.Env):
         for mod in self.modalities:
             out[mod] = classification_metrics(torch.cat(per[mod]), labels, c)
         return out
+
+    # ------------------------------------------------------------------ checkpointing
+    def _checkpoint_config(self) -> dict[str, Any]:
+        """The settings a checkpoint is only valid for (checked by :meth:`load_state_dict`)."""
+        return {
+            "dataset": self.dataset.name, "n_train": len(self.dataset.train), "modalities": list(self.modalities),
+            "learner": self.learner.name, "sample_order": self.sample_order.name, "epochs": self.epochs,
+            "batch_budget": self.batch_budget, "step_every": self.step_every, "iters_per_epoch": self.iters_per_epoch,
+            "min_batch": self.min_batch, "discrepancy": self.tracker.mode, "symmetric": self.symmetric,
+        }
+
+    def _random_splits(self) -> list[tuple[str, Any]]:
+        """Data splits that own a ``torch.Generator`` (e.g. training-time augmentation)."""
+        out = []
+        for name in ("train", "val", "test"):
+            split = getattr(self.dataset, name, None)
+            if isinstance(getattr(split, "generator", None), torch.Generator):
+                out.append((name, split))
+        return out
+
+    def _learner_scalars(self) -> dict[str, Any]:
+        """The learner's plain scalar attributes (step counters, flags...).
+
+        Saved next to ``learner.state_dict()`` so that a counter a learner keeps outside its
+        state dict (e.g. optimizer steps taken) survives a checkpoint too. Scalars only:
+        they are immutable, so restoring them cannot break a reference the learner holds;
+        tensors and other method state belong in the learner's ``state_dict``.
+        """
+        return {k: v for k, v in vars(self.learner).items() if type(v) in (int, float, bool, str)}
+
+    def state_dict(self) -> dict[str, Any]:
+        """A snapshot of everything the rest of the run depends on (see :mod:`mmenv.checkpoint`).
+
+        Holds the Gymnasium ``np_random`` state (it draws the next episode's seed) and, once
+        an episode has started, the episode: the env's ``torch.Generator`` state (and that of
+        any data split owning one, e.g. media augmentation), the learner
+        (model, optimizer, schedule, method state), the sample order and sampler streams
+        (permutations and cursors), the discrepancy tracker, the iteration / epoch /
+        episode-step counters and the last observation. Tensors are copies, so the
+        snapshot stays valid while the environment keeps stepping. Only plain containers,
+        numbers, strings and tensors: ``torch.load(weights_only=True)`` reads it back.
+        """
+        bit_gen = None if self._np_random is None else self._np_random.bit_generator
+        state: dict[str, Any] = {
+            "config": self._checkpoint_config(),
+            "global_step": self._global_step,
+            "needs_reset": self._needs_reset,
+            "np_random": None if bit_gen is None else copy.deepcopy(bit_gen.state),
+            "np_random_seed": getattr(self, "_np_random_seed", None),
+            "episode": None,
+        }
+        if getattr(self, "generator", None) is not None:
+            state["episode"] = copy.deepcopy({
+                "episode_seed": self.episode_seed,
+                "generator": self.generator.get_state(),
+                "learner": self.learner.state_dict(),
+                "learner_scalars": self._learner_scalars(),
+                "sample_order": self.sample_order.state_dict(),
+                "sampler": self.sampler.state_dict(),
+                "tracker": self.tracker.state_dict(),
+                "iteration": self.iteration,
+                "episode_step": self.episode_step,
+                "epoch_started": self._epoch_started,
+                "obs": torch.from_numpy(np.asarray(self._obs, dtype=np.float32).copy()),
+                # Splits with their own randomness (media augmentation) keep a torch.Generator.
+                "split_generators": {name: split.generator.get_state() for name, split in self._random_splits()},
+            })
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a :meth:`state_dict` snapshot into this (identically configured) environment.
+
+        The episode's objects are rebuilt by a plain ``reset()`` (fresh model, optimizer and
+        streams of the right shapes) and then overwritten with the saved state, so the next
+        ``step`` gives exactly what the saved environment's next ``step`` would have given.
+        """
+        from .checkpoint import CheckpointError
+
+        saved, mine = dict(state["config"]), self._checkpoint_config()
+        diff = [k for k in mine if saved.get(k) != mine[k]]
+        if diff:
+            detail = ", ".join(f"{k}: saved {saved.get(k)!r}, this env {mine[k]!r}" for k in diff)
+            raise CheckpointError(f"checkpoint was written for another configuration ({detail}); "
+                                  "build the environment with the saved settings")
+        ep = state["episode"]
+        if ep is not None:
+            self.reset()
+            self.episode_seed = int(ep["episode_seed"])
+            self.generator.set_state(ep["generator"])
+            for key, value in ep.get("learner_scalars", {}).items():
+                setattr(self.learner, key, value)
+            self.learner.load_state_dict(ep["learner"])
+            self.sample_order.load_state_dict(ep["sample_order"])
+            # Stream entries are tuples (permutation, cursor, ...); checkpoints load onto the CPU.
+            self.sampler.load_state_dict({k: tuple(v.to(self.device) if isinstance(v, torch.Tensor) else v for v in entry)
+                                          for k, entry in ep["sampler"].items()})
+            self.tracker.load_state_dict(ep["tracker"])
+            self.iteration = int(ep["iteration"])
+            self.episode_step = int(ep["episode_step"])
+            self._epoch_started = int(ep["epoch_started"])
+            self._obs = ep["obs"].numpy().astype(np.float32)
+            for name, split in self._random_splits():
+                if name in ep.get("split_generators", {}):
+                    split.generator.set_state(ep["split_generators"][name])
+        if state["np_random"] is not None:
+            bit_gen = getattr(np.random, state["np_random"]["bit_generator"])()
+            bit_gen.state = state["np_random"]
+            self._np_random = np.random.Generator(bit_gen)
+            self._np_random_seed = state["np_random_seed"]
+        self._global_step = int(state["global_step"])
+        self._needs_reset = bool(state["needs_reset"])
+
+    @property
+    def last_observation(self) -> np.ndarray:
+        """The observation the agent acts on next (a copy), e.g. after :meth:`load_checkpoint`."""
+        return np.asarray(self._obs, dtype=np.float32).copy()
+
+    def save_checkpoint(self, path: str) -> None:
+        """Atomically write :meth:`state_dict` to ``path`` (a kill mid-write leaves the old file)."""
+        from .checkpoint import save_env_checkpoint
+
+        save_env_checkpoint(self, path)
+
+    def load_checkpoint(self, path: str) -> None:
+        """Restore the state saved by :meth:`save_checkpoint` (same configuration required)."""
+        from .checkpoint import load_env_checkpoint
+
+        load_env_checkpoint(self, path)
 
     # ------------------------------------------------------------------ logging
     def _log(self, info: dict, reward: float) -> None:

@@ -105,6 +105,8 @@ class TensorSplit(Split):
         self.inputs: dict[str, Tensor] = {}
         for m, x in inputs.items():
             x = torch.as_tensor(x)
+            if x.ndim == 0:
+                raise DatasetError(f"{name}: modality {m!r} is a scalar; give one row per sample ([N, ...])")
             if x.shape[0] != self.labels.shape[0]:
                 raise DatasetError(
                     f"{name}: modality {m!r} has {x.shape[0]} samples but there are "
@@ -207,6 +209,9 @@ def tensor_dataset(
     tr = TensorSplit(*train, name=f"{name}/train")
     te = TensorSplit(*test, name=f"{name}/test")
     va = None if val is None else TensorSplit(*val, name=f"{name}/val")
+    for split in (tr, te, va):
+        if split is not None and len(split) == 0:
+            raise DatasetError(f"{split.name}: split is empty")
     if num_classes is None:
         num_classes = int(max(int(s.labels.max()) for s in (tr, te, va) if s is not None)) + 1
     kinds = dict(kinds or {})

@@ -202,11 +202,20 @@ class PMRLearner(BaselineLearner):
         return Prediction(self.model.fuse(feats), per)
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "prototypes": {m: p.clone() for m, p in self.prototypes.items()}}
+        # The running epoch sums are part of the state: a resume mid-epoch must not lose them.
+        return {**super().state_dict(), "prototypes": {m: p.clone() for m, p in self.prototypes.items()},
+                "feature_sums": {m: p.clone() for m, p in self.feature_sums.items()},
+                "class_counts": {m: p.clone() for m, p in self.class_counts.items()},
+                "epochs_done": self.epochs_done}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         state = dict(state)
         if "prototypes" in state:
             self.prototypes = {m: p.clone() for m, p in state.pop("prototypes").items()}
             self.epochs_done = max(self.epochs_done, 1)
+        for key in ("feature_sums", "class_counts"):
+            if key in state:
+                setattr(self, key, {m: p.clone() for m, p in state.pop(key).items()})
+        if "epochs_done" in state:
+            self.epochs_done = int(state.pop("epochs_done"))
         super().load_state_dict(state)

@@ -1,0 +1,157 @@
+"""Checkpoints that survive a killed process: atomic writes and env save/load helpers.
+
+``atomic_save(obj, path)`` writes with ``torch.save`` to a temporary file in the same
+directory, flushes and ``fsync``\\ s it, then ``os.replace``\\ s it over ``path`` (atomic
+on POSIX and Windows when both lie on one file system) and ``fsync``\\ s the directory so
+the rename itself is durable. A process killed at any instant therefore leaves either
+the previous complete checkpoint or the new complete one at ``path``, never a torn file;
+at worst a stray ``.<name>.*.tmp`` file stays behind, which :func:`atomic_save` ignores.
+
+``save_env_checkpoint`` / ``load_env_checkpoint`` store and restore the whole state of a
+:class:`mmenv.DUSEnv` (see :meth:`mmenv.DUSEnv.state_dict`) and also work through
+Gymnasium wrappers (``gymnasium.make`` adds an order-enforcing wrapper that must be
+told the episode is live again)::
+
+    import gymnasium as gym
+    import mmenv
+    from mmenv.checkpoint import load_env_checkpoint, save_env_checkpoint
+
+    env = gym.make("mmenv/DUS-v0", epochs=2, batch_budget=32,
+                   dataset_kwargs=dict(n_train=256, n_val=64, n_test=128))
+    obs, info = env.reset(seed=0)
+    env.step(env.unwrapped.uniform_action())
+    save_env_checkpoint(env, "/tmp/env.ckpt")
+
+    fresh = gym.make("mmenv/DUS-v0", epochs=2, batch_budget=32,
+                     dataset_kwargs=dict(n_train=256, n_val=64, n_test=128))
+    load_env_checkpoint(fresh, "/tmp/env.ckpt")   # continues exactly where env was
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["CheckpointError", "atomic_save", "load", "save_env_checkpoint", "load_env_checkpoint"]
+
+ENV_FORMAT = "mmenv-env-checkpoint-v1"
+TRUSTED_PACKAGES = ("mmenv", "agents", "experiments")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, unreadable, or was written for another configuration."""
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - some file systems refuse fsync on directories
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically: temp file in the same dir, fsync, os.replace.
+
+    Returns the final path. On any error the temporary file is removed and ``path``
+    keeps its previous content.
+    """
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(directory)
+    return path
+
+
+def _project_types(path: Path) -> list[type]:
+    """The classes a checkpoint refers to, if all belong to this project (else an error).
+
+    A checkpoint is read with torch's safe (``weights_only``) unpickler: tensors, numbers,
+    strings and containers only. Strategies may keep small dataclasses of their own in
+    their state (e.g. BSS's scores); those, and only those, are allowed by name.
+    """
+    types = []
+    for name in torch.serialization.get_unsafe_globals_in_checkpoint(path):
+        module_name, _, qualname = name.rpartition(".")
+        if module_name.split(".")[0] not in TRUSTED_PACKAGES:
+            raise CheckpointError(f"checkpoint {path} refers to {name}, which is not a type of this project; "
+                                  "refusing to unpickle it")
+        obj: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+        types.append(obj)
+    return types
+
+
+def load(path: str | os.PathLike) -> Any:
+    """Read a checkpoint written by :func:`atomic_save` (CPU tensors; clear error if absent)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        with torch.serialization.safe_globals(_project_types(path)):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except CheckpointError:
+        raise
+    except Exception as exc:
+        raise CheckpointError(f"could not read checkpoint {path}: {exc}") from exc
+
+
+def _mark_wrappers_reset(env: Any) -> None:
+    """Tell Gymnasium's wrappers that the restored episode is live.
+
+    ``OrderEnforcing`` would refuse a ``step`` before ``reset``; ``PassiveEnvChecker``'s
+    one-time reset/step checks compare with a ``reset`` that this process never saw (they
+    ran when the checkpointed environment was first built), so they are marked done.
+    """
+    while env is not None and hasattr(env, "env"):
+        if hasattr(env, "_has_reset"):
+            env._has_reset = True
+        if hasattr(env, "checked_step"):
+            env.checked_reset = env.checked_step = True
+            env.checked_data_reuse = True
+        env = env.env
+
+
+def save_env_checkpoint(env: Any, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
+    """Atomically save ``env.unwrapped.state_dict()`` (plus ``extra``, e.g. an agent's state)."""
+    payload = {"format": ENV_FORMAT, "env": env.unwrapped.state_dict(), "extra": dict(extra or {})}
+    return atomic_save(payload, path)
+
+
+def load_env_checkpoint(env: Any, path: str | os.PathLike) -> dict[str, Any]:
+    """Restore an environment saved by :func:`save_env_checkpoint`; returns its ``extra``.
+
+    ``env`` must be built with the same configuration (data set, learner, budget...);
+    a mismatch raises :class:`CheckpointError` naming the differing setting.
+    """
+    payload = load(path)
+    if not isinstance(payload, dict) or payload.get("format") != ENV_FORMAT:
+        raise CheckpointError(f"{path} is not an environment checkpoint (expected format {ENV_FORMAT!r})")
+    env.unwrapped.load_state_dict(payload["env"])
+    _mark_wrappers_reset(env)
+    return payload["extra"]
