@@ -29,8 +29,11 @@ modality); DUS-H also reads the epoch. Our reading of each, as implemented:
   ``tau = 0.25``; form ``"inverse"``: ``p_j ∝ 1 / (s_j + eps)``.
 
 The *dominant* modality of DUS-H and the fixed ratio is the one with the largest
-cumulative discrepancy in the current observation (ties: the lowest index), unless
-the user names it (``dominant="audio"`` or an index).
+cumulative discrepancy *per sample* (ties: the lowest index), unless the user names it
+(``dominant="audio"`` or an index): with the paper's ``discrepancy="sum"`` the score
+also grows with the batch a modality was given, so the raw observation would make these
+policies flip the dominant modality every step (``dominant_by="observation"`` keeps
+that raw reading).
 """
 
 from __future__ import annotations
@@ -67,13 +70,37 @@ class UniformPolicy(Policy):
 
 
 class _DominantPolicy(Policy):
-    """Shared logic: find the dominant modality (named, or the largest discrepancy)."""
+    """Shared logic: find the dominant modality (named, or the largest discrepancy).
 
-    def __init__(self, dominant: str | int | None = None) -> None:
+    With ``discrepancy="sum"`` (the paper's) a modality's score also grows with the batch
+    it was given, so a policy that gives the weak modality more would soon read it as
+    dominant and flip back and forth. ``dominant_by="per-sample"`` (default) therefore
+    compares ``s^_j / mean batch size_j`` — the cumulative score per sample, the mean batch
+    sizes being tracked from ``info["batch_sizes"]`` and ``info["iteration"]`` — which
+    equals the raw comparison under uniform batches and under ``discrepancy="mean"``.
+    ``dominant_by="observation"`` compares the raw observation.
+    """
+
+    BY = ("per-sample", "observation")
+
+    def __init__(self, dominant: str | int | None = None, dominant_by: str = "per-sample") -> None:
+        if dominant_by not in self.BY:
+            raise PolicyError(f"dominant_by must be one of {list(self.BY)}, got {dominant_by!r}")
         self.dominant = dominant
+        self.dominant_by = dominant_by
         self._dominant_index: int | None = dominant if isinstance(dominant, int) else None
+        self._mode = "sum"
+        self._reset_sizes()
+
+    def _reset_sizes(self) -> None:
+        self._size_acc: np.ndarray | None = None
+        self._iters = 0
+        self._last_iter = 0
 
     def reset(self, env: Any) -> None:
+        self._reset_sizes()
+        tracker = getattr(env, "tracker", None)
+        self._mode = getattr(tracker, "mode", "sum")
         if isinstance(self.dominant, str):
             modalities = list(env.modalities)
             if self.dominant not in modalities:
@@ -81,13 +108,30 @@ class _DominantPolicy(Policy):
                                   f"modalities {modalities}")
             self._dominant_index = modalities.index(self.dominant)
 
-    def dominant_index(self, obs: np.ndarray) -> int:
+    def _scores(self, obs: np.ndarray, info: dict | None) -> np.ndarray:
+        s = np.nan_to_num(np.asarray(obs, dtype=np.float64), nan=-np.inf)
+        if self.dominant_by != "per-sample" or self._mode != "sum" or not info or "batch_sizes" not in info:
+            return s
+        iteration = int(info.get("iteration", 0))
+        if iteration < self._last_iter:  # a new episode without reset(): start over
+            self._reset_sizes()
+        if iteration > self._last_iter:
+            sizes = np.asarray(info["batch_sizes"], dtype=np.float64)
+            weight = iteration - self._last_iter
+            self._size_acc = sizes * weight if self._size_acc is None else self._size_acc + sizes * weight
+            self._iters += weight
+            self._last_iter = iteration
+        if self._size_acc is None:
+            return s
+        return s / np.maximum(self._size_acc / self._iters, 1e-9)
+
+    def dominant_index(self, obs: np.ndarray, info: dict | None = None) -> int:
         if self._dominant_index is not None:
             return self._dominant_index
         if isinstance(self.dominant, str):
             raise PolicyError(f"dominant={self.dominant!r} is a name: call reset(env) first so it can be "
                               "resolved to an index (or pass an index)")
-        return int(np.argmax(np.nan_to_num(np.asarray(obs, dtype=np.float64), nan=-np.inf)))
+        return int(np.argmax(self._scores(obs, info)))
 
 
 class DUSHPolicy(_DominantPolicy):
@@ -97,12 +141,14 @@ class DUSHPolicy(_DominantPolicy):
         epochs: E. Taken from the environment at :meth:`reset` when not given.
         beta: ratio at ``T = 0`` (paper: 0.5).
         dominant: modality name or index; default: largest cumulative discrepancy.
+        dominant_by: ``"per-sample"`` (default) or ``"observation"`` (see ``_DominantPolicy``).
     """
 
     name = "dus-h"
 
-    def __init__(self, epochs: int | None = None, beta: float = 0.5, dominant: str | int | None = None) -> None:
-        super().__init__(dominant)
+    def __init__(self, epochs: int | None = None, beta: float = 0.5, dominant: str | int | None = None,
+                 dominant_by: str = "per-sample") -> None:
+        super().__init__(dominant, dominant_by)
         if not 0.0 < beta <= 1.0:
             raise PolicyError(f"beta must lie in (0, 1] (the start ratio of dominant to other batch), got {beta}")
         self.beta = beta
@@ -123,7 +169,7 @@ class DUSHPolicy(_DominantPolicy):
     def act(self, obs: np.ndarray, info: dict) -> np.ndarray:
         epoch = info.get("epoch", 0) if info else 0
         m = np.asarray(obs).shape[-1]
-        return ratio_proportions(m, self.dominant_index(obs), self.ratio(epoch))
+        return ratio_proportions(m, self.dominant_index(obs, info), self.ratio(epoch))
 
 
 class FixedRatioPolicy(_DominantPolicy):
@@ -131,14 +177,14 @@ class FixedRatioPolicy(_DominantPolicy):
 
     name = "fixed"
 
-    def __init__(self, ratio: float = 0.5, dominant: str | int | None = None) -> None:
-        super().__init__(dominant)
+    def __init__(self, ratio: float = 0.5, dominant: str | int | None = None, dominant_by: str = "per-sample") -> None:
+        super().__init__(dominant, dominant_by)
         ratio_proportions(2, 0, ratio)  # validate early
         self.ratio = ratio
 
     def act(self, obs: np.ndarray, info: dict) -> np.ndarray:
         m = np.asarray(obs).shape[-1]
-        return ratio_proportions(m, self.dominant_index(obs), self.ratio)
+        return ratio_proportions(m, self.dominant_index(obs, info), self.ratio)
 
 
 class DiscrepancyPolicy(Policy):

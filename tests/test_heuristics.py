@@ -102,3 +102,33 @@ def test_outputs_are_valid_proportions(name, obs):
     assert p.shape == (len(obs),)
     assert np.all(np.isfinite(p)) and np.all(p >= 0) and np.all(p <= 1)
     assert p.sum() == pytest.approx(1.0)
+
+
+def test_dominant_per_sample_under_sum_discrepancy():
+    from agents.heuristics import DUSHPolicy, FixedRatioPolicy
+
+    class Env:
+        modalities = ("strong", "weak")
+        epochs = 4
+
+        class tracker:
+            mode = "sum"
+
+    # The weak modality got 43 of 64 rows: its raw score is larger, per sample it is not.
+    obs = np.array([0.20, 0.25])
+    info = {"batch_sizes": [21, 43], "iteration": 63, "epoch": 1}
+    for pol in (DUSHPolicy(), FixedRatioPolicy()):
+        pol.reset(Env)
+        assert pol.dominant_index(obs, info) == 0  # 0.20/21 > 0.25/43
+    raw = FixedRatioPolicy(dominant_by="observation")
+    raw.reset(Env)
+    assert raw.dominant_index(obs, info) == 1
+    # Mean batch sizes are averaged over iterations: after a second step with [43, 21]
+    # both averaged 32, so the raw comparison decides.
+    pol = FixedRatioPolicy()
+    pol.reset(Env)
+    pol.dominant_index(obs, info)
+    assert pol.dominant_index(np.array([0.2, 0.25]), {"batch_sizes": [43, 21], "iteration": 126}) == 1
+    Env.tracker.mode = "mean"
+    pol.reset(Env)
+    assert pol.dominant_index(obs, info) == 1  # "mean" scores are per sample already
