@@ -24,8 +24,17 @@ MODES = ("sum", "mean")
 
 
 def true_class_probability(logits: Tensor, labels: Tensor) -> Tensor:
-    """Softmax probability of the true class for each row: ``p(x_i)[y_i]``."""
-    return torch.softmax(logits.float(), dim=1).gather(1, labels.view(-1, 1)).squeeze(1)
+    """Softmax probability of the true class for each row: ``p(x_i)[y_i]``.
+
+    Works on any leading shape (``[..., C]`` logits, ``[...]`` labels). Computed as
+    ``exp(z_y - max z) / sum_c exp(z_c - max z)`` rather than a full ``softmax`` then a
+    gather: the same value, but several times faster on a CPU for the small class counts
+    of these tasks (softmax kernels are slow along a short last dimension).
+    """
+    z = logits.float()
+    top = z.amax(-1, keepdim=True)
+    z_true = z.gather(-1, labels.unsqueeze(-1))
+    return ((z_true - top).exp() / (z - top).exp().sum(-1, keepdim=True)).squeeze(-1)
 
 
 def batch_discrepancy(logits: Mapping[str, Tensor], labels: Mapping[str, Tensor], modalities: Sequence[str],

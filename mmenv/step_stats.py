@@ -7,7 +7,7 @@ right after each iteration costs some thirty tiny tensor operations per iteratio
 which on a CPU is as much as a small model's forward pass. :class:`StepStats` instead
 keeps the iteration's (already detached) logits, labels and losses and folds a whole
 block of iterations at once with a handful of batched operations: one ``stack`` per
-modality, one softmax, one gather, one argmax. Within an environment step the batch
+modality, one true-class probability pass, one argmax. Within an environment step the batch
 sizes are fixed, so the blocks stack without padding.
 
 The block is folded (:meth:`StepStats.flush`) when it reaches ``block`` iterations
@@ -25,7 +25,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from .discrepancy import DiscrepancyTracker
+from .discrepancy import DiscrepancyTracker, true_class_probability
 
 __all__ = ["StepStats", "fold_discrepancy", "fold_discrepancy_sum"]
 
@@ -89,16 +89,17 @@ class StepStats:
             if len({z.shape for z in zs}) == 1:
                 z = torch.stack(zs).float()  # [T, a_j, C]
                 y = torch.stack(ys).unsqueeze(-1)  # [T, a_j, 1]
-                p = torch.softmax(z, dim=-1).gather(-1, y).squeeze(-1)  # [T, a_j]
+                p = true_class_probability(z, y.squeeze(-1))  # [T, a_j]
                 s_cols.append(p.sum(1) if self.tracker.mode == "sum" else p.mean(1))
                 hits.append((z.argmax(-1, keepdim=True) == y).sum())
             else:  # a learner whose row count varies between iterations: one at a time
-                ps = [torch.softmax(z.float(), 1).gather(1, y.view(-1, 1)).squeeze(1) for z, y in zip(zs, ys)]
+                ps = [true_class_probability(z, y) for z, y in zip(zs, ys)]
                 s_cols.append(torch.stack([p.sum() if self.tracker.mode == "sum" else p.mean() for p in ps]))
                 hits.append(torch.stack([(z.argmax(1) == y).sum() for z, y in zip(zs, ys)]).sum())
         fold_discrepancy(self.tracker, torch.stack(s_cols, dim=1))
         self.correct = self.correct + torch.stack(hits)
         for key in self._losses[0]:
-            block_sum = torch.stack([it[key].detach().float() for it in self._losses]).sum()
+            # One stack per key: StepOutput losses are detached scalars already (no per-item ops).
+            block_sum = torch.stack([it[key] for it in self._losses]).detach().float().sum()
             self.loss_sums[key] = self.loss_sums[key] + block_sum if key in self.loss_sums else block_sum
         self._logits, self._labels, self._losses = [], [], []

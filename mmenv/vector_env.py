@@ -58,6 +58,7 @@ from torch.nn import functional as F
 
 from .datasets import MultimodalDataset, make_dataset
 from .datasets.base import TensorSplit
+from .discrepancy import true_class_probability
 from .env import DUSEnv
 from .learners import Learner, make_learner
 from .learners.baseline import BaselineLearner
@@ -400,7 +401,7 @@ class DUSVectorEnv(VectorEnv):
                 s_t, hits = [], []
                 for j in range(m):
                     z = logits[j].float()
-                    prob = torch.softmax(z, -1).gather(-1, ys[j].unsqueeze(-1)).squeeze(-1) * weights[j]
+                    prob = true_class_probability(z, ys[j]) * weights[j]
                     s_t.append(prob.sum(1))
                     hits.append(((z.argmax(-1) == ys[j]).float() * weights[j]).sum(1))
                 s_last = torch.stack(s_t, 1)
