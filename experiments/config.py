@@ -19,6 +19,7 @@ Format (every key optional except ``policies``, ``learners``, ``datasets``)::
       crema-d: {root: ${CREMA_D_ROOT}} # ${VAR} is read from the environment
     learner_kwargs: {mla: {}}          # per learner name
     policy_kwargs: {reinforce: {lr: 1.0e-4}}   # per policy name (the part after "+")
+    sample_order_kwargs: {bss-curriculum: {t_grow: null}}   # per sample order (the part before "+")
     workers: 2                         # parallel worker processes
     backend: process                   # process (one machine) or ray (a Ray cluster)
     out: runs/compare-default          # output directory
@@ -76,6 +77,7 @@ class CompareConfig:
     dataset_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
     learner_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
     policy_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sample_order_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
     workers: int = 1
     backend: str = "process"
     out: str = "runs/compare"
@@ -290,4 +292,5 @@ def config_from_dict(raw: Mapping[str, Any], overrides: Mapping[str, Any] | None
                                           expand=set(cfg.datasets))
     cfg.learner_kwargs = _per_name_kwargs(data.get("learner_kwargs"), "learner_kwargs", source)
     cfg.policy_kwargs = _per_name_kwargs(data.get("policy_kwargs"), "policy_kwargs", source)
+    cfg.sample_order_kwargs = _per_name_kwargs(data.get("sample_order_kwargs"), "sample_order_kwargs", source)
     return cfg

@@ -62,6 +62,7 @@ class RunSpec:
     dataset_kwargs: dict[str, Any] = field(default_factory=dict)
     learner_kwargs: dict[str, Any] = field(default_factory=dict)
     policy_kwargs: dict[str, Any] = field(default_factory=dict)
+    sample_order_kwargs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def sample_order(self) -> str | None:
@@ -94,7 +95,7 @@ def build_grid(config) -> list[RunSpec]:
     for dataset in config.datasets:
         for learner in config.learners:
             for policy in config.policies:
-                _, policy_name = split_policy(policy)
+                order, policy_name = split_policy(policy)
                 for seed in config.seeds:
                     specs.append(RunSpec(
                         dataset=dataset, learner=learner, policy=policy, seed=int(seed),
@@ -104,6 +105,8 @@ def build_grid(config) -> list[RunSpec]:
                         # kwargs under the full entry ("remix+reinforce") win over the policy's name
                         policy_kwargs=dict(config.policy_kwargs.get(policy,
                                                                     config.policy_kwargs.get(policy_name, {}))),
+                        sample_order_kwargs=dict(getattr(config, "sample_order_kwargs", {}).get(order, {})
+                                                 if order else {}),
                     ))
     return specs
 
@@ -148,6 +151,8 @@ def execute_run(spec: RunSpec | dict, out: str | None = None, tensorboard: bool 
         env_kwargs = dict(spec.env)
         if spec.sample_order is not None:
             env_kwargs["sample_order"] = spec.sample_order
+            if spec.sample_order_kwargs:
+                env_kwargs["sample_order_kwargs"] = dict(spec.sample_order_kwargs)
         log_dir = str(spec.tb_dir(out)) if (tensorboard and out is not None) else None
         env = DUSEnv(dataset=spec.dataset, learner=spec.learner,
                      dataset_kwargs=spec.dataset_kwargs or None, learner_kwargs=spec.learner_kwargs or None,

@@ -288,3 +288,18 @@ def test_markdown_table_statistics():
     std = math.sqrt(((50 - 60) ** 2 + (70 - 60) ** 2) / 1)
     assert f"| l | p | 2/3 (1 failed) | 60.00 ± {std:.2f} |" in table
     assert json.dumps(table)  # plain text
+
+
+def test_sample_order_kwargs_reach_the_runs():
+    from experiments.config import ConfigError, config_from_dict
+    from experiments.grid import build_grid
+
+    cfg = config_from_dict({"policies": ["uniform", "bss-curriculum+uniform"], "learners": ["baseline"],
+                       "datasets": ["synthetic"], "seeds": 1,
+                       "sample_order_kwargs": {"bss-curriculum": {"t_grow": None}}})
+    specs = {s.policy: s for s in build_grid(cfg)}
+    assert specs["bss-curriculum+uniform"].sample_order_kwargs == {"t_grow": None}
+    assert specs["uniform"].sample_order_kwargs == {}
+    with pytest.raises(ConfigError, match="sample_order_kwargs"):
+        config_from_dict({"policies": ["uniform"], "learners": ["baseline"], "datasets": ["synthetic"],
+                     "sample_order_kwargs": ["t_grow"]})
