@@ -9,20 +9,22 @@ from tests.learner_utils import (CHANCE, THREE_MODALITY_ACTIONS, TWO_MODALITY_AC
                                  setup_learner, tiny_data, train_episode)
 
 
-def test_coefficient_paper_and_code_forms():
+def test_coefficient_code_and_continuous_forms():
     scores = torch.tensor([0.6, 0.3])
-    k = ogm_coefficients(scores, alpha=0.8, form="paper")
+    k = ogm_coefficients(scores, alpha=0.8, form="continuous")
     assert k[0].item() == pytest.approx(1 - math.tanh(0.8 * 1.0))  # rho = 2
     assert k[1].item() == 1.0
     k_code = ogm_coefficients(scores, alpha=0.8, form="code")
     assert k_code[0].item() == pytest.approx(1 - math.tanh(0.8 * 2.0))
-    # Equal scores: the paper's form leaves both alone.
-    assert torch.equal(ogm_coefficients(torch.tensor([0.4, 0.4]), 0.8), torch.ones(2))
+    assert torch.equal(ogm_coefficients(scores, alpha=0.8), k_code)  # "code" is the default
+    # Equal scores (rho = 1): both forms leave both modalities alone.
+    for form in ("code", "continuous"):
+        assert torch.equal(ogm_coefficients(torch.tensor([0.4, 0.4]), 0.8, form), torch.ones(2))
 
 
 def test_coefficient_three_modalities_compares_leader_with_mean_of_others():
     k = ogm_coefficients(torch.tensor([0.2, 0.6, 0.4]), alpha=0.5)
-    assert k[1].item() == pytest.approx(1 - math.tanh(0.5 * (0.6 / 0.3 - 1)))
+    assert k[1].item() == pytest.approx(1 - math.tanh(0.5 * (0.6 / 0.3)))
     assert k[0].item() == 1.0 and k[2].item() == 1.0
 
 

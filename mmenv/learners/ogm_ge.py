@@ -9,8 +9,8 @@ modalities). Each iteration:
 1. ``s_m`` = mean softmax probability of the true class under ``out_m``;
 2. the *dominant* modality is the one with the largest score, and its ratio is
    ``rho = s_dom / mean(s_others)`` (for two modalities the paper's ``s_a / s_v``);
-3. the dominant encoder's gradients are multiplied by ``k = 1 - tanh(alpha * relu(rho - 1))``,
-   every other encoder's by 1;
+3. if ``rho > 1`` the dominant encoder's gradients are multiplied by
+   ``k = 1 - tanh(alpha * relu(rho))``, every other encoder's by 1;
 4. GE: Gaussian noise ``N(0, std(g))`` is added to each encoder gradient ``g``, with
    ``std(g)`` that parameter's unmodulated gradient's standard deviation, drawn from the
    environment's generator;
@@ -20,10 +20,11 @@ Modulation is active in epochs ``[modulation_starts, modulation_ends)``.
 
 Readings taken where the paper and code leave a choice:
 
-* **Coefficient.** The paper's equation is ``1 - tanh(alpha * relu(rho - 1))``, continuous
-  at ``rho = 1``; the authors' code computes ``1 - tanh(alpha * relu(rho))`` inside an
-  ``if rho > 1`` branch, which jumps from 1 to ``1 - tanh(alpha)`` as soon as one modality
-  leads. ``coefficient="paper"`` (default) uses the equation, ``"code"`` the code's form.
+* **Coefficient.** The authors' code computes ``1 - tanh(alpha * relu(rho))`` inside an
+  ``if rho > 1`` branch (``coefficient="code"``, the default, as our design notes record it).
+  It jumps from 1 to ``1 - tanh(alpha)`` as soon as one modality leads;
+  ``coefficient="continuous"`` uses ``1 - tanh(alpha * relu(rho - 1))`` instead, which is 1
+  at ``rho = 1`` and grows smoothly with the lead.
 * **More than two modalities.** Generalised: the dominant modality is the one with the
   highest score and ``rho`` compares it with the mean of the others; only it is slowed.
 * **Unequal batches.** ``s_m`` is a per-sample mean on the paired core (the same samples
@@ -49,10 +50,10 @@ from .base import Batch, LearnerContext, Prediction, StepOutput
 from .baseline import BaselineLearner
 from .common import concat_head_slices, modality_scores
 
-COEFFICIENTS = ("paper", "code")
+COEFFICIENTS = ("code", "continuous")
 
 
-def ogm_coefficients(scores: Tensor, alpha: float, form: str = "paper") -> Tensor:
+def ogm_coefficients(scores: Tensor, alpha: float, form: str = "code") -> Tensor:
     """Per-modality modulation coefficients ``k`` (``[m]``) from the scores ``s_m`` (``[m]``).
 
     Only the modality with the highest score can get ``k < 1``; all others get 1.
@@ -61,7 +62,7 @@ def ogm_coefficients(scores: Tensor, alpha: float, form: str = "paper") -> Tenso
     others = (scores.sum() - scores) / (m - 1)
     rho = scores / others.clamp_min(1e-12)
     dominant = scores == scores.max()
-    if form == "paper":
+    if form == "continuous":
         k = 1.0 - torch.tanh(alpha * torch.relu(rho - 1.0))
     else:
         k = torch.where(rho > 1.0, 1.0 - torch.tanh(alpha * torch.relu(rho)), torch.ones_like(rho))
@@ -76,7 +77,7 @@ class OGMGELearner(BaselineLearner):
         modulation_starts, modulation_ends: epoch window ``[starts, ends)``; ``ends=None``
             means until the end of training.
         ge: add the generalisation-enhancement noise.
-        coefficient: ``"paper"`` (default) or ``"code"``, see the module docstring.
+        coefficient: ``"code"`` (default) or ``"continuous"``, see the module docstring.
         loss_scale, fusion_input, optimizer, lr, momentum, weight_decay, encoders,
         encoder_kwargs: as :class:`~mmenv.learners.baseline.BaselineLearner`
         (``fusion_input`` defaults to ``"zero-fill"`` here).
@@ -91,7 +92,7 @@ class OGMGELearner(BaselineLearner):
         modulation_starts: int = 0,
         modulation_ends: int | None = None,
         ge: bool = True,
-        coefficient: str = "paper",
+        coefficient: str = "code",
         loss_scale: str = "budget",
         fusion_input: str = "zero-fill",
         optimizer: str = "sgd",
