@@ -302,12 +302,16 @@ class DUSEnv(gym.Env):
         masks = ({mod: torch.ones(a, dtype=torch.bool, device=self.device) for mod, a in zip(mods, sizes)}
                  if self.sample_order.single_modality_batches(epoch) else None)
         autocast = self._autocast()
-        for i in range(n):
+        # Per-iteration views, made by one unbind per tensor rather than n indexing calls.
+        rows_x = (zip(*(inputs[mod].unbind(0) for mod in mods)) if inputs is not None
+                  else ([train.gather(mod, index[mod][i]) for mod in mods] for i in range(n)))
+        rows_y = zip(*(labels[mod].unbind(0) for mod in mods))
+        rows_i = zip(*(index[mod].unbind(0) for mod in mods))
+        for x, y, idx in zip(rows_x, rows_y, rows_i):
             batch = Batch(
-                inputs=({mod: inputs[mod][i] for mod in mods} if inputs is not None
-                        else {mod: train.gather(mod, index[mod][i]) for mod in mods}),
-                labels={mod: labels[mod][i] for mod in mods},
-                indices={mod: index[mod][i] for mod in mods},
+                inputs=dict(zip(mods, x)),
+                labels=dict(zip(mods, y)),
+                indices=dict(zip(mods, idx)),
                 num_paired=num_paired,
                 epoch=epoch,
                 iteration=self.iteration,
