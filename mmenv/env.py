@@ -289,9 +289,7 @@ class DUSEnv(gym.Env):
         """
         train = self.dataset.train
         mods = self.modalities
-        draws = [self.sampler.sample(sizes, epoch) for _ in range(n)]
-        num_paired = draws[0][0]
-        index = {mod: torch.stack([d[1][mod] for d in draws]) for mod in mods}  # [n, a_j]
+        num_paired, index = self.sampler.sample_block(sizes, epoch, n)  # index[mod]: [n, a_j]
         labels = {mod: train.labels[index[mod]] for mod in mods}
         if isinstance(train, TensorSplit):
             inputs = {mod: train.gather(mod, index[mod].reshape(-1)).view(n, a, *train.inputs[mod].shape[1:])

@@ -31,3 +31,33 @@ def test_wraparound_reshuffles():
     first = s.sample([4, 4], 0)[1]["a"]
     second = s.sample([4, 4], 0)[1]["a"]
     assert len(set(first.tolist())) == 4 and len(set(second[:2].tolist()) | set(first.tolist())) == 6
+
+
+class _Subsets(Shuffle):
+    """A strategy with odd-length passes that restarts each epoch (like a curriculum)."""
+
+    restart_each_epoch = True
+
+    def next_pass(self, stream, epoch):
+        perm = torch.randperm(self.n, generator=self.generator)
+        return perm[: 7 + 3 * epoch]
+
+
+def _make_with(order, n=50, seed=0):
+    order.setup(n, ("paired", "a", "b"), torch.device("cpu"), torch.Generator().manual_seed(seed))
+    return ModalitySampler(("a", "b"), order)
+
+
+def test_sample_block_equals_successive_samples():
+    for order_cls in (Shuffle, _Subsets):
+        for sizes in ([3, 7], [5, 5], [1, 12], [9, 2]):
+            one, block = _make_with(order_cls()), _make_with(order_cls())
+            for epoch, n in ((0, 13), (0, 40), (1, 25), (2, 1)):
+                singles = [one.sample(sizes, epoch) for _ in range(n)]
+                p, idx = block.sample_block(sizes, epoch, n)
+                assert p == singles[0][0]
+                for m in ("a", "b"):
+                    assert idx[m].shape == (n, sizes[0 if m == "a" else 1])
+                    assert torch.equal(idx[m], torch.stack([s[1][m] for s in singles])), (order_cls, sizes, epoch)
+            # the generator was consumed identically: the next draws agree too
+            assert torch.equal(one.sample(sizes, 3)[1]["b"], block.sample(sizes, 3)[1]["b"])

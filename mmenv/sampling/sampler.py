@@ -71,6 +71,45 @@ class ModalitySampler:
             out[m] = torch.cat([core, self.streams[m].take(extra, epoch)]) if extra > 0 else core
         return p, out
 
+    def sample_block(self, sizes: Sequence[int], epoch: int, n: int) -> tuple[int, dict[str, Tensor]]:
+        """``n`` iterations at once: ``(num_paired, {modality: indices [n, a_j]})``.
+
+        Exactly the draws of ``n`` successive :meth:`sample` calls: runs of iterations in
+        which no stream needs a new pass are sliced in one go (no generator is touched
+        there), and every iteration that starts a pass goes through :meth:`sample`, so the
+        strategy's ``next_pass`` calls happen in the same order as one call per iteration.
+        """
+        p = 0 if self.order.single_modality_batches(epoch) else min(sizes)
+        demand = {PAIRED: p, **{m: a - p for m, a in zip(self.modalities, sizes)}}
+        parts: dict[str, list[Tensor]] = {m: [] for m in self.modalities}
+        done = 0
+        while done < n:
+            k = self._iterations_without_new_pass(demand, epoch, n - done)
+            if k == 0:
+                _, idx = self.sample(sizes, epoch)
+                for m in self.modalities:
+                    parts[m].append(idx[m].unsqueeze(0))
+                done += 1
+                continue
+            core = self.streams[PAIRED].take(k * p, epoch).view(k, p)
+            for m in self.modalities:
+                extra = demand[m]
+                parts[m].append(torch.cat([core, self.streams[m].take(k * extra, epoch).view(k, extra)], dim=1)
+                                if extra > 0 else core)
+            done += k
+        return p, {m: (ps[0] if len(ps) == 1 else torch.cat(ps)) for m, ps in parts.items()}
+
+    def _iterations_without_new_pass(self, demand: dict[str, int], epoch: int, cap: int) -> int:
+        k = cap
+        for key, d in demand.items():
+            if d == 0:
+                continue
+            stream = self.streams[key]
+            if stream.perm is None or (self.order.restart_each_epoch and stream.perm_epoch != epoch):
+                return 0
+            k = min(k, (stream.perm.shape[0] - stream.cursor) // d)
+        return k
+
     def state_dict(self) -> dict:
         return {k: (s.perm, s.cursor, s.perm_epoch) for k, s in self.streams.items()}
 
