@@ -28,6 +28,9 @@ Readings taken where the paper and code leave a choice:
   at ``rho = 1`` and grows smoothly with the lead.
 * **More than two modalities.** Generalised: the dominant modality is the one with the
   highest score and ``rho`` compares it with the mean of the others; only it is slowed.
+  (The three-modality OGM-GE in the MLA authors' code divides by the *sum* of the
+  others, so a modality is slowed only when it beats the other two together; the mean
+  reduces to the authors' ``s_v / s_a`` for two modalities.)
 * **Unequal batches.** ``s_m`` is a per-sample mean on the paired core (the same samples
   for every modality; see :func:`mmenv.learners.common.modality_scores`), not a sum over
   batches of different sizes. The fused CE uses the paired core plus each modality's
