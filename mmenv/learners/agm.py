@@ -115,7 +115,10 @@ COEFFICIENTS = ("gap", "code")
 
 def ce_scores(logits: Mapping[str, Tensor], labels: Mapping[str, Tensor], num_paired: int,
               modalities: Sequence[str]) -> Tensor:
-    """Mean CE ``-log max(p_m(y), 1e-8)`` per modality (``[m]``), on the paired core when there is one."""
+    """Mean CE ``-log max(p_m(y), 1e-8)`` per modality (``[m]``), on the paired core when there is one.
+
+    An empty batch (``min_batch=0``) scores 0; its encoder gets no gradient to scale anyway.
+    """
     out = []
     for m in modalities:
         z, y = (logits[m][:num_paired], labels[m][:num_paired]) if num_paired > 0 else (logits[m], labels[m])
