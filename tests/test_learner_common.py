@@ -92,3 +92,18 @@ def test_runs_under_the_other_sample_orders(name, order):
         done = terminated or truncated
     assert terminated and not info["diverged"]
     assert info["test"]["fused"]["accuracy"] > 0.25
+
+
+@pytest.mark.parametrize("name", ["baseline", *NAMES])
+def test_train_step_has_no_host_sync(name):
+    """No tensor value reaches Python inside ``train_step`` (every learner, default kwargs)."""
+    from tests.test_hot_path import SyncCounter
+
+    ds = tiny_data()
+    learner = setup_learner(make_learner(name), ds)
+    batches = [make_batch(ds, [20, 12], num_paired=8, iteration=it, seed=it) for it in range(4)]
+    learner.train_step(batches[0])  # warm-up (lazy optimizer state)
+    with SyncCounter() as counter:
+        for batch in batches[1:]:
+            learner.train_step(batch)
+    assert counter.total == 0, counter.calls

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from mmenv.learners import DIMMLLearner, LearnerError, make_learner
-from mmenv.learners.di_mml import unidirectional_contrastive
+from mmenv.learners.di_mml import certainty_weighted_fusion, unidirectional_contrastive
 from tests.learner_utils import (CHANCE, THREE_MODALITY_ACTIONS, TWO_MODALITY_ACTIONS, make_batch, setup_learner,
                                  tiny_data, train_episode)
 
@@ -53,11 +53,34 @@ def test_step_reports_both_loss_parts():
     assert out.losses["contrastive"] > 0
 
 
-def test_fused_prediction_is_the_mean_of_the_unimodal_logits():
+def test_fused_prediction_mean_option_is_the_mean_of_the_unimodal_logits():
     ds = tiny_data()
-    learner = setup_learner(DIMMLLearner(), ds)
+    learner = setup_learner(DIMMLLearner(fusion="mean"), ds)
     pred = learner.predict({m: ds.test.gather(m, torch.arange(9)) for m in ds.modality_names})
     torch.testing.assert_close(pred.fused, (pred.per_modality["strong"] + pred.per_modality["weak"]) / 2)
+
+
+def test_certainty_weighting_follows_the_authors_formula():
+    a = torch.tensor([[4.0, 0.0, 0.0], [0.1, 0.0, 0.2]])
+    b = torch.tensor([[0.0, 0.5, 0.0], [0.0, 0.0, 5.0]])
+    fused, w = certainty_weighted_fusion({"a": a, "b": b}, ["a", "b"], temperature=0.5)
+    conf = torch.stack([torch.softmax(a, 1).max(1).values, torch.softmax(b, 1).max(1).values])  # [m, B]
+    expected_w = torch.softmax(conf / 0.5, dim=0).T  # the authors' softmax over modalities
+    torch.testing.assert_close(w, expected_w)
+    torch.testing.assert_close(fused, expected_w[:, :1] * a + expected_w[:, 1:] * b)
+    assert w[0, 0] > w[0, 1] and w[1, 1] > w[1, 0]  # the more certain modality weighs more, per sample
+
+
+def test_predict_uses_certainty_weighting_by_default():
+    ds = tiny_data()
+    learner = setup_learner(DIMMLLearner(fusion_temperature=0.3), ds)
+    pred = learner.predict({m: ds.test.gather(m, torch.arange(9)) for m in ds.modality_names})
+    fused, _ = certainty_weighted_fusion(pred.per_modality, ds.modality_names, 0.3)
+    torch.testing.assert_close(pred.fused, fused)
+    with pytest.raises(ValueError, match="fusion"):
+        DIMMLLearner(fusion="max")
+    with pytest.raises(ValueError, match="fusion_temperature"):
+        DIMMLLearner(fusion_temperature=0.0)
 
 
 def test_unequal_feature_widths_are_refused():

@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 
@@ -61,6 +63,38 @@ def test_first_step_is_plain_later_steps_are_projected():
     learner.train_step(make_batch(ds, [16, 16], num_paired=16))
     learner.train_step(make_batch(ds, [16, 16], num_paired=16, iteration=1))
     assert calls == [1, 2, 3]  # steps 1..3 projected, step 0 not
+
+
+def test_projector_uses_the_iteration_within_the_epoch_and_the_stepping_modality_features():
+    ds = tiny_data()
+    learner = setup_learner(MLALearner(), ds, iters_per_epoch=10)
+    learner.steps_taken = 1  # past the unprojected first step
+    batch = make_batch(ds, [20, 12], num_paired=8, epoch=1, iteration=13)
+    with torch.no_grad():  # each encoder changes only at its own step, after its update
+        expected = {m: learner.model.encoders[m](batch.inputs[m]) for m in ds.modality_names}
+    calls = []
+    update = learner.projector.update
+    learner.projector.update = lambda x, i, n: (calls.append((x.clone(), i, n)), update(x, i, n))
+    learner.train_step(batch)
+    assert [(i, n) for _, i, n in calls] == [(3, 10), (3, 10)]  # 13 % 10 = batch 3 of 10
+    for (x, _, _), m in zip(calls, ds.modality_names):
+        torch.testing.assert_close(x, expected[m])
+
+
+def test_state_dict_resumes_the_projection_schedule():
+    """A learner restored from ``state_dict`` alone takes exactly the saved learner's next step."""
+    ds = tiny_data()
+    saved = setup_learner(MLALearner(), ds)
+    saved.train_step(make_batch(ds, [16, 16], num_paired=16))
+    restored = setup_learner(MLALearner(), ds, seed=1)
+    restored.load_state_dict(copy.deepcopy(saved.state_dict()))  # a copy, as a checkpoint is
+    assert restored.steps_taken == saved.steps_taken == 2
+    batch = make_batch(ds, [16, 16], num_paired=16, iteration=1, seed=1)
+    saved.train_step(batch)
+    restored.train_step(batch)
+    torch.testing.assert_close(restored.projector.P, saved.projector.P)
+    for p, q in zip(restored.model.parameters(), saved.model.parameters()):
+        torch.testing.assert_close(p, q)
 
 
 def test_projector_stays_finite_and_frobenius_normalised_during_training():

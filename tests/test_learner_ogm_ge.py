@@ -32,7 +32,7 @@ def test_dominant_encoder_gradient_is_scaled_and_the_other_untouched():
     ds = tiny_data()
     batch = make_batch(ds, [24, 8], num_paired=8)
     mod = setup_learner(OGMGELearner(ge=False, alpha=2.0), ds)
-    ref = setup_learner(OGMGELearner(ge=False, alpha=2.0, modulation_ends=0), ds)  # window empty
+    ref = setup_learner(OGMGELearner(ge=False, alpha=2.0, modulation_starts=1), ds)  # epoch 0 outside the window
     out = mod.train_step(batch)
     ref.train_step(batch)
     scores = torch.stack([out.extras["score_strong"], out.extras["score_weak"]])
@@ -51,7 +51,7 @@ def test_ge_noise_comes_from_the_env_generator_and_has_the_gradient_std():
     batch = make_batch(ds, [16, 16], num_paired=16)
     a = setup_learner(OGMGELearner(ge=True), ds)
     b = setup_learner(OGMGELearner(ge=True), ds)
-    plain = setup_learner(OGMGELearner(ge=False, modulation_ends=0), ds)
+    plain = setup_learner(OGMGELearner(ge=False, modulation_starts=1), ds)
     out = a.train_step(batch)
     b.train_step(batch)
     plain.train_step(batch)
@@ -62,6 +62,47 @@ def test_ge_noise_comes_from_the_env_generator_and_has_the_gradient_std():
     noise = w - coeff * w0
     assert noise.abs().sum() > 0
     assert noise.std().item() == pytest.approx(w0.std().item(), rel=0.1)
+
+
+def test_modulation_window_includes_both_ends_as_the_authors_code():
+    ds = tiny_data()
+    learner = setup_learner(OGMGELearner(ge=False, alpha=5.0, modulation_starts=1, modulation_ends=2), ds)
+    modulated = {}
+    for epoch in range(4):
+        out = learner.train_step(make_batch(ds, [16, 16], num_paired=16, epoch=epoch, seed=epoch))
+        modulated[epoch] = bool((torch.stack([out.extras["coeff_strong"], out.extras["coeff_weak"]]) < 1).any())
+    assert modulated == {0: False, 1: True, 2: True, 3: False}
+    assert learner.modulating(2) and not learner.modulating(3)
+    assert setup_learner(OGMGELearner(), ds).modulating(10**6)  # ends=None: to the end
+
+
+def test_ge_noise_std_has_the_authors_epsilon():
+    """A parameter whose gradient is exactly zero still gets N(0, 1e-8) noise (std(g) + 1e-8)."""
+    ds = tiny_data()
+    batch = make_batch(ds, [16, 16], num_paired=16)
+    batch.inputs["weak"] = torch.zeros_like(batch.inputs["weak"])  # first-layer weight grad = 0
+    learner = setup_learner(OGMGELearner(ge=True), ds)
+    plain = setup_learner(OGMGELearner(ge=False, modulation_starts=1), ds)
+    learner.train_step(batch)
+    plain.train_step(batch)
+    w0 = encoder_grads(plain, "weak")[0]
+    assert w0.dim() == 2 and torch.count_nonzero(w0) == 0
+    w = encoder_grads(learner, "weak")[0]
+    assert torch.count_nonzero(w) == w.numel()
+    assert w.std().item() == pytest.approx(1e-8, rel=0.1)
+
+
+def test_conv_only_filter_leaves_mlp_encoders_unmodulated():
+    ds = tiny_data()
+    batch = make_batch(ds, [24, 8], num_paired=8)
+    conv = setup_learner(OGMGELearner(alpha=5.0, params="conv"), ds)
+    ref = setup_learner(OGMGELearner(ge=False, modulation_starts=1), ds)
+    out = conv.train_step(batch)
+    ref.train_step(batch)
+    assert min(out.extras["coeff_strong"].item(), out.extras["coeff_weak"].item()) < 1.0
+    for m in ds.modality_names:  # the MLP encoders have no 4-D parameter: nothing is touched
+        for g, g0 in zip(encoder_grads(conv, m), encoder_grads(ref, m)):
+            torch.testing.assert_close(g, g0)
 
 
 def test_unimodal_logits_sum_to_fused_logits():
@@ -75,6 +116,8 @@ def test_unimodal_logits_sum_to_fused_logits():
 def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="coefficient"):
         OGMGELearner(coefficient="other")
+    with pytest.raises(ValueError, match="params"):
+        OGMGELearner(params="linear")
     with pytest.raises(LearnerError, match="supports 2"):
         make_learner("ogm-ge").check_modalities(["only"])
 

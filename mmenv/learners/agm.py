@@ -2,19 +2,27 @@
 
 The model is the concat-fusion classifier (encoders + one linear head on the
 concatenated features) trained with the fused CE. AGM measures how much each modality
-contributes to the fused prediction and rescales each encoder's gradient so that the
-modalities' contributions stay close:
+contributes to the fused prediction and rescales each encoder's gradient by a
+coefficient ``kappa_m``:
 
 1. **Mono-modal responses** (Shapley): a modality's response is its Shapley value in the
    fusion head, the average over coalitions ``S`` of the other modalities of
    ``f(S + {m}) - f(S)``, where an absent modality's features are zero-masked; the
-   empty coalition's output ``f({})`` is shared equally. ``r_m`` is the mean softmax
-   probability of the true class under that response, on the paired core.
-2. **Modality gap**: running averages ``rbar_m <- b rbar_m + (1 - b) r_m`` (EMA with
-   ``response_momentum``), and ``gap_m = rbar_m - mean_{n != m} rbar_n``.
-3. **Modulation**: ``kappa_m = exp(-alpha * gap_m)`` multiplies modality m's encoder
-   gradients: a leading modality (positive gap) is slowed, a lagging one sped up; with
-   equal responses every ``kappa`` is 1.
+   empty coalition's output ``f({})`` is shared equally (for two modalities this is the
+   authors' ``0.5 * (f(av) - f(v) + f(a))``). Scored on the paired core.
+2. **Coefficient**, ``coefficient="code"`` (default, the authors' public code): with
+   ``s_m`` the mean CE ``-log p_m(y)`` of modality m's response (p clamped at 1e-8) and
+   ``S_m`` the running mean of ``s_m`` over all iterations so far (0 before the first),
+   the current ratio is ``r_m = exp(mean_{n != m} s_n - s_m)``, its target
+   ``eta_m = exp(mean_{n != m} S_n - S_m)``, and ``kappa_m = exp(alpha * min(eta_m - r_m, 10))``;
+   ``S`` is updated after ``kappa``. A modality whose lead is larger than its historical
+   lead is slowed, one that falls behind its history is sped up.
+   ``coefficient="gap"`` (an alternative reading): ``r_m`` = mean true-class probability
+   of the response, running averages ``rbar_m <- b rbar_m + (1 - b) r_m`` (EMA
+   ``response_momentum``), ``gap_m = rbar_m - mean_{n != m} rbar_n`` and
+   ``kappa_m = exp(-alpha * gap_m)`` (exponent clipped to ``[-10, 10]``): it drives the
+   responses towards each other and stays bounded; with equal responses every kappa is 1.
+3. **Modulation**: ``kappa_m`` multiplies modality m's encoder gradients.
 
 Readings taken:
 
@@ -22,10 +30,15 @@ Readings taken:
   the gradient reaching encoder m is scaled; here the encoder gradients are scaled
   directly (the head's own gradient is left as the plain fused CE's), which is the same
   on the encoders and keeps the forward pass the plain model's.
-* The gap uses running averages of the responses (smoother than one batch) and the
-  exponential form ``exp(-alpha * gap)``; the exponent is clipped to ``[-10, 10]``.
+* **Coefficient.** The default is the authors' code rule; for two modalities
+  ``r_a = exp(s_v - s_a)``, exactly their form, and for more the ratio compares a
+  modality with the mean of the others (the scaling of the authors' three-modality
+  variant). It stabilises the competition at its historical level rather than closing
+  the gap, and ``kappa`` can reach ``e^(10 alpha)``; ``"gap"`` is the bounded,
+  gap-closing alternative. The authors modulate every iteration of an epoch window
+  except each epoch's first; here every iteration is modulated.
 * Any number of modalities: the Shapley value is computed exactly (``2^(m-1)`` coalitions
-  per modality), and the gap compares a modality with the mean of the others.
+  per modality), and both rules compare a modality with the mean of the others.
 * Unequal batches: responses on the paired core (the same samples for every modality);
   each modality's logits on its whole batch (for the environment's discrepancy and the
   per-modality evaluation) are its zero-masked response ``f({m}) - f({}) + f({}) / m``,
@@ -97,6 +110,35 @@ def masked_responses(model: MultimodalModel, feats: Mapping[str, Tensor]) -> dic
     return out
 
 
+COEFFICIENTS = ("gap", "code")
+
+
+def ce_scores(logits: Mapping[str, Tensor], labels: Mapping[str, Tensor], num_paired: int,
+              modalities: Sequence[str]) -> Tensor:
+    """Mean CE ``-log max(p_m(y), 1e-8)`` per modality (``[m]``), on the paired core when there is one.
+
+    An empty batch (``min_batch=0``) scores 0; its encoder gets no gradient to scale anyway.
+    """
+    out = []
+    for m in modalities:
+        z, y = (logits[m][:num_paired], labels[m][:num_paired]) if num_paired > 0 else (logits[m], labels[m])
+        if z.shape[0] == 0:
+            out.append(z.new_zeros(()))
+            continue
+        p = torch.softmax(z, dim=1).gather(1, y[:, None]).clamp_min(1e-8)
+        out.append(-torch.log(p).mean())
+    return torch.stack(out).detach()
+
+
+def agm_code_coefficients(scores: Tensor, score_means: Tensor, alpha: float) -> tuple[Tensor, Tensor]:
+    """The authors' code rule: ``(kappa, eta - r)`` from CE scores ``s`` and their running means ``S`` (``[m]``)."""
+    m = scores.shape[0]
+    ratio = torch.exp((scores.sum() - scores) / (m - 1) - scores)
+    target = torch.exp((score_means.sum() - score_means) / (m - 1) - score_means)
+    diff = target - ratio
+    return torch.exp(alpha * diff.clamp_max(10.0)), diff
+
+
 def agm_coefficients(running: Tensor, alpha: float) -> tuple[Tensor, Tensor]:
     """``(kappa, gap)`` from the running-average responses ``[m]``."""
     m = running.shape[0]
@@ -109,7 +151,9 @@ class AGMLearner(BaselineLearner):
 
     Args:
         alpha: modulation strength in ``exp(-alpha * gap)``.
-        response_momentum: EMA factor ``b`` of the running-average responses.
+        response_momentum: EMA factor ``b`` of the running-average responses (``"gap"``).
+        coefficient: ``"code"`` (default, the authors' public code's rule) or ``"gap"``,
+            see the module docstring.
         loss_scale, fusion_input, optimizer, lr, momentum, weight_decay, encoders,
         encoder_kwargs: as :class:`~mmenv.learners.baseline.BaselineLearner`
         (``fusion_input`` defaults to ``"zero-fill"`` here).
@@ -122,6 +166,7 @@ class AGMLearner(BaselineLearner):
         self,
         alpha: float = 1.0,
         response_momentum: float = 0.9,
+        coefficient: str = "code",
         loss_scale: str = "budget",
         fusion_input: str = "zero-fill",
         optimizer: str = "sgd",
@@ -136,8 +181,11 @@ class AGMLearner(BaselineLearner):
                          encoders=encoders, encoder_kwargs=encoder_kwargs)
         if not 0.0 <= response_momentum < 1.0:
             raise ValueError(f"response_momentum must be in [0, 1), got {response_momentum}")
+        if coefficient not in COEFFICIENTS:
+            raise ValueError(f"unknown coefficient {coefficient!r}; valid: {list(COEFFICIENTS)}")
         self.alpha = alpha
         self.response_momentum = response_momentum
+        self.coefficient = coefficient
 
     def build_model(self, ctx: LearnerContext) -> MultimodalModel:
         return MultimodalModel(ctx.modalities, ctx.num_classes, self.encoder_names, self.encoder_kwargs,
@@ -145,7 +193,10 @@ class AGMLearner(BaselineLearner):
 
     def setup(self, ctx: LearnerContext) -> None:
         super().setup(ctx)
-        self.running = None  # running-average responses [m], set by the first batch
+        self.running = None  # running-average responses [m], set by the first batch ("gap")
+        m = len(ctx.modalities)
+        self.score_means = torch.zeros(m, device=ctx.device)  # S_m ("code"): mean CE score so far
+        self.score_count = 0  # iterations folded into score_means
 
     @torch.no_grad()
     def update_gap(self, responses: Tensor) -> tuple[Tensor, Tensor]:
@@ -153,6 +204,14 @@ class AGMLearner(BaselineLearner):
         b = self.response_momentum
         self.running = responses.clone() if self.running is None else b * self.running + (1 - b) * responses
         return agm_coefficients(self.running, self.alpha)
+
+    @torch.no_grad()
+    def update_code(self, scores: Tensor) -> tuple[Tensor, Tensor]:
+        """The authors' rule: ``kappa`` from the CE scores against the old running means, then update them."""
+        kappa, diff = agm_code_coefficients(scores, self.score_means, self.alpha)
+        self.score_count += 1
+        self.score_means = self.score_means + (scores - self.score_means) / self.score_count
+        return kappa, diff
 
     def train_step(self, batch: Batch) -> StepOutput:
         model = self.model
@@ -167,10 +226,14 @@ class AGMLearner(BaselineLearner):
             p = batch.num_paired
             if p > 0:
                 shap = shapley_responses(model, {m: f[:p] for m, f in detached.items()})
-                responses = modality_scores(shap, batch.labels, p, mods)
             else:
-                responses = modality_scores(logits, batch.labels, 0, mods)
-            kappa, gap = self.update_gap(responses)
+                shap = logits
+            if self.coefficient == "code":
+                responses = ce_scores(shap, batch.labels, p, mods)
+                kappa, gap = self.update_code(responses)
+            else:
+                responses = modality_scores(shap, batch.labels, p, mods)
+                kappa, gap = self.update_gap(responses)
             for j, m in enumerate(mods):
                 for prm in model.encoders[m].parameters():
                     if prm.grad is not None:
@@ -191,10 +254,16 @@ class AGMLearner(BaselineLearner):
         state = super().state_dict()
         if self.running is not None:
             state["running"] = self.running.clone()
+        state["score_means"] = self.score_means.clone()
+        state["score_count"] = self.score_count
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         state = dict(state)
         if "running" in state:
             self.running = state.pop("running").clone()
+        if "score_means" in state:
+            self.score_means = state.pop("score_means").clone()
+        if "score_count" in state:
+            self.score_count = int(state.pop("score_count"))
         super().load_state_dict(state)

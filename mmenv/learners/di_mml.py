@@ -20,18 +20,32 @@ similarity, temperature ``tau``): knowledge flows one way, from the modality tha
 uses a dimension well to the one that does not, and never pulls the better modality
 back. DUC averages over ordered pairs, so any number of modalities works.
 
-Evaluation: the fused prediction is the mean of the unimodal logits of the shared head
-(the paper's late fusion of the detached branches); each modality's own logits are its
-per-modality prediction.
+Evaluation (the paper's *certainty-aware logit weighting*, ``fusion="certainty"``,
+default): per sample, each modality's weight is ``softmax_m(max_c p_m(c | x) / T)`` with
+``p_m`` the softmax of its shared-head logits and ``T = fusion_temperature`` (1, the
+authors' default), and the fused output is the weighted sum of the unimodal logits.
+``fusion="mean"`` averages the unimodal logits instead. Each modality's own logits are
+its per-modality prediction.
 
 Other readings: the dimension mask is recomputed every iteration from the current batch
 (no running statistics) and detached; ``loss_scale`` applies to the unimodal CE terms,
 the contrastive term is a mean over the paired rows.
+
+Differences from the authors' public code, which runs two stages: (1) every modality has
+its own classifier head *and* the shared one (loss ``CE(own) + w CE(shared)`` per
+modality), and the DUC term, a supervised-contrastive loss on two fixed sets of
+"modality-only" feature dimensions chosen once (at epoch 20, by per-dimension
+nearest-class-centroid accuracy over the training set), is switched on from epoch 20;
+(2) with the encoders frozen, a concat fusion head is trained and the certainty weights
+also cover its output. Here one stage trains through the shared head only, the
+dimension mask follows the current batch (a learner sees only its batches, and an
+environment episode is a few epochs), and the weighting covers the unimodal outputs
+(there is no second-stage fusion head).
 """
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -45,6 +59,18 @@ from .common import build_optimizer, check_loss_scale, require_equal_feature_dim
 def dimension_effectiveness(features: Tensor, labels: Tensor, head_weight: Tensor) -> Tensor:
     """Mean contribution ``f[:, i] * W[y, i]`` of every feature dimension to the true class, ``[d]``."""
     return (features * head_weight[labels]).mean(dim=0)
+
+
+FUSIONS = ("certainty", "mean")
+
+
+def certainty_weighted_fusion(logits: Mapping[str, Tensor], modalities: Sequence[str],
+                              temperature: float = 1.0) -> tuple[Tensor, Tensor]:
+    """Certainty-aware logit weighting: per-sample weights ``softmax_m(max_c p_m / T)``; returns (fused, ``[B, m]``)."""
+    stacked = torch.stack([logits[m] for m in modalities], dim=1)  # [B, m, C]
+    certainty = torch.softmax(stacked, dim=2).amax(dim=2)  # [B, m]
+    weights = torch.softmax(certainty / temperature, dim=1)
+    return (weights[..., None] * stacked).sum(dim=1), weights
 
 
 def unidirectional_contrastive(student: Tensor, teacher: Tensor, mask: Tensor, tau: float) -> Tensor:
@@ -63,6 +89,9 @@ class DIMMLLearner(Learner):
         contrastive_weight: ``lambda``, weight of the DUC term.
         tau: temperature of the contrastive term.
         loss_scale: ``"budget"`` (default) or ``"mean"``, for the unimodal CE terms.
+        fusion: ``"certainty"`` (default, the paper's certainty-aware logit weighting) or
+            ``"mean"`` (the mean of the unimodal logits), the test-time fusion.
+        fusion_temperature: ``T`` of the certainty weights.
         optimizer, lr, momentum, weight_decay: see :func:`~mmenv.learners.common.build_optimizer`.
         encoders, encoder_kwargs: per-modality encoders; all must output the same width.
     """
@@ -80,6 +109,8 @@ class DIMMLLearner(Learner):
         contrastive_weight: float = 0.5,
         tau: float = 0.5,
         loss_scale: str = "budget",
+        fusion: str = "certainty",
+        fusion_temperature: float = 1.0,
         optimizer: str = "sgd",
         lr: float = 1e-2,
         momentum: float = 0.9,
@@ -89,6 +120,12 @@ class DIMMLLearner(Learner):
     ) -> None:
         if tau <= 0:
             raise ValueError(f"tau must be > 0, got {tau}")
+        if fusion not in FUSIONS:
+            raise ValueError(f"unknown fusion {fusion!r}; valid: {list(FUSIONS)}")
+        if fusion_temperature <= 0:
+            raise ValueError(f"fusion_temperature must be > 0, got {fusion_temperature}")
+        self.fusion = fusion
+        self.fusion_temperature = fusion_temperature
         self.contrastive_weight = contrastive_weight
         self.tau = tau
         self.loss_scale = check_loss_scale(loss_scale)
@@ -145,5 +182,9 @@ class DIMMLLearner(Learner):
     @torch.no_grad()
     def predict(self, inputs: Mapping[str, Tensor]) -> Prediction:
         per = {m: self.model.head(self.model.encoders[m](x)) for m, x in inputs.items()}
-        fused = torch.stack([per[m] for m in self.model.modalities]).mean(dim=0)
+        mods = self.model.modalities
+        if self.fusion == "mean":
+            fused = torch.stack([per[m] for m in mods]).mean(dim=0)
+        else:
+            fused, _ = certainty_weighted_fusion(per, mods, self.fusion_temperature)
         return Prediction(fused, per)

@@ -31,7 +31,9 @@ Readings taken:
   ``alpha + k r`` (an outer product, so an element-wise division), which we read as a slip.
 * Only the head's weight is projected; its bias and the encoders get plain gradients.
 * The fused output is the weighted sum of the unimodal *logits* (the authors' code), and
-  the weights are per sample.
+  the weights are per sample: the authors' evaluation computes one entropy per modality
+  over a whole evaluation batch (a softmax over all its entries), which makes a sample's
+  prediction depend on the batch it is evaluated in; the per-sample form does not.
 * The modality order within an iteration is the dataset's modality order.
 """
 
@@ -148,10 +150,13 @@ class MLALearner(Learner):
         return Prediction(fused, per)
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "projector": self.projector.P.clone()}
+        # steps_taken decides whether the next step is projected: part of the resume state.
+        return {**super().state_dict(), "projector": self.projector.P.clone(), "steps_taken": self.steps_taken}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         state = dict(state)
         if "projector" in state:
             self.projector.P = state.pop("projector").clone()
+        if "steps_taken" in state:
+            self.steps_taken = int(state.pop("steps_taken"))
         super().load_state_dict(state)

@@ -11,12 +11,13 @@ modalities). Each iteration:
    ``rho = s_dom / mean(s_others)`` (for two modalities the paper's ``s_a / s_v``);
 3. if ``rho > 1`` the dominant encoder's gradients are multiplied by
    ``k = 1 - tanh(alpha * relu(rho))``, every other encoder's by 1;
-4. GE: Gaussian noise ``N(0, std(g))`` is added to each encoder gradient ``g``, with
-   ``std(g)`` that parameter's unmodulated gradient's standard deviation, drawn from the
-   environment's generator;
+4. GE: Gaussian noise ``N(0, std(g) + 1e-8)`` is added to each encoder gradient ``g``,
+   with ``std(g)`` that parameter's unmodulated gradient's standard deviation (plus the
+   authors' ``1e-8``), drawn from the environment's generator;
 5. the optimizer steps.
 
-Modulation is active in epochs ``[modulation_starts, modulation_ends)``.
+Modulation is active in epochs ``modulation_starts <= epoch <= modulation_ends`` (both
+ends included, as in the authors' code; ``modulation_ends=None``: to the end of training).
 
 Readings taken where the paper and code leave a choice:
 
@@ -27,6 +28,9 @@ Readings taken where the paper and code leave a choice:
   at ``rho = 1`` and grows smoothly with the lead.
 * **More than two modalities.** Generalised: the dominant modality is the one with the
   highest score and ``rho`` compares it with the mean of the others; only it is slowed.
+  (The three-modality OGM-GE in the MLA authors' code divides by the *sum* of the
+  others, so a modality is slowed only when it beats the other two together; the mean
+  reduces to the authors' ``s_v / s_a`` for two modalities.)
 * **Unequal batches.** ``s_m`` is a per-sample mean on the paired core (the same samples
   for every modality; see :func:`mmenv.learners.common.modality_scores`), not a sum over
   batches of different sizes. The fused CE uses the paired core plus each modality's
@@ -36,6 +40,14 @@ Readings taken where the paper and code leave a choice:
 * **GE noise target.** As in the authors' code, noise is added to every encoder's
   gradient (the non-dominant one has ``k = 1``), not only the dominant one; ``ge=False``
   turns it off.
+* **Which parameters.** The authors' code modulates only the 4-D gradients of the
+  encoders (the ResNet-18 convolution kernels; batch-norm and bias gradients pass
+  unchanged). Here every encoder parameter is modulated by default
+  (``params="all"``): the package's vector encoders are MLPs, which have no 4-D
+  parameter, so the authors' filter would switch the method off on them.
+  ``params="conv"`` applies the authors' filter (for convolutional encoders).
+* **Ties.** With two modalities at exactly equal scores no encoder is slowed (the
+  authors' code would slow the second one in its ``else`` branch, a measure-zero case).
 """
 
 from __future__ import annotations
@@ -51,6 +63,8 @@ from .baseline import BaselineLearner
 from .common import concat_head_slices, modality_scores
 
 COEFFICIENTS = ("code", "continuous")
+PARAM_FILTERS = ("all", "conv")
+GE_EPS = 1e-8  # added to the noise std, as in the authors' code
 
 
 def ogm_coefficients(scores: Tensor, alpha: float, form: str = "code") -> Tensor:
@@ -74,10 +88,12 @@ class OGMGELearner(BaselineLearner):
 
     Args:
         alpha: modulation strength (0.8, the authors' CREMA-D setting).
-        modulation_starts, modulation_ends: epoch window ``[starts, ends)``; ``ends=None``
-            means until the end of training.
+        modulation_starts, modulation_ends: epoch window ``starts <= epoch <= ends`` (both
+            included, as the authors' code); ``ends=None`` means until the end of training.
         ge: add the generalisation-enhancement noise.
         coefficient: ``"code"`` (default) or ``"continuous"``, see the module docstring.
+        params: ``"all"`` (default) modulates every encoder parameter's gradient,
+            ``"conv"`` only the 4-D ones (the authors' filter), see the module docstring.
         loss_scale, fusion_input, optimizer, lr, momentum, weight_decay, encoders,
         encoder_kwargs: as :class:`~mmenv.learners.baseline.BaselineLearner`
         (``fusion_input`` defaults to ``"zero-fill"`` here).
@@ -93,6 +109,7 @@ class OGMGELearner(BaselineLearner):
         modulation_ends: int | None = None,
         ge: bool = True,
         coefficient: str = "code",
+        params: str = "all",
         loss_scale: str = "budget",
         fusion_input: str = "zero-fill",
         optimizer: str = "sgd",
@@ -107,6 +124,8 @@ class OGMGELearner(BaselineLearner):
                          encoders=encoders, encoder_kwargs=encoder_kwargs)
         if coefficient not in COEFFICIENTS:
             raise ValueError(f"unknown coefficient {coefficient!r}; valid: {list(COEFFICIENTS)}")
+        if params not in PARAM_FILTERS:
+            raise ValueError(f"unknown params {params!r}; valid: {list(PARAM_FILTERS)}")
         if alpha < 0:
             raise ValueError(f"alpha must be >= 0, got {alpha}")
         self.alpha = alpha
@@ -114,6 +133,7 @@ class OGMGELearner(BaselineLearner):
         self.modulation_ends = modulation_ends
         self.ge = ge
         self.coefficient = coefficient
+        self.params = params
 
     def build_model(self, ctx: LearnerContext) -> MultimodalModel:
         return MultimodalModel(ctx.modalities, ctx.num_classes, self.encoder_names, self.encoder_kwargs,
@@ -125,7 +145,7 @@ class OGMGELearner(BaselineLearner):
 
     def modulating(self, epoch: int) -> bool:
         end = self.modulation_ends if self.modulation_ends is not None else float("inf")
-        return self.modulation_starts <= epoch < end
+        return self.modulation_starts <= epoch <= end
 
     def train_step(self, batch: Batch) -> StepOutput:
         model = self.model
@@ -142,10 +162,10 @@ class OGMGELearner(BaselineLearner):
                 coeffs = ogm_coefficients(scores, self.alpha, self.coefficient)
                 for j, m in enumerate(mods):
                     for p in model.encoders[m].parameters():
-                        if p.grad is None:
+                        if p.grad is None or (self.params == "conv" and p.grad.dim() != 4):
                             continue
                         g = p.grad
-                        noise_std = g.std() if (self.ge and g.numel() > 1) else None
+                        noise_std = g.std() + GE_EPS if (self.ge and g.numel() > 1) else None
                         g.mul_(coeffs[j])
                         if noise_std is not None:
                             g.add_(torch.randn(g.shape, generator=self.ctx.generator, device=g.device,
