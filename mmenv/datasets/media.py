@@ -5,8 +5,8 @@ clips). A data set is a list of clips, each with a label, a WAV file and a folde
 JPEG frames. The split gathers a batch of one modality by decoding files:
 
 * **audio** (``kind="spectrogram"``, shape ``[1, F, T]``), following OGM-GE's CREMA-D
-  pipeline: read the WAV with the standard-library :mod:`wave` module (8/16/24/32-bit
-  PCM, channels averaged), resample to ``sample_rate`` (22,050 Hz) by *linear
+  pipeline: read the WAV (8/16/24/32-bit PCM or 32/64-bit float, plain or
+  ``WAVE_FORMAT_EXTENSIBLE``; channels averaged, as librosa's ``mono=True``), resample to ``sample_rate`` (22,050 Hz) by *linear
   interpolation* if the file has another rate (OGM-GE uses librosa's resampler; linear
   interpolation is our simpler stand-in), tile the waveform to ``seconds`` (3 s) and
   clip it to [-1, 1], then ``torch.stft`` (``n_fft`` 512, hop 353, Hann window,
@@ -43,7 +43,7 @@ from __future__ import annotations
 import csv
 import math
 import os
-import wave
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -66,6 +66,7 @@ __all__ = [
     "random_resized_crop_box",
     "read_label_list",
     "stratified_holdout",
+    "sorted_labels",
     "make_media_dataset",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -114,39 +115,88 @@ class FrameConfig:
 
 
 # --------------------------------------------------------------------------- audio
-def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
-    """Read a PCM WAV file as mono float32 in [-1, 1] and its sample rate.
+_WAVE_PCM, _WAVE_FLOAT, _WAVE_EXTENSIBLE = 0x0001, 0x0003, 0xFFFE
 
-    Raises :class:`DatasetError` for a missing, unreadable, truncated or empty file.
+
+def _wav_format(body: bytes, path: Path) -> tuple[int, int, int, int]:
+    """``(format tag, channels, rate, bytes per sample)`` of a ``fmt `` chunk.
+
+    ``WAVE_FORMAT_EXTENSIBLE`` (what ffmpeg and sox write for 24-bit or multichannel audio)
+    carries the real format in the first two bytes of its SubFormat GUID.
+    """
+    if len(body) < 16:
+        raise DatasetError(f"cannot read WAV file {path}: its 'fmt ' chunk is {len(body)} bytes, expected >= 16")
+    tag, channels, rate, _, block, bits = struct.unpack("<HHIIHH", body[:16])
+    if tag == _WAVE_EXTENSIBLE:
+        if len(body) < 26:
+            raise DatasetError(f"cannot read WAV file {path}: WAVE_FORMAT_EXTENSIBLE header without a SubFormat")
+        tag = int.from_bytes(body[24:26], "little")
+    if channels < 1 or rate < 1 or block < channels or block % channels:
+        raise DatasetError(f"cannot read WAV file {path}: invalid header ({channels} channels, {rate} Hz, "
+                           f"block of {block} bytes)")
+    return tag, channels, rate, block // channels
+
+
+def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """Read a WAV file as mono float32 (channels averaged) and its sample rate.
+
+    Reads the RIFF chunks directly (the standard-library :mod:`wave` module of Python
+    < 3.12 rejects ``WAVE_FORMAT_EXTENSIBLE`` files and none of its versions reads float
+    samples): integer PCM of 8 (unsigned), 16, 24 or 32 bits scaled to [-1, 1), and 32/64-bit
+    IEEE float as stored, plain or extensible. Raises :class:`DatasetError` for a missing,
+    unreadable, truncated or empty file, or another sample format (e.g. compressed audio).
     """
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"audio file not found: {path}")
     try:
-        with wave.open(str(path), "rb") as f:
-            channels, width, rate, frames = f.getnchannels(), f.getsampwidth(), f.getframerate(), f.getnframes()
-            raw = f.readframes(frames)
-    except (wave.Error, EOFError, OSError) as err:
-        raise DatasetError(f"cannot read WAV file {path}: {err} (is it a PCM .wav file?)") from None
-    expected = frames * channels * width
-    if frames == 0 or len(raw) == 0:
+        data = path.read_bytes()
+    except OSError as err:
+        raise DatasetError(f"cannot read WAV file {path}: {err}") from None
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise DatasetError(f"cannot read WAV file {path}: no RIFF/WAVE header (is it a .wav file?)")
+    fmt = None
+    raw, declared = None, 0
+    pos = 12
+    while pos + 8 <= len(data):
+        chunk, size = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
+        body = data[pos + 8:pos + 8 + size]
+        if chunk == b"fmt ":
+            fmt = _wav_format(body, path)
+        elif chunk == b"data":
+            raw, declared = body, size
+            break
+        pos += 8 + size + (size & 1)  # chunks are padded to an even length
+    if fmt is None:
+        raise DatasetError(f"cannot read WAV file {path}: no 'fmt ' chunk before the audio (truncated?)")
+    if raw is None:
+        raise DatasetError(f"WAV file {path} is truncated or holds no audio: no 'data' chunk")
+    tag, channels, rate, width = fmt
+    frame_bytes = channels * width
+    if declared == 0:
         raise DatasetError(f"WAV file {path} holds no audio samples")
-    if len(raw) < expected:
-        raise DatasetError(f"WAV file {path} is truncated: header promises {frames} frames, "
-                           f"the file holds {len(raw) // max(channels * width, 1)}")
-    if width == 1:  # 8-bit WAV is unsigned
+    if len(raw) < declared:
+        raise DatasetError(f"WAV file {path} is truncated: header promises {declared // frame_bytes} frames, "
+                           f"the file holds {len(raw) // frame_bytes}")
+    raw = raw[: len(raw) - len(raw) % frame_bytes]
+    if tag == _WAVE_PCM and width == 1:  # 8-bit WAV is unsigned
         x = (np.frombuffer(raw, np.uint8).astype(np.float32) - 128.0) / 128.0
-    elif width == 2:
+    elif tag == _WAVE_PCM and width == 2:
         x = np.frombuffer(raw, "<i2").astype(np.float32) / 32768.0
-    elif width == 3:
+    elif tag == _WAVE_PCM and width == 3:
         b = np.frombuffer(raw, np.uint8).reshape(-1, 3).astype(np.int32)
         v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
         v = np.where(v >= 1 << 23, v - (1 << 24), v)
         x = v.astype(np.float32) / float(1 << 23)
-    elif width == 4:
-        x = np.frombuffer(raw, "<i4").astype(np.float32) / float(1 << 31)
+    elif tag == _WAVE_PCM and width == 4:  # also 24 valid bits in a 32-bit container (left-justified)
+        x = (np.frombuffer(raw, "<i4").astype(np.float64) / float(1 << 31)).astype(np.float32)
+    elif tag == _WAVE_FLOAT and width in (4, 8):
+        x = np.frombuffer(raw, "<f4" if width == 4 else "<f8").astype(np.float32)
+        if not np.isfinite(x).all():
+            raise DatasetError(f"WAV file {path} holds NaN or infinite samples")
     else:
-        raise DatasetError(f"WAV file {path} has an unsupported sample width of {width} bytes")
+        raise DatasetError(f"WAV file {path} has an unsupported sample format (format tag {tag:#06x}, "
+                           f"{8 * width}-bit); convert it to PCM, e.g. ffmpeg -i in.wav -c:a pcm_s16le out.wav")
     x = x.reshape(-1, channels).mean(axis=1)
     return x, rate
 
@@ -245,7 +295,9 @@ def read_label_list(path: str | os.PathLike, classes: Sequence[str] | None) -> l
     if not path.is_file():
         raise DatasetError(f"label list not found: {path}")
     rows: list[tuple[str, str, int]] = []
-    with open(path, newline="", encoding="utf-8") as f:
+    # utf-8-sig: a list saved by a spreadsheet starts with a byte-order mark, which would
+    # otherwise become part of the first clip id.
+    with open(path, newline="", encoding="utf-8-sig") as f:
         for row_no, row in enumerate(csv.reader(f), start=1):
             if not row or all(not c.strip() for c in row):
                 continue
@@ -261,6 +313,26 @@ def read_label_list(path: str | os.PathLike, classes: Sequence[str] | None) -> l
     if not rows:
         raise DatasetError(f"label list {path} has no rows")
     return rows
+
+
+def sorted_labels(labels: Iterable[str]) -> list[str]:
+    """The class order when none is given: numeric if every label is an integer, else sorted text.
+
+    Numeric order keeps integer labels where they were (``"2" < "10"``), which plain string
+    sorting would not.
+    """
+    labels = set(labels)
+    if labels and all(_is_int(lab) for lab in labels):
+        return sorted(labels, key=int)
+    return sorted(labels)
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
 
 
 def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -517,7 +589,8 @@ def make_media_dataset(
             ``audio_dir`` (``<clip><audio_ext>``) and ``frames_dir`` (``<clip>/*.jpg``)
             are relative to it.
         classes: the class order (labels outside it are errors); ``None`` takes the
-            sorted set of labels found in both lists.
+            sorted set of labels found in both lists (numerically sorted when every label
+            is an integer, see :func:`sorted_labels`).
         audio_name, visual_name: modality names.
         sample_rate, seconds, n_fft, hop_length: the spectrogram (:class:`AudioConfig`).
         frame_size, num_frames: the frames (:class:`FrameConfig`).
@@ -537,7 +610,7 @@ def make_media_dataset(
     train_rows = read_label_list(train_path, classes)
     test_rows = read_label_list(test_path, classes)
     if classes is None:
-        classes = sorted({r[1] for r in train_rows} | {r[1] for r in test_rows})
+        classes = sorted_labels({r[1] for r in train_rows} | {r[1] for r in test_rows})
     class_index = {c: i for i, c in enumerate(classes)}
     dirs = {}
     for key, sub in (("audio", audio_dir), ("visual", frames_dir)):
