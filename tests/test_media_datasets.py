@@ -419,3 +419,16 @@ def test_audio_config_shape_by_computation():
     # A 1-second clip is tiled three times: the same spectrogram as its explicit tiling.
     one = np.random.default_rng(1).uniform(-0.5, 0.5, 22050).astype(np.float32)
     torch.testing.assert_close(log_spectrogram(one, cfg), log_spectrogram(np.tile(one, 3), cfg))
+
+
+def test_workers_share_one_spectrogram_cache(crema):
+    # With worker processes the cache lives in the main process: a clip decoded once is
+    # served from it whichever worker would get it next, and it is held once.
+    ds = make_dataset("crema-d", root=crema, val_fraction=0.0, num_workers=2, **SMALL)
+    idx = torch.arange(len(ds.train))
+    first = ds.train.gather("audio", idx)
+    assert sorted(ds.train.decoder.memory) == idx.tolist()
+    for clip in ds.train.clips:  # from now on a worker that decodes a WAV fails
+        clip.audio.write_bytes(b"gone")
+    torch.testing.assert_close(ds.train.gather("audio", idx.flip(0)), first.flip(0))
+    torch.testing.assert_close(ds.train.gather("audio", torch.tensor([5, 0, 5])), first[[5, 0, 5]])

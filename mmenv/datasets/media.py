@@ -11,8 +11,8 @@ JPEG frames. The split gathers a batch of one modality by decoding files:
   interpolation is our simpler stand-in), tile the waveform to ``seconds`` (3 s) and
   clip it to [-1, 1], then ``torch.stft`` (``n_fft`` 512, hop 353, Hann window,
   centred with zero padding as librosa >= 0.10 does) and ``log(|X| + 1e-7)``: 257 x 188
-  for the defaults. Spectrograms are deterministic, so they are cached: in memory per
-  process, and on disk as one ``.npy`` per clip when ``cache_dir`` is given (shared by
+  for the defaults. Spectrograms are deterministic, so they are cached: in memory in the
+  main process (workers only decode the clips not cached yet), and on disk as one ``.npy`` per clip when ``cache_dir`` is given (shared by
   worker processes and by later runs; the file name carries the STFT settings).
 * **visual** (``kind="frames"``, shape ``[num_frames, 3, S, S]``): ``num_frames`` JPEGs
   from the clip's folder (files sorted by name), decoded with Pillow. Training split:
@@ -500,6 +500,11 @@ class MediaSplit(Split):
         self.memory_cache = memory_cache
         self.decoder = _Decoder(self.clips, audio, frames, train, self.cache_dir,
                                 {v: k for k, v in self.role.items()}, memory_cache)
+        # The workers get a decoder without a memory cache: the spectrogram cache lives in
+        # this process only, so each clip is transformed once and held once, however many
+        # workers there are (a per-worker cache would hold up to num_workers copies).
+        self._worker_decoder = _Decoder(self.clips, audio, frames, train, self.cache_dir,
+                                        {v: k for k, v in self.role.items()}, memory_cache=False)
         self._loader = None
         self._batches = _BatchList()
         self.reseed(seed)
@@ -514,7 +519,7 @@ class MediaSplit(Split):
             return None
         if self._loader is None:
             self._loader = torch.utils.data.DataLoader(
-                self.decoder, batch_sampler=self._batches, num_workers=self.num_workers,
+                self._worker_decoder, batch_sampler=self._batches, num_workers=self.num_workers,
                 collate_fn=torch.stack, pin_memory=self.device.type == "cuda", persistent_workers=True,
             )
         return self._loader
@@ -531,14 +536,26 @@ class MediaSplit(Split):
         if not items:
             shape = self.spec_shape(modality)
             return torch.empty((0, *shape), device=self.device)
+        memory = self.decoder.memory if self.memory_cache else None
+        if memory is not None and self.decoder.kind_of[modality] == "audio":
+            # Decode only the clips not in the cache yet (each once), then read the cache.
+            todo = sorted({it[1] for it in items} - memory.keys())
+            if todo:
+                fresh = self._decode([(modality, i, 0) for i in todo])
+                memory.update(zip(todo, fresh.unbind(0)))
+            out = torch.stack([memory[it[1]] for it in items])
+        else:
+            out = self._decode(items)
+        return out.to(self.device, non_blocking=True)
+
+    def _decode(self, items: list[tuple[str, int, int]]) -> Tensor:
+        """Decode ``items`` in this process or split across the worker processes."""
         loader = self._loader_or_none()
         if loader is None:
-            out = torch.stack([self.decoder[it] for it in items])
-        else:
-            chunk = math.ceil(len(items) / self.num_workers)
-            self._batches.batches = [items[k:k + chunk] for k in range(0, len(items), chunk)]
-            out = torch.cat(list(loader))
-        return out.to(self.device, non_blocking=True)
+            return torch.stack([self.decoder[it] for it in items])
+        chunk = math.ceil(len(items) / self.num_workers)
+        self._batches.batches = [items[k:k + chunk] for k in range(0, len(items), chunk)]
+        return torch.cat(list(loader))
 
     def spec_shape(self, modality: str) -> tuple[int, ...]:
         role = {v: k for k, v in self.role.items()}[modality]
