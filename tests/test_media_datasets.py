@@ -432,3 +432,17 @@ def test_workers_share_one_spectrogram_cache(crema):
         clip.audio.write_bytes(b"gone")
     torch.testing.assert_close(ds.train.gather("audio", idx.flip(0)), first.flip(0))
     torch.testing.assert_close(ds.train.gather("audio", torch.tensor([5, 0, 5])), first[[5, 0, 5]])
+
+
+def test_repeated_or_shared_clips_are_errors(crema):
+    lines = (crema / "train.csv").read_text().splitlines()
+    (crema / "train.csv").write_text("\n".join(lines + [lines[2]]) + "\n")
+    clip = lines[2].split(",")[0]
+    with pytest.raises(DatasetError, match=rf"train.csv, row 13: clip '{clip}' is already listed \(row 3\)"):
+        make_dataset("crema-d", root=crema)
+    (crema / "train.csv").write_text("\n".join(lines) + "\n")
+    test_lines = (crema / "test.csv").read_text().splitlines()
+    (crema / "test.csv").write_text("\n".join(test_lines + [lines[0]]) + "\n")
+    with pytest.raises(DatasetError, match=rf"test.csv, row 7: clip '{lines[0].split(',')[0]}' is already listed "
+                                           rf"\(.*train.csv, row 1\)"):
+        make_dataset("crema-d", root=crema)

@@ -67,6 +67,7 @@ __all__ = [
     "read_label_list",
     "stratified_holdout",
     "sorted_labels",
+    "check_disjoint_lists",
     "make_media_dataset",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -313,6 +314,24 @@ def read_label_list(path: str | os.PathLike, classes: Sequence[str] | None) -> l
     if not rows:
         raise DatasetError(f"label list {path} has no rows")
     return rows
+
+
+def check_disjoint_lists(train_rows: Sequence[tuple[str, str, int]], train_path: Path,
+                         test_rows: Sequence[tuple[str, str, int]], test_path: Path) -> None:
+    """A clip listed twice in one list, or in both lists, is an error naming both rows.
+
+    A repeat would weigh that clip twice; a train clip in the test list leaks into the
+    test accuracy.
+    """
+    seen: dict[str, tuple[Path, int]] = {}
+    for rows, path in ((train_rows, train_path), (test_rows, test_path)):
+        for clip, _, row_no in rows:
+            if clip in seen:
+                first_path, first_row = seen[clip]
+                where = f"row {first_row}" if first_path == path else f"{first_path}, row {first_row}"
+                raise DatasetError(f"{path}, row {row_no}: clip {clip!r} is already listed ({where}); "
+                                   f"every clip must appear once, in one list")
+            seen[clip] = (path, row_no)
 
 
 def sorted_labels(labels: Iterable[str]) -> list[str]:
@@ -626,6 +645,7 @@ def make_media_dataset(
     train_path, test_path = root / train_list, root / test_list
     train_rows = read_label_list(train_path, classes)
     test_rows = read_label_list(test_path, classes)
+    check_disjoint_lists(train_rows, train_path, test_rows, test_path)
     if classes is None:
         classes = sorted_labels({r[1] for r in train_rows} | {r[1] for r in test_rows})
     class_index = {c: i for i, c in enumerate(classes)}
