@@ -316,6 +316,19 @@ def test_wav_sample_formats_stereo(tmp_path, kind, extensible, tol):
     np.testing.assert_allclose(x, (left + right) / 2, atol=tol)
 
 
+def test_wav_streamed_without_sizes(tmp_path):
+    # A WAV written to a pipe (e.g. by ffmpeg) has 0 or 0xFFFFFFFF as its data size:
+    # the audio is the rest of the file.
+    x = 0.5 * np.sin(np.arange(300) / 7.0)[:, None]
+    for size in (0, 0xFFFFFFFF):
+        data = bytearray(wav_bytes(x, 8000, "pcm16"))
+        at = data.index(b"data") + 4
+        data[at:at + 4] = size.to_bytes(4, "little")
+        (tmp_path / "p.wav").write_bytes(bytes(data))
+        y, _ = read_wav(tmp_path / "p.wav")
+        np.testing.assert_allclose(y, x[:, 0], atol=1e-4)
+
+
 def test_wav_unsupported_and_headerless(tmp_path):
     path = tmp_path / "a.wav"
     data = bytearray(wav_bytes(np.zeros((10, 1)), 8000, "pcm16"))

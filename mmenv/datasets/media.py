@@ -166,6 +166,9 @@ def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
             fmt = _wav_format(body, path)
         elif chunk == b"data":
             raw, declared = body, size
+            if size in (0, 0xFFFFFFFF):  # written to a pipe: the size was never filled in
+                raw = data[pos + 8:]
+                declared = len(raw)
             break
         pos += 8 + size + (size & 1)  # chunks are padded to an even length
     if fmt is None:
