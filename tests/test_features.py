@@ -184,3 +184,61 @@ def test_nvgesture_three_modalities(tmp_path):
     (tmp_path / "nvgesture_test_correct_cvpr2016_v2.lst").write_text("".join(nv_line(i, 3) for i in range(10)))
     with pytest.raises(DatasetError, match=r"flow.npy not found"):
         make_dataset("nvgesture", root=tmp_path)
+
+
+# --------------------------------------------------------------------------- review: headers, folders, devices
+@pytest.mark.parametrize("header,order", [
+    ("ImageID\tString\tLabel", ("img", "txt", "lab")),                  # the column names of the design notes
+    ("image_id\ttext\tlabel", ("img", "txt", "lab")),
+    ("index\t#1 Label\t#2 ImageID\t#3 String\t#3 String", ("idx", "lab", "img", "txt", "tgt")),  # TomBERT
+    ("#1 Label\t#2 Image ID\t#3 Tweet", ("lab", "img", "txt")),
+])
+def test_twitter2015_header_variants(tmp_path, header, order):
+    def rows(n, shift):
+        cells = {"idx": lambda i: str(i), "lab": lambda i: str((i + shift) % 3), "img": lambda i: f"{i}.jpg",
+                 "txt": lambda i: f"RT $T$ {i}", "tgt": lambda i: "Target"}
+        return header + "\n" + "".join("\t".join(cells[c](i) for c in order) + "\n" for i in range(n))
+
+    (tmp_path / "train.tsv").write_text(rows(6, 0))
+    (tmp_path / "test.tsv").write_text(rows(3, 1))
+    write_features(tmp_path, "train", {"image": 4, "text": 4}, 6, 0)
+    write_features(tmp_path, "test", {"image": 4, "text": 4}, 3, 1)
+    ds = make_dataset("twitter2015", root=tmp_path)
+    assert ds.train.labels.tolist() == [0, 1, 2, 0, 1, 2] and ds.test.labels.tolist() == [1, 2, 0]
+
+
+def test_twitter2015_unknown_header_lists_expected_columns(tmp_path):
+    (tmp_path / "train.tsv").write_text("photo\ttext\tlabel\na.jpg\thi\t1\n")
+    with pytest.raises(DatasetError, match=r"train.tsv: header .* has no image column; expected columns "
+                                           r"\(image: one of \['imageid'"):
+        make_dataset("twitter2015", root=tmp_path)
+
+
+def test_save_features_creates_the_folder(tmp_path):
+    # docs/datasets.md writes into a folder that does not exist yet.
+    rng = np.random.default_rng(0)
+    x, y = arrays(rng, 6, {"a": 2, "b": 3}, 2)
+    for suffix in (".npz", ".h5"):
+        path = save_features(tmp_path / "new" / "deeper" / f"train{suffix}", x, y)
+        assert path.is_file()
+    with pytest.raises(ValueError, match="unknown feature file type '.csv'"):
+        save_features(tmp_path / "other" / "train.csv", x, y)
+    assert not (tmp_path / "other").exists()
+
+
+def test_feature_splits_are_tensors_on_the_dataset_device(tmp_path):
+    # Gathering from a feature split is one index_select on the split's device (no copy
+    # through NumPy), and the split moves with the data set (CUDA when there is one).
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    rng = np.random.default_rng(3)
+    for split, n in (("train", 20), ("test", 8)):
+        x, y = arrays(rng, n, DIMS, 2)
+        save_features(tmp_path / f"{split}.npz", x, y)
+    ds = make_dataset("features", root=tmp_path, val_fraction=0.0).to(device)
+    for split in (ds.train, ds.test):
+        assert isinstance(split, TensorSplit) and split.labels.device.type == device
+        assert all(t.device.type == device and t.dtype == torch.float32 for t in split.inputs.values())
+        idx = torch.tensor([2, 0, 2], device=device)
+        out = split.gather("a", idx)
+        assert out.device.type == device and out.shape == (3, 5)
+        torch.testing.assert_close(out, split.inputs["a"][idx])

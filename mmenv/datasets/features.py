@@ -127,10 +127,16 @@ def _check_lengths(shapes: Mapping[str, tuple[int, ...]], n: int, path: Path) ->
 
 def save_features(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], labels: np.ndarray,
                   class_names: Sequence[str] | None = None) -> Path:
-    """Write a feature file in this module's format (``.npz`` or ``.h5`` by suffix)."""
+    """Write a feature file in this module's format (``.npz`` or ``.h5`` by suffix).
+
+    Missing parent folders are created.
+    """
     path = Path(path)
     if any(m in RESERVED for m in arrays):
         raise ValueError(f"modality names {list(RESERVED)} are reserved")
+    if path.suffix not in SUFFIXES:
+        raise ValueError(f"unknown feature file type {path.suffix!r}; use one of {list(SUFFIXES)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".npz":
         extra = {} if class_names is None else {"class_names": np.asarray(class_names, dtype=str)}
         np.savez(path, **arrays, labels=np.asarray(labels), **extra)

@@ -8,8 +8,10 @@ Twitter2015 (Yu & Jiang, 2019, TomBERT's release; 3 classes)::
     root/
       train.tsv, dev.tsv, test.tsv     tab-separated, header "index  #1 Label  #2 ImageID
                                        #3 String  #3 String"; Label 0/1/2 =
-                                       negative/neutral/positive (files without a header
-                                       are read as columns ImageID, String, Label)
+                                       negative/neutral/positive (other headers such as
+                                       "ImageID String Label" or "image_id text label"
+                                       are found by name, see TWITTER_COLUMNS; files
+                                       without a header are read as ImageID, String, Label)
       features/train/image.npy         [N_train, D_image], row i <-> i-th data row of train.tsv
       features/train/text.npy          [N_train, D_text]
       features/val/...  (for dev.tsv), features/test/...
@@ -30,6 +32,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -38,7 +41,7 @@ from .base import DatasetError, ModalitySpec, MultimodalDataset, TensorSplit
 from .features import load_modality_arrays
 
 __all__ = ["make_twitter2015", "make_sarcasm", "read_twitter_tsv", "read_sarcasm_json",
-           "TWITTER2015_CLASSES", "SARCASM_CLASSES"]
+           "TWITTER2015_CLASSES", "SARCASM_CLASSES", "TWITTER_COLUMNS"]
 
 TWITTER2015_CLASSES = ("negative", "neutral", "positive")
 SARCASM_CLASSES = ("not-sarcastic", "sarcastic")
@@ -59,23 +62,51 @@ def _label_index(raw, classes, path: Path, row: int) -> int:
     return value
 
 
+#: Accepted header names per column role, compared after dropping a leading ``#<k>`` and
+#: spaces/underscores and lower-casing ("#2 ImageID", "image_id" and "Image ID" all read
+#: ``imageid``). The first matching column wins: TomBERT's files have two "#3 String"
+#: columns, the tweet (with ``$T$`` for the target) and then the target itself.
+TWITTER_COLUMNS: dict[str, tuple[str, ...]] = {
+    "image": ("imageid", "image", "img", "imgid", "imagename"),
+    "text": ("string", "text", "tweet", "sentence", "tweetcontent", "content"),
+    "label": ("label", "sentiment", "polarity", "class"),
+}
+_TWITTER_OTHER = ("index", "id", "target", "aspect", "entity")
+
+
+def _column_key(name: str) -> str:
+    return re.sub(r"[\s_]+", "", re.sub(r"^#\d+", "", name.strip())).lower()
+
+
 def read_twitter_tsv(path: str | os.PathLike) -> list[tuple[str, str, int]]:
-    """Rows ``(image_id, text, label)`` of a Twitter2015 TSV (with or without TomBERT's header)."""
+    """Rows ``(image_id, text, label)`` of a Twitter2015 TSV.
+
+    With a header row (TomBERT's ``index  #1 Label  #2 ImageID  #3 String  #3 String``,
+    or ``ImageID  String  Label``, ``image_id  text  label``... see
+    :data:`TWITTER_COLUMNS`), columns are found by name; a header missing one of them is
+    an error listing the accepted names. Without a header the columns are ``ImageID,
+    String, Label``.
+    """
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"label file not found: {path}")
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:
         rows = [r for r in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE) if r and any(c.strip() for c in r)]
     if not rows:
         raise DatasetError(f"{path} has no rows")
-    header = [c.lower() for c in rows[0]]
-    start = 1
-    if any("imageid" in c for c in header):
-        col_img = next(i for i, c in enumerate(header) if "imageid" in c)
-        col_lab = next((i for i, c in enumerate(header) if "label" in c), None)
-        col_txt = next((i for i, c in enumerate(header) if "string" in c), None)
-        if col_lab is None or col_txt is None:
-            raise DatasetError(f"{path}: header {rows[0]} lacks a Label or String column")
+    keys = [_column_key(c) for c in rows[0]]
+    known = {k for names in TWITTER_COLUMNS.values() for k in names} | set(_TWITTER_OTHER)
+    if any(k in known for k in keys):  # a header row
+        cols = {}
+        for role, names in TWITTER_COLUMNS.items():
+            cols[role] = next((i for i, k in enumerate(keys) if k in names), None)
+        missing = [role for role, i in cols.items() if i is None]
+        if missing:
+            expected = "; ".join(f"{role}: one of {list(names)}" for role, names in TWITTER_COLUMNS.items())
+            raise DatasetError(f"{path}: header {rows[0]} has no {' / '.join(missing)} column; expected columns "
+                               f"({expected}; a leading '#k', spaces, underscores and case are ignored), "
+                               f"e.g. TomBERT's 'index, #1 Label, #2 ImageID, #3 String, #3 String'")
+        col_img, col_txt, col_lab, start = cols["image"], cols["text"], cols["label"], 1
     else:
         col_img, col_txt, col_lab, start = 0, 1, 2, 0
     out = []
@@ -84,6 +115,8 @@ def read_twitter_tsv(path: str | os.PathLike) -> list[tuple[str, str, int]]:
             raise DatasetError(f"{path}, row {row_no}: expected at least {max(col_img, col_txt, col_lab) + 1} "
                                f"tab-separated columns, got {len(row)}")
         out.append((row[col_img], row[col_txt], _label_index(row[col_lab], TWITTER2015_CLASSES, path, row_no)))
+    if not out:
+        raise DatasetError(f"{path} has a header but no data rows")
     return out
 
 

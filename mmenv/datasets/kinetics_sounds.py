@@ -9,8 +9,9 @@
 
 ``label`` is a class name (or an integer index). The class order is ``classes`` when
 given (31 names; a label outside them is an error), otherwise the sorted set of labels
-found in the two lists, so integer labels keep their numeric order only if written with
-the same number of digits; pass ``classes`` to pin the order across machines. Audio and
+found in the two lists (in numeric order when every label is an integer, so ``2`` stays
+before ``10``); pass ``classes`` to pin the order across machines, since a class absent
+from both lists would otherwise shift the indices after it. Audio and
 frames go through the same pipeline as CREMA-D (:mod:`mmenv.datasets.media`), with
 ``num_frames=3``.
 """

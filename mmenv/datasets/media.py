@@ -5,14 +5,14 @@ clips). A data set is a list of clips, each with a label, a WAV file and a folde
 JPEG frames. The split gathers a batch of one modality by decoding files:
 
 * **audio** (``kind="spectrogram"``, shape ``[1, F, T]``), following OGM-GE's CREMA-D
-  pipeline: read the WAV with the standard-library :mod:`wave` module (8/16/24/32-bit
-  PCM, channels averaged), resample to ``sample_rate`` (22,050 Hz) by *linear
+  pipeline: read the WAV (8/16/24/32-bit PCM or 32/64-bit float, plain or
+  ``WAVE_FORMAT_EXTENSIBLE``; channels averaged, as librosa's ``mono=True``), resample to ``sample_rate`` (22,050 Hz) by *linear
   interpolation* if the file has another rate (OGM-GE uses librosa's resampler; linear
   interpolation is our simpler stand-in), tile the waveform to ``seconds`` (3 s) and
   clip it to [-1, 1], then ``torch.stft`` (``n_fft`` 512, hop 353, Hann window,
   centred with zero padding as librosa >= 0.10 does) and ``log(|X| + 1e-7)``: 257 x 188
-  for the defaults. Spectrograms are deterministic, so they are cached: in memory per
-  process, and on disk as one ``.npy`` per clip when ``cache_dir`` is given (shared by
+  for the defaults. Spectrograms are deterministic, so they are cached: in memory in the
+  main process (workers only decode the clips not cached yet), and on disk as one ``.npy`` per clip when ``cache_dir`` is given (shared by
   worker processes and by later runs; the file name carries the STFT settings).
 * **visual** (``kind="frames"``, shape ``[num_frames, 3, S, S]``): ``num_frames`` JPEGs
   from the clip's folder (files sorted by name), decoded with Pillow. Training split:
@@ -43,7 +43,7 @@ from __future__ import annotations
 import csv
 import math
 import os
-import wave
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -66,6 +66,8 @@ __all__ = [
     "random_resized_crop_box",
     "read_label_list",
     "stratified_holdout",
+    "sorted_labels",
+    "check_disjoint_lists",
     "make_media_dataset",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -114,39 +116,91 @@ class FrameConfig:
 
 
 # --------------------------------------------------------------------------- audio
-def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
-    """Read a PCM WAV file as mono float32 in [-1, 1] and its sample rate.
+_WAVE_PCM, _WAVE_FLOAT, _WAVE_EXTENSIBLE = 0x0001, 0x0003, 0xFFFE
 
-    Raises :class:`DatasetError` for a missing, unreadable, truncated or empty file.
+
+def _wav_format(body: bytes, path: Path) -> tuple[int, int, int, int]:
+    """``(format tag, channels, rate, bytes per sample)`` of a ``fmt `` chunk.
+
+    ``WAVE_FORMAT_EXTENSIBLE`` (what ffmpeg and sox write for 24-bit or multichannel audio)
+    carries the real format in the first two bytes of its SubFormat GUID.
+    """
+    if len(body) < 16:
+        raise DatasetError(f"cannot read WAV file {path}: its 'fmt ' chunk is {len(body)} bytes, expected >= 16")
+    tag, channels, rate, _, block, bits = struct.unpack("<HHIIHH", body[:16])
+    if tag == _WAVE_EXTENSIBLE:
+        if len(body) < 26:
+            raise DatasetError(f"cannot read WAV file {path}: WAVE_FORMAT_EXTENSIBLE header without a SubFormat")
+        tag = int.from_bytes(body[24:26], "little")
+    if channels < 1 or rate < 1 or block < channels or block % channels:
+        raise DatasetError(f"cannot read WAV file {path}: invalid header ({channels} channels, {rate} Hz, "
+                           f"block of {block} bytes)")
+    return tag, channels, rate, block // channels
+
+
+def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """Read a WAV file as mono float32 (channels averaged) and its sample rate.
+
+    Reads the RIFF chunks directly (the standard-library :mod:`wave` module of Python
+    < 3.12 rejects ``WAVE_FORMAT_EXTENSIBLE`` files and none of its versions reads float
+    samples): integer PCM of 8 (unsigned), 16, 24 or 32 bits scaled to [-1, 1), and 32/64-bit
+    IEEE float as stored, plain or extensible. Raises :class:`DatasetError` for a missing,
+    unreadable, truncated or empty file, or another sample format (e.g. compressed audio).
     """
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"audio file not found: {path}")
     try:
-        with wave.open(str(path), "rb") as f:
-            channels, width, rate, frames = f.getnchannels(), f.getsampwidth(), f.getframerate(), f.getnframes()
-            raw = f.readframes(frames)
-    except (wave.Error, EOFError, OSError) as err:
-        raise DatasetError(f"cannot read WAV file {path}: {err} (is it a PCM .wav file?)") from None
-    expected = frames * channels * width
-    if frames == 0 or len(raw) == 0:
+        data = path.read_bytes()
+    except OSError as err:
+        raise DatasetError(f"cannot read WAV file {path}: {err}") from None
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise DatasetError(f"cannot read WAV file {path}: no RIFF/WAVE header (is it a .wav file?)")
+    fmt = None
+    raw, declared = None, 0
+    pos = 12
+    while pos + 8 <= len(data):
+        chunk, size = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
+        body = data[pos + 8:pos + 8 + size]
+        if chunk == b"fmt ":
+            fmt = _wav_format(body, path)
+        elif chunk == b"data":
+            raw, declared = body, size
+            if size in (0, 0xFFFFFFFF):  # written to a pipe: the size was never filled in
+                raw = data[pos + 8:]
+                declared = len(raw)
+            break
+        pos += 8 + size + (size & 1)  # chunks are padded to an even length
+    if fmt is None:
+        raise DatasetError(f"cannot read WAV file {path}: no 'fmt ' chunk before the audio (truncated?)")
+    if raw is None:
+        raise DatasetError(f"WAV file {path} is truncated or holds no audio: no 'data' chunk")
+    tag, channels, rate, width = fmt
+    frame_bytes = channels * width
+    if declared == 0:
         raise DatasetError(f"WAV file {path} holds no audio samples")
-    if len(raw) < expected:
-        raise DatasetError(f"WAV file {path} is truncated: header promises {frames} frames, "
-                           f"the file holds {len(raw) // max(channels * width, 1)}")
-    if width == 1:  # 8-bit WAV is unsigned
+    if len(raw) < declared:
+        raise DatasetError(f"WAV file {path} is truncated: header promises {declared // frame_bytes} frames, "
+                           f"the file holds {len(raw) // frame_bytes}")
+    raw = raw[: len(raw) - len(raw) % frame_bytes]
+    if tag == _WAVE_PCM and width == 1:  # 8-bit WAV is unsigned
         x = (np.frombuffer(raw, np.uint8).astype(np.float32) - 128.0) / 128.0
-    elif width == 2:
+    elif tag == _WAVE_PCM and width == 2:
         x = np.frombuffer(raw, "<i2").astype(np.float32) / 32768.0
-    elif width == 3:
+    elif tag == _WAVE_PCM and width == 3:
         b = np.frombuffer(raw, np.uint8).reshape(-1, 3).astype(np.int32)
         v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
         v = np.where(v >= 1 << 23, v - (1 << 24), v)
         x = v.astype(np.float32) / float(1 << 23)
-    elif width == 4:
-        x = np.frombuffer(raw, "<i4").astype(np.float32) / float(1 << 31)
+    elif tag == _WAVE_PCM and width == 4:  # also 24 valid bits in a 32-bit container (left-justified)
+        x = (np.frombuffer(raw, "<i4").astype(np.float64) / float(1 << 31)).astype(np.float32)
+    elif tag == _WAVE_FLOAT and width in (4, 8):
+        x = np.frombuffer(raw, "<f4" if width == 4 else "<f8").astype(np.float32)
+        if not np.isfinite(x).all():
+            raise DatasetError(f"WAV file {path} holds NaN or infinite samples")
     else:
-        raise DatasetError(f"WAV file {path} has an unsupported sample width of {width} bytes")
+        raise DatasetError(f"WAV file {path} has an unsupported sample format (format tag {tag:#06x}, "
+                           f"{8 * width}-bit); convert it to PCM, e.g. ffmpeg -i in.wav -c:a pcm_s16le out.wav")
     x = x.reshape(-1, channels).mean(axis=1)
     return x, rate
 
@@ -245,7 +299,9 @@ def read_label_list(path: str | os.PathLike, classes: Sequence[str] | None) -> l
     if not path.is_file():
         raise DatasetError(f"label list not found: {path}")
     rows: list[tuple[str, str, int]] = []
-    with open(path, newline="", encoding="utf-8") as f:
+    # utf-8-sig: a list saved by a spreadsheet starts with a byte-order mark, which would
+    # otherwise become part of the first clip id.
+    with open(path, newline="", encoding="utf-8-sig") as f:
         for row_no, row in enumerate(csv.reader(f), start=1):
             if not row or all(not c.strip() for c in row):
                 continue
@@ -261,6 +317,44 @@ def read_label_list(path: str | os.PathLike, classes: Sequence[str] | None) -> l
     if not rows:
         raise DatasetError(f"label list {path} has no rows")
     return rows
+
+
+def check_disjoint_lists(train_rows: Sequence[tuple[str, str, int]], train_path: Path,
+                         test_rows: Sequence[tuple[str, str, int]], test_path: Path) -> None:
+    """A clip listed twice in one list, or in both lists, is an error naming both rows.
+
+    A repeat would weigh that clip twice; a train clip in the test list leaks into the
+    test accuracy.
+    """
+    seen: dict[str, tuple[Path, int]] = {}
+    for rows, path in ((train_rows, train_path), (test_rows, test_path)):
+        for clip, _, row_no in rows:
+            if clip in seen:
+                first_path, first_row = seen[clip]
+                where = f"row {first_row}" if first_path == path else f"{first_path}, row {first_row}"
+                raise DatasetError(f"{path}, row {row_no}: clip {clip!r} is already listed ({where}); "
+                                   f"every clip must appear once, in one list")
+            seen[clip] = (path, row_no)
+
+
+def sorted_labels(labels: Iterable[str]) -> list[str]:
+    """The class order when none is given: numeric if every label is an integer, else sorted text.
+
+    Numeric order keeps integer labels where they were (``"2" < "10"``), which plain string
+    sorting would not.
+    """
+    labels = set(labels)
+    if labels and all(_is_int(lab) for lab in labels):
+        return sorted(labels, key=int)
+    return sorted(labels)
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
 
 
 def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -428,6 +522,11 @@ class MediaSplit(Split):
         self.memory_cache = memory_cache
         self.decoder = _Decoder(self.clips, audio, frames, train, self.cache_dir,
                                 {v: k for k, v in self.role.items()}, memory_cache)
+        # The workers get a decoder without a memory cache: the spectrogram cache lives in
+        # this process only, so each clip is transformed once and held once, however many
+        # workers there are (a per-worker cache would hold up to num_workers copies).
+        self._worker_decoder = _Decoder(self.clips, audio, frames, train, self.cache_dir,
+                                        {v: k for k, v in self.role.items()}, memory_cache=False)
         self._loader = None
         self._batches = _BatchList()
         self.reseed(seed)
@@ -442,7 +541,7 @@ class MediaSplit(Split):
             return None
         if self._loader is None:
             self._loader = torch.utils.data.DataLoader(
-                self.decoder, batch_sampler=self._batches, num_workers=self.num_workers,
+                self._worker_decoder, batch_sampler=self._batches, num_workers=self.num_workers,
                 collate_fn=torch.stack, pin_memory=self.device.type == "cuda", persistent_workers=True,
             )
         return self._loader
@@ -459,14 +558,26 @@ class MediaSplit(Split):
         if not items:
             shape = self.spec_shape(modality)
             return torch.empty((0, *shape), device=self.device)
+        memory = self.decoder.memory if self.memory_cache else None
+        if memory is not None and self.decoder.kind_of[modality] == "audio":
+            # Decode only the clips not in the cache yet (each once), then read the cache.
+            todo = sorted({it[1] for it in items} - memory.keys())
+            if todo:
+                fresh = self._decode([(modality, i, 0) for i in todo])
+                memory.update(zip(todo, fresh.unbind(0)))
+            out = torch.stack([memory[it[1]] for it in items])
+        else:
+            out = self._decode(items)
+        return out.to(self.device, non_blocking=True)
+
+    def _decode(self, items: list[tuple[str, int, int]]) -> Tensor:
+        """Decode ``items`` in this process or split across the worker processes."""
         loader = self._loader_or_none()
         if loader is None:
-            out = torch.stack([self.decoder[it] for it in items])
-        else:
-            chunk = math.ceil(len(items) / self.num_workers)
-            self._batches.batches = [items[k:k + chunk] for k in range(0, len(items), chunk)]
-            out = torch.cat(list(loader))
-        return out.to(self.device, non_blocking=True)
+            return torch.stack([self.decoder[it] for it in items])
+        chunk = math.ceil(len(items) / self.num_workers)
+        self._batches.batches = [items[k:k + chunk] for k in range(0, len(items), chunk)]
+        return torch.cat(list(loader))
 
     def spec_shape(self, modality: str) -> tuple[int, ...]:
         role = {v: k for k, v in self.role.items()}[modality]
@@ -517,7 +628,8 @@ def make_media_dataset(
             ``audio_dir`` (``<clip><audio_ext>``) and ``frames_dir`` (``<clip>/*.jpg``)
             are relative to it.
         classes: the class order (labels outside it are errors); ``None`` takes the
-            sorted set of labels found in both lists.
+            sorted set of labels found in both lists (numerically sorted when every label
+            is an integer, see :func:`sorted_labels`).
         audio_name, visual_name: modality names.
         sample_rate, seconds, n_fft, hop_length: the spectrogram (:class:`AudioConfig`).
         frame_size, num_frames: the frames (:class:`FrameConfig`).
@@ -536,8 +648,9 @@ def make_media_dataset(
     train_path, test_path = root / train_list, root / test_list
     train_rows = read_label_list(train_path, classes)
     test_rows = read_label_list(test_path, classes)
+    check_disjoint_lists(train_rows, train_path, test_rows, test_path)
     if classes is None:
-        classes = sorted({r[1] for r in train_rows} | {r[1] for r in test_rows})
+        classes = sorted_labels({r[1] for r in train_rows} | {r[1] for r in test_rows})
     class_index = {c: i for i, c in enumerate(classes)}
     dirs = {}
     for key, sub in (("audio", audio_dir), ("visual", frames_dir)):

@@ -96,6 +96,9 @@ def make_uci_mfeat(
         standardize: standardise each feature with train mean and std (constant
             features get std 1).
     """
+    if isinstance(views, str):  # list("fou") would silently become ["f", "o", "u"]
+        raise DatasetError(f"views must be a list of view names such as ['fou', 'mor'], got {views!r}; "
+                           f"valid names: {list(UCI_VIEWS)}")
     views = list(views)
     unknown = [v for v in views if v not in UCI_VIEWS]
     if unknown:
