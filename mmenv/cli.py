@@ -226,6 +226,10 @@ def _add_train(subparsers) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from agents import ReinforcePolicy, run_policy
 
+    if args.resume and args.agent != "reinforce":
+        print("mmenv train: error: --resume is supported for --agent reinforce only; "
+              "run the SB3 agent again without --resume", file=sys.stderr)
+        return 2
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     env_kwargs = env_kwargs_from_args(args)
@@ -262,9 +266,6 @@ def cmd_train(args: argparse.Namespace) -> int:
                        updates=policy.num_updates, skipped_updates=policy.skipped_updates)
         print(format_table(rows, ["seed", "reward_sum", "test_fused_accuracy", "mean_batch_sizes", "steps"]))
     else:
-        if args.resume:
-            raise SystemExit("mmenv train: --resume is supported for --agent reinforce only; "
-                             "rerun the SB3 agent from the start")
         from agents.sb3 import learn, make_sb3_agent, make_sb3_env
 
         env = make_sb3_env(**env_kwargs)
