@@ -26,6 +26,7 @@ import csv
 import json
 import math
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -36,6 +37,26 @@ TRAIN_AGENTS = ("reinforce", "ppo", "a2c", "sac", "td3")
 
 
 # ---------------------------------------------------------------------- shared options
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds "(default: X)" to an option's help only where it tells the reader something.
+
+    Options whose help already states the default, flags, and options without a default
+    (None, empty) are left alone, so no help line reads "(default: 64) (default: 64)".
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        help_text = action.help or ""
+        default = action.default
+        if ("default" in help_text or default is None or default is False
+                or default == argparse.SUPPRESS or (isinstance(default, (list, dict)) and not default)):
+            return help_text
+        return super()._get_help_string(action)
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        # Keep hyphenated names ("bss-curriculum", "val-acc-gain") on one line.
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
 def _json_object(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
@@ -71,12 +92,18 @@ def _positive_int(text: str) -> int:
 
 def add_env_arguments(parser: argparse.ArgumentParser) -> None:
     """The environment options (:class:`mmenv.DUSEnv` arguments) shared by sub-commands."""
+    from mmenv.datasets import DATASETS
+    from mmenv.learners import LEARNERS
+    from mmenv.sampling import SAMPLE_ORDERS
+
     g = parser.add_argument_group("environment")
     g.add_argument("--dataset", default="synthetic",
-                   help="registered data set name (default: synthetic, generated in code)")
+                   help=f"registered data set: {', '.join(DATASETS)} "
+                        "(default: synthetic, generated in code)")
     g.add_argument("--dataset-kwargs", type=_json_object, default={}, metavar="JSON",
                    help="keyword arguments for the data set builder, e.g. '{\"n_train\": 500, \"seed\": 1}'")
-    g.add_argument("--learner", default="baseline", help="registered learner (MML method), default: baseline")
+    g.add_argument("--learner", default="baseline",
+                   help=f"registered learner (MML method): {', '.join(LEARNERS)} (default: baseline)")
     g.add_argument("--learner-kwargs", type=_json_object, default={}, metavar="JSON",
                    help="keyword arguments for the learner, e.g. '{\"lr\": 0.01}'")
     g.add_argument("--epochs", type=_positive_int, default=5, help="training epochs per episode E (default: 5, the synthetic data's budget)")
@@ -88,7 +115,8 @@ def add_env_arguments(parser: argparse.ArgumentParser) -> None:
                    help="reward: dus (Eq. 5, default), discrepancy-gap or val-acc-gain")
     g.add_argument("--discrepancy", choices=("sum", "mean"), default="sum",
                    help="batch discrepancy: sum of true-class probabilities (paper, default) or mean")
-    g.add_argument("--sample-order", default="shuffle", help="sample-order strategy (default: shuffle)")
+    g.add_argument("--sample-order", default="shuffle",
+                   help=f"sample-order strategy: {', '.join(SAMPLE_ORDERS)} (default: shuffle)")
     g.add_argument("--device", default="cpu", help="torch device for data and model (default: cpu)")
     g.add_argument("--log-dir", default=None,
                    help="write the environment's per-step TensorBoard scalars here "
@@ -173,7 +201,7 @@ def _add_train(subparsers) -> None:
         "train", help="train an agent (REINFORCE or an SB3 algorithm) and save it",
         description="Train a sampling agent on the DUS environment. Writes OUT/agent.pt (REINFORCE) or "
                     "OUT/agent.zip (SB3), OUT/train.json, and TensorBoard logs under OUT/tb.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     p.add_argument("--agent", choices=TRAIN_AGENTS, required=True,
                    help="reinforce (the paper's, built in) or an SB3 algorithm")
     p.add_argument("--episodes", type=_positive_int, default=1,
@@ -198,6 +226,10 @@ def _add_train(subparsers) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from agents import ReinforcePolicy, run_policy
 
+    if args.resume and args.agent != "reinforce":
+        print("mmenv train: error: --resume is supported for --agent reinforce only; "
+              "run the SB3 agent again without --resume", file=sys.stderr)
+        return 2
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     env_kwargs = env_kwargs_from_args(args)
@@ -234,9 +266,6 @@ def cmd_train(args: argparse.Namespace) -> int:
                        updates=policy.num_updates, skipped_updates=policy.skipped_updates)
         print(format_table(rows, ["seed", "reward_sum", "test_fused_accuracy", "mean_batch_sizes", "steps"]))
     else:
-        if args.resume:
-            raise SystemExit("mmenv train: --resume is supported for --agent reinforce only; "
-                             "rerun the SB3 agent from the start")
         from agents.sb3 import learn, make_sb3_agent, make_sb3_env
 
         env = make_sb3_env(**env_kwargs)
@@ -295,7 +324,7 @@ def _add_evaluate(subparsers) -> None:
         "evaluate", help="run a policy for N episodes; print a table, write JSON and CSV",
         description="Evaluate a heuristic (uniform, dus-h, fixed, discrepancy), online REINFORCE (reinforce) "
                     "or a saved agent (.pt / .zip). Writes OUT/results.json and OUT/results.csv.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     p.add_argument("--policy", required=True,
                    help="uniform, dus-h, fixed, discrepancy, reinforce, or the path of a saved agent")
     p.add_argument("--policy-kwargs", type=_json_object, default={}, metavar="JSON",
@@ -356,6 +385,10 @@ def _add_compare(subparsers) -> None:
     from experiments.compare import add_compare_parser
 
     add_compare_parser(subparsers)
+    parser = subparsers.choices["compare"]
+    parser.formatter_class = HelpFormatter  # no repeated "(default: ...)"
+    parser.epilog = ("Every option left out keeps the config's value (see the YAML files named above); "
+                     "docs/experiments.md describes the config keys and the outputs.")
 
 
 # ---------------------------------------------------------------------- parser
@@ -394,7 +427,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except (ValueError, TypeError) as exc:
         # Configuration mistakes (unknown names, bad kwargs) get one clear line, not a traceback.
-        print(f"mmenv {args.command}: error: {exc}", file=sys.stderr)
+        message = str(exc)
+        if "unexpected keyword argument" in message:
+            # e.g. a typo in --learner-kwargs: say which option carries the keywords.
+            message += ("; check the keys of --dataset-kwargs / --learner-kwargs / --policy-kwargs / "
+                        "--agent-kwargs (or a config's *_kwargs) against the arguments of the class "
+                        "named above (its docstring lists them)")
+        print(f"mmenv {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 
