@@ -42,12 +42,12 @@ def fmt(values: list[float]) -> str:
 
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--n-train", type=int, default=2000)
-    parser.add_argument("--batch-budget", type=int, default=64)
-    parser.add_argument("--learners", nargs="*", default=list(LEARNER_NAMES))
-    parser.add_argument("--policies", nargs="*", default=list(POLICY_NAMES))
+    parser.add_argument("--seeds", type=int, default=3, help='seeds per cell (default 3)')
+    parser.add_argument("--epochs", type=int, default=5, help='epochs per run (default 5)')
+    parser.add_argument("--n-train", type=int, default=2000, help='synthetic training samples (default 2000)')
+    parser.add_argument("--batch-budget", type=int, default=64, help='N_B (default 64)')
+    parser.add_argument("--learners", nargs="*", default=list(LEARNER_NAMES), help='learner names (default: all six)')
+    parser.add_argument("--policies", nargs="*", default=list(POLICY_NAMES), help='policy names (default: uniform dus-h reinforce; also fixed, discrepancy)')
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     data = make_synthetic(n_train=args.n_train, seed=0)

@@ -79,9 +79,9 @@ def train_alone(ds, modality: str, seed: int, epochs: int, batch: int) -> float:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--out", default="docs/figures")
+    parser.add_argument("--seeds", type=int, default=3, help='seeds per setting (default 3)')
+    parser.add_argument("--epochs", type=int, default=5, help='epochs per run (default 5)')
+    parser.add_argument("--out", default="docs/figures", help='folder for share_response.csv and .png (default docs/figures)')
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     ds = make_synthetic()

@@ -236,3 +236,22 @@ def test_registry_and_bad_arguments():
     order.setup(10, ("paired", "a", "b"), torch.device("cpu"), torch.Generator())
     with pytest.raises(RuntimeError, match="on_epoch_start"):
         order.next_pass("a", 0)
+
+
+def test_curriculum_longer_than_the_episode_warns():
+    import warnings as _w
+
+    from mmenv import DUSEnv
+    from mmenv.datasets import make_synthetic
+
+    ds = make_synthetic(n_train=120, n_val=20, n_test=40)
+    env = DUSEnv(dataset=ds, epochs=2, batch_budget=16, sample_order="bss-curriculum")
+    env.reset(seed=0)
+    with pytest.warns(UserWarning, match="t_grow=40 is longer than the episode"):
+        env.step(env.uniform_action())
+    env = DUSEnv(dataset=ds, epochs=2, batch_budget=16, sample_order="bss-curriculum",
+                 sample_order_kwargs={"t_grow": None})
+    env.reset(seed=0)
+    with _w.catch_warnings():
+        _w.simplefilter("error")
+        env.step(env.uniform_action())

@@ -34,6 +34,7 @@ subset is revisited within the epoch) or from a fresh weighted order. Scoring us
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Mapping
@@ -194,6 +195,14 @@ class BSSCurriculum(_BSSBase):
     def on_epoch_start(self, epoch: int, env) -> None:
         if self.t_grow is None:
             self._t_grow = env.epochs
+        elif epoch == 0 and self._t_grow > getattr(env, "epochs", float("inf")):
+            warnings.warn(
+                f"bss-curriculum: t_grow={self._t_grow:g} is longer than the episode ({env.epochs} epochs), so "
+                f"the model never trains on the full data set (last epoch uses "
+                f"{root_pacing(env.epochs - 1, self.l0, self._t_grow):.0%} of it); pass "
+                f"sample_order_kwargs={{'t_grow': None}} to grow over the episode",
+                stacklevel=2,
+            )
         due = self.rerank_every > 0 and epoch % self.rerank_every == 0
         if self.ranking is None or due:
             # stable sort: ties keep dataset order, so the ranking depends on the scores alone
