@@ -227,6 +227,48 @@ def load_config(name_or_path: str | os.PathLike = "default", overrides: Mapping[
     return config_from_dict(raw, overrides=overrides, source=str(path))
 
 
+def _unknown(source: str, key: str, kind: str, name: str, valid: list[str], extra: str = "") -> ConfigError:
+    close = difflib.get_close_matches(name, valid, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return _fail(source, key, f"unknown {kind} {name!r}{hint}; valid: {sorted(valid)}{extra}")
+
+
+def _check_names(cfg: "CompareConfig", source: str) -> None:
+    """Every name in the grid must exist before any run starts (a typo is one clear error,
+    not a sweep of failed runs). Learners and data sets registered by the caller count."""
+    from agents import POLICIES
+    from mmenv.datasets import DATASETS
+    from mmenv.learners import LEARNERS
+    from mmenv.sampling import SAMPLE_ORDERS
+
+    from .grid import split_policy
+
+    for entry in cfg.policies:
+        try:
+            order, name = split_policy(entry)
+        except ValueError as exc:
+            raise _fail(source, "policies", str(exc)) from None
+        if order is not None and order not in SAMPLE_ORDERS:
+            raise _unknown(source, "policies", "sample order", order, list(SAMPLE_ORDERS),
+                           f" (in {entry!r}: '<sample_order>+<policy>')")
+        if name.lower() in POLICIES:
+            continue
+        if name.endswith((".pt", ".zip")) or os.sep in name:
+            if not Path(name).exists():
+                raise _fail(source, "policies", f"saved agent {name!r} not found (a .pt REINFORCE or .zip SB3 file)")
+            continue
+        extra = ", or a saved agent path (.pt/.zip)"
+        if name in SAMPLE_ORDERS:
+            extra += f"; for a sample order with uniform batches write '{name}+uniform'"
+        raise _unknown(source, "policies", "policy", name, list(POLICIES), extra)
+    for name in cfg.learners:
+        if name not in LEARNERS:
+            raise _unknown(source, "learners", "learner", name, list(LEARNERS))
+    for name in cfg.datasets:
+        if name not in DATASETS:
+            raise _unknown(source, "datasets", "dataset", name, list(DATASETS))
+
+
 def config_from_dict(raw: Mapping[str, Any], overrides: Mapping[str, Any] | None = None,
                      source: str = "<dict>") -> CompareConfig:
     """Validate a config mapping (as read from YAML) into a :class:`CompareConfig`."""
@@ -266,6 +308,7 @@ def config_from_dict(raw: Mapping[str, Any], overrides: Mapping[str, Any] | None
         datasets=_name_list(data["datasets"], "datasets", source),
         source=source,
     )
+    _check_names(cfg, source)
     if "seeds" in data:
         cfg.seeds = parse_seeds(data["seeds"], "seeds", source)
     for key in ("name", "description", "out"):
