@@ -5,6 +5,7 @@ same seeds and the same random actions on both sides; one episode each, timed (p
 from ``reset`` to the last step (test evaluation included). Repeats alternate the order.
 
     OMP_NUM_THREADS=1 PYTHONPATH=. nice python benchmarks/vector_env.py
+    PYTHONPATH=. python benchmarks/vector_env.py --device cuda      # on a GPU machine
 
 Last line: ``RESULT vector_speedup <SyncVectorEnv time / batched time>``.
 """
@@ -22,14 +23,20 @@ import torch
 import mmenv  # noqa: F401  (registers mmenv/DUS-v0)
 
 
-def episode(envs: gym.vector.VectorEnv, actions: list[np.ndarray], seed: int) -> tuple[float, np.ndarray]:
-    start = time.process_time()  # CPU time: waiting for a shared core is not the code's cost
+def episode(envs: gym.vector.VectorEnv, actions: list[np.ndarray], seed: int, cuda: bool = False
+            ) -> tuple[float, np.ndarray]:
+    # CPU: process time (waiting for a shared core is not the code's cost). CUDA: wall time
+    # up to a device synchronisation (kernels run asynchronously).
+    clock = time.perf_counter if cuda else time.process_time
+    start = clock()
     envs.reset(seed=seed)
     total = np.zeros(envs.num_envs)
     for a in actions:
         _, r, _, _, _ = envs.step(a)
         total += r
-    return time.process_time() - start, total
+    if cuda:
+        torch.cuda.synchronize()
+    return clock() - start, total
 
 
 def main() -> None:
@@ -37,23 +44,25 @@ def main() -> None:
     parser.add_argument("--num-envs", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    k, kw = args.num_envs, dict(epochs=args.epochs)
+    cuda = args.device.startswith("cuda")
+    k, kw = args.num_envs, dict(epochs=args.epochs, device=args.device)
     batched = gym.make_vec("mmenv/DUS-v0", num_envs=k, vectorization_mode="vector_entry_point", **kw)
     sync = gym.make_vec("mmenv/DUS-v0", num_envs=k, vectorization_mode="sync", **kw)
     rng = np.random.default_rng(0)
     actions = [rng.random((k, 2)).astype(np.float32) for _ in range(args.epochs)]
     samples = k * batched.envs[0].total_iters * batched.envs[0].batch_budget
     print(f"K={k} runs x {args.epochs} epochs x {batched.envs[0].iters_per_epoch} iterations, N_B=64, "
-          f"synthetic data, random actions")
+          f"synthetic data, random actions, device {args.device}")
 
-    episode(batched, actions, 0)  # warm-up
-    episode(sync, actions, 0)
+    episode(batched, actions, 0, cuda)  # warm-up
+    episode(sync, actions, 0, cuda)
     times: dict[str, list[float]] = {"batched": [], "sync": []}
     for r in range(args.repeats):
         for name in (("batched", "sync") if r % 2 == 0 else ("sync", "batched")):
-            t, ret = episode(batched if name == "batched" else sync, actions, seed=r)
+            t, ret = episode(batched if name == "batched" else sync, actions, seed=r, cuda=cuda)
             times[name].append(t)
             if name == "batched":
                 ret_b = ret
