@@ -55,6 +55,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import Tensor
 
+from ..discrepancy import true_class_probability
 from ..models.multimodal import MultimodalModel
 from .base import Batch, LearnerContext, Prediction, StepOutput
 from .baseline import BaselineLearner
@@ -125,7 +126,7 @@ def ce_scores(logits: Mapping[str, Tensor], labels: Mapping[str, Tensor], num_pa
         if z.shape[0] == 0:
             out.append(z.new_zeros(()))
             continue
-        p = torch.softmax(z, dim=1).gather(1, y[:, None]).clamp_min(1e-8)
+        p = true_class_probability(z, y).clamp_min(1e-8)
         out.append(-torch.log(p).mean())
     return torch.stack(out).detach()
 
@@ -161,6 +162,7 @@ class AGMLearner(BaselineLearner):
 
     name = "agm"
     requires_paired = False
+    unimodal_heads = False
 
     def __init__(
         self,
@@ -186,10 +188,6 @@ class AGMLearner(BaselineLearner):
         self.alpha = alpha
         self.response_momentum = response_momentum
         self.coefficient = coefficient
-
-    def build_model(self, ctx: LearnerContext) -> MultimodalModel:
-        return MultimodalModel(ctx.modalities, ctx.num_classes, self.encoder_names, self.encoder_kwargs,
-                               unimodal_heads=False)
 
     def setup(self, ctx: LearnerContext) -> None:
         super().setup(ctx)

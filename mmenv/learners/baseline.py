@@ -36,6 +36,9 @@ class BaselineLearner(Learner):
     """
 
     name = "baseline"
+    #: Subclasses whose unimodal outputs come from elsewhere (fusion-weight slices, prototypes)
+    #: set this to False and get the same model without per-modality heads.
+    unimodal_heads: bool = True
     supports_masks = True
 
     def __init__(
@@ -61,7 +64,8 @@ class BaselineLearner(Learner):
         self.model: MultimodalModel | None = None
 
     def build_model(self, ctx: LearnerContext) -> MultimodalModel:
-        return MultimodalModel(ctx.modalities, ctx.num_classes, self.encoder_names, self.encoder_kwargs)
+        return MultimodalModel(ctx.modalities, ctx.num_classes, self.encoder_names, self.encoder_kwargs,
+                               unimodal_heads=self.unimodal_heads)
 
     def setup(self, ctx: LearnerContext) -> None:
         self.check_modalities(ctx.modality_names)

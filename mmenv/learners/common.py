@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from ..discrepancy import true_class_probability
 from .base import LearnerError
 
 LOSS_SCALES = ("mean", "budget")
@@ -69,7 +70,7 @@ def true_class_score(logits: Tensor, labels: Tensor) -> Tensor:
     """Mean softmax probability of the true class over a batch (0 for an empty batch)."""
     if logits.shape[0] == 0:
         return logits.new_zeros(())
-    return torch.softmax(logits, dim=1).gather(1, labels[:, None]).mean()
+    return true_class_probability(logits, labels).mean()
 
 
 def modality_scores(logits: Mapping[str, Tensor], labels: Mapping[str, Tensor], num_paired: int,
@@ -120,6 +121,21 @@ def entropy_weighted_fusion(logits: Mapping[str, Tensor], modalities: Sequence[s
     stacked = torch.stack([logits[m] for m in modalities], dim=1)  # [B, m, C]
     weights = torch.softmax(-prediction_entropy(stacked.flatten(0, 1)).view(stacked.shape[:2]), dim=1)
     return (weights[..., None] * stacked).sum(dim=1), weights
+
+
+def build_shared_head_model(ctx, encoder_names, encoder_kwargs, learner: str):
+    """Per-modality encoders feeding one classifier head shared by every modality
+    (``model.head``), no unimodal or fusion heads: the model MLA and DI-MML train.
+    Returns the model on ``ctx.device`` and the common feature width."""
+    from torch import nn
+
+    from ..models.multimodal import MultimodalModel
+
+    model = MultimodalModel(ctx.modalities, ctx.num_classes, encoder_names, encoder_kwargs,
+                            unimodal_heads=False, fusion_head=False)
+    dim = require_equal_feature_dims(model.feature_dims, learner)
+    model.head = nn.Linear(dim, ctx.num_classes)
+    return model.to(ctx.device), dim
 
 
 def require_equal_feature_dims(feature_dims: Mapping[str, int], learner: str) -> int:

@@ -48,12 +48,12 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn import functional as F
 
 from ..models.multimodal import MultimodalModel
 from .base import Batch, Learner, LearnerContext, Prediction, StepOutput
-from .common import build_optimizer, check_loss_scale, require_equal_feature_dims, scaled_ce
+from .common import build_optimizer, build_shared_head_model, check_loss_scale, scaled_ce
 
 
 def dimension_effectiveness(features: Tensor, labels: Tensor, head_weight: Tensor) -> Tensor:
@@ -138,11 +138,7 @@ class DIMMLLearner(Learner):
         self.check_modalities(ctx.modality_names)
         self.ctx = ctx
         self.share = ctx.batch_budget / len(ctx.modalities)
-        model = MultimodalModel(ctx.modalities, ctx.num_classes, self.encoder_names, self.encoder_kwargs,
-                                unimodal_heads=False, fusion_head=False)
-        dim = require_equal_feature_dims(model.feature_dims, self.name)
-        model.head = nn.Linear(dim, ctx.num_classes)
-        self.model = model.to(ctx.device)
+        self.model, dim = build_shared_head_model(ctx, self.encoder_names, self.encoder_kwargs, self.name)
         self.optimizer = build_optimizer(self.model.parameters(), **self.opt_kwargs)
 
     def unimodal_loss(self, logits: Mapping[str, Tensor], labels: Mapping[str, Tensor]) -> dict[str, Tensor]:

@@ -46,8 +46,8 @@ from torch import Tensor, nn
 
 from ..models.multimodal import MultimodalModel
 from .base import Batch, Learner, LearnerContext, Prediction, StepOutput
-from .common import (build_optimizer, check_loss_scale, entropy_weighted_fusion,
-                     require_equal_feature_dims, scaled_ce)
+from .common import (build_optimizer, build_shared_head_model, check_loss_scale, entropy_weighted_fusion,
+                     scaled_ce)
 
 
 class GradientProjector:
@@ -112,11 +112,7 @@ class MLALearner(Learner):
         self.check_modalities(ctx.modality_names)
         self.ctx = ctx
         self.share = ctx.batch_budget / len(ctx.modalities)
-        model = MultimodalModel(ctx.modalities, ctx.num_classes, self.encoder_names, self.encoder_kwargs,
-                                unimodal_heads=False, fusion_head=False)
-        dim = require_equal_feature_dims(model.feature_dims, self.name)
-        model.head = nn.Linear(dim, ctx.num_classes)
-        self.model = model.to(ctx.device)
+        self.model, dim = build_shared_head_model(ctx, self.encoder_names, self.encoder_kwargs, self.name)
         self.optimizer = build_optimizer(self.model.parameters(), **self.opt_kwargs)
         self.projector = GradientProjector(dim, ctx.device)
         self.steps_taken = 0  # optimizer steps since setup (one per modality per iteration)

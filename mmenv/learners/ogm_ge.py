@@ -57,8 +57,7 @@ from typing import Mapping
 import torch
 from torch import Tensor
 
-from ..models.multimodal import MultimodalModel
-from .base import Batch, LearnerContext, Prediction, StepOutput
+from .base import Batch, Prediction, StepOutput
 from .baseline import BaselineLearner
 from .common import concat_head_slices, modality_scores
 
@@ -101,6 +100,7 @@ class OGMGELearner(BaselineLearner):
 
     name = "ogm-ge"
     requires_paired = False
+    unimodal_heads = False
 
     def __init__(
         self,
@@ -134,10 +134,6 @@ class OGMGELearner(BaselineLearner):
         self.ge = ge
         self.coefficient = coefficient
         self.params = params
-
-    def build_model(self, ctx: LearnerContext) -> MultimodalModel:
-        return MultimodalModel(ctx.modalities, ctx.num_classes, self.encoder_names, self.encoder_kwargs,
-                               unimodal_heads=False)
 
     def unimodal_logits(self, feats: Mapping[str, Tensor]) -> dict[str, Tensor]:
         model = self.model

@@ -47,7 +47,6 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
-from ..models.multimodal import MultimodalModel
 from .base import Batch, LearnerContext, Prediction, StepOutput
 from .baseline import BaselineLearner
 from .common import modality_scores, prediction_entropy, scaled_ce
@@ -92,6 +91,7 @@ class PMRLearner(BaselineLearner):
 
     name = "pmr"
     requires_paired = False
+    unimodal_heads = False
 
     def __init__(
         self,
@@ -121,10 +121,6 @@ class PMRLearner(BaselineLearner):
         self.mu = mu
         self.entropy_epochs = entropy_epochs
         self.prototype_momentum = prototype_momentum
-
-    def build_model(self, ctx: LearnerContext) -> MultimodalModel:
-        return MultimodalModel(ctx.modalities, ctx.num_classes, self.encoder_names, self.encoder_kwargs,
-                               unimodal_heads=False)
 
     def setup(self, ctx: LearnerContext) -> None:
         super().setup(ctx)
