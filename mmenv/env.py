@@ -336,7 +336,6 @@ class DUSEnv(gym.Env):
         else:
             n_iters = min(self.step_every, self.total_iters - self.iteration)
 
-        train = self.dataset.train
         # Discrepancy, accuracy and losses are folded in blocks (mmenv/step_stats.py).
         stats = StepStats(self.modalities, self.tracker, self.device)
         seen = torch.tensor(sizes, dtype=torch.float32, device=self.device) * n_iters
@@ -362,6 +361,19 @@ class DUSEnv(gym.Env):
             correct / seen.clamp(min=1.0),  # a modality may get 0 rows when min_batch=0
             torch.stack([loss_sums[k].float() for k in keys]) / n_iters,
         ]).cpu().numpy()
+        return self._finish_step(packed, keys, proportions, sizes, obs_before, val_before)
+
+    def _finish_step(self, packed: np.ndarray, keys: list[str], proportions: np.ndarray, sizes: list[int],
+                     obs_before: np.ndarray, val_before: float | None,
+                     evaluate: Callable[[str], dict] | None = None):
+        """Everything after training: observation, divergence, reward, info, episode end.
+
+        ``packed`` is the step's one host read: ``[observation (m), train accuracy (m),
+        mean losses (len(keys))]``. The batched vector environment calls this too, with its
+        own ``evaluate``, so both report steps the same way.
+        """
+        evaluate = evaluate or self.evaluate
+        m = len(self.modalities)
         obs_raw = packed[:m]
         train_acc = packed[m:2 * m]
         losses = dict(zip(keys, packed[2 * m:].tolist()))
@@ -374,7 +386,7 @@ class DUSEnv(gym.Env):
         truncated = diverged
         val_after = None
         if self.needs_validation:
-            val_after = self.evaluate("val")["fused"]["accuracy"] if not diverged else 0.0
+            val_after = evaluate("val")["fused"]["accuracy"] if not diverged else 0.0
         info: dict[str, Any] = {
             "batch_sizes": sizes,
             "proportions": proportions.tolist(),
@@ -392,7 +404,7 @@ class DUSEnv(gym.Env):
             if not math.isfinite(reward):
                 raise FloatingPointError(f"reward function returned {reward} (inputs: proportions {proportions})")
         if terminated or truncated:
-            info["test"] = self.evaluate("test") if not diverged else None
+            info["test"] = evaluate("test") if not diverged else None
             self._needs_reset = True
         self.episode_step += 1
         self._log(info, reward)

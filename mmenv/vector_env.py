@@ -45,10 +45,8 @@ Example::
 from __future__ import annotations
 
 import copy
-import math
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
-import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
@@ -56,13 +54,12 @@ from gymnasium.vector.utils import batch_space
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .datasets import MultimodalDataset, make_dataset
+from .datasets import make_dataset
 from .datasets.base import TensorSplit
 from .discrepancy import true_class_probability
 from .env import DUSEnv
 from .learners import Learner, make_learner
 from .learners.baseline import BaselineLearner
-from .rewards import RewardContext
 from .sampling import SampleOrder, action_to_proportions, allocate
 from .step_stats import fold_discrepancy_sum
 
@@ -429,42 +426,12 @@ class DUSVectorEnv(VectorEnv):
         return self.envs[k].evaluate(split)
 
     def _finish_step(self, k: int, plan: tuple, packed: np.ndarray, keys: list[str]):
-        """DUSEnv.step's bookkeeping after training: observation, reward, info, episode end."""
+        """Sub-environment k's bookkeeping after training: ``DUSEnv._finish_step`` itself,
+        evaluated with the batched model's slot k."""
         env = self.envs[k]
         proportions, sizes, val_before = plan
-        m = len(self.modalities)
-        obs_raw, train_acc = packed[:m], packed[m:2 * m]
-        losses = dict(zip(keys, packed[2 * m:].tolist()))
-        diverged = not bool(np.all(np.isfinite(packed)))
-        obs = np.clip(np.nan_to_num(obs_raw, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0).astype(np.float32)
-        obs_before = env._obs
-        env._obs = obs
-        terminated = env.iteration >= env.total_iters and not diverged
-        truncated = diverged
-        val_after = None
-        if env.needs_validation:
-            val_after = self._evaluate(k, "val")["fused"]["accuracy"] if not diverged else 0.0
-        info: dict[str, Any] = {
-            "batch_sizes": sizes,
-            "proportions": proportions.tolist(),
-            "discrepancy": obs.tolist(),
-            "train_loss": losses,
-            "train_accuracy": dict(zip(self.modalities, train_acc.tolist())),
-            "epoch": env.iteration // env.iters_per_epoch,
-            "iteration": env.iteration,
-            "diverged": diverged,
-        }
-        reward = float(env.reward_fn(RewardContext(obs_before, proportions, obs, sizes, val_before, val_after, info)))
-        if not math.isfinite(reward):
-            if not diverged:
-                raise FloatingPointError(f"reward function returned {reward} (inputs: proportions {proportions})")
-            reward = 0.0
-        if terminated or truncated:
-            info["test"] = self._evaluate(k, "test") if not diverged else None
-            env._needs_reset = True
-        env.episode_step += 1
-        env._log(info, reward)
-        return obs, reward, terminated, truncated, info
+        return env._finish_step(packed, keys, proportions, sizes, env._obs, val_before,
+                                evaluate=lambda split: self._evaluate(k, split))
 
     def close(self, **kwargs: Any) -> None:
         for env in self.envs:
