@@ -34,7 +34,6 @@ def rss_mib() -> float:
 
 
 def one(n_train: int, modalities: int, budget: int) -> dict:
-    import numpy as np
     import torch
 
     from mmenv import DUSEnv

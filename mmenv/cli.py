@@ -224,7 +224,7 @@ def _add_train(subparsers) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from agents import ReinforcePolicy, run_policy
+    from agents import ReinforcePolicy
 
     if args.resume and args.agent != "reinforce":
         print("mmenv train: error: --resume is supported for --agent reinforce only; "
