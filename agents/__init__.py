@@ -3,14 +3,14 @@
 * heuristics: ``"uniform"``, ``"dus-h"``, ``"fixed"`` (MLA-HB), ``"discrepancy"`` (DUS w/o RL);
 * ``"reinforce"``: the paper's REINFORCE (online by default: it learns inside the
   training run it controls);
-* Stable-Baselines3 presets (:mod:`agents.sb3`), and saved agents (``.pt`` REINFORCE,
+* Stable-Baselines3 presets (:mod:`mmenv.agents.sb3`), and saved agents (``.pt`` REINFORCE,
   ``.zip`` SB3) loaded back as policies;
 * :func:`run_policy` plays policies and records episodes.
 
 Example::
 
     from mmenv import DUSEnv
-    from agents import make_policy, run_policy
+    from mmenv.agents import make_policy, run_policy
 
     env = DUSEnv(epochs=3, batch_budget=16)
     for name in ["uniform", "dus-h", "reinforce"]:

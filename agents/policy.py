@@ -2,7 +2,7 @@
 
 A policy maps the DUS observation (the cumulative discrepancy vector, one value per
 modality) to *proportions*: a vector in ``[0, 1]^m`` that sums to 1. The runner
-(:func:`agents.runner.run_policy`) turns proportions into the environment's action with
+(:func:`mmenv.agents.runner.run_policy`) turns proportions into the environment's action with
 ``env.unwrapped.proportions_to_action``, so a policy never needs to know whether the
 environment uses the unit or the symmetric action space.
 

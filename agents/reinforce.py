@@ -35,12 +35,12 @@ Read top to bottom:
      step index* (episodes have a fixed horizon), and one gradient step is taken on the
      episode. :meth:`ReinforcePolicy.train_episodic` trains across many runs.
 5. **Saving**: ``torch.save`` of the config, network and optimiser state, and baselines;
-   :meth:`ReinforcePolicy.load` (or ``agents.make_policy("agent.pt")``) restores it.
+   :meth:`ReinforcePolicy.load` (or ``mmenv.agents.make_policy("agent.pt")``) restores it.
 
 Example::
 
     from mmenv import DUSEnv
-    from agents import ReinforcePolicy, run_policy
+    from mmenv.agents import ReinforcePolicy, run_policy
 
     env = DUSEnv(epochs=5, batch_budget=32)
     policy = ReinforcePolicy(seed=0)               # online: learns inside one run

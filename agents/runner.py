@@ -6,8 +6,8 @@ per-step trajectories of batch sizes, proportions and discrepancy.
 
 ``policy`` may be
 
-* a :class:`agents.Policy` (heuristic, REINFORCE, ...),
-* a Stable-Baselines3 model (wrapped in :class:`agents.sb3.SB3Policy`: deterministic
+* a :class:`mmenv.agents.Policy` (heuristic, REINFORCE, ...),
+* a Stable-Baselines3 model (wrapped in :class:`mmenv.agents.sb3.SB3Policy`: deterministic
   ``predict``, action mapped back to proportions), or
 * a plain callable ``f(obs, info) -> proportions``.
 
@@ -19,7 +19,7 @@ heuristics ignore it).
 Example::
 
     from mmenv import DUSEnv
-    from agents import make_policy, run_policy
+    from mmenv.agents import make_policy, run_policy
 
     env = DUSEnv(epochs=3, batch_budget=16)
     records = run_policy(env, make_policy("dus-h"), episodes=2, seeds=[0, 1])
@@ -76,7 +76,7 @@ def as_policy(policy: Policy | Callable | Any) -> Policy:
         return SB3Policy(policy)
     if callable(policy):
         return CallablePolicy(policy)
-    raise PolicyError(f"cannot run {type(policy).__name__}: pass an agents.Policy, an SB3 model "
+    raise PolicyError(f"cannot run {type(policy).__name__}: pass an mmenv.agents.Policy, an SB3 model "
                       "or a callable f(obs, info) -> proportions")
 
 

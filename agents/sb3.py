@@ -30,7 +30,7 @@ episode, through ``self.logger.record``.
 
 Example::
 
-    from agents.sb3 import make_sb3_env, make_sb3_agent, learn
+    from mmenv.agents.sb3 import make_sb3_env, make_sb3_agent, learn
 
     env = make_sb3_env(epochs=5, batch_budget=32)
     model = make_sb3_agent("ppo", env, tensorboard_log="runs/ppo", seed=0)
@@ -92,7 +92,7 @@ def make_sb3_agent(algo: str, env, tensorboard_log: str | None = None, seed: int
     if not getattr(base, "symmetric", False):
         raise PolicyError(
             f"{algo.upper()} needs the environment's action space to be Box(-1, 1) (SB3's convention); "
-            "create it with DUSEnv(..., action_space='symmetric') or agents.sb3.make_sb3_env(...)")
+            "create it with DUSEnv(..., action_space='symmetric') or mmenv.agents.sb3.make_sb3_env(...)")
     kwargs: dict[str, Any] = dict(SB3_DEFAULTS[algo.lower()])
     if algo.lower() == "td3" and "action_noise" not in overrides:
         m = base.action_space.shape[0]

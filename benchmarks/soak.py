@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         env = build_env(0)
         policy = None
         if not args.no_agent:
-            from agents import ReinforcePolicy
+            from mmenv.agents import ReinforcePolicy
 
             policy = ReinforcePolicy(seed=0, log_dir=None if args.no_tb else str(work_dir / "tb-agent"))
         rng = np.random.default_rng(0)

@@ -1,6 +1,6 @@
 """Where runs execute: in this process, in local worker processes, or on a Ray cluster.
 
-Every backend takes a list of :class:`~experiments.grid.RunSpec` and yields result dicts
+Every backend takes a list of :class:`~mmenv.experiments.grid.RunSpec` and yields result dicts
 as runs finish (any order). Workers set torch to one thread: on a small machine N
 single-threaded runs beat one run fighting N threads, and results do not depend on
 the thread count.

@@ -9,8 +9,8 @@ Example::
 
 From Python::
 
-    from experiments.compare import run_comparison
-    from experiments.config import load_config
+    from mmenv.experiments.compare import run_comparison
+    from mmenv.experiments.config import load_config
 
     summary = run_comparison(load_config("tiny", overrides={"out": "runs/tiny"}))
     print(summary.table)

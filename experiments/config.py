@@ -236,7 +236,7 @@ def _unknown(source: str, key: str, kind: str, name: str, valid: list[str], extr
 def _check_names(cfg: "CompareConfig", source: str) -> None:
     """Every name in the grid must exist before any run starts (a typo is one clear error,
     not a sweep of failed runs). Learners and data sets registered by the caller count."""
-    from agents import POLICIES
+    from mmenv.agents import POLICIES
     from mmenv.datasets import DATASETS
     from mmenv.learners import LEARNERS
     from mmenv.sampling import SAMPLE_ORDERS

@@ -90,7 +90,7 @@ class RunSpec:
 
 
 def build_grid(config) -> list[RunSpec]:
-    """All runs of a :class:`~experiments.config.CompareConfig`, datasets outermost, seeds innermost."""
+    """All runs of a :class:`~mmenv.experiments.config.CompareConfig`, datasets outermost, seeds innermost."""
     specs = []
     for dataset in config.datasets:
         for learner in config.learners:
@@ -113,7 +113,7 @@ def build_grid(config) -> list[RunSpec]:
 
 def _make_policy(spec: RunSpec):
     """The policy object and whether it learns during the run (as ``mmenv evaluate`` decides)."""
-    from agents import ReinforcePolicy, make_policy
+    from mmenv.agents import ReinforcePolicy, make_policy
 
     kwargs = dict(spec.policy_kwargs)
     if spec.policy_name.lower() == "reinforce":
@@ -145,7 +145,7 @@ def execute_run(spec: RunSpec | dict, out: str | None = None, tensorboard: bool 
     start = time.perf_counter()
     env = None
     try:
-        from agents import run_policy
+        from mmenv.agents import run_policy
         from mmenv import DUSEnv
 
         env_kwargs = dict(spec.env)

@@ -1,7 +1,7 @@
-"""Learner x sampling-policy table on the synthetic data (``python -m experiments.learner_table``).
+"""Learner x sampling-policy table on the synthetic data (``python -m mmenv.experiments.learner_table``).
 
 Every registered learner is trained by the environment under the package's sampling
-policies (``agents.make_policy``) over several seeds, and the test accuracy (fused and
+policies (``mmenv.agents.make_policy``) over several seeds, and the test accuracy (fused and
 per modality) is reported as mean ± std in a Markdown table. Default policies:
 
 * ``uniform``: N_B / m for every modality (the usual training);
@@ -21,7 +21,7 @@ import time
 import numpy as np
 import torch
 
-from agents import make_policy, run_policy
+from mmenv.agents import make_policy, run_policy
 from mmenv.datasets import make_synthetic
 from mmenv.env import DUSEnv
 

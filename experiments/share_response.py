@@ -7,7 +7,7 @@ fused and per-modality test accuracy. Also measures the imbalance itself: each
 modality's accuracy through the fusion head (other modality zeroed) after fused-only
 joint training, against the same encoder and head trained alone.
 
-    python -m experiments.share_response --seeds 3 --epochs 5 --out docs/figures
+    python -m mmenv.experiments.share_response --seeds 3 --epochs 5 --out docs/figures
 
 Writes ``share_response.csv`` and ``share_response.png`` to ``--out``.
 """

@@ -224,7 +224,7 @@ def _add_train(subparsers) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from agents import ReinforcePolicy
+    from mmenv.agents import ReinforcePolicy
 
     if args.resume and args.agent != "reinforce":
         print("mmenv train: error: --resume is supported for --agent reinforce only; "
@@ -266,7 +266,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                        updates=policy.num_updates, skipped_updates=policy.skipped_updates)
         print(format_table(rows, ["seed", "reward_sum", "test_fused_accuracy", "mean_batch_sizes", "steps"]))
     else:
-        from agents.sb3 import learn, make_sb3_agent, make_sb3_env
+        from mmenv.agents.sb3 import learn, make_sb3_agent, make_sb3_env
 
         env = make_sb3_env(**env_kwargs)
         steps_per_episode = env.epochs if env.step_every == "epoch" else math.ceil(env.total_iters / env.step_every)
@@ -294,8 +294,8 @@ def _train_reinforce_resumable(env, policy, seeds: list[int], ckpt: Path, summar
     again from its start with the agent as it was before it: the resumed run equals an
     uninterrupted one (TensorBoard may show the interrupted episode's steps twice).
     """
-    from agents import run_policy
-    from agents.runner import EpisodeRecord
+    from mmenv.agents import run_policy
+    from mmenv.agents.runner import EpisodeRecord
 
     from .checkpoint import CheckpointError, atomic_save, load
 
@@ -340,7 +340,7 @@ def _add_evaluate(subparsers) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from agents import ReinforcePolicy, make_policy, run_policy
+    from mmenv.agents import ReinforcePolicy, make_policy, run_policy
     from mmenv import DUSEnv
 
     out: Path = args.out
@@ -381,8 +381,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------- compare
 def _add_compare(subparsers) -> None:
-    """``mmenv compare``: policies x learners x datasets x seeds (lives in :mod:`experiments.compare`)."""
-    from experiments.compare import add_compare_parser
+    """``mmenv compare``: policies x learners x datasets x seeds (lives in :mod:`mmenv.experiments.compare`)."""
+    from mmenv.experiments.compare import add_compare_parser
 
     add_compare_parser(subparsers)
     parser = subparsers.choices["compare"]

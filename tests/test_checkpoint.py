@@ -192,7 +192,7 @@ WORKER = textwrap.dedent("""
     from mmenv import DUSEnv
     from mmenv.checkpoint import load_env_checkpoint, save_env_checkpoint
     from mmenv.datasets import make_synthetic
-    from agents import ReinforcePolicy
+    from mmenv.agents import ReinforcePolicy
 
     ckpt, trace, final, delay = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
     env = DUSEnv(dataset=make_synthetic(**json.loads(sys.argv[5])), epochs=2, batch_budget=16, step_every=2)
@@ -318,7 +318,7 @@ def test_sigkill_mid_save_never_leaves_a_corrupt_checkpoint(tmp_path):
 
 
 def test_policy_state_round_trip_matches_continuing():
-    from agents import ReinforcePolicy
+    from mmenv.agents import ReinforcePolicy
 
     a = ReinforcePolicy(seed=3, lr=1e-2)
     obs = np.array([0.3, 0.6], dtype=np.float32)

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from agents import ReinforcePolicy, make_policy
-from agents.sb3 import SB3Policy
+from mmenv.agents import ReinforcePolicy, make_policy
+from mmenv.agents.sb3 import SB3Policy
 from mmenv.cli import add_env_arguments, build_parser, env_kwargs_from_args, main
 
 TINY = ["--dataset-kwargs", '{"n_train": 200, "n_val": 50, "n_test": 100}', "--epochs", "2",

@@ -58,9 +58,9 @@ def test_default_learning_rate_does_not_diverge(tiny):
 
 
 def test_sweep_records_a_diverged_run_and_carries_on(tmp_path):
-    pytest.importorskip("experiments.compare")
-    from experiments.compare import run_comparison
-    from experiments.config import config_from_dict
+    pytest.importorskip("mmenv.experiments.compare")
+    from mmenv.experiments.compare import run_comparison
+    from mmenv.experiments.config import config_from_dict
 
     cfg = config_from_dict({
         "policies": ["uniform"], "learners": ["baseline", "mla"], "datasets": ["synthetic"], "seeds": [0, 1],

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from experiments.compare import run_comparison
-from experiments.config import ConfigError, config_from_dict, list_presets, load_config
-from experiments.grid import RunSpec, build_grid, execute_run, split_policy
-from experiments.report import load_results, markdown_tables
+from mmenv.experiments.compare import run_comparison
+from mmenv.experiments.config import ConfigError, config_from_dict, list_presets, load_config
+from mmenv.experiments.grid import RunSpec, build_grid, execute_run, split_policy
+from mmenv.experiments.report import load_results, markdown_tables
 from mmenv.learners import BaselineLearner, register_learner
 from mmenv.learners.base import StepOutput
 
@@ -288,8 +288,8 @@ def test_markdown_table_statistics():
 
 
 def test_sample_order_kwargs_reach_the_runs():
-    from experiments.config import ConfigError, config_from_dict
-    from experiments.grid import build_grid
+    from mmenv.experiments.config import ConfigError, config_from_dict
+    from mmenv.experiments.grid import build_grid
 
     cfg = config_from_dict({"policies": ["uniform", "bss-curriculum+uniform"], "learners": ["baseline"],
                        "datasets": ["synthetic"], "seeds": 1,

@@ -6,8 +6,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from agents import DiscrepancyPolicy, DUSHPolicy, FixedRatioPolicy, PolicyError, UniformPolicy, make_policy
-from agents.heuristics import ratio_proportions
+from mmenv.agents import DiscrepancyPolicy, DUSHPolicy, FixedRatioPolicy, PolicyError, UniformPolicy, make_policy
+from mmenv.agents.heuristics import ratio_proportions
 
 FAKE_ENV = SimpleNamespace(modalities=("audio", "video"), epochs=10)
 
@@ -105,7 +105,7 @@ def test_outputs_are_valid_proportions(name, obs):
 
 
 def test_dominant_per_sample_under_sum_discrepancy():
-    from agents.heuristics import DUSHPolicy, FixedRatioPolicy
+    from mmenv.agents.heuristics import DUSHPolicy, FixedRatioPolicy
 
     class Env:
         modalities = ("strong", "weak")

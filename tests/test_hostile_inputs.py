@@ -181,10 +181,10 @@ junk = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_n
 @given(key=st.sampled_from(sorted(TINY_CONFIG) + ["env.epochs", "env.batch_budget", "env.step_every", "polices"]),
        value=junk)
 def test_malformed_compare_config_names_the_key(tmp_path_factory, key, value):
-    pytest.importorskip("experiments.config")
+    pytest.importorskip("mmenv.experiments.config")
     import yaml
 
-    from experiments.config import ConfigError, load_config
+    from mmenv.experiments.config import ConfigError, load_config
 
     raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in TINY_CONFIG.items()}
     if key.startswith("env."):
@@ -202,8 +202,8 @@ def test_malformed_compare_config_names_the_key(tmp_path_factory, key, value):
 
 
 def test_unreadable_compare_config_files(tmp_path):
-    pytest.importorskip("experiments.config")
-    from experiments.config import ConfigError, load_config
+    pytest.importorskip("mmenv.experiments.config")
+    from mmenv.experiments.config import ConfigError, load_config
 
     (tmp_path / "bad.yaml").write_text("policies: [uniform\nlearners: baseline: x")
     with pytest.raises(ConfigError, match="not valid YAML"):

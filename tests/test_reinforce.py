@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from agents import PolicyError, ReinforcePolicy, make_policy, run_policy
+from mmenv.agents import PolicyError, ReinforcePolicy, make_policy, run_policy
 from mmenv import DUSEnv
 from mmenv.datasets import make_synthetic
 from mmenv.rewards import RewardContext, dus_reward

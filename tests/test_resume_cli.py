@@ -89,7 +89,7 @@ tensorboard: false
 
 
 def test_mmenv_compare_resumes_after_sigkill(tmp_path):
-    pytest.importorskip("experiments.compare")
+    pytest.importorskip("mmenv.experiments.compare")
     config = tmp_path / "killed.yaml"
     config.write_text(COMPARE_CONFIG)
     full, cut = tmp_path / "full", tmp_path / "cut"

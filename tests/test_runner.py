@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import mmenv  # noqa: F401  (registers mmenv/DUS-v0)
-from agents import EpisodeRecord, Policy, PolicyError, make_policy, run_policy
+from mmenv.agents import EpisodeRecord, Policy, PolicyError, make_policy, run_policy
 from mmenv import DUSEnv
 from mmenv.datasets import make_synthetic
 

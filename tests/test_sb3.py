@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from agents import PolicyError, make_policy, run_policy
-from agents.sb3 import SB3_ALGOS, SB3Policy, learn, load_sb3_model, make_sb3_agent, make_sb3_env
+from mmenv.agents import PolicyError, make_policy, run_policy
+from mmenv.agents.sb3 import SB3_ALGOS, SB3Policy, learn, load_sb3_model, make_sb3_agent, make_sb3_env
 from mmenv import DUSEnv
 from mmenv.datasets import make_synthetic
 
