@@ -105,7 +105,7 @@ def plot_discrepancy(results: Sequence[dict[str, Any]], dataset: str, learner: s
         arr = _stack([{"d": t} for t in traj], "d")
         x = np.arange(arr.shape[1]) if runs[0].get("initial_discrepancy") else np.arange(1, arr.shape[1] + 1)
         style = "--" if split_policy(policy)[1] == "uniform" else "-"
-        for j, mod in enumerate(modalities):
+        for j in range(len(modalities)):
             _band(axes[0][j], x, arr[:, :, j], policy, style=style)
     for j, mod in enumerate(modalities):
         ax = axes[0][j]

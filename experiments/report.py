@@ -165,7 +165,7 @@ def markdown_tables(results: Sequence[dict[str, Any]], order: dict[str, Sequence
         lines = [f"### {dataset}" + (f" (modalities: {', '.join(modalities)})" if modalities else ""), "",
                  "| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(header) - 3)) + "|"]
         notes = []
-        for (ds, learner, policy), runs in items:
+        for (_ds, learner, policy), runs in items:
             ok = [r for r in runs if r["status"] == "ok"]
             counts = f"{len(ok)}/{len(runs)}"
             bad = [r for r in runs if r["status"] != "ok"]

@@ -74,7 +74,7 @@ def _step_every(text: str) -> str | int:
     try:
         k = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--step-every takes 'epoch' or a positive integer, got {text!r}")
+        raise argparse.ArgumentTypeError(f"--step-every takes 'epoch' or a positive integer, got {text!r}") from None
     if k < 1:
         raise argparse.ArgumentTypeError(f"--step-every must be >= 1, got {k}")
     return k
@@ -84,7 +84,7 @@ def _positive_int(text: str) -> int:
     try:
         k = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if k < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {k}")
     return k

@@ -306,7 +306,7 @@ class DUSVectorEnv(VectorEnv):
             groups.setdefault(self.envs[k].iteration, []).append(k)
         for members in groups.values():
             results = self._train_group(members, [plans[k][1] for k in members])
-            for k, (packed, keys, n_iters) in zip(members, results):
+            for k, (packed, keys, _n_iters) in zip(members, results):
                 out = self._finish_step(k, plans[k], packed, keys)
                 self._obs[k], rewards[k], terms[k], truncs[k], per_info[k] = out
         for k in range(k_all):

@@ -27,7 +27,7 @@ def test_huge_learning_rate_truncates_with_diverged_flag(tiny, learner):
     env = DUSEnv(dataset=tiny, learner=learner, learner_kwargs={"lr": 1e8}, epochs=20, batch_budget=16,
                  step_every=1)
     env.reset(seed=0)
-    for step in range(1, env.total_iters + 1):
+    for step in range(1, env.total_iters + 1):  # noqa: B007 - named in the failure message
         obs, reward, terminated, truncated, info = env.step(env.uniform_action())
         assert np.all(np.isfinite(obs)) and np.all((obs >= 0) & (obs <= 1))
         assert np.isfinite(reward)

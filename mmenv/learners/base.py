@@ -159,7 +159,7 @@ class Learner(ABC):
     def predict(self, inputs: Mapping[str, Tensor]) -> Prediction:
         """Scores for paired evaluation inputs (no gradient)."""
 
-    def on_epoch_end(self, epoch: int) -> None:
+    def on_epoch_end(self, epoch: int) -> None:  # noqa: B027 - an optional hook, not abstract
         """Hook after each epoch (learning-rate schedules, epoch-level statistics)."""
 
     def train(self) -> None:
