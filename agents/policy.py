@@ -24,11 +24,17 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Policy", "PolicyError", "normalise_proportions"]
+from mmenv.errors import MMEnvError, UnknownNameError
+
+__all__ = ["Policy", "PolicyError", "UnknownPolicyError", "normalise_proportions"]
 
 
-class PolicyError(ValueError):
+class PolicyError(MMEnvError, ValueError):
     """A policy was built or called with arguments it cannot work with."""
+
+
+class UnknownPolicyError(UnknownNameError, PolicyError):
+    """No policy (or SB3 algorithm) is registered under the name asked for."""
 
 
 def normalise_proportions(p: np.ndarray) -> np.ndarray:

@@ -9,18 +9,19 @@
 * :func:`markdown_tables`: per data set, mean ± std over the seeds that finished
   (``ok`` runs; diverged and failed ones are counted, not averaged) of accuracy, MAP and
   macro-F1, fused and per modality, in percent; std is the sample standard deviation
-  (n - 1), blank for a single seed.
+  (n - 1), blank for a single seed (:mod:`mmenv.results`, shared by every table).
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
+
+from mmenv.results import mean_std, std_note, summarise
 
 __all__ = ["write_result", "read_result", "load_results", "results_rows", "write_csv", "markdown_tables",
            "group_results", "mean_std", "METRICS", "FINISHED"]
@@ -113,17 +114,6 @@ def write_csv(path: str | Path, rows: Sequence[dict[str, Any]]) -> Path:
 
 
 # ---------------------------------------------------------------------- tables
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (NaN std for fewer than two values)."""
-    n = len(values)
-    if n == 0:
-        return math.nan, math.nan
-    mean = sum(values) / n
-    if n < 2:
-        return mean, math.nan
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-
-
 def group_results(results: Sequence[dict[str, Any]], order: dict[str, Sequence[str]] | None = None
                   ) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
     """Results grouped by (dataset, learner, policy), in grid order when ``order`` is given."""
@@ -141,10 +131,8 @@ def group_results(results: Sequence[dict[str, Any]], order: dict[str, Sequence[s
 
 
 def _cell(values: Sequence[float]) -> str:
-    if not values:
-        return "–"
-    mean, std = mean_std([100.0 * v for v in values])
-    return f"{mean:.2f}" if math.isnan(std) else f"{mean:.2f} ± {std:.2f}"
+    # Percent first, then the summary: the same numbers as summarising the fractions and scaling.
+    return summarise([100.0 * v for v in values]).format(digits=2)
 
 
 def markdown_tables(results: Sequence[dict[str, Any]], order: dict[str, Sequence[str]] | None = None,
@@ -188,6 +176,6 @@ def markdown_tables(results: Sequence[dict[str, Any]], order: dict[str, Sequence
         blocks.append("\n".join(lines))
     if not blocks:
         return "(no results)"
-    legend = ("Test metrics in percent, mean ± sample std over the seeds that finished; "
-              "'runs' = finished/total.")
+    legend = (f"Test metrics in percent, mean ± std; {std_note('N')} that finished "
+              "(N is the first number of 'runs' = finished/total).")
     return legend + "\n\n" + "\n\n".join(blocks)

@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import MMEnvError
+
 __all__ = ["action_to_proportions", "allocate", "ActionError"]
 
 
-class ActionError(ValueError):
+class ActionError(MMEnvError, ValueError):
     """An action the environment cannot turn into batch sizes."""
 
 
