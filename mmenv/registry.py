@@ -28,9 +28,9 @@ What every registry does the same way:
       [project.entry-points."mmenv.learners"]
       my-learner = "my_package.learners:MyLearner"
 
-  The groups are read lazily: on the first listing of the names or the first name not
-  registered in code; the object behind an entry point is imported only when that name
-  is used. Every process does the same, so ``mmenv compare``'s worker processes (and
+  The groups are read lazily: when the names are listed and when a name is not
+  registered in code (a few milliseconds); the object behind an entry point is imported
+  only when that name is used. Every process does the same, so ``mmenv compare``'s worker processes (and
   Ray workers with the package installed) resolve ``my-learner`` by themselves. A name
   registered in code wins over an entry point of the same name (a warning says so).
 
@@ -152,7 +152,7 @@ class Registry(Mapping[str, Any]):
         self.construct = construct
         self.alternative = alternative
         self._entries: dict[str, _Entry] = {}
-        self._scanned = False
+        self._shadowed: set[tuple[str, str]] = set()
 
     # ------------------------------------------------------------------ registering
     @staticmethod
@@ -195,14 +195,12 @@ class Registry(Mapping[str, Any]):
 
     # ------------------------------------------------------------------ entry points
     def refresh(self) -> None:
-        """Read the entry-point group again (e.g. after installing a package in this process)."""
-        self._scanned = False
+        """Read the entry-point group again (done anyway on every listing and every miss)."""
         self._scan()
 
     def _scan(self) -> None:
-        if self._scanned:
-            return
-        self._scanned = True
+        # Reading a group takes milliseconds, so it is done on every listing and every name
+        # not found: a package installed while this process runs is found too.
         try:
             found = metadata.entry_points(group=self.group)
         except Exception as exc:  # noqa: BLE001 - broken metadata must not break the built-ins
@@ -213,7 +211,10 @@ class Registry(Mapping[str, Any]):
             dist = getattr(getattr(ep, "dist", None), "name", None) or "an installed package"
             old = self._entries.get(key)
             if old is not None:
-                if old.entry_point is None:
+                if old.origin.startswith("entry point"):
+                    continue
+                if (key, ep.value) not in self._shadowed:
+                    self._shadowed.add((key, ep.value))
                     warnings.warn(f"entry point {ep.name!r} = {ep.value!r} of {dist} (group {self.group}) is "
                                   f"ignored: the {self.kind} {old.name!r} is already {old.origin}", stacklevel=3)
                 continue
