@@ -90,7 +90,7 @@ class CallablePolicy(Policy):
         if not callable(fn):
             raise PolicyError(f"expected a callable f(obs, info) -> proportions, got {type(fn).__name__}")
         self.fn = fn
-        self.name = name or getattr(fn, "__name__", "callable")
+        self.name = str(name or getattr(fn, "__name__", "callable"))
 
     def act(self, obs: np.ndarray, info: dict) -> np.ndarray:
         return normalise_proportions(self.fn(obs, info))

@@ -112,13 +112,13 @@ def run_policy(env, policy, episodes: int = 1, seeds: list[int] | None = None, p
     policy = as_policy(policy)
     base = env.unwrapped
     m = len(base.modalities)
-    seeds = list(seeds) if seeds is not None else [None] * episodes
+    run_seeds: list[int | None] = list(seeds) if seeds is not None else [None] * episodes
     if progress:
         from tqdm.auto import tqdm
 
-        episode_iter = tqdm(seeds, desc=f"{policy.name} episodes", unit="ep")
+        episode_iter = tqdm(run_seeds, desc=f"{policy.name} episodes", unit="ep")
     else:
-        episode_iter = seeds
+        episode_iter = run_seeds
 
     records = []
     for seed in episode_iter:

@@ -143,7 +143,7 @@ class TqdmCallback(BaseCallback):
     def __init__(self, total: int) -> None:
         super().__init__()
         self.total = total
-        self.bar = None
+        self.bar: Any = None
 
     def _on_training_start(self) -> None:
         from tqdm.auto import tqdm

@@ -19,7 +19,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from mmenv.results import mean_std, std_note, summarise
 
@@ -64,7 +64,7 @@ def load_results(runs_dir: str | Path, keys: Iterable[str] | None = None) -> dic
     """Result dicts by key (only ``keys`` when given)."""
     runs_dir = Path(runs_dir)
     wanted = None if keys is None else set(keys)
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     if not runs_dir.is_dir():
         return out
     for path in sorted(runs_dir.glob("*.json")):
@@ -103,7 +103,7 @@ def write_csv(path: str | Path, rows: Sequence[dict[str, Any]]) -> Path:
     for row in rows:
         fields += [k for k in row if k not in fields]
     # Keep the trailing bookkeeping columns last whatever the order the modalities came in.
-    tail = [c for c in ("reward_sum", "steps", "wall_time_s", "error", "key") if c in fields]
+    tail: list[str] = [c for c in ("reward_sum", "steps", "wall_time_s", "error", "key") if c in fields]
     fields = [c for c in fields if c not in tail] + tail
     path = Path(path)
     with open(path, "w", newline="") as fh:
@@ -114,7 +114,7 @@ def write_csv(path: str | Path, rows: Sequence[dict[str, Any]]) -> Path:
 
 
 # ---------------------------------------------------------------------- tables
-def group_results(results: Sequence[dict[str, Any]], order: dict[str, Sequence[str]] | None = None
+def group_results(results: Sequence[dict[str, Any]], order: Mapping[str, Sequence[str]] | None = None
                   ) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
     """Results grouped by (dataset, learner, policy), in grid order when ``order`` is given."""
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
@@ -135,7 +135,7 @@ def _cell(values: Sequence[float]) -> str:
     return summarise([100.0 * v for v in values]).format(digits=2)
 
 
-def markdown_tables(results: Sequence[dict[str, Any]], order: dict[str, Sequence[str]] | None = None,
+def markdown_tables(results: Sequence[dict[str, Any]], order: Mapping[str, Sequence[str]] | None = None,
                     metrics: Sequence[str] = METRICS) -> str:
     """One Markdown table per data set: rows (learner, policy), columns fused and per-modality metrics."""
     groups = group_results(results, order)

@@ -18,6 +18,7 @@ import argparse
 import csv
 import os
 from itertools import product
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,7 +46,11 @@ def run_fixed_share(ds, share: float, seed: int, epochs: int, **learner_kwargs) 
 
 def fusion_slice_accuracy(env: DUSEnv) -> dict[str, float]:
     """Accuracy of each modality alone through the fusion head (others zero-filled)."""
-    model, test = env.learner.model, env.dataset.test
+    # The baseline learner's model and the data set's tensor splits (the Learner and Split
+    # protocols do not promise these attributes; this experiment builds them itself).
+    learner: Any = env.learner
+    model = learner.model
+    test: Any = env.dataset.test
     out = {}
     with torch.no_grad():
         for m in env.modalities:
@@ -87,7 +92,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(1)
     ds = make_synthetic()
     os.makedirs(args.out, exist_ok=True)
-    rows = []
+    rows: list[dict[str, Any]] = []
     print(f"fused/strong/weak test accuracy, mean ± std; {std_note(args.seeds)}")
     for scale, fusion in product(("budget", "mean"), ("paired", "zero-fill")):
         for share in SHARES:

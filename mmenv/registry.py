@@ -93,18 +93,22 @@ def _import_ref(ref: str) -> Any:
 def _keyword_names(factory: Callable[..., Any]) -> tuple[list[str], bool]:
     """The keyword names ``factory`` takes, and whether it also takes ``**kwargs``.
 
-    A class whose ``__init__`` forwards ``**kwargs`` to its base is followed up the MRO,
-    so a subclass of a built-in learner still gets its keywords checked.
+    A class whose ``__init__`` takes ``**kwargs`` and has a base class with its own
+    ``__init__`` is taken to forward them there (``super().__init__(**kwargs)``): the base's
+    keywords count too, so a subclass of a built-in learner still gets its keywords
+    checked. When no base defines ``__init__`` (the ``**kwargs`` are the class's own
+    options, like REINFORCE's), any keyword is accepted here and the class checks them.
     """
     names: list[str] = []
     targets: list[Any] = []
     if inspect.isclass(factory):
-        targets = [klass.__init__ for klass in factory.__mro__ if "__init__" in vars(klass)]
+        targets = [vars(klass)["__init__"] for klass in factory.__mro__ if "__init__" in vars(klass)]
     else:
         targets = [factory]
-    for target in targets:
+    for i, target in enumerate(targets):
         if target is object.__init__:
-            return names, False
+            # reached only after a **kwargs __init__ (or for a class without any): its own options
+            return names, i > 0
         try:
             params = inspect.signature(target).parameters.values()
         except (TypeError, ValueError):     # a builtin without a signature: do not guess

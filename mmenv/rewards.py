@@ -21,9 +21,14 @@ from typing import Callable
 
 import numpy as np
 
+from .errors import MMEnvError
 from .registry import Registry
 
 EPS = 1e-6
+
+
+class RewardError(MMEnvError, ValueError):
+    """A reward cannot be computed from what the environment gave it."""
 
 
 @dataclass
@@ -50,6 +55,9 @@ def discrepancy_gap_reward(ctx: RewardContext) -> float:
 
 
 def val_acc_gain_reward(ctx: RewardContext) -> float:
+    if ctx.val_accuracy_after is None or ctx.val_accuracy_before is None:
+        raise RewardError("the 'val-acc-gain' reward needs validation accuracy before and after the step; "
+                          "the environment computes it for rewards with needs_validation = True")
     return float(ctx.val_accuracy_after - ctx.val_accuracy_before)
 
 

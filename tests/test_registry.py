@@ -64,6 +64,11 @@ def test_unknown_keyword_is_named_with_hint_and_valid_list():
     assert reg.make("sub", extra=2, lr=0.5).extra == 2
     with pytest.raises(ArgumentError, match="'lrr'.*did you mean 'lr'"):
         reg.make("sub", lrr=0.5)
+    # **options a class consumes itself (no base __init__ to forward to) are left to the class
+    agent = make_policy("reinforce", seed=0, lr=1e-3, mode="episodic")
+    assert agent.config.lr == 1e-3 and agent.config.mode == "episodic"
+    with pytest.raises(PolicyError, match="unknown REINFORCE option"):
+        make_policy("reinforce", seed=0, lrr=1e-3)
 
 
 def test_unknown_name_hint_and_listing():
