@@ -40,7 +40,7 @@ __all__ = [
 
 DATASETS: Registry = Registry("dataset", "mmenv.datasets", instance_of=MultimodalDataset,
                               alternative="or pass a MultimodalDataset")
-for _name, _builder in {
+_BUILT_IN: dict[str, Callable[..., MultimodalDataset]] = {
     "synthetic": make_synthetic,
     "uci-mfeat": make_uci_mfeat,
     "crema-d": make_crema_d,
@@ -49,7 +49,8 @@ for _name, _builder in {
     "sarcasm": make_sarcasm,
     "nvgesture": make_nvgesture,
     "features": make_features,
-}.items():
+}
+for _name, _builder in _BUILT_IN.items():
     DATASETS.register(_name, _builder)
 
 
