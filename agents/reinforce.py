@@ -34,8 +34,12 @@ Read top to bottom:
      advantages ``G_t - b_t`` with ``b_t`` a moving average of past returns *at the same
      step index* (episodes have a fixed horizon), and one gradient step is taken on the
      episode. :meth:`ReinforcePolicy.train_episodic` trains across many runs.
-5. **Saving**: ``torch.save`` of the config, network and optimiser state, and baselines;
-   :meth:`ReinforcePolicy.load` (or ``mmenv.agents.make_policy("agent.pt")``) restores it.
+5. **Saving**: the config (a plain dict), network and optimiser state, and baselines,
+   written atomically by :func:`mmenv.checkpoint.atomic_save`;
+   :meth:`ReinforcePolicy.load` (or ``mmenv.agents.make_policy("agent.pt")``) restores
+   it through :func:`mmenv.checkpoint.load`: tensors, numbers, strings and containers
+   only, so a crafted ``.pt`` file cannot run code (it is refused with
+   :class:`mmenv.checkpoint.UnsafeCheckpointError`).
 
 Example::
 
@@ -61,6 +65,8 @@ import torch
 from torch import nn
 from torch.distributions import Dirichlet
 
+from mmenv.checkpoint import atomic_save
+from mmenv.checkpoint import load as load_checkpoint
 from .policy import Policy, PolicyError
 
 __all__ = ["ReinforceConfig", "DirichletPolicyNet", "ReinforcePolicy"]
@@ -283,17 +289,22 @@ class ReinforcePolicy(Policy):
 
     # ------------------------------------------------------------------ save / load
     def save(self, path: str | Path) -> None:
-        if self.net is None:
+        """Write the trained policy to ``path`` atomically (a kill mid-write keeps the old file).
+
+        Only plain values and tensors are stored (the config as a dict of numbers and
+        strings, baselines as floats), so :meth:`load` reads it with the safe loader.
+        """
+        if self.net is None or self.optimizer is None:
             raise PolicyError("nothing to save: the network is built at the first reset(env)/act(obs)")
-        torch.save({
+        atomic_save({
             "format": FORMAT,
             "config": asdict(self.config),
             "state_dict": self.net.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "reward_baseline": self.reward_baseline,
-            "return_baselines": self.return_baselines,
-            "num_updates": self.num_updates,
-        }, Path(path))
+            "reward_baseline": None if self.reward_baseline is None else float(self.reward_baseline),
+            "return_baselines": {int(k): float(v) for k, v in self.return_baselines.items()},
+            "num_updates": int(self.num_updates),
+        }, path)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume learning mid-run (for checkpoints; see mmenv.checkpoint).
@@ -332,7 +343,10 @@ class ReinforcePolicy(Policy):
     def load(cls, path: str | Path, deterministic: bool = False, seed: int | None = None,
              **overrides: Any) -> "ReinforcePolicy":
         """Restore a saved policy; ``overrides`` replace config fields (e.g. ``mode``, ``lr``)."""
-        state = torch.load(Path(path), map_location="cpu", weights_only=False)
+        path = Path(path)
+        if not path.is_file():
+            raise PolicyError(f"no saved REINFORCE policy at {path}")
+        state = load_checkpoint(path)  # safe: refuses files that name code (UnsafeCheckpointError)
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise PolicyError(f"{path} is not a saved REINFORCE policy (expected format {FORMAT!r})")
         config = {**state["config"], **overrides}
