@@ -53,6 +53,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 from torch import Tensor, nn
 from torch.nn import functional as F
+from torch.optim.sgd import sgd
 
 from .datasets import make_dataset
 from .datasets.base import TensorSplit
@@ -60,8 +61,7 @@ from .discrepancy import true_class_probability
 from .env import DUSEnv
 from .learners import Learner, make_learner
 from .learners.baseline import BaselineLearner
-from .sampling import SampleOrder, action_to_proportions, allocate
-from .step_stats import fold_discrepancy_sum
+from .sampling import SampleOrder
 
 __all__ = ["DUSVectorEnv", "VectorEnvError", "make_vector_env"]
 
@@ -295,9 +295,7 @@ class DUSVectorEnv(VectorEnv):
         plans = {}
         for k in active:
             env = self.envs[k]
-            m = len(self.modalities)
-            proportions = action_to_proportions(actions[k], m, env.symmetric, env.action_tol)
-            sizes = allocate(proportions, env.batch_budget, env.min_batch)
+            proportions, sizes = env.batch_sizes_for(actions[k])
             val_before = self._evaluate(k, "val")["fused"]["accuracy"] if env.needs_validation else None
             plans[k] = (proportions, sizes, val_before)
         # Runs at the same iteration train together (after autoresets they may differ).
@@ -321,10 +319,7 @@ class DUSVectorEnv(VectorEnv):
         env0 = envs[0]
         device, mods = self.device, self.modalities
         g, m = len(members), len(mods)
-        if env0.step_every == "epoch":
-            n_iters = env0.iters_per_epoch - env0.iteration % env0.iters_per_epoch
-        else:
-            n_iters = min(env0.step_every, env0.total_iters - env0.iteration)
+        n_iters = env0.iterations_next_step()  # the same for every member (same iteration)
         full = members == list(range(self.num_envs))
         sel = torch.tensor(members, device=device)
         params = self.params if full else [p.detach()[sel].requires_grad_(True) for p in self.params]
@@ -361,14 +356,9 @@ class DUSVectorEnv(VectorEnv):
         for _ in range(n_iters):
             idx_parts: list[list[Tensor]] = [[] for _ in range(m)]
             for env, s in zip(envs, sizes):
-                epoch = env.iteration // env.iters_per_epoch
-                if epoch != env._epoch_started:
-                    env._epoch_started = epoch
-                    env.sample_order.on_epoch_start(epoch, env)
-                _, idx = env.sampler.sample(s, epoch)
+                idx = env.draw_iteration(s)  # starts the epoch when due; counts the iteration
                 for j, mod in enumerate(mods):
                     idx_parts[j].append(idx[mod])
-                env.iteration += 1
             xs, ys = [], []
             for j, mod in enumerate(mods):
                 flat = torch.zeros(g * width[j], dtype=torch.long, device=device)
@@ -387,13 +377,11 @@ class DUSVectorEnv(VectorEnv):
             total = fused + self.unimodal_weight * sum(uni)
             grads = torch.autograd.grad(total.sum(), params)
             with torch.no_grad():
-                # torch.optim.SGD (single-tensor path), elementwise on the stacked tensors.
-                d = torch._foreach_add(grads, params, alpha=self.weight_decay) if self.weight_decay else list(grads)
-                if self.momentum:
-                    torch._foreach_mul_(bufs, self.momentum)
-                    torch._foreach_add_(bufs, d)
-                    d = bufs
-                torch._foreach_add_(params, d, alpha=-self.lr)
+                # torch.optim.SGD's own update (its functional form), elementwise on the stacked
+                # tensors: the same operations as the single env's optimizer. Buffers start at
+                # zero, so the first update's momentum * 0 + d equals SGD's buf = d exactly.
+                sgd(params, list(grads), list(bufs), foreach=True, weight_decay=self.weight_decay,
+                    momentum=self.momentum, lr=self.lr, dampening=0.0, nesterov=False, maximize=False)
                 # Statistics of the step (weighted: padding rows count zero).
                 s_t, hits = [], []
                 for j in range(m):
@@ -415,7 +403,7 @@ class DUSVectorEnv(VectorEnv):
                     buf[sel] = b
         obs = []
         for i, env in enumerate(envs):
-            fold_discrepancy_sum(env.tracker, s_total[i], n_iters, s_last[i])
+            env.tracker.fold_sum(s_total[i], n_iters, s_last[i])
             obs.append(env.tracker.observation.float())
         # The one host synchronisation of the step for the whole group.
         packed = torch.cat([torch.stack(obs), correct / (size_t * n_iters), loss_sums / n_iters], 1).cpu().numpy()
@@ -426,12 +414,11 @@ class DUSVectorEnv(VectorEnv):
         return self.envs[k].evaluate(split)
 
     def _finish_step(self, k: int, plan: tuple, packed: np.ndarray, keys: list[str]):
-        """Sub-environment k's bookkeeping after training: ``DUSEnv._finish_step`` itself,
+        """Sub-environment k's bookkeeping after training: ``DUSEnv.finish_step`` itself,
         evaluated with the batched model's slot k."""
-        env = self.envs[k]
         proportions, sizes, val_before = plan
-        return env._finish_step(packed, keys, proportions, sizes, env._obs, val_before,
-                                evaluate=lambda split: self._evaluate(k, split))
+        return self.envs[k].finish_step(packed, keys, proportions, sizes, val_before,
+                                        evaluate=lambda split: self._evaluate(k, split))
 
     def close(self, **kwargs: Any) -> None:
         for env in self.envs:
