@@ -48,7 +48,7 @@ def test_sample_order_gets_a_scoring_context_not_the_env():
     for _ in range(3):
         observations.append(env.step(env.uniform_action())[0])
     assert [ctx.epoch for ctx, *_ in order.seen] == [0, 1, 2]
-    for ctx, discrepancy, fused, per in order.seen:
+    for ctx, _, fused, per in order.seen:
         assert type(ctx) is ScoringContext and ctx.epochs == 3
         assert ctx.labels is env.dataset.train.labels
         assert fused.shape == (200, env.dataset.num_classes) and set(per) == set(env.modalities)
