@@ -154,7 +154,7 @@ class ReinforcePolicy(Policy):
         self.skipped_updates = 0
         self._episode: list[tuple[np.ndarray, np.ndarray, float]] = []
         self.log_dir = log_dir
-        self._writer = None
+        self._writer: Any = None  # a SummaryWriter, created at the first logged update
         if self.config.num_modalities is not None:
             self._build(self.config.num_modalities)
 
@@ -183,11 +183,18 @@ class ReinforcePolicy(Policy):
             self.net = DirichletPolicyNet(m, c.hidden, c.init_concentration, c.conc_min, c.conc_max)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=c.lr)
 
+    def _built(self) -> tuple[DirichletPolicyNet, torch.optim.Optimizer]:
+        """The network and its optimiser (an error before they are built)."""
+        if self.net is None or self.optimizer is None:
+            raise PolicyError("the network is built at the first reset(env)/act(obs)")
+        return self.net, self.optimizer
+
     def distribution(self, obs: np.ndarray | torch.Tensor) -> Dirichlet:
         """pi(. | obs) as a float64 Dirichlet (batched if ``obs`` is 2-D)."""
         obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32))
         self._build(obs_t.shape[-1])
-        return Dirichlet(self.net(obs_t).double(), validate_args=False)
+        net, _ = self._built()
+        return Dirichlet(net(obs_t).double(), validate_args=False)
 
     def _clamp(self, proportions: np.ndarray) -> torch.Tensor:
         p = torch.as_tensor(np.asarray(proportions, dtype=np.float64))
@@ -254,10 +261,11 @@ class ReinforcePolicy(Policy):
         if not bool(torch.isfinite(loss)):
             self.skipped_updates += 1
             return
-        self.optimizer.zero_grad()
+        net, optimizer = self._built()
+        optimizer.zero_grad()
         loss.backward()
-        nn.utils.clip_grad_norm_(self.net.parameters(), self.config.max_grad_norm)
-        self.optimizer.step()
+        nn.utils.clip_grad_norm_(net.parameters(), self.config.max_grad_norm)
+        optimizer.step()
         self.num_updates += 1
         if self.log_dir is not None:
             self._log(loss=float(loss.detach()), entropy=float(entropy.detach().mean()),
@@ -312,7 +320,7 @@ class ReinforcePolicy(Policy):
         Unlike :meth:`save` (a trained policy), this also holds the sampling generator's
         state, the update counters and the transitions collected so far in the episode.
         """
-        if self.net is None:
+        if self.net is None or self.optimizer is None:
             raise PolicyError("nothing to snapshot: the network is built at the first reset(env)/act(obs)")
         return copy.deepcopy({
             "format": FORMAT,
@@ -330,8 +338,9 @@ class ReinforcePolicy(Policy):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` into a policy built with the same configuration."""
         self._build(int(state["config"]["num_modalities"]))
-        self.net.load_state_dict(state["state_dict"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        net, optimizer = self._built()
+        net.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         self.reward_baseline = state["reward_baseline"]
         self.return_baselines = {int(k): float(v) for k, v in state["return_baselines"].items()}
@@ -353,9 +362,10 @@ class ReinforcePolicy(Policy):
         saved_seed = config.pop("seed")
         policy = cls(seed=saved_seed if seed is None else seed, deterministic=deterministic, **config)
         policy._build(config["num_modalities"])
-        policy.net.load_state_dict(state["state_dict"])
+        net, optimizer = policy._built()
+        net.load_state_dict(state["state_dict"])
         if "lr" not in overrides:
-            policy.optimizer.load_state_dict(state["optimizer"])
+            optimizer.load_state_dict(state["optimizer"])
         policy.reward_baseline = state["reward_baseline"]
         policy.return_baselines = {int(k): v for k, v in state["return_baselines"].items()}
         policy.num_updates = state["num_updates"]

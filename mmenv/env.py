@@ -124,7 +124,7 @@ class DUSEnv(gym.Env):
             if not isinstance(getattr(torch, autocast_dtype, None), torch.dtype):
                 raise ValueError(f"unknown autocast_dtype {autocast_dtype!r}; use e.g. 'bfloat16' or None")
             autocast_dtype = getattr(torch, autocast_dtype)
-        self.autocast_dtype = autocast_dtype
+        self.autocast_dtype: torch.dtype | None = autocast_dtype  # type: ignore[assignment]  # a str was resolved above
         if isinstance(dataset, str):
             dataset = make_dataset(dataset, **dict(dataset_kwargs or {}))
         elif not isinstance(dataset, MultimodalDataset):
@@ -273,8 +273,8 @@ class DUSEnv(gym.Env):
         labels = {mod: train.labels[idx] for mod in self.modalities}
         s = batch_discrepancy(pred.per_modality, labels, self.modalities, self.tracker.mode)
         # Scale the probe's sum to the per-modality share the uniform action would give.
-        obs = (s * (self.batch_budget / m) / a / self.batch_budget if self.tracker.mode == "sum" else s)
-        obs = obs.cpu().numpy().astype(np.float32)
+        scaled = (s * (self.batch_budget / m) / a / self.batch_budget if self.tracker.mode == "sum" else s)
+        obs = scaled.cpu().numpy().astype(np.float32)
         return np.clip(np.nan_to_num(obs, nan=0.0), 0.0, 1.0)
 
     def _train_segment(self, sizes: list[int], n: int, epoch: int, stats: StepStats) -> None:

@@ -45,7 +45,7 @@ Example::
 from __future__ import annotations
 
 import copy
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, cast
 
 import numpy as np
 import torch
@@ -61,6 +61,7 @@ from .discrepancy import true_class_probability
 from .env import DUSEnv
 from .learners import Learner, make_learner
 from .learners.baseline import BaselineLearner
+from .models.multimodal import MultimodalModel
 from .sampling import SampleOrder
 
 __all__ = ["DUSVectorEnv", "VectorEnvError", "make_vector_env"]
@@ -81,7 +82,7 @@ def _linear_plan(layer: nn.Module, index: Mapping[int, int], where: str) -> tupl
     return ("linear", index[id(layer.weight)], index[id(layer.bias)])
 
 
-def plan_model(model: nn.Module) -> tuple[list[tuple[str, nn.Parameter]], dict[str, Any]]:
+def plan_model(model: MultimodalModel) -> tuple[list[tuple[str, nn.Parameter]], dict[str, Any]]:
     """Describe a Baseline ``MultimodalModel`` as a list of batched operations.
 
     Returns the parameters in ``model.parameters()`` order and a plan: per modality the
@@ -161,9 +162,9 @@ class DUSVectorEnv(VectorEnv):
         sample_order = kwargs.pop("sample_order", "shuffle")
         self.envs: list[DUSEnv] = []
         for _ in range(num_envs):
-            lrn = make_learner(learner, **learner_kwargs) if isinstance(learner, str) else copy.deepcopy(learner)
+            run_learner = make_learner(learner, **learner_kwargs) if isinstance(learner, str) else copy.deepcopy(learner)
             order = copy.deepcopy(sample_order) if isinstance(sample_order, SampleOrder) else sample_order
-            self.envs.append(DUSEnv(dataset=dataset, learner=lrn, sample_order=order, **kwargs))
+            self.envs.append(DUSEnv(dataset=dataset, learner=run_learner, sample_order=order, **kwargs))
         self._check_supported(self.envs[0])
 
         first = self.envs[0]
@@ -176,10 +177,11 @@ class DUSVectorEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.metadata = dict(self.metadata)
         self.autoreset_mode = AutoresetMode.NEXT_STEP
-        lrn: BaselineLearner = first.learner  # type: ignore[assignment]
-        self.lr = float(lrn.opt_kwargs["lr"])
-        self.momentum = float(lrn.opt_kwargs["momentum"])
-        self.weight_decay = float(lrn.opt_kwargs["weight_decay"])
+        lrn = cast(BaselineLearner, first.learner)  # checked by _check_supported
+        opt: dict[str, Any] = dict(lrn.opt_kwargs)  # numbers, checked by the learner's constructor
+        self.lr = float(opt["lr"])
+        self.momentum = float(opt["momentum"])
+        self.weight_decay = float(opt["weight_decay"])
         self.loss_scale = lrn.loss_scale
         self.unimodal_weight = lrn.unimodal_weight
         self.params: list[Tensor] | None = None  # stacked leaves [K, ...]
@@ -214,30 +216,42 @@ class DUSVectorEnv(VectorEnv):
             raise VectorEnvError(f"unsupported step_every {env.step_every!r}")
 
     # ------------------------------------------------------------------ parameters
+    def _model(self, k: int) -> MultimodalModel:
+        """Run k's model (a Baseline learner's, checked by _check_supported; built at reset)."""
+        model = cast(BaselineLearner, self.envs[k].learner).model
+        if model is None:
+            raise RuntimeError("call reset() before stepping: the models are built at reset")
+        return model
+
+    def _stacked(self) -> tuple[list[Tensor], list[Tensor], dict[str, Any]]:
+        """The stacked parameters, their momentum buffers and the model plan (built at the first reset)."""
+        if self.params is None or self.momentum_buffers is None or self.plan is None:
+            raise RuntimeError("call reset() before step()")
+        return self.params, self.momentum_buffers, self.plan
+
     def _load_slot(self, k: int) -> None:
         """Copy run k's freshly built model into slot k (and zero its momentum)."""
-        model = self.envs[k].learner.model
+        stacked_params, buffers, _ = self._stacked()
         with torch.no_grad():
-            for stacked, buf, p in zip(self.params, self.momentum_buffers, model.parameters()):
+            for stacked, buf, p in zip(stacked_params, buffers, self._model(k).parameters()):
                 stacked[k].copy_(p)
                 buf[k].zero_()
 
     def _build_stack(self) -> None:
-        params, self.plan = plan_model(self.envs[0].learner.model)
+        params, self.plan = plan_model(self._model(0))
         self.param_names = [name for name, _ in params]
-        per_env = [list(env.learner.model.parameters()) for env in self.envs]
+        per_env = [list(self._model(k).parameters()) for k in range(self.num_envs)]
         self.params = [torch.stack([ps[i].detach() for ps in per_env]).requires_grad_(True)
                        for i in range(len(params))]
         self.momentum_buffers = [torch.zeros_like(p) for p in self.params]
 
     def get_learner(self, k: int) -> Learner:
         """Run k's learner, its model loaded with slot k's current parameters."""
-        env = self.envs[k]
         if self.params is not None:
             with torch.no_grad():
-                for stacked, p in zip(self.params, env.learner.model.parameters()):
+                for stacked, p in zip(self.params, self._model(k).parameters()):
                     p.copy_(stacked[k])
-        return env.learner
+        return self.envs[k].learner
 
     # ------------------------------------------------------------------ gym API
     def reset(self, *, seed: int | Sequence[int | None] | None = None, options: dict | None = None):
@@ -270,7 +284,7 @@ class DUSVectorEnv(VectorEnv):
             self._build_stack()
         return self._obs.copy(), infos
 
-    def step(self, actions):
+    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         actions = np.asarray(actions)
         if actions.shape[0] != self.num_envs:
             raise ValueError(f"actions must have a leading dimension of num_envs={self.num_envs}, "
@@ -313,7 +327,7 @@ class DUSVectorEnv(VectorEnv):
         return self._obs.copy(), rewards, terms, truncs, infos
 
     # ------------------------------------------------------------------ training
-    def _train_group(self, members: list[int], sizes: list[list[int]]):
+    def _train_group(self, members: list[int], sizes: list[list[int]]) -> list[tuple[np.ndarray, list[str], int]]:
         """Train runs ``members`` (all at the same iteration) for one environment step."""
         envs = [self.envs[k] for k in members]
         env0 = envs[0]
@@ -322,8 +336,9 @@ class DUSVectorEnv(VectorEnv):
         n_iters = env0.iterations_next_step()  # the same for every member (same iteration)
         full = members == list(range(self.num_envs))
         sel = torch.tensor(members, device=device)
-        params = self.params if full else [p.detach()[sel].requires_grad_(True) for p in self.params]
-        bufs = self.momentum_buffers if full else [b[sel] for b in self.momentum_buffers]
+        all_params, all_bufs, plan = self._stacked()
+        params = all_params if full else [p.detach()[sel].requires_grad_(True) for p in all_params]
+        bufs = all_bufs if full else [b[sel] for b in all_bufs]
 
         # Per-step layout of the padded batches (sizes are fixed within a step).
         size_t = torch.tensor(sizes, dtype=torch.float32, device=device)  # [g, m]
@@ -346,7 +361,6 @@ class DUSVectorEnv(VectorEnv):
         sum_mode = env0.tracker.mode == "sum"
         counts = size_t.clamp(min=1)
         train = env0.dataset.train
-        plan = self.plan
         keys = ["total", "fused", *mods]
 
         s_total = torch.zeros(g, m, device=device)
@@ -398,7 +412,7 @@ class DUSVectorEnv(VectorEnv):
 
         if not full:
             with torch.no_grad():
-                for stacked, buf, p, b in zip(self.params, self.momentum_buffers, params, bufs):
+                for stacked, buf, p, b in zip(all_params, all_bufs, params, bufs):
                     stacked[sel] = p.detach()
                     buf[sel] = b
         obs = []

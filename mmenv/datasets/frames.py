@@ -87,9 +87,9 @@ def image_tensor(img, size: int, box: tuple[int, int, int, int] | None, flip: bo
     from PIL import Image
 
     left, top, w, h = box if box is not None else (0, 0, img.width, img.height)
-    out = img.resize((size, size), Image.BILINEAR, box=(left, top, left + w, top + h))
+    out = img.resize((size, size), Image.Resampling.BILINEAR, box=(left, top, left + w, top + h))
     if flip:
-        out = out.transpose(Image.FLIP_LEFT_RIGHT)
+        out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     x = torch.from_numpy(np.asarray(out, dtype=np.float32) / 255.0).permute(2, 0, 1)
     mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(3, 1, 1)

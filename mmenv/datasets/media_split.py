@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .base import Split
+from .base import DatasetError, Split
 from .clip_lists import MediaClip
 from .frames import FrameConfig, image_tensor, load_rgb, random_resized_crop_box
 from .wav import AudioConfig, log_spectrogram, read_wav, resample_linear
@@ -78,6 +78,8 @@ class ClipDecoder(torch.utils.data.Dataset):
                         return spec
                 except (OSError, ValueError):
                     pass  # a damaged cache entry is recomputed below
+        if clip.audio is None:
+            raise DatasetError(f"clip {clip.clip_id!r} has no audio file (the data set was built without audio)")
         x, rate = read_wav(clip.audio)
         x = resample_linear(x, rate, self.audio.sample_rate)
         spec = log_spectrogram(x, self.audio)
@@ -98,7 +100,8 @@ class ClipDecoder(torch.utils.data.Dataset):
         if self.train and n >= cfg.num_frames:
             picks = np.sort(rng.choice(n, size=cfg.num_frames, replace=False))
         elif n >= cfg.num_frames:
-            picks = np.round(np.linspace(0, n - 1, cfg.num_frames)).astype(int) if cfg.num_frames > 1 else [n // 2]
+            picks = (np.round(np.linspace(0, n - 1, cfg.num_frames)).astype(np.int64) if cfg.num_frames > 1
+                     else np.array([n // 2], dtype=np.int64))
         else:  # fewer frames than asked: cycle through them
             picks = np.arange(cfg.num_frames) % n
         out = []

@@ -141,11 +141,13 @@ class _BSSBase(SampleOrder):
         self.scores = balance_scores(fused, per, ctx.labels)
         return self.scores
 
-    def _require_scored(self) -> None:
-        if self.scores is None:
+    def _scored(self, value: Tensor | None) -> Tensor:
+        """``value`` (a ranking or weights computed from the scores), or an error if not scored yet."""
+        if value is None or self.scores is None:
             raise RuntimeError(f"sample order {self.name!r} has not scored the data yet: the environment calls "
-                               "on_epoch_start(ctx) before sampling; call it yourself (mmenv.sampling.scoring_context) when "
-                               "using the sampler alone")
+                               "on_epoch_start(ctx) before sampling; call it yourself (mmenv.sampling.scoring_context) "
+                               "when using the sampler alone")
+        return value
 
 
 class BSSCurriculum(_BSSBase):
@@ -200,11 +202,11 @@ class BSSCurriculum(_BSSBase):
                 raise ValueError("bss-curriculum with t_grow=None needs the episode length: build the "
                                  "ScoringContext with epochs=... (the environment does)")
             self._t_grow = ctx.epochs
-        elif epoch == 0 and ctx.epochs is not None and self._t_grow > ctx.epochs:
+        elif epoch == 0 and ctx.epochs is not None and self.t_grow > ctx.epochs:
             warnings.warn(
-                f"bss-curriculum: t_grow={self._t_grow:g} is longer than the episode ({ctx.epochs} epochs), so "
+                f"bss-curriculum: t_grow={self.t_grow:g} is longer than the episode ({ctx.epochs} epochs), so "
                 f"the model never trains on the full data set (last epoch uses "
-                f"{root_pacing(ctx.epochs - 1, self.l0, self._t_grow):.0%} of it); pass "
+                f"{root_pacing(ctx.epochs - 1, self.l0, self.t_grow):.0%} of it); pass "
                 f"sample_order_kwargs={{'t_grow': None}} to grow over the episode",
                 stacklevel=2,
             )
@@ -215,8 +217,7 @@ class BSSCurriculum(_BSSBase):
         self.pass_size = self.subset_size(epoch)
 
     def next_pass(self, stream: str, epoch: int) -> Tensor:
-        self._require_scored()
-        subset = self.ranking[: self.pass_size]
+        subset = self._scored(self.ranking)[: self.pass_size]
         if self.shuffle_within:
             subset = subset[torch.randperm(subset.shape[0], generator=self.generator, device=self.device)]
         return subset
@@ -258,8 +259,7 @@ class BSSLearned(_BSSBase):
             self.weights = 1.0 - (s.loss_norm - s.similarity_norm) + self.eps
 
     def next_pass(self, stream: str, epoch: int) -> Tensor:
-        self._require_scored()
-        return weighted_permutation(self.weights, self.generator)
+        return weighted_permutation(self._scored(self.weights), self.generator)
 
     def state_dict(self) -> dict:
         return {"weights": self.weights, "scores": self.scores}
