@@ -63,6 +63,7 @@ class Split:
 
     labels: Tensor
     modalities: tuple[str, ...]
+    name: str  # shown in error messages, e.g. "synthetic/train"
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])

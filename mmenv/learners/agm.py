@@ -83,7 +83,7 @@ def shapley_responses(model: MultimodalModel, feats: Mapping[str, Tensor]) -> di
     out = {}
     for mod in mods:
         others = [n for n in mods if n != mod]
-        phi = 0.0
+        phi: Tensor | float = 0.0
         for size in range(m):
             weight = math.factorial(size) * math.factorial(m - size - 1) / math.factorial(m)
             for subset in itertools.combinations(others, size):
@@ -191,7 +191,7 @@ class AGMLearner(BaselineLearner):
 
     def setup(self, ctx: LearnerContext) -> None:
         super().setup(ctx)
-        self.running = None  # running-average responses [m], set by the first batch ("gap")
+        self.running: Tensor | None = None  # running-average responses [m], set by the first batch ("gap")
         m = len(ctx.modalities)
         self.score_means = torch.zeros(m, device=ctx.device)  # S_m ("code"): mean CE score so far
         self.score_count = 0  # iterations folded into score_means

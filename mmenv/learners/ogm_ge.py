@@ -137,6 +137,7 @@ class OGMGELearner(BaselineLearner):
 
     def unimodal_logits(self, feats: Mapping[str, Tensor]) -> dict[str, Tensor]:
         model = self.model
+        assert model.fusion is not None  # OGM-GE's unimodal logits are slices of the fusion head
         return concat_head_slices(model.fusion, feats, model.feature_dims, model.modalities)
 
     def modulating(self, epoch: int) -> bool:

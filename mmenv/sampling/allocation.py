@@ -38,7 +38,7 @@ def action_to_proportions(action, num_modalities: int, symmetric: bool = False, 
     if a.dtype == object or not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)
                                  or a.dtype == np.bool_):
         raise ActionError(f"action must be a real-valued array, got dtype {a.dtype}")
-    if a.shape not in ((num_modalities,), (1, num_modalities)):
+    if not (a.shape == (num_modalities,) or a.shape == (1, num_modalities)):
         raise ActionError(
             f"action must have shape ({num_modalities},) (one proportion per modality), got {np.shape(action)}"
         )
