@@ -8,10 +8,9 @@ with the cumulative modality discrepancy and the reward.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, ContextManager, Mapping
 
 import gymnasium as gym
 import numpy as np
@@ -24,6 +23,7 @@ from .learners import Batch, Learner, LearnerContext, LearnerError, make_learner
 from .metrics import classification_metrics
 from .rewards import RewardContext, make_reward
 from .sampling import ModalitySampler, SampleOrder, action_to_proportions, allocate, make_sample_order
+from .sampling.scoring import ScoringContext, autocast_context, predict_split
 from .step_stats import StepStats
 
 __all__ = ["DUSEnv"]
@@ -124,7 +124,7 @@ class DUSEnv(gym.Env):
             if not isinstance(getattr(torch, autocast_dtype, None), torch.dtype):
                 raise ValueError(f"unknown autocast_dtype {autocast_dtype!r}; use e.g. 'bfloat16' or None")
             autocast_dtype = getattr(torch, autocast_dtype)
-        self.autocast_dtype = autocast_dtype
+        self.autocast_dtype: torch.dtype | None = autocast_dtype  # type: ignore[assignment]  # a str was resolved above
         if isinstance(dataset, str):
             dataset = make_dataset(dataset, **dict(dataset_kwargs or {}))
         elif not isinstance(dataset, MultimodalDataset):
@@ -211,11 +211,9 @@ class DUSEnv(gym.Env):
             self._writer = make_writer(self.log_dir)
         return self._writer
 
-    def _autocast(self):
+    def _autocast(self) -> ContextManager[Any]:
         """``torch.autocast`` on this env's device when ``autocast_dtype`` is set (else a no-op)."""
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()  # no per-iteration cost when off
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+        return autocast_context(self.device.type, self.autocast_dtype)
 
     # ------------------------------------------------------------------ gym API
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -275,8 +273,8 @@ class DUSEnv(gym.Env):
         labels = {mod: train.labels[idx] for mod in self.modalities}
         s = batch_discrepancy(pred.per_modality, labels, self.modalities, self.tracker.mode)
         # Scale the probe's sum to the per-modality share the uniform action would give.
-        obs = (s * (self.batch_budget / m) / a / self.batch_budget if self.tracker.mode == "sum" else s)
-        obs = obs.cpu().numpy().astype(np.float32)
+        scaled = (s * (self.batch_budget / m) / a / self.batch_budget if self.tracker.mode == "sum" else s)
+        obs = scaled.cpu().numpy().astype(np.float32)
         return np.clip(np.nan_to_num(obs, nan=0.0), 0.0, 1.0)
 
     def _train_segment(self, sizes: list[int], n: int, epoch: int, stats: StepStats) -> None:
@@ -325,27 +323,18 @@ class DUSEnv(gym.Env):
     def step(self, action):
         if self._needs_reset:
             raise RuntimeError("call reset() before step() (the episode has ended or never started)")
-        m = len(self.modalities)
-        proportions = action_to_proportions(action, m, self.symmetric, self.action_tol)
-        sizes = allocate(proportions, self.batch_budget, self.min_batch)
-        obs_before = self._obs
+        proportions, sizes = self.batch_sizes_for(action)
         val_before = self.evaluate("val")["fused"]["accuracy"] if self.needs_validation else None
-
-        if self.step_every == "epoch":
-            n_iters = self.iters_per_epoch - self.iteration % self.iters_per_epoch
-        else:
-            n_iters = min(self.step_every, self.total_iters - self.iteration)
+        n_iters = self.iterations_next_step()
 
         # Discrepancy, accuracy and losses are folded in blocks (mmenv/step_stats.py).
         stats = StepStats(self.modalities, self.tracker, self.device)
         seen = torch.tensor(sizes, dtype=torch.float32, device=self.device) * n_iters
         done_iters = 0
         while done_iters < n_iters:
-            epoch = self.iteration // self.iters_per_epoch
-            if epoch != self._epoch_started:
+            if self.epoch != self._epoch_started:
                 stats.flush()  # a sample order may read the tracker at epoch start
-                self._epoch_started = epoch
-                self.sample_order.on_epoch_start(epoch, self)
+            epoch = self.start_epoch_if_due()
             # A segment = the iterations of this step that lie in the current epoch.
             # Capped at SEGMENT_ITERS so the pre-gathered inputs stay small.
             seg = min(n_iters - done_iters, (epoch + 1) * self.iters_per_epoch - self.iteration, SEGMENT_ITERS)
@@ -361,18 +350,60 @@ class DUSEnv(gym.Env):
             correct / seen.clamp(min=1.0),  # a modality may get 0 rows when min_batch=0
             torch.stack([loss_sums[k].float() for k in keys]) / n_iters,
         ]).cpu().numpy()
-        return self._finish_step(packed, keys, proportions, sizes, obs_before, val_before)
+        return self.finish_step(packed, keys, proportions, sizes, val_before)
 
-    def _finish_step(self, packed: np.ndarray, keys: list[str], proportions: np.ndarray, sizes: list[int],
-                     obs_before: np.ndarray, val_before: float | None,
-                     evaluate: Callable[[str], dict] | None = None):
+    # ------------------------------------------------------------------ seams for other drivers
+    # The batched vector environment (mmenv/vector_env.py) trains the models of K runs
+    # itself; these public methods are everything else of a step it needs from a run.
+    def batch_sizes_for(self, action) -> tuple[np.ndarray, list[int]]:
+        """The normalised proportions and the integer batch sizes (Eq. 4) an ``action`` gives."""
+        proportions = action_to_proportions(action, len(self.modalities), self.symmetric, self.action_tol)
+        return proportions, allocate(proportions, self.batch_budget, self.min_batch)
+
+    def iterations_next_step(self) -> int:
+        """How many training iterations the next step trains: the rest of the current epoch
+        (``step_every="epoch"``) or ``step_every``, capped at the episode's end."""
+        if self.step_every == "epoch":
+            return self.iters_per_epoch - self.iteration % self.iters_per_epoch
+        return min(int(self.step_every), self.total_iters - self.iteration)
+
+    def start_epoch_if_due(self) -> int:
+        """Start the epoch the next iteration belongs to, unless it has started; return it.
+
+        Starting an epoch runs the sample order's ``on_epoch_start`` hook with a
+        :class:`~mmenv.sampling.scoring.ScoringContext` (the strategy never sees the env).
+        """
+        epoch = self.epoch
+        if epoch != self._epoch_started:
+            self._epoch_started = epoch
+            self.sample_order.on_epoch_start(self.scoring_context(epoch))
+        return epoch
+
+    def scoring_context(self, epoch: int) -> ScoringContext:
+        """What a sample order gets at the start of ``epoch`` (see :mod:`mmenv.sampling.scoring`)."""
+        return ScoringContext(epoch=epoch, epochs=self.epochs, labels=self.dataset.train.labels,
+                              discrepancy=self.tracker.observation, predict=self.predict)
+
+    def draw_iteration(self, sizes: list[int]) -> dict[str, torch.Tensor]:
+        """One training iteration's sample indices per modality, for a driver that trains this
+        run's model itself: starts the epoch when due, draws from this run's sampler (the
+        same draws as :meth:`step` makes) and counts the iteration as trained."""
+        epoch = self.start_epoch_if_due()
+        _, idx = self.sampler.sample(sizes, epoch)
+        self.iteration += 1
+        return idx
+
+    def finish_step(self, packed: np.ndarray, keys: list[str], proportions: np.ndarray, sizes: list[int],
+                    val_before: float | None, evaluate: Callable[[str], dict] | None = None):
         """Everything after training: observation, divergence, reward, info, episode end.
 
         ``packed`` is the step's one host read: ``[observation (m), train accuracy (m),
-        mean losses (len(keys))]``. The batched vector environment calls this too, with its
-        own ``evaluate``, so both report steps the same way.
+        mean losses (len(keys))]``; the reward compares with the observation the action was
+        taken on (the current one). The batched vector environment calls this too, with its
+        own ``evaluate``, so both report steps the same way. Returns ``step``'s 5-tuple.
         """
         evaluate = evaluate or self.evaluate
+        obs_before = self._obs
         m = len(self.modalities)
         obs_raw = packed[:m]
         train_acc = packed[m:2 * m]
@@ -411,25 +442,25 @@ class DUSEnv(gym.Env):
         return obs.copy(), reward, terminated, truncated, info
 
     # ------------------------------------------------------------------ evaluation
-    @torch.no_grad()
-    def evaluate(self, split: str = "test") -> dict[str, dict[str, float]]:
-        """Metrics of the current model on ``split``: ``{"fused": {...}, modality: {...}}``."""
-        data = getattr(self.dataset, split)
+    def predict(self, split: str = "train", batch_size: int | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Class scores of the current model on ``split``: ``(fused [N, C], {modality: [N, C]})``.
+
+        The one prediction loop (:func:`mmenv.sampling.scoring.predict_split`): eval mode,
+        batches of ``batch_size`` (default ``eval_batch_size``), ``autocast_dtype`` honoured,
+        train mode restored even on error.
+        """
+        data = getattr(self.dataset, split, None)
         if data is None:
             raise ValueError(f"dataset {self.dataset.name!r} has no {split!r} split")
-        self.learner.eval()
-        fused, per = [], {mod: [] for mod in self.modalities}
-        for inputs, _ in data.iter_batches(self.eval_batch_size):
-            with self._autocast():
-                pred = self.learner.predict(inputs)
-            fused.append(pred.fused)
-            for mod in self.modalities:
-                per[mod].append(pred.per_modality[mod])
-        self.learner.train()
-        labels, c = data.labels, self.dataset.num_classes
-        out = {"fused": classification_metrics(torch.cat(fused), labels, c)}
+        return predict_split(self.learner, data, batch_size or self.eval_batch_size, self.autocast_dtype)
+
+    def evaluate(self, split: str = "test") -> dict[str, dict[str, float]]:
+        """Metrics of the current model on ``split``: ``{"fused": {...}, modality: {...}}``."""
+        fused, per = self.predict(split)
+        labels, c = getattr(self.dataset, split).labels, self.dataset.num_classes
+        out = {"fused": classification_metrics(fused, labels, c)}
         for mod in self.modalities:
-            out[mod] = classification_metrics(torch.cat(per[mod]), labels, c)
+            out[mod] = classification_metrics(per[mod], labels, c)
         return out
 
     # ------------------------------------------------------------------ checkpointing

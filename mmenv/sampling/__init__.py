@@ -5,6 +5,7 @@ from .order import SAMPLE_ORDERS, SampleOrder, Shuffle, make_sample_order, regis
 from .bss import BSSCurriculum, BSSLearned
 from .remix import DataRemix
 from .sampler import ModalitySampler
+from .scoring import ScoringContext, predict_split, scoring_context
 
 __all__ = [
     "ActionError",
@@ -19,4 +20,7 @@ __all__ = [
     "make_sample_order",
     "register_sample_order",
     "ModalitySampler",
+    "ScoringContext",
+    "predict_split",
+    "scoring_context",
 ]
