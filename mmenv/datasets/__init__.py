@@ -16,6 +16,7 @@ from .kinetics_sounds import make_kinetics_sounds
 from .image_text import make_sarcasm, make_twitter2015
 from .nvgesture import make_nvgesture
 from .features import make_features
+from .av_digits import make_av_digits
 
 __all__ = [
     "DatasetError",
@@ -32,6 +33,7 @@ __all__ = [
     "make_sarcasm",
     "make_nvgesture",
     "make_features",
+    "make_av_digits",
     "make_dataset",
     "register_dataset",
     "DATASETS",
@@ -46,6 +48,7 @@ DATASETS: dict[str, Callable[..., MultimodalDataset]] = {
     "sarcasm": make_sarcasm,
     "nvgesture": make_nvgesture,
     "features": make_features,
+    "av-digits": make_av_digits,
 }
 
 
