@@ -13,7 +13,7 @@ For each condition (clean data or a degradation) this measures:
   95 % t-interval. The best share is chosen on mean *validation* accuracy and scored on the
   test split, so the selection does not ride on the test noise it reports.
 
-    python -m mmenv.experiments.av_digits_study --seeds 3 --epochs 5 --out docs/figures
+    python -m mmenv.experiments.av_digits_study --seeds 3 --epochs 3 --out docs/figures
 
 Rows are appended to ``av_digits_runs.csv`` as runs finish and a rerun skips the rows it
 finds, so a cut run continues. The summary is printed and ``av_digits_share.png`` drawn.
@@ -40,6 +40,7 @@ CONDITIONS: dict[str, dict] = {
     "image-noise": {"image_noise": 0.5},
     "audio-drop": {"audio_frame_drop": 0.5},
     "image-occlusion": {"image_occlusion": 4},
+    "both-noise": {"audio_noise": 2.0, "image_noise": 0.5},
 }
 # Two-sided 95 % quantiles of Student's t for 1..10 degrees of freedom.
 T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
@@ -71,11 +72,11 @@ def run_episode(ds, learner: str, image_share: float, seed: int, epochs: int, ba
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per setting (default 3)")
-    parser.add_argument("--epochs", type=int, default=5, help="epochs per run (default 5)")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per run (default 3)")
     parser.add_argument("--batch-budget", type=int, default=64, help="N_B (default 64)")
     parser.add_argument("--learners", default="baseline,ogm-ge,mla", help="comma-separated learners")
     parser.add_argument("--shares", default="0.2,0.35,0.5,0.65,0.8", help="image shares to fix (must include 0.5)")
-    parser.add_argument("--conditions", default="clean,audio-noise,image-noise",
+    parser.add_argument("--conditions", default="clean,audio-noise,image-noise,both-noise",
                         help=f"comma-separated presets of {sorted(CONDITIONS)} or NAME=JSON kwargs")
     parser.add_argument("--out", default="docs/figures", help="folder for the CSV and the plot")
     args = parser.parse_args(argv)

@@ -132,7 +132,7 @@ def av_digits_pairs(
 
 
 def _drop_frames(seq: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
-    keep = rng.random(seq.shape[0]) >= p
+    keep: np.ndarray = np.asarray(rng.random(seq.shape[0]) >= p)
     if not keep.any():  # a recording keeps at least one frame
         keep[rng.integers(seq.shape[0])] = True
     return seq[keep]
