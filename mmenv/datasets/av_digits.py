@@ -25,7 +25,7 @@ Samples, splits and pairing (all a pure function of ``split_seed``):
   recording is in two splits**.
 * Within a split and digit, the k-th recording (in permuted order) is paired with the
   ``k mod n_images``-th image (in permuted order): each image serves 1 or 2 recordings
-  (train: 1,079 images for 1,800 recordings), and every pair's two labels agree.
+  (train: 1,078 images for 1,800 recordings), and every pair's two labels agree.
 * Speakers: the MFCC file carries no speaker or take identifiers (and its order is
   shuffled), so a speaker-disjoint split cannot be made from it; the six speakers appear in
   every split. Audio accuracy is therefore speaker-dependent recognition, more optimistic
