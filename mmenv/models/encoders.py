@@ -4,7 +4,8 @@
 a batch of ``spec.shape`` inputs to ``[B, out_dim]`` features. Feature inputs get an
 MLP; spectrograms and frames get ResNet-18 (see :mod:`mmenv.models.resnet`, added with
 the media data sets); padded sequences a masked 1-D convolution stack
-(:mod:`mmenv.models.sequence`) and small images a small CNN (:mod:`mmenv.models.small_cnn`). Users register their own with :func:`register_encoder`.
+(:mod:`mmenv.models.sequence`) and small images a small CNN (:mod:`mmenv.models.small_cnn`).
+Users register their own with :func:`register_encoder`.
 """
 
 from __future__ import annotations
