@@ -41,8 +41,10 @@ class ModalitySpec:
     """Static description of one modality's input.
 
     ``kind`` picks the default encoder: ``"features"`` (a flat vector, MLP),
-    ``"spectrogram"`` (``1 x F x T``, ResNet-18) or ``"frames"`` (``T x 3 x H x W``,
-    ResNet-18 with frames pooled over time).
+    ``"spectrogram"`` (``1 x F x T``, ResNet-18), ``"frames"`` (``T x 3 x H x W``,
+    ResNet-18 with frames pooled over time), ``"sequence"`` (``T x (F + 1)``: padded frames
+    plus a mask channel, see :mod:`mmenv.datasets.sequences`; masked 1-D convolutions) or
+    ``"image"`` (``C x H x W`` small images, a small CNN).
     """
 
     name: str
