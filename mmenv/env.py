@@ -23,7 +23,8 @@ from .discrepancy import DiscrepancyTracker, batch_discrepancy
 from .learners import Batch, Learner, LearnerContext, LearnerError, make_learner
 from .metrics import classification_metrics
 from .rewards import RewardContext, make_reward
-from .sampling import ModalitySampler, SampleOrder, action_to_proportions, allocate, make_sample_order
+from .sampling import (ACTION_SPACES, SOFTMAX_SCALE, ModalitySampler, SampleOrder, action_to_proportions, allocate,
+                       make_sample_order, proportions_to_action)
 from .step_stats import StepStats
 
 __all__ = ["DUSEnv"]
@@ -44,9 +45,13 @@ class DUSEnv(gym.Env):
     training, not counted in the running mean), so the first action sees real values.
 
     ## Action
-    ``Box(0, 1, (m,), float32)`` proportions a^ (or ``Box(-1, 1)`` with
-    ``action_space="symmetric"``, mapped by ``(a + 1) / 2``; that is the form SB3
-    expects). They are normalised to sum 1 and turned into integer batch sizes
+    ``action_space="unit"`` (the class default, the paper's): ``Box(0, 1, (m,), float32)``
+    proportions a^. ``"symmetric"``: ``Box(-1, 1)``, mapped by ``(a + 1) / 2``.
+    ``"softmax"`` (the default of the registered id ``mmenv/DUS-v0``, made for Gaussian
+    agents such as SB3's): ``Box(-1, 1)`` logits, ``a^ = softmax(softmax_scale * a)``; the
+    zero action is uniform and no share can be more than ``exp(2 * softmax_scale)`` (20 by
+    default) times another, so an untrained agent cannot starve a modality.
+    The proportions are normalised to sum 1 and turned into integer batch sizes
     ``a_j ~= N_B * a^_j`` summing exactly to N_B (Eq. 4, largest remainder), each at least
     ``min_batch``. Edge cases (NaN, all zeros, overshoots): :mod:`mmenv.sampling.allocation`.
 
@@ -78,7 +83,9 @@ class DUSEnv(gym.Env):
         discrepancy: ``"sum"`` (paper) or ``"mean"``.
         device: torch device for data, model, sampling and tracking.
         dataset_kwargs, learner_kwargs: passed to the registry when names are given.
-        action_space: ``"unit"`` ([0, 1], the paper's) or ``"symmetric"`` ([-1, 1]).
+        action_space: ``"unit"`` ([0, 1] proportions, the paper's), ``"symmetric"`` ([-1, 1],
+            affine) or ``"softmax"`` ([-1, 1] logits; the registered id's default).
+        softmax_scale: the logit scale of the softmax space (default ``ln(20) / 2``).
         sample_order: sample-order strategy (name or :class:`SampleOrder`), default shuffle;
             also ``"bss-curriculum"``, ``"bss-learned"``, ``"remix"`` (docs/sample_orders.md).
             The policy still sets the batch sizes; the strategy picks the samples.
@@ -109,6 +116,7 @@ class DUSEnv(gym.Env):
         dataset_kwargs: Mapping[str, Any] | None = None,
         learner_kwargs: Mapping[str, Any] | None = None,
         action_space: str = "unit",
+        softmax_scale: float = SOFTMAX_SCALE,
         sample_order: str | SampleOrder = "shuffle",
         sample_order_kwargs: Mapping[str, Any] | None = None,
         iters_per_epoch: int | None = None,
@@ -153,14 +161,18 @@ class DUSEnv(gym.Env):
             raise ValueError(f"learner {learner.name!r} needs paired samples: min_batch must be >= 1")
         if step_every != "epoch" and not (isinstance(step_every, int) and step_every >= 1):
             raise ValueError(f"step_every must be 'epoch' or a positive int of iterations, got {step_every!r}")
-        if action_space not in ("unit", "symmetric"):
-            raise ValueError(f"action_space must be 'unit' or 'symmetric', got {action_space!r}")
+        if action_space not in ACTION_SPACES:
+            raise ValueError(f"action_space must be one of {list(ACTION_SPACES)}, got {action_space!r}")
+        if not (isinstance(softmax_scale, (int, float)) and math.isfinite(softmax_scale) and softmax_scale > 0):
+            raise ValueError(f"softmax_scale must be a positive number, got {softmax_scale!r}")
         self.epochs = epochs
         self.batch_budget = batch_budget
         self.step_every = step_every
         self.min_batch = min_batch
         self.action_tol = action_tol
         self.eval_batch_size = eval_batch_size
+        self.action_space_name = action_space
+        self.softmax_scale = float(softmax_scale)
         self.symmetric = action_space == "symmetric"
         self.reward_fn = make_reward(reward)
         self.needs_validation = bool(getattr(self.reward_fn, "needs_validation", False))
@@ -178,7 +190,7 @@ class DUSEnv(gym.Env):
         self.tracker = DiscrepancyTracker(self.modalities, discrepancy, batch_budget, self.device)
 
         self.observation_space = spaces.Box(0.0, 1.0, shape=(m,), dtype=np.float32)
-        low = -1.0 if self.symmetric else 0.0
+        low = 0.0 if action_space == "unit" else -1.0
         self.action_space = spaces.Box(low, 1.0, shape=(m,), dtype=np.float32)
 
         self.log_dir = log_dir
@@ -190,13 +202,16 @@ class DUSEnv(gym.Env):
     def uniform_action(self) -> np.ndarray:
         """The INIT action of Algorithm 1 (N_B / m each), in this env's action space."""
         m = len(self.modalities)
-        a = np.full(m, 1.0 / m, dtype=np.float32)
-        return a * 2.0 - 1.0 if self.symmetric else a
+        return self.proportions_to_action(np.full(m, 1.0 / m))
 
     def proportions_to_action(self, proportions) -> np.ndarray:
         """Map proportions in [0, 1] to this env's action space."""
-        a = np.asarray(proportions, dtype=np.float32)
-        return a * 2.0 - 1.0 if self.symmetric else a
+        return proportions_to_action(proportions, self.action_space_name, self.softmax_scale)
+
+    def action_to_proportions(self, action) -> np.ndarray:
+        """Validate an action of this env's space and return its proportions (sum 1)."""
+        return action_to_proportions(action, len(self.modalities), tol=self.action_tol,
+                                     space=self.action_space_name, softmax_scale=self.softmax_scale)
 
     @property
     def epoch(self) -> int:
@@ -325,8 +340,7 @@ class DUSEnv(gym.Env):
     def step(self, action):
         if self._needs_reset:
             raise RuntimeError("call reset() before step() (the episode has ended or never started)")
-        m = len(self.modalities)
-        proportions = action_to_proportions(action, m, self.symmetric, self.action_tol)
+        proportions = self.action_to_proportions(action)
         sizes = allocate(proportions, self.batch_budget, self.min_batch)
         obs_before = self._obs
         val_before = self.evaluate("val")["fused"]["accuracy"] if self.needs_validation else None
@@ -440,6 +454,7 @@ class DUSEnv(gym.Env):
             "learner": self.learner.name, "sample_order": self.sample_order.name, "epochs": self.epochs,
             "batch_budget": self.batch_budget, "step_every": self.step_every, "iters_per_epoch": self.iters_per_epoch,
             "min_batch": self.min_batch, "discrepancy": self.tracker.mode, "symmetric": self.symmetric,
+            "action_space": self.action_space_name,
         }
 
     def _random_splits(self) -> list[tuple[str, Any]]:

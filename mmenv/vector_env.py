@@ -60,7 +60,7 @@ from .discrepancy import true_class_probability
 from .env import DUSEnv
 from .learners import Learner, make_learner
 from .learners.baseline import BaselineLearner
-from .sampling import SampleOrder, action_to_proportions, allocate
+from .sampling import SampleOrder, allocate
 from .step_stats import fold_discrepancy_sum
 
 __all__ = ["DUSVectorEnv", "VectorEnvError", "make_vector_env"]
@@ -295,8 +295,7 @@ class DUSVectorEnv(VectorEnv):
         plans = {}
         for k in active:
             env = self.envs[k]
-            m = len(self.modalities)
-            proportions = action_to_proportions(actions[k], m, env.symmetric, env.action_tol)
+            proportions = env.action_to_proportions(actions[k])
             sizes = allocate(proportions, env.batch_budget, env.min_batch)
             val_before = self._evaluate(k, "val")["fused"]["accuracy"] if env.needs_validation else None
             plans[k] = (proportions, sizes, val_before)

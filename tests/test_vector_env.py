@@ -68,7 +68,8 @@ def test_matches_single_envs_for_same_seeds_and_actions():
 def test_autoreset_next_step_matches_sync_vector_env():
     k, kw = 2, dict(epochs=1, **TINY)  # every step ends an episode
     actions = random_actions(k, 4, seed=3)
-    batched = DUSVectorEnv(num_envs=k, **kw)
+    # Both through the registered id (its default action space is the softmax one).
+    batched = gym.make_vec("mmenv/DUS-v0", num_envs=k, vectorization_mode="vector_entry_point", **kw)
     sync = gym.make_vec("mmenv/DUS-v0", num_envs=k, vectorization_mode="sync", **kw)
     for envs in (batched, sync):
         assert envs.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
