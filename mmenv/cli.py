@@ -33,7 +33,8 @@ from typing import Any, Callable, Sequence
 __all__ = ["main", "build_parser", "add_env_arguments", "env_kwargs_from_args", "SUBCOMMANDS",
            "register_subcommand", "episode_rows", "summarise", "write_csv", "format_table"]
 
-TRAIN_AGENTS = ("reinforce", "ppo", "a2c", "sac", "td3")
+# REINFORCE plus mmenv.agents.sb3.SB3_ALGOS (spelled out: the SB3 import is deferred to the command).
+TRAIN_AGENTS = ("reinforce", "ppo", "a2c", "sac", "td3", "ddpg", "tqc", "trpo", "recurrentppo", "ars", "crossq")
 
 
 # ---------------------------------------------------------------------- shared options
@@ -203,7 +204,7 @@ def _add_train(subparsers) -> None:
                     "OUT/agent.zip (SB3), OUT/train.json, and TensorBoard logs under OUT/tb.",
         formatter_class=HelpFormatter)
     p.add_argument("--agent", choices=TRAIN_AGENTS, required=True,
-                   help="reinforce (the paper's, built in) or an SB3 algorithm")
+                   help="reinforce (the paper's, built in) or an SB3 / sb3-contrib algorithm")
     p.add_argument("--episodes", type=_positive_int, default=1,
                    help="REINFORCE: training runs to learn over (online mode learns inside each)")
     p.add_argument("--mode", choices=("online", "episodic"), default="online",
@@ -266,7 +267,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                        updates=policy.num_updates, skipped_updates=policy.skipped_updates)
         print(format_table(rows, ["seed", "reward_sum", "test_fused_accuracy", "mean_batch_sizes", "steps"]))
     else:
-        from mmenv.agents.sb3 import learn, make_sb3_agent, make_sb3_env
+        from mmenv.agents.sb3 import learn, make_sb3_agent, make_sb3_env, save_sb3_model
 
         env = make_sb3_env(**env_kwargs)
         steps_per_episode = env.epochs if env.step_every == "epoch" else math.ceil(env.total_iters / env.step_every)
@@ -274,7 +275,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         model = make_sb3_agent(args.agent, env, tensorboard_log=str(out / "tb"), seed=args.seed, **agent_kwargs)
         learn(model, total_timesteps=timesteps, tb_log_name=args.agent, progress_bar=not args.no_progress)
         agent_path = out / "agent.zip"
-        model.save(agent_path)
+        save_sb3_model(model, agent_path)   # records the algorithm and action space in the zip
         env.close()
         summary.update(timesteps=timesteps)
         print(f"trained {args.agent.upper()} for {timesteps} environment steps")

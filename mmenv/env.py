@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import math
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -27,7 +28,26 @@ from .sampling import (ACTION_SPACES, SOFTMAX_SCALE, ModalitySampler, SampleOrde
                        make_sample_order, proportions_to_action)
 from .step_stats import StepStats
 
-__all__ = ["DUSEnv"]
+__all__ = ["DUSEnv", "grad_mode_independent"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def grad_mode_independent(fn: _F) -> _F:
+    """Run ``fn`` with autograd on, whatever the caller's grad mode.
+
+    Training happens inside ``step`` (and the model is built in ``reset``), so it must not
+    depend on whether the caller is under ``torch.no_grad()`` or ``torch.inference_mode()``:
+    sb3-contrib's ARS, for one, evaluates its candidate policies (and so steps the
+    environment) under ``no_grad``. Inference mode is switched off too, or the parameters
+    built in ``reset`` would be inference tensors that autograd refuses.
+    """
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with torch.inference_mode(False), torch.enable_grad():
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 # Iterations whose indices and inputs are drawn and gathered together (see _train_segment).
 SEGMENT_ITERS = 128
@@ -233,6 +253,7 @@ class DUSEnv(gym.Env):
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     # ------------------------------------------------------------------ gym API
+    @grad_mode_independent
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         self.episode_seed = int(self.np_random.integers(0, 2**31 - 1))
@@ -337,6 +358,7 @@ class DUSEnv(gym.Env):
         if self.iteration % self.iters_per_epoch == 0:
             self.learner.on_epoch_end(epoch)
 
+    @grad_mode_independent
     def step(self, action):
         if self._needs_reset:
             raise RuntimeError("call reset() before step() (the episode has ended or never started)")

@@ -57,7 +57,7 @@ from torch.nn import functional as F
 from .datasets import make_dataset
 from .datasets.base import TensorSplit
 from .discrepancy import true_class_probability
-from .env import DUSEnv
+from .env import DUSEnv, grad_mode_independent
 from .learners import Learner, make_learner
 from .learners.baseline import BaselineLearner
 from .sampling import SampleOrder, allocate
@@ -240,6 +240,7 @@ class DUSVectorEnv(VectorEnv):
         return env.learner
 
     # ------------------------------------------------------------------ gym API
+    @grad_mode_independent
     def reset(self, *, seed: int | Sequence[int | None] | None = None, options: dict | None = None):
         """Reset every run (or those in ``options["reset_mask"]``); ``seed`` int -> ``seed + k``."""
         k_all = self.num_envs
@@ -270,6 +271,7 @@ class DUSVectorEnv(VectorEnv):
             self._build_stack()
         return self._obs.copy(), infos
 
+    @grad_mode_independent
     def step(self, actions):
         actions = np.asarray(actions)
         if actions.shape[0] != self.num_envs:
