@@ -259,7 +259,7 @@ def _save(fig, path: str | Path) -> Path:
     return path
 
 
-def make_plots(results: Sequence[dict[str, Any]], plots_dir: str | Path, order: dict[str, Sequence[str]]
+def make_plots(results: Sequence[dict[str, Any]], plots_dir: str | Path, order: Mapping[str, Sequence[str]]
                ) -> list[Path]:
     """Every figure of a sweep into ``plots_dir`` (PNG + vector); returns the written paths.
 
