@@ -119,9 +119,13 @@ class DUSEnv(gym.Env):
         autocast_dtype: ``None`` (default, full precision) or a reduced precision such as
             ``torch.bfloat16`` / ``"bfloat16"``: the learner's training and prediction run
             under ``torch.autocast`` on ``device`` (docs/performance.md).
+        render_mode: ``None`` (default), ``"ansi"`` (:meth:`render` returns a text summary of
+            the episode so far: step, epoch, batch sizes, discrepancy, reward) or
+            ``"rgb_array"`` (an ``H x W x 3`` uint8 picture of the batch sizes and the
+            discrepancy per step so far).
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
 
     def __init__(
         self,
@@ -145,8 +149,13 @@ class DUSEnv(gym.Env):
         eval_batch_size: int = 1024,
         log_dir: str | None = None,
         autocast_dtype: torch.dtype | str | None = None,
+        render_mode: str | None = None,
     ) -> None:
         super().__init__()
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
+        self.render_mode = render_mode
+        self._history: list[tuple[list[int], list[float], float]] = []   # (sizes, discrepancy, reward)
         self.device = torch.device(device)
         if isinstance(autocast_dtype, str):
             if not isinstance(getattr(torch, autocast_dtype, None), torch.dtype):
@@ -286,6 +295,7 @@ class DUSEnv(gym.Env):
         self._epoch_started = -1
         self._needs_reset = False
         self._obs = self._probe_observation()
+        self._history = []
         info = {"batch_sizes": allocate(np.full(len(self.modalities), 1 / len(self.modalities)),
                                         self.batch_budget, self.min_batch),
                 "epoch": 0, "iteration": 0, "discrepancy": self._obs.tolist()}
@@ -444,6 +454,8 @@ class DUSEnv(gym.Env):
             self._needs_reset = True
         self.episode_step += 1
         self._log(info, reward)
+        if self.render_mode is not None:
+            self._history.append((list(sizes), obs.tolist(), reward))
         return obs.copy(), reward, terminated, truncated, info
 
     # ------------------------------------------------------------------ evaluation
@@ -596,6 +608,57 @@ class DUSEnv(gym.Env):
         from .checkpoint import load_env_checkpoint
 
         load_env_checkpoint(self, path)
+
+    # ------------------------------------------------------------------ rendering
+    def render(self):
+        """The episode so far, as ``render_mode`` asks (``None``: nothing)."""
+        if self.render_mode is None:
+            return None
+        if self.render_mode == "ansi":
+            return self._render_text()
+        return self._render_rgb()
+
+    def _render_text(self) -> str:
+        mods = self.modalities
+        if getattr(self, "generator", None) is None:
+            return "DUSEnv: not reset yet"
+        head = (f"step {self.episode_step} | epoch {self.epoch}/{self.epochs} | iteration {self.iteration}/"
+                f"{self.total_iters} | N_B {self.batch_budget}")
+        if not self._history:
+            disc = ", ".join(f"{m}={v:.4f}" for m, v in zip(mods, self._obs))
+            return f"{head}\n  discrepancy (probe): {disc}"
+        sizes, disc_now, reward = self._history[-1]
+        total = sum(r for _, _, r in self._history)
+        return (f"{head}\n  batch sizes: " + ", ".join(f"{m}={a}" for m, a in zip(mods, sizes))
+                + "\n  discrepancy: " + ", ".join(f"{m}={v:.4f}" for m, v in zip(mods, disc_now))
+                + f"\n  reward: {reward:.4f} (episode sum {total:.4f})")
+
+    def _render_rgb(self) -> np.ndarray:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib.figure import Figure
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        fig = Figure(figsize=(6.4, 2.8), dpi=100)
+        canvas = FigureCanvasAgg(fig)
+        ax_b, ax_d = fig.subplots(1, 2)
+        steps = np.arange(1, len(self._history) + 1)
+        for j, mod in enumerate(self.modalities):
+            if self._history:
+                ax_b.plot(steps, [h[0][j] for h in self._history], marker="o", label=mod)
+                ax_d.plot(steps, [h[1][j] for h in self._history], marker="o", label=mod)
+        ax_b.axhline(self.batch_budget / len(self.modalities), color="black", ls="--", lw=1)
+        ax_b.set(title="batch size", xlabel="step", ylim=(0, self.batch_budget))
+        ax_d.set(title="cumulative discrepancy", xlabel="step")
+        ax_b.legend(fontsize=7)
+        from matplotlib.ticker import MaxNLocator
+
+        for ax in (ax_b, ax_d):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        fig.tight_layout()
+        canvas.draw()
+        return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
     # ------------------------------------------------------------------ logging
     def _log(self, info: dict, reward: float) -> None:
