@@ -63,7 +63,7 @@ from .learners.baseline import BaselineLearner
 from .sampling import SampleOrder, allocate
 from .step_stats import fold_discrepancy_sum
 
-__all__ = ["DUSVectorEnv", "VectorEnvError", "make_vector_env"]
+__all__ = ["DUSVectorEnv", "VectorEnvError", "VectorFallbackWarning", "make_vector_env"]
 
 _SYNC_HINT = ("use gymnasium.vector.SyncVectorEnv instead: "
               "gymnasium.make_vec('mmenv/DUS-v0', num_envs=K, vectorization_mode='sync', ...)")
@@ -440,6 +440,35 @@ class DUSVectorEnv(VectorEnv):
         super().close(**kwargs)
 
 
-def make_vector_env(num_envs: int = 1, **env_kwargs: Any) -> DUSVectorEnv:
-    """The ``vector_entry_point`` of ``mmenv/DUS-v0`` (``gymnasium.make_vec``)."""
-    return DUSVectorEnv(num_envs=num_envs, **env_kwargs)
+class VectorFallbackWarning(UserWarning):
+    """``make_vec``'s default fell back to ``SyncVectorEnv`` (the configuration is not batched)."""
+
+
+def make_vector_env(num_envs: int = 1, **env_kwargs: Any) -> VectorEnv:
+    """The ``vector_entry_point`` of ``mmenv/DUS-v0`` (``gymnasium.make_vec``'s default).
+
+    The batched :class:`DUSVectorEnv` when the configuration is supported; otherwise
+    (another learner such as OGM-GE or MLA, media data, Adam, ...) a
+    ``gymnasium.vector.SyncVectorEnv`` of ``num_envs`` :class:`DUSEnv`, with a one-line
+    :class:`VectorFallbackWarning` saying why. Both give the same per-run results.
+    """
+    try:
+        return DUSVectorEnv(num_envs=num_envs, **env_kwargs)
+    except VectorEnvError as exc:
+        import warnings
+
+        from gymnasium.vector import SyncVectorEnv
+
+        reason = str(exc).split("; use gymnasium")[0]
+        warnings.warn(f"mmenv: {reason}; using gymnasium.vector.SyncVectorEnv instead", VectorFallbackWarning,
+                      stacklevel=3)
+        kwargs = dict(env_kwargs)
+        kwargs.pop("max_episode_steps", None)
+
+        def make_one() -> DUSEnv:
+            # A learner given as an object is copied: every run trains its own model.
+            learner = kwargs.get("learner", "baseline")
+            one = dict(kwargs, learner=learner if isinstance(learner, str) else copy.deepcopy(learner))
+            return DUSEnv(**one)
+
+        return SyncVectorEnv([make_one for _ in range(num_envs)])

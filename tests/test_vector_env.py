@@ -136,3 +136,24 @@ def test_loss_scale_mean_matches_single_env():
         o, r, *_ = env.step(a[i])
         np.testing.assert_allclose(o, obs[i], atol=1e-5)
         assert r == pytest.approx(rew[i], abs=1e-4)
+
+
+@pytest.mark.parametrize("learner", ["ogm-ge", "mla"])
+def test_make_vec_default_falls_back_to_sync_with_a_notice(learner):
+    """Regression: make_vec's default refused every learner but the baseline."""
+    from gymnasium.vector import SyncVectorEnv
+
+    from mmenv.vector_env import VectorFallbackWarning
+
+    kw = dict(epochs=1, learner=learner, **TINY)
+    with pytest.warns(VectorFallbackWarning, match=r"^mmenv: .*using gymnasium.vector.SyncVectorEnv instead$"):
+        envs = gym.make_vec("mmenv/DUS-v0", num_envs=2, **kw)
+    assert isinstance(envs, SyncVectorEnv)
+    sync = gym.make_vec("mmenv/DUS-v0", num_envs=2, vectorization_mode="sync", **kw)
+    a = np.array([[0.5, -0.5], [-0.2, 0.3]], np.float32)
+    ob1, _ = envs.reset(seed=5)
+    ob2, _ = sync.reset(seed=5)
+    np.testing.assert_array_equal(ob1, ob2)
+    r1, r2 = envs.step(a), sync.step(a)
+    np.testing.assert_array_equal(r1[0], r2[0])
+    np.testing.assert_array_equal(r1[1], r2[1])
