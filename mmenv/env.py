@@ -296,6 +296,11 @@ class DUSEnv(gym.Env):
         self._needs_reset = False
         self._obs = self._probe_observation()
         self._history = []
+        writer = self._writer_or_none()
+        if writer is not None:
+            from .tb import log_reset
+
+            log_reset(writer, self._global_step, self.modalities, self._obs.tolist())
         info = {"batch_sizes": allocate(np.full(len(self.modalities), 1 / len(self.modalities)),
                                         self.batch_budget, self.min_batch),
                 "epoch": 0, "iteration": 0, "discrepancy": self._obs.tolist()}
@@ -443,6 +448,11 @@ class DUSEnv(gym.Env):
             "iteration": self.iteration,
             "diverged": diverged,
         }
+        if val_after is not None:
+            info["val_accuracy"] = val_after
+        elif self.log_dir is not None and self.dataset.val is not None and not diverged:
+            # Logged runs record validation accuracy too (one pass over the val split per step).
+            info["val_accuracy"] = evaluate("val")["fused"]["accuracy"]
         ctx = RewardContext(obs_before, proportions, obs, sizes, val_before, val_after, info)
         reward = float(self.reward_fn(ctx))
         if not math.isfinite(reward):
