@@ -33,4 +33,3 @@ def test_plain_model_learn_logs_the_env_scalars(tmp_path):
         assert tag in tags, sorted(tags)
     assert sorted(tags["reward"]) == [1, 2, 3, 4]                 # one point per env step, no step twice
     assert sorted(tags["discrepancy_initial/strong"]) == [0, 2, 4]   # each episode start (SB3 resets after the last)
-    assert "train/value_loss" in _tags(tmp_path / "tb" / "A2C_1")  # SB3's own scalars beside them
