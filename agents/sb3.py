@@ -52,7 +52,6 @@ Example::
 
 from __future__ import annotations
 
-import importlib
 import json
 import zipfile
 from dataclasses import dataclass
@@ -63,7 +62,9 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.noise import NormalActionNoise
 
-from .policy import Policy, PolicyError, normalise_proportions
+from mmenv.registry import Registry
+
+from .policy import Policy, PolicyError, UnknownPolicyError, normalise_proportions
 
 __all__ = ["SB3_ALGOS", "SB3_DEFAULTS", "NOT_APPLICABLE", "AlgoInfo", "algo_info", "make_sb3_env",
            "make_sb3_agent", "InfoCallback", "learn", "TqdmCallback", "SB3Policy", "save_sb3_model",
@@ -97,7 +98,13 @@ _ALGOS: dict[str, AlgoInfo] = {a.key: a for a in (
     AlgoInfo("ars", "sb3_contrib", "ARS", policy_module="sb3_contrib.ars.policies"),
     AlgoInfo("crossq", "sb3_contrib", "CrossQ", policy_module="sb3_contrib.crossq.policies", off_policy=True),
 )}
-SB3_ALGOS = tuple(_ALGOS)
+#: SB3 / sb3-contrib algorithm classes by name (``SB3_ALGOS.make(name)`` returns the class; the
+#: sb3-contrib ones are imported on first use). Installed packages can add algorithms through
+#: the entry-point group ``mmenv.sb3_algorithms``; presets apply to the built-in ones.
+SB3_ALGOS: Registry = Registry("SB3 algorithm", "mmenv.sb3_algorithms", construct=False, param="algo",
+                               unknown_error=UnknownPolicyError)
+for _info in _ALGOS.values():
+    SB3_ALGOS.register(_info.key, f"{_info.module}:{_info.cls}")
 _ALIASES = {"recurrent-ppo": "recurrentppo", "recurrent_ppo": "recurrentppo", "ppo-lstm": "recurrentppo",
             "cross-q": "crossq"}
 # Discrete-action algorithms: DUS actions are continuous proportions.
@@ -123,25 +130,29 @@ SB3_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 def algo_info(algo: str) -> AlgoInfo:
-    """The :class:`AlgoInfo` of ``algo`` (case-insensitive; aliases such as ``recurrent-ppo``)."""
+    """The :class:`AlgoInfo` of ``algo`` (case-insensitive; aliases such as ``recurrent-ppo``).
+
+    An algorithm added to :data:`SB3_ALGOS` by an installed package (entry point) gets a
+    generic entry: ``MlpPolicy``, no presets.
+    """
     key = str(algo).lower()
     key = _ALIASES.get(key, key)
     if key in NOT_APPLICABLE:
         raise PolicyError(f"{NOT_APPLICABLE[key]} needs a discrete action space and does not apply to DUS, "
-                          f"whose actions are continuous proportions; use one of {list(SB3_ALGOS)}")
-    if key not in _ALGOS:
-        raise PolicyError(f"unknown SB3 algorithm {algo!r}; valid: {list(SB3_ALGOS)}")
-    return _ALGOS[key]
+                          f"whose actions are continuous proportions; use one of {list(SB3_ALGOS.names())}")
+    if key in _ALGOS:
+        return _ALGOS[key]
+    cls = SB3_ALGOS.make(key)       # an unknown name: the registry's did-you-mean error
+    return AlgoInfo(key, cls.__module__.split(".")[0], cls.__name__)
 
 
 def _algo_class(algo: str):
     info = algo_info(algo)
     try:
-        module = importlib.import_module(info.module)
+        return SB3_ALGOS.make(info.key)
     except ImportError as exc:
         raise PolicyError(f"{info.cls} comes from {info.module}, which is not installed: "
                           "pip install sb3-contrib") from exc
-    return getattr(module, info.cls)
 
 
 def make_sb3_env(**env_kwargs: Any):
@@ -180,7 +191,7 @@ def make_sb3_agent(algo: str, env, tensorboard_log: str | None = None, seed: int
             f"{info.cls} needs the environment's action space to be Box(-1, 1) (SB3's convention); "
             "create it with gym.make('mmenv/DUS-v0') (softmax by default), DUSEnv(..., action_space='softmax') "
             "or action_space='symmetric', or with mmenv.agents.sb3.make_sb3_env(...)")
-    kwargs: dict[str, Any] = dict(SB3_DEFAULTS[info.key])
+    kwargs: dict[str, Any] = dict(SB3_DEFAULTS.get(info.key, {}))
     if info.key in ("td3", "ddpg") and "action_noise" not in overrides:
         m = base.action_space.shape[0]
         kwargs["action_noise"] = NormalActionNoise(np.zeros(m), 0.1 * np.ones(m))
@@ -225,7 +236,7 @@ class TqdmCallback(BaseCallback):
     def __init__(self, total: int) -> None:
         super().__init__()
         self.total = total
-        self.bar = None
+        self.bar: Any = None
 
     def _on_training_start(self) -> None:
         from tqdm.auto import tqdm

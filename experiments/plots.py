@@ -126,7 +126,8 @@ def plot_batch_sizes(results: Sequence[dict[str, Any]], dataset: str, learner: s
     for ax, policy in zip(axes, names):
         runs = groups[policy]
         arr = _stack([r["batch_sizes"] for r in runs])
-        assert arr is not None
+        if arr is None:
+            continue
         modalities = runs[0]["modalities"]
         budget, m = int(arr[0, 0].sum()), len(modalities)
         x = np.arange(1, arr.shape[1] + 1)
@@ -166,7 +167,8 @@ def plot_discrepancy(results: Sequence[dict[str, Any]], dataset: str, learner: s
         runs = groups[policy]
         with_init = all(r.get("initial_discrepancy") for r in runs)
         arr = _stack([[r["initial_discrepancy"], *r["discrepancy"]] if with_init else r["discrepancy"] for r in runs])
-        assert arr is not None
+        if arr is None:
+            continue
         modalities = runs[0]["modalities"]
         x = np.arange(arr.shape[1]) if with_init else np.arange(1, arr.shape[1] + 1)
         means = arr.mean(0)                                   # [steps, m]

@@ -13,21 +13,26 @@ Gaussian agents such as SB3's expect and cannot misuse to starve a modality; pas
 ``action_space="unit"`` for the paper's ``[0, 1]`` proportions (``DUSEnv``'s own default).
 """
 
-from gymnasium.envs.registration import register, registry
+from gymnasium.envs import registration as _gym_registration
 
 from .datasets import MultimodalDataset, make_dataset, register_dataset
 from .env import DUSEnv
+from .errors import MMEnvError
 from .learners import Learner, make_learner, register_learner
+from .registry import Registry
+from .rewards import register_reward
 
 __version__ = "0.1.0"
 
 __all__ = ["DUSEnv", "MultimodalDataset", "Learner", "make_dataset", "make_learner",
-           "register_dataset", "register_learner", "__version__"]
+           "register_dataset", "register_learner", "register_reward", "MMEnvError", "Registry", "__version__"]
 
 ENV_ID = "mmenv/DUS-v0"
 
-if ENV_ID not in registry:
+# (gymnasium's registry under another name: ``mmenv.registry`` is this package's module)
+if ENV_ID not in _gym_registration.registry:
     # Gaussian agents (SB3, sb3-contrib) sample around 0 with std 1: on [0, 1] half their draws
     # clip to a zero share. The softmax space maps them to shares within a ratio of 20.
-    register(id=ENV_ID, entry_point="mmenv.env:DUSEnv", vector_entry_point="mmenv.vector_env:make_vector_env",
-             kwargs={"action_space": "softmax"})
+    _gym_registration.register(id=ENV_ID, entry_point="mmenv.env:DUSEnv",
+                               vector_entry_point="mmenv.vector_env:make_vector_env",
+                               kwargs={"action_space": "softmax"})

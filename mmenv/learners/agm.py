@@ -57,7 +57,7 @@ from torch import Tensor
 
 from ..discrepancy import true_class_probability
 from ..models.multimodal import MultimodalModel
-from .base import Batch, LearnerContext, Prediction, StepOutput
+from .base import Batch, LearnerContext, LearnerError, Prediction, StepOutput
 from .baseline import BaselineLearner
 from .common import modality_scores
 
@@ -182,9 +182,9 @@ class AGMLearner(BaselineLearner):
                          optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
                          encoders=encoders, encoder_kwargs=encoder_kwargs)
         if not 0.0 <= response_momentum < 1.0:
-            raise ValueError(f"response_momentum must be in [0, 1), got {response_momentum}")
+            raise LearnerError(f"response_momentum must be in [0, 1), got {response_momentum}")
         if coefficient not in COEFFICIENTS:
-            raise ValueError(f"unknown coefficient {coefficient!r}; valid: {list(COEFFICIENTS)}")
+            raise LearnerError(f"unknown coefficient {coefficient!r}; valid: {list(COEFFICIENTS)}")
         self.alpha = alpha
         self.response_momentum = response_momentum
         self.coefficient = coefficient

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from ..models.multimodal import MultimodalModel
-from .base import Batch, Learner, LearnerContext, Prediction, StepOutput
+from .base import Batch, Learner, LearnerContext, LearnerError, Prediction, StepOutput
 from .common import build_optimizer, check_loss_scale, scaled_ce, weighted_scaled_ce
 
 FUSION_INPUTS = ("paired", "zero-fill")
@@ -56,7 +56,7 @@ class BaselineLearner(Learner):
     ) -> None:
         self.loss_scale = check_loss_scale(loss_scale)
         if fusion_input not in FUSION_INPUTS:
-            raise ValueError(f"unknown fusion_input {fusion_input!r}; valid: {list(FUSION_INPUTS)}")
+            raise LearnerError(f"unknown fusion_input {fusion_input!r}; valid: {list(FUSION_INPUTS)}")
         self.fusion_input = fusion_input
         self.unimodal_weight = unimodal_weight
         self.opt_kwargs: dict[str, Any] = dict(optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay)

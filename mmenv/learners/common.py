@@ -29,12 +29,12 @@ def build_optimizer(
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     if optimizer == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer {optimizer!r}; valid: 'sgd', 'adam'")
+    raise LearnerError(f"unknown optimizer {optimizer!r}; valid: 'sgd', 'adam'")
 
 
 def check_loss_scale(loss_scale: str) -> str:
     if loss_scale not in LOSS_SCALES:
-        raise ValueError(f"unknown loss_scale {loss_scale!r}; valid: {list(LOSS_SCALES)}")
+        raise LearnerError(f"unknown loss_scale {loss_scale!r}; valid: {list(LOSS_SCALES)}")
     return loss_scale
 
 

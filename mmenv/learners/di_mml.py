@@ -52,7 +52,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from ..models.multimodal import SharedHeadModel
-from .base import Batch, Learner, LearnerContext, Prediction, StepOutput
+from .base import Batch, Learner, LearnerContext, LearnerError, Prediction, StepOutput
 from .common import build_optimizer, build_shared_head_model, check_loss_scale, scaled_ce
 
 
@@ -120,11 +120,11 @@ class DIMMLLearner(Learner):
         encoder_kwargs: Mapping[str, dict] | None = None,
     ) -> None:
         if tau <= 0:
-            raise ValueError(f"tau must be > 0, got {tau}")
+            raise LearnerError(f"tau must be > 0, got {tau}")
         if fusion not in FUSIONS:
-            raise ValueError(f"unknown fusion {fusion!r}; valid: {list(FUSIONS)}")
+            raise LearnerError(f"unknown fusion {fusion!r}; valid: {list(FUSIONS)}")
         if fusion_temperature <= 0:
-            raise ValueError(f"fusion_temperature must be > 0, got {fusion_temperature}")
+            raise LearnerError(f"fusion_temperature must be > 0, got {fusion_temperature}")
         self.fusion = fusion
         self.fusion_temperature = fusion_temperature
         self.contrastive_weight = contrastive_weight

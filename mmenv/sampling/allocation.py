@@ -29,6 +29,8 @@ import math
 
 import numpy as np
 
+from ..errors import MMEnvError
+
 __all__ = ["action_to_proportions", "proportions_to_action", "allocate", "ActionError", "ACTION_SPACES",
            "SOFTMAX_SCALE"]
 
@@ -39,7 +41,7 @@ ACTION_SPACES = ("unit", "symmetric", "softmax")
 SOFTMAX_SCALE = math.log(20.0) / 2.0
 
 
-class ActionError(ValueError):
+class ActionError(MMEnvError, ValueError):
     """An action the environment cannot turn into batch sizes."""
 
 
