@@ -58,14 +58,14 @@ from torch.optim.sgd import sgd
 from .datasets import make_dataset
 from .datasets.base import TensorSplit
 from .discrepancy import true_class_probability
-from .env import DUSEnv
+from .env import DUSEnv, grad_mode_independent
 from .errors import MMEnvError
 from .learners import Learner, make_learner
 from .learners.baseline import BaselineLearner
 from .models.multimodal import MultimodalModel
 from .sampling import SampleOrder
 
-__all__ = ["DUSVectorEnv", "VectorEnvError", "make_vector_env"]
+__all__ = ["DUSVectorEnv", "VectorEnvError", "VectorFallbackWarning", "make_vector_env"]
 
 _SYNC_HINT = ("use gymnasium.vector.SyncVectorEnv instead: "
               "gymnasium.make_vec('mmenv/DUS-v0', num_envs=K, vectorization_mode='sync', ...)")
@@ -255,6 +255,7 @@ class DUSVectorEnv(VectorEnv):
         return self.envs[k].learner
 
     # ------------------------------------------------------------------ gym API
+    @grad_mode_independent
     def reset(self, *, seed: int | Sequence[int | None] | None = None, options: dict | None = None):
         """Reset every run (or those in ``options["reset_mask"]``); ``seed`` int -> ``seed + k``."""
         k_all = self.num_envs
@@ -285,6 +286,7 @@ class DUSVectorEnv(VectorEnv):
             self._build_stack()
         return self._obs.copy(), infos
 
+    @grad_mode_independent
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         actions = np.asarray(actions)
         if actions.shape[0] != self.num_envs:
@@ -441,6 +443,35 @@ class DUSVectorEnv(VectorEnv):
         super().close(**kwargs)
 
 
-def make_vector_env(num_envs: int = 1, **env_kwargs: Any) -> DUSVectorEnv:
-    """The ``vector_entry_point`` of ``mmenv/DUS-v0`` (``gymnasium.make_vec``)."""
-    return DUSVectorEnv(num_envs=num_envs, **env_kwargs)
+class VectorFallbackWarning(UserWarning):
+    """``make_vec``'s default fell back to ``SyncVectorEnv`` (the configuration is not batched)."""
+
+
+def make_vector_env(num_envs: int = 1, **env_kwargs: Any) -> VectorEnv:
+    """The ``vector_entry_point`` of ``mmenv/DUS-v0`` (``gymnasium.make_vec``'s default).
+
+    The batched :class:`DUSVectorEnv` when the configuration is supported; otherwise
+    (another learner such as OGM-GE or MLA, media data, Adam, ...) a
+    ``gymnasium.vector.SyncVectorEnv`` of ``num_envs`` :class:`DUSEnv`, with a one-line
+    :class:`VectorFallbackWarning` saying why. Both give the same per-run results.
+    """
+    try:
+        return DUSVectorEnv(num_envs=num_envs, **env_kwargs)
+    except VectorEnvError as exc:
+        import warnings
+
+        from gymnasium.vector import SyncVectorEnv
+
+        reason = str(exc).split("; use gymnasium")[0]
+        warnings.warn(f"mmenv: {reason}; using gymnasium.vector.SyncVectorEnv instead", VectorFallbackWarning,
+                      stacklevel=3)
+        kwargs = dict(env_kwargs)
+        kwargs.pop("max_episode_steps", None)
+
+        def make_one() -> DUSEnv:
+            # A learner given as an object is copied: every run trains its own model.
+            learner = kwargs.get("learner", "baseline")
+            one = dict(kwargs, learner=learner if isinstance(learner, str) else copy.deepcopy(learner))
+            return DUSEnv(**one)
+
+        return SyncVectorEnv([make_one for _ in range(num_envs)])
