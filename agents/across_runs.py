@@ -363,7 +363,8 @@ def _train_reinforce(instances, runs, seed, reward, observation, workers, log_di
     try:
         done = 0
         while True:
-            if curve_fn is not None and curve_every and done >= next_curve:
+            last = done >= runs and (not curve or curve[-1][0] != done)
+            if curve_fn is not None and curve_every and (done >= next_curve or last):
                 curve.append((done, float(curve_fn(_deterministic_copy(policy)))))
                 next_curve = (done // curve_every + 1) * curve_every
             if done >= runs:
@@ -443,6 +444,10 @@ def _train_sb3(algo, instances, runs, seed, reward, observation, workers, log_di
 
         def _on_training_start(self) -> None:
             self._point()
+
+        def _on_training_end(self) -> None:
+            if curve_fn is not None and curve_every and (not self.curve or self.curve[-1][0] != self.done):
+                self.curve.append((self.done, float(curve_fn(SB3Policy(self.model, deterministic=True)))))
 
         def _on_step(self) -> bool:
             for info, finished in zip(self.locals["infos"], self.locals["dones"]):
