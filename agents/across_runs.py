@@ -80,7 +80,7 @@ INSTANCE_KEYS = tuple(k for k in inspect.signature(DUSEnv.__init__).parameters i
 # gamma = 1 makes a run's return its final validation accuracy minus its initial one.
 PRESETS: dict[str, dict[str, Any]] = {
     # Episodic REINFORCE with a Dirichlet policy; one update per `episodes_per_update` runs.
-    "reinforce": dict(lr=1e-2, gamma=1.0, ent_coef=1e-3, baseline_momentum=0.9, episodes_per_update=2),
+    "reinforce": dict(lr=3e-3, gamma=1.0, ent_coef=1e-3, baseline_momentum=0.9, episodes_per_update=2),
     # PPO: a rollout of 4 runs per environment, small initial action noise (the default
     # std 1 on a [-1, 1] action space mostly hits the bounds), lr 1e-3.
     "ppo": dict(n_steps=20, batch_size=20, n_epochs=10, learning_rate=1e-3, gamma=1.0, gae_lambda=1.0,
