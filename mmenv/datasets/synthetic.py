@@ -30,7 +30,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .base import MultimodalDataset, tensor_dataset
+from .base import DatasetError, MultimodalDataset, tensor_dataset
 
 __all__ = ["make_synthetic"]
 
@@ -88,23 +88,23 @@ def make_synthetic(
         seed: generator seed (the data set is a pure function of its arguments).
     """
     if num_modalities < 2:
-        raise ValueError(f"num_modalities must be >= 2, got {num_modalities}")
+        raise DatasetError(f"num_modalities must be >= 2, got {num_modalities}")
     if num_classes < 2:
-        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        raise DatasetError(f"num_classes must be >= 2, got {num_classes}")
     if not 0.0 <= shortcut_fraction <= 1.0:
-        raise ValueError(f"shortcut_fraction must lie in [0, 1], got {shortcut_fraction}")
+        raise DatasetError(f"shortcut_fraction must lie in [0, 1], got {shortcut_fraction}")
     if min(n_train, n_test) < 1 or n_val < 0:
-        raise ValueError("n_train and n_test must be >= 1 and n_val >= 0")
+        raise DatasetError("n_train and n_test must be >= 1 and n_val >= 0")
     if isinstance(dims, int):
         dims = [dims] * num_modalities
     dims = [int(d) for d in dims]
     if len(dims) != num_modalities:
-        raise ValueError(f"dims has {len(dims)} entries for {num_modalities} modalities")
+        raise DatasetError(f"dims has {len(dims)} entries for {num_modalities} modalities")
     if names is None:
         names = ["strong"] + (["weak"] if num_modalities == 2 else [f"weak{i}" for i in range(1, num_modalities)])
     names = list(names)
     if len(names) != num_modalities:
-        raise ValueError(f"names has {len(names)} entries for {num_modalities} modalities")
+        raise DatasetError(f"names has {len(names)} entries for {num_modalities} modalities")
 
     rng = np.random.default_rng(seed)
     # Class structure, shared by all splits.
