@@ -1,6 +1,8 @@
 """mmenv: multimodal training as a Gymnasium environment (Data-aware Unimodal Sampling).
 
-``import mmenv`` registers ``mmenv/DUS-v0``::
+``import mmenv`` registers ``mmenv/DUS-v0`` (the paper's environment) and
+``mmenv/DUSBench-v0`` (the benchmark's settings: validation-accuracy reward, optional
+extended observation; :mod:`mmenv.wrappers`)::
 
     import gymnasium as gym
     import mmenv
@@ -28,6 +30,7 @@ __all__ = ["DUSEnv", "MultimodalDataset", "Learner", "make_dataset", "make_learn
            "register_dataset", "register_learner", "register_reward", "MMEnvError", "Registry", "__version__"]
 
 ENV_ID = "mmenv/DUS-v0"
+BENCH_ENV_ID = "mmenv/DUSBench-v0"
 
 # (gymnasium's registry under another name: ``mmenv.registry`` is this package's module)
 if ENV_ID not in _gym_registration.registry:
@@ -36,3 +39,5 @@ if ENV_ID not in _gym_registration.registry:
     _gym_registration.register(id=ENV_ID, entry_point="mmenv.env:DUSEnv",
                                vector_entry_point="mmenv.vector_env:make_vector_env",
                                kwargs={"action_space": "softmax"})
+if BENCH_ENV_ID not in _gym_registration.registry:
+    _gym_registration.register(id=BENCH_ENV_ID, entry_point="mmenv.wrappers:make_bench_env")
