@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import functools
 import math
+import os
 from typing import Any, Callable, ContextManager, Mapping, TypeVar
 
 import gymnasium as gym
@@ -19,14 +20,16 @@ import torch
 from gymnasium import spaces
 
 from .datasets import MultimodalDataset, TensorSplit, make_dataset
+from .errors import InvalidArgumentError
 from .discrepancy import DiscrepancyTracker, batch_discrepancy
 from .learners import Batch, Learner, LearnerContext, LearnerError, make_learner
 from .metrics import classification_metrics
-from .rewards import RewardContext, make_reward
+from .rewards import RewardContext, RewardError, make_reward
 from .sampling import (ACTION_SPACES, SOFTMAX_SCALE, ModalitySampler, SampleOrder, action_to_proportions, allocate,
                        make_sample_order, proportions_to_action)
 from .sampling.scoring import ScoringContext, autocast_context, predict_split
 from .step_stats import StepStats
+from .validation import check_choice, check_float, check_int, is_int, is_real
 
 __all__ = ["DUSEnv", "grad_mode_independent"]
 
@@ -48,6 +51,55 @@ def grad_mode_independent(fn: _F) -> _F:
             return fn(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+#: Reduced precisions autocast can run in (torch.autocast refuses integer types).
+AUTOCAST_DTYPES = ("bfloat16", "float16")
+
+
+def _check_autocast_dtype(value: Any) -> torch.dtype | None:
+    """``None`` or a floating dtype autocast supports, given as a ``torch.dtype`` or its name."""
+    if value is None:
+        return None
+    dtype = getattr(torch, value, None) if isinstance(value, str) else value
+    if not isinstance(dtype, torch.dtype) or str(dtype).removeprefix("torch.") not in AUTOCAST_DTYPES + ("float32",):
+        raise InvalidArgumentError(f"autocast_dtype must be None or one of {list(AUTOCAST_DTYPES)} (a torch.dtype "
+                                   f"or its name), got {value!r}")
+    return None if dtype == torch.float32 else dtype
+
+
+def _is_real_scalar_array(value: Any) -> bool:
+    """A one-element real NumPy array or torch tensor (a reward written with array maths)."""
+    if isinstance(value, np.ndarray):
+        return value.size == 1 and value.dtype.kind in "iuf"
+    if isinstance(value, torch.Tensor):
+        return value.numel() == 1 and (value.dtype.is_floating_point or not value.dtype.is_complex) \
+            and value.dtype != torch.bool
+    return False
+
+
+def _kwargs_mapping(name: str, value: Any) -> dict[str, Any]:
+    """A ``*_kwargs`` argument as a dict of keyword arguments (``None``: none)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise InvalidArgumentError(f"{name} must be a mapping of keyword arguments, got {value!r}")
+    return dict(value)
+
+
+def _check_optimizer_settings(learner: Learner) -> None:
+    """The optimizer settings a built-in learner keeps (``opt_kwargs``), checked before training."""
+    opt = getattr(learner, "opt_kwargs", None)
+    if not isinstance(opt, Mapping):
+        return
+    owner = f"learner {learner.name!r}"
+    if "lr" in opt:
+        check_float("lr", opt["lr"], minimum=0.0, strict_minimum=True, owner=owner)
+    for key in ("momentum", "weight_decay"):
+        if key in opt:
+            check_float(key, opt[key], minimum=0.0, owner=owner)
+    if "optimizer" in opt:
+        check_choice("optimizer", opt["optimizer"], ("sgd", "adam"), owner=owner)
+
 
 # Iterations whose indices and inputs are drawn and gathered together (see _train_segment).
 SEGMENT_ITERS = 128
@@ -152,48 +204,68 @@ class DUSEnv(gym.Env):
         render_mode: str | None = None,
     ) -> None:
         super().__init__()
+        # Every argument is checked here, once, before any data is built or anything trains
+        # (mmenv.validation: InvalidArgumentError naming the argument and the fix).
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
+            raise InvalidArgumentError(f"render_mode must be None or one of {self.metadata['render_modes']}, "
+                                       f"got {render_mode!r}")
         self.render_mode = render_mode
         self._history: list[tuple[list[int], list[float], float]] = []   # (sizes, discrepancy, reward)
-        self.device = torch.device(device)
-        if isinstance(autocast_dtype, str):
-            if not isinstance(getattr(torch, autocast_dtype, None), torch.dtype):
-                raise ValueError(f"unknown autocast_dtype {autocast_dtype!r}; use e.g. 'bfloat16' or None")
-            autocast_dtype = getattr(torch, autocast_dtype)
-        self.autocast_dtype: torch.dtype | None = autocast_dtype  # type: ignore[assignment]  # a str was resolved above
+        epochs = check_int("epochs", epochs, minimum=1)
+        min_batch = check_int("min_batch", min_batch, minimum=0)
+        batch_budget = check_int("batch_budget", batch_budget, minimum=1)
+        if not (isinstance(step_every, str) and step_every == "epoch"):
+            if not is_int(step_every) or int(step_every) < 1:
+                raise InvalidArgumentError(f"step_every must be 'epoch' or a positive int of iterations, "
+                                           f"got {step_every!r}")
+            step_every = int(step_every)
+        if iters_per_epoch is not None:
+            iters_per_epoch = check_int("iters_per_epoch", iters_per_epoch, minimum=1,
+                                        fix="pass None for the default ceil(N_train * m / N_B)")
+        eval_batch_size = check_int("eval_batch_size", eval_batch_size, minimum=1)
+        action_tol = check_float("action_tol", action_tol, minimum=0.0, maximum=0.5,
+                                 fix="it is the tolerated float overshoot of the action bounds, e.g. 1e-6")
+        softmax_scale = check_float("softmax_scale", softmax_scale, minimum=0.0, strict_minimum=True)
+        check_choice("action_space", action_space, ACTION_SPACES)
+        check_choice("discrepancy", discrepancy, ("sum", "mean"))
+        if log_dir is not None and not isinstance(log_dir, (str, os.PathLike)):
+            raise InvalidArgumentError(f"log_dir must be None or a folder path, got {log_dir!r}")
+        if not isinstance(reward, str) and not callable(reward):
+            raise InvalidArgumentError(f"reward must be a registered name or a callable f(RewardContext) -> float, "
+                                       f"got {reward!r}")
+        if not isinstance(device, (str, torch.device)):
+            raise InvalidArgumentError(f"device must be a string such as 'cpu' or 'cuda:0' or a torch.device, "
+                                       f"got {device!r}")
+        try:
+            self.device = torch.device(device)
+        except (RuntimeError, ValueError) as exc:
+            raise InvalidArgumentError(f"device {device!r} is not a torch device ({exc}); use e.g. 'cpu' or 'cuda'") \
+                from None
+        self.autocast_dtype: torch.dtype | None = _check_autocast_dtype(autocast_dtype)
         if isinstance(dataset, str):
-            dataset = make_dataset(dataset, **dict(dataset_kwargs or {}))
+            dataset = make_dataset(dataset, **_kwargs_mapping("dataset_kwargs", dataset_kwargs))
         elif not isinstance(dataset, MultimodalDataset):
-            raise TypeError(f"dataset must be a name or a MultimodalDataset, got {type(dataset).__name__}")
+            raise InvalidArgumentError(f"dataset must be a name or a MultimodalDataset, got {type(dataset).__name__}")
         elif dataset_kwargs:
-            raise ValueError("dataset_kwargs only apply when dataset is given by name")
+            raise InvalidArgumentError("dataset_kwargs only apply when dataset is given by name")
         self.dataset = dataset.to(self.device)
         if isinstance(learner, str):
-            learner = make_learner(learner, **dict(learner_kwargs or {}))
+            learner = make_learner(learner, **_kwargs_mapping("learner_kwargs", learner_kwargs))
         elif not isinstance(learner, Learner):
-            raise TypeError(f"learner must be a name or a Learner, got {type(learner).__name__}")
+            raise InvalidArgumentError(f"learner must be a name or a Learner, got {type(learner).__name__}")
         elif learner_kwargs:
-            raise ValueError("learner_kwargs only apply when learner is given by name")
+            raise InvalidArgumentError("learner_kwargs only apply when learner is given by name")
+        _check_optimizer_settings(learner)
         self.learner = learner
         self.modalities: tuple[str, ...] = self.dataset.modality_names
         self.learner.check_modalities(self.modalities)
         m = len(self.modalities)
 
-        if not isinstance(epochs, int) or epochs < 1:
-            raise ValueError(f"epochs must be a positive int, got {epochs!r}")
-        if not isinstance(batch_budget, int) or batch_budget < m * max(min_batch, 1):
-            raise ValueError(f"batch_budget must be an int >= {m * max(min_batch, 1)} for {m} modalities, got {batch_budget!r}")
-        if min_batch < 0:
-            raise ValueError(f"min_batch must be >= 0, got {min_batch}")
+        if batch_budget < m * max(min_batch, 1):
+            raise InvalidArgumentError(f"batch_budget must be an int >= {m * max(min_batch, 1)} for {m} modalities "
+                                       f"(min_batch {min_batch} each), got {batch_budget!r}")
         if learner.requires_paired and min_batch < 1:
-            raise ValueError(f"learner {learner.name!r} needs paired samples: min_batch must be >= 1")
-        if step_every != "epoch" and not (isinstance(step_every, int) and step_every >= 1):
-            raise ValueError(f"step_every must be 'epoch' or a positive int of iterations, got {step_every!r}")
-        if action_space not in ACTION_SPACES:
-            raise ValueError(f"action_space must be one of {list(ACTION_SPACES)}, got {action_space!r}")
-        if not (isinstance(softmax_scale, (int, float)) and math.isfinite(softmax_scale) and softmax_scale > 0):
-            raise ValueError(f"softmax_scale must be a positive number, got {softmax_scale!r}")
+            raise InvalidArgumentError(f"learner {learner.name!r} needs paired samples: min_batch must be >= 1")
         self.epochs = epochs
         self.batch_budget = batch_budget
         self.step_every = step_every
@@ -204,10 +276,12 @@ class DUSEnv(gym.Env):
         self.softmax_scale = float(softmax_scale)
         self.symmetric = action_space == "symmetric"
         self.reward_fn = make_reward(reward)
+        self.reward_name = reward if isinstance(reward, str) else getattr(reward, "__name__", repr(reward))
         self.needs_validation = bool(getattr(self.reward_fn, "needs_validation", False))
         if self.needs_validation and self.dataset.val is None:
-            raise ValueError("this reward needs validation accuracy but the dataset has no val split")
-        self.sample_order = make_sample_order(sample_order, **dict(sample_order_kwargs or {}))
+            raise InvalidArgumentError("this reward needs validation accuracy but the dataset has no val split")
+        self.sample_order = make_sample_order(sample_order, **_kwargs_mapping("sample_order_kwargs",
+                                                                              sample_order_kwargs))
         if self.sample_order.uses_masks and not (learner.supports_masks and not learner.requires_paired):
             raise LearnerError(
                 f"sample_order {self.sample_order.name!r} trains on single-modality (masked) batches, but learner "
@@ -486,11 +560,16 @@ class DUSEnv(gym.Env):
             # Logged runs record validation accuracy too (one pass over the val split per step).
             info["val_accuracy"] = evaluate("val")["fused"]["accuracy"]
         ctx = RewardContext(obs_before, proportions, obs, sizes, val_before, val_after, info)
-        reward = float(self.reward_fn(ctx))
+        raw_reward = self.reward_fn(ctx)
+        if not (is_real(raw_reward) or _is_real_scalar_array(raw_reward)):
+            raise RewardError(f"reward {self.reward_name!r} returned {raw_reward!r} ({type(raw_reward).__name__}); "
+                              "a reward function must return one float")
+        reward = float(raw_reward)
         if not math.isfinite(reward):
             reward = 0.0 if diverged else reward
             if not math.isfinite(reward):
-                raise FloatingPointError(f"reward function returned {reward} (inputs: proportions {proportions})")
+                raise RewardError(f"reward {self.reward_name!r} returned {reward} on a healthy step (inputs: "
+                                  f"proportions {proportions}); a reward must be finite")
         if terminated or truncated:
             info["test"] = evaluate("test") if not diverged else None
             self._needs_reset = True

@@ -17,7 +17,8 @@ Most of them also derive from ``ValueError`` (and the unknown-keyword error from
 
 from __future__ import annotations
 
-__all__ = ["MMEnvError", "RegistryError", "UnknownNameError", "ArgumentError"]
+__all__ = ["MMEnvError", "RegistryError", "UnknownNameError", "ArgumentError", "InvalidArgumentError", "LockError",
+           "WriteError"]
 
 
 class MMEnvError(Exception):
@@ -37,3 +38,23 @@ class UnknownNameError(RegistryError, KeyError):
 
 class ArgumentError(MMEnvError, TypeError):
     """A keyword argument the factory of a registered name does not take, or a required one missing."""
+
+
+class InvalidArgumentError(MMEnvError, ValueError, TypeError):
+    """An argument has the wrong type or lies outside its range (``epochs=-1``, ``lr='fast'``).
+
+    Both a ``ValueError`` and a ``TypeError``: the checks it replaces raised one or the
+    other, and code catching either keeps working. The message names the argument, what
+    it got and what it takes.
+    """
+
+
+class LockError(MMEnvError, RuntimeError):
+    """Another live process holds the lock on an output folder (``mmenv compare --out``)."""
+
+
+class WriteError(MMEnvError, OSError):
+    """A file could not be written (disk full, read-only folder, ...); the message names the path.
+
+    Also an ``OSError``, which is what the failed write raised before.
+    """

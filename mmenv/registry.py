@@ -17,7 +17,10 @@ What every registry does the same way:
   ``kwargs``; an object of the registry's type passes through unchanged (kwargs are then
   an error). Keywords are checked against the factory's signature first, so a typo is
   an :class:`~mmenv.errors.ArgumentError` naming the keyword, the closest valid one and
-  all valid ones, not a ``TypeError`` from deep inside a constructor.
+  all valid ones, not a ``TypeError`` from deep inside a constructor. Values of keywords
+  annotated ``int`` / ``float`` / ``bool`` / ``str`` are type-checked too
+  (:func:`mmenv.validation.check_keyword_types`: ``lr="fast"`` is an
+  :class:`~mmenv.errors.InvalidArgumentError` naming ``lr``).
 * An unknown name is an :class:`~mmenv.errors.UnknownNameError` with a "did you mean"
   hint (:func:`difflib.get_close_matches`) and the valid names.
 * **Entry points.** An installed distribution can add names without any import by the
@@ -52,6 +55,7 @@ from importlib import metadata
 from typing import Any, Callable
 
 from .errors import ArgumentError, RegistryError, UnknownNameError
+from .validation import check_keyword_types
 
 __all__ = ["Registry", "GROUPS"]
 
@@ -316,6 +320,8 @@ class Registry(Mapping[str, Any]):
             raise ArgumentError(f"{self.kind} {name!r}: {exc}") from None
         except ValueError:   # no signature to check against
             pass
+        # Values of simply annotated keywords (int / float / bool / str): lr="fast" fails here.
+        check_keyword_types(self.kind, name, factory, kwargs)
 
     def make(self, name_or_object: Any, *args: Any, **kwargs: Any) -> Any:
         """Build the ``name``'d object with ``kwargs`` (or pass an object of the right type through)."""

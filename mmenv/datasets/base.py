@@ -95,13 +95,35 @@ class Split:
         return self
 
 
+def _as_feature_tensor(x: object, where: str) -> Tensor:
+    """A modality's rows as a float tensor: float types become float32 and int / uint8 / bool
+    features are cast to float32 (an encoder computes in float); anything else is refused."""
+    if not isinstance(x, Tensor):
+        arr = np.asarray(x)
+        if arr.dtype.kind not in "biuf":
+            raise DatasetError(f"{where} has dtype {arr.dtype}; features must be numbers (float, int or bool)")
+        x = torch.from_numpy(np.ascontiguousarray(arr))
+    if x.dtype.is_complex:
+        raise DatasetError(f"{where} has dtype {x.dtype}; features must be real numbers (float, int or bool)")
+    return x.float()
+
+
+def _as_label_tensor(labels: object, where: str) -> Tensor:
+    if isinstance(labels, Tensor):
+        return labels
+    arr = np.asarray(labels)
+    if arr.dtype.kind not in "biuf":
+        raise DatasetError(f"{where}: labels have dtype {arr.dtype}; labels must be integers in [0, C)")
+    return torch.from_numpy(np.ascontiguousarray(arr))
+
+
 class TensorSplit(Split):
     """A split held as one tensor per modality (all on the same device)."""
 
     def __init__(self, inputs: Mapping[str, Tensor], labels: Tensor, name: str = "split") -> None:
         if not inputs:
             raise DatasetError(f"{name}: no modalities given")
-        labels = torch.as_tensor(labels)
+        labels = _as_label_tensor(labels, name)
         if labels.ndim != 1:
             raise DatasetError(f"{name}: labels must be 1-D, got shape {tuple(labels.shape)}")
         if labels.dtype.is_floating_point:
@@ -110,7 +132,7 @@ class TensorSplit(Split):
         self.labels = labels.long()
         self.inputs: dict[str, Tensor] = {}
         for m, x in inputs.items():
-            x = torch.as_tensor(x)
+            x = _as_feature_tensor(x, f"{name}: modality {m!r}")
             if x.ndim == 0:
                 raise DatasetError(f"{name}: modality {m!r} is a scalar; give one row per sample ([N, ...])")
             if x.shape[0] != self.labels.shape[0]:
@@ -118,10 +140,11 @@ class TensorSplit(Split):
                     f"{name}: modality {m!r} has {x.shape[0]} samples but there are "
                     f"{self.labels.shape[0]} labels; every modality needs one row per label"
                 )
-            if x.dtype.is_floating_point:
-                x = x.float()
-                if not torch.isfinite(x).all():
-                    raise DatasetError(f"{name}: modality {m!r} contains NaN or inf values")
+            if x.ndim == 1:  # one number per sample: a modality of width 1
+                x = x.unsqueeze(1)
+            if not torch.isfinite(x).all():
+                row = int(torch.nonzero(~torch.isfinite(x.reshape(len(x), -1)).all(dim=1))[0, 0])
+                raise DatasetError(f"{name}: modality {m!r} contains NaN or inf values (first in row {row})")
             self.inputs[m] = x
         self.modalities = tuple(self.inputs)
         self.name = name

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..validation import is_real
 from .base import DatasetError, ModalitySpec, MultimodalDataset, Split, TensorSplit, stratified_holdout
 
 __all__ = ["make_features", "HDF5Split", "load_feature_file", "load_modality_arrays", "save_features"]
@@ -77,7 +78,11 @@ def load_feature_file(path: str | os.PathLike, modalities: Sequence[str] | None 
         raise DatasetError(f"feature file not found: {path}")
     if path.suffix == ".npz":
         try:
-            with np.load(path, allow_pickle=False) as data:
+            loaded = np.load(path, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
+                raise DatasetError(f"{path}: holds a single array (.npy format), not an .npz archive of named arrays; "
+                                   "save it with numpy.savez(path, labels=..., <modality>=..., ...)")
+            with loaded as data:
                 keys = list(data.files)
                 if "labels" not in keys:
                     raise DatasetError(f"{path}: no 'labels' array; the file holds {keys}")
@@ -85,7 +90,9 @@ def load_feature_file(path: str | os.PathLike, modalities: Sequence[str] | None 
                 arrays = {m: data[m] for m in names}
                 labels = data["labels"]
                 class_names = [str(c) for c in data["class_names"]] if "class_names" in keys else None
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        except DatasetError:
+            raise
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as err:
             raise DatasetError(f"cannot read feature file {path}: {err}") from None
     elif path.suffix in (".h5", ".hdf5"):
         h5py = _h5py()
@@ -95,16 +102,71 @@ def load_feature_file(path: str | os.PathLike, modalities: Sequence[str] | None 
                 if "labels" not in keys:
                     raise DatasetError(f"{path}: no 'labels' dataset; the file holds {keys}")
                 names = _pick_modalities(keys, modalities, path)
+                for key in [*names, "labels"]:
+                    _h5_dataset(f, key, path)
                 arrays = {m: f[m][()] for m in names}
                 labels = f["labels"][()]
                 class_names = _h5_class_names(f)
-        except OSError as err:
+        except DatasetError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError) as err:
             raise DatasetError(f"cannot read feature file {path}: {err}") from None
     else:
         raise DatasetError(f"{path}: unknown feature file type; use one of {list(SUFFIXES)}")
     labels = _check_labels(np.asarray(labels), path)
     _check_lengths({m: a.shape for m, a in arrays.items()}, len(labels), path)
+    for m, a in arrays.items():
+        _check_dtype(m, a.dtype, path)
+        _check_finite_rows(m, a, 0, path)
     return arrays, labels, class_names
+
+
+def _h5_dataset(f: Any, key: str, path: Path) -> Any:
+    """``f[key]`` if it is an HDF5 *dataset* (an array), else :class:`DatasetError`."""
+    obj = f[key]
+    if not isinstance(obj, _h5py().Dataset):
+        raise DatasetError(f"{path}: {key!r} is an HDF5 {type(obj).__name__.lower()}, not a dataset (array); "
+                           f"store each modality and 'labels' as a top-level dataset")
+    return obj
+
+
+def _check_dtype(modality: str, dtype: np.dtype, path: Path) -> None:
+    """Features must be real numbers (bool / int / uint / float; cast to float32 when used)."""
+    if np.dtype(dtype).kind not in "biuf":
+        raise DatasetError(f"{path}: modality {modality!r} has dtype {dtype}; features must be numbers "
+                           "(float, int or bool)")
+
+
+def _check_finite_rows(modality: str, block: np.ndarray, first_row: int, path: Path) -> None:
+    """Refuse NaN / inf in ``block`` (rows ``first_row...`` of the file), naming the first bad row."""
+    if block.dtype.kind != "f" or block.size == 0:
+        return
+    finite = np.isfinite(block.reshape(len(block), -1)).all(axis=1)
+    if not finite.all():
+        row = first_row + int(np.flatnonzero(~finite)[0])
+        raise DatasetError(f"{path}: modality {modality!r} has NaN or inf values in row {row}; "
+                           "clean or drop those rows")
+
+
+#: Bytes of one modality read at a time when an HDF5 file read lazily is checked at build time.
+H5_CHECK_CHUNK_BYTES = 64 * 2**20
+
+
+def _check_h5_rows(f: Any, modalities: Sequence[str], path: Path) -> None:
+    """Scan every modality of a lazily read HDF5 file once, in chunks, for dtype and NaN / inf.
+
+    Done when the split is built (before anything trains), so a bad row is reported with
+    the file and row, not later as the learner diverging.
+    """
+    for m in modalities:
+        ds = f[m]
+        _check_dtype(m, ds.dtype, path)
+        if ds.dtype.kind != "f" or len(ds) == 0:
+            continue
+        row_bytes = max(1, int(np.prod(ds.shape[1:], dtype=np.int64)) * ds.dtype.itemsize)
+        step = max(1, H5_CHECK_CHUNK_BYTES // row_bytes)
+        for start in range(0, len(ds), step):
+            _check_finite_rows(m, ds[start:start + step], start, path)
 
 
 def _h5_class_names(f) -> list[str] | None:
@@ -161,7 +223,8 @@ class HDF5Split(Split):
     """
 
     def __init__(self, path: str | os.PathLike, modalities: Sequence[str] | None = None,
-                 rows: np.ndarray | None = None, device: torch.device | str = "cpu", name: str = "hdf5") -> None:
+                 rows: np.ndarray | None = None, device: torch.device | str = "cpu", name: str = "hdf5",
+                 check_rows: bool = True) -> None:
         self.path = Path(path)
         self.name = name
         self.device = torch.device(device)
@@ -172,11 +235,18 @@ class HDF5Split(Split):
                 if "labels" not in keys:
                     raise DatasetError(f"{self.path}: no 'labels' dataset; the file holds {keys}")
                 self.modalities = tuple(_pick_modalities(keys, modalities, self.path))
+                for key in [*self.modalities, "labels"]:
+                    _h5_dataset(f, key, self.path)
                 labels = _check_labels(np.asarray(f["labels"][()]), self.path)
                 _check_lengths({m: f[m].shape for m in self.modalities}, len(labels), self.path)
-                self.shapes = {m: tuple(f[m].shape[1:]) for m in self.modalities}
+                # A 1-D array is a modality of width 1 (gather adds the axis).
+                self.shapes = {m: tuple(f[m].shape[1:]) or (1,) for m in self.modalities}
                 self.class_names = _h5_class_names(f)
-        except OSError as err:
+                if check_rows:  # copies (to(), subset()) of a checked split skip the scan
+                    _check_h5_rows(f, self.modalities, self.path)
+        except DatasetError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError) as err:
             raise DatasetError(f"cannot read feature file {self.path}: {err}") from None
         self.rows = np.arange(len(labels)) if rows is None else np.asarray(rows, dtype=np.int64)
         self.labels = torch.from_numpy(labels[self.rows]).to(self.device)
@@ -192,16 +262,16 @@ class HDF5Split(Split):
         # h5py reads strictly increasing indices: read each row once, then restore the order.
         unique, inverse = np.unique(rows, return_inverse=True)
         block = self._handle()[modality][unique]
-        x = torch.from_numpy(np.ascontiguousarray(block[inverse]))
-        if x.dtype.is_floating_point:
-            x = x.float()
+        x = torch.from_numpy(np.ascontiguousarray(block[inverse])).float()  # int / bool features: float, as in memory
+        if x.ndim == 1:
+            x = x.unsqueeze(1)
         return x.to(self.device, non_blocking=True)
 
     def to(self, device: torch.device | str) -> "HDF5Split":
-        return HDF5Split(self.path, self.modalities, self.rows, device, self.name)
+        return HDF5Split(self.path, self.modalities, self.rows, device, self.name, check_rows=False)
 
     def subset(self, rows: np.ndarray, name: str) -> "HDF5Split":
-        return HDF5Split(self.path, self.modalities, self.rows[rows], self.device, name)
+        return HDF5Split(self.path, self.modalities, self.rows[rows], self.device, name, check_rows=False)
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -245,6 +315,8 @@ def make_features(
         num_classes: C (default: from ``class_names`` or ``max label + 1``).
         name: the data set's name.
     """
+    if not is_real(val_fraction) or not 0.0 <= float(val_fraction) < 1.0:
+        raise DatasetError(f"{name}: val_fraction must be a number in [0, 1), got {val_fraction!r}")
     paths: dict[str, Path | None] = {}
     base = None if root is None else Path(root)
     if base is not None and not base.is_dir():
@@ -265,8 +337,12 @@ def make_features(
         lazy = path.suffix in (".h5", ".hdf5") and not in_memory
         if lazy:
             s = HDF5Split(path, modalities, name=f"{name}/{split}")
+            if len(s) == 0:
+                raise DatasetError(f"{path}: the {split} split is empty (0 labels)")
             return s, s.class_names
         arrays, labels, class_names = load_feature_file(path, modalities)
+        if len(labels) == 0:
+            raise DatasetError(f"{path}: the {split} split is empty (0 labels)")
         s = TensorSplit({m: torch.from_numpy(np.ascontiguousarray(a)) for m, a in arrays.items()},
                         torch.from_numpy(labels), name=f"{name}/{split}")
         return s, class_names
@@ -296,6 +372,14 @@ def make_features(
     if num_classes is None:
         num_classes = len(class_names) if class_names else int(max(int(s.labels.max()) for s in (tr, te, va)
                                                                      if s is not None)) + 1
+    for split_obj, split in ((tr, "train"), (te, "test"), (va, "val")):
+        if split_obj is None:
+            continue
+        lo, hi = int(split_obj.labels.min()), int(split_obj.labels.max())
+        if lo < 0 or hi >= num_classes:
+            source = paths[split] if paths[split] is not None else paths["train"]
+            raise DatasetError(f"{source}: labels of the {split} split must lie in [0, {num_classes}), found values "
+                               f"from {lo} to {hi}; remap the labels or pass num_classes")
     kinds = dict(kinds or {})
     specs = [ModalitySpec(m, shapes[m], kinds.get(m, "features")) for m in order]
     ds = MultimodalDataset(name, specs, num_classes, tr, te, va, class_names)
@@ -333,6 +417,9 @@ def load_modality_arrays(folder: Path, modalities: Sequence[str], n_rows: int, l
             a = np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError) as err:
             raise DatasetError(f"cannot read feature file {path}: {err}") from None
+        _check_dtype(m, a.dtype, path)
+        if a.ndim:
+            _check_finite_rows(m, a, 0, path)
         if a.ndim == 0 or a.shape[0] != n_rows:
             raise DatasetError(f"{path} has {a.shape[0] if a.ndim else 0} rows but {label_file} lists "
                                f"{n_rows} samples; the feature rows must follow the label file's rows")
