@@ -20,7 +20,9 @@ learner can build a suitable encoder without knowing the data set.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
 import numpy as np
@@ -29,7 +31,8 @@ from torch import Tensor
 
 from ..errors import MMEnvError
 
-__all__ = ["ModalitySpec", "Split", "TensorSplit", "MultimodalDataset", "DatasetError", "stratified_holdout"]
+__all__ = ["ModalitySpec", "Split", "TensorSplit", "MultimodalDataset", "DatasetError", "stratified_holdout",
+           "read_text_file"]
 
 
 class DatasetError(MMEnvError, ValueError):
@@ -255,6 +258,23 @@ def tensor_dataset(
                     f"train has {spec.shape}"
                 )
     return MultimodalDataset(name, specs, num_classes, tr, te, va, class_names)
+
+
+def read_text_file(path: str | os.PathLike, what: str = "label file", encoding: str = "utf-8-sig") -> str:
+    """The text of ``path``, or :class:`DatasetError` naming the file when it is not readable text
+    (a binary file, another encoding, a folder...). ``utf-8-sig`` drops a spreadsheet's
+    byte-order mark. NUL bytes are refused too (``csv`` would fail on them later)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding=encoding)
+    except UnicodeDecodeError as err:
+        raise DatasetError(f"{what} {path} is not UTF-8 text (byte {err.start}: {err.reason}); is it a binary "
+                           "file? Save it as UTF-8 CSV/text") from None
+    except OSError as err:
+        raise DatasetError(f"cannot read {what} {path}: {err}") from None
+    if "\x00" in text:
+        raise DatasetError(f"{what} {path} holds NUL bytes; is it a binary file? Save it as UTF-8 CSV/text")
+    return text
 
 
 def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -9,13 +9,15 @@ clip listed twice or in both lists).
 from __future__ import annotations
 
 import csv
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from .base import DatasetError
-from .frames import IMAGE_EXTENSIONS
+from .base import DatasetError, read_text_file
+from .frames import IMAGE_EXTENSIONS, check_image_header
+from .wav import check_wav_header
 
 __all__ = ["MediaClip", "read_label_list", "check_disjoint_lists", "sorted_labels", "build_clips"]
 
@@ -42,19 +44,18 @@ def read_label_list(path: str | os.PathLike, classes: Sequence[str] | None) -> l
     rows: list[tuple[str, str, int]] = []
     # utf-8-sig: a list saved by a spreadsheet starts with a byte-order mark, which would
     # otherwise become part of the first clip id.
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        for row_no, row in enumerate(csv.reader(f), start=1):
-            if not row or all(not c.strip() for c in row):
-                continue
-            if len(row) < 2:
-                raise DatasetError(f"{path}, row {row_no}: expected '<clip>,<label>', got {row!r}")
-            clip, label = row[0].strip(), row[1].strip()
-            if row_no == 1 and label.lower() in ("label", "labels", "class"):
-                continue
-            if classes is not None and label not in classes:
-                raise DatasetError(f"{path}, row {row_no}: unknown label {label!r} for clip {clip!r}; "
-                                   f"valid labels: {list(classes)}")
-            rows.append((clip, label, row_no))
+    for row_no, row in enumerate(csv.reader(io.StringIO(read_text_file(path, "label list"), newline="")), start=1):
+        if not row or all(not c.strip() for c in row):
+            continue
+        if len(row) < 2:
+            raise DatasetError(f"{path}, row {row_no}: expected '<clip>,<label>', got {row!r}")
+        clip, label = row[0].strip(), row[1].strip()
+        if row_no == 1 and label.lower() in ("label", "labels", "class"):
+            continue
+        if classes is not None and label not in classes:
+            raise DatasetError(f"{path}, row {row_no}: unknown label {label!r} for clip {clip!r}; "
+                               f"valid labels: {list(classes)}")
+        rows.append((clip, label, row_no))
     if not rows:
         raise DatasetError(f"label list {path} has no rows")
     return rows
@@ -123,5 +124,14 @@ def build_clips(rows: Iterable[tuple[str, str, int]], list_path: Path, class_ind
             if not frames:
                 raise DatasetError(f"{list_path}, row {row_no}: frame folder {folder} holds no "
                                    f"{'/'.join(IMAGE_EXTENSIONS)} files")
+        # Headers are checked now (cheap: no decoding), so a corrupt clip of any split fails
+        # when the data set is built, naming the clip, not at the final test evaluation.
+        try:
+            if audio is not None and audio.suffix.lower() == ".wav":
+                check_wav_header(audio)
+            for frame in frames:
+                check_image_header(frame)
+        except DatasetError as err:
+            raise DatasetError(f"{list_path}, row {row_no}: clip {clip!r}: {err}") from None
         clips.append(MediaClip(clip, class_index[label], audio, frames))
     return clips

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from .base import DatasetError
 
-__all__ = ["FrameConfig", "IMAGENET_MEAN", "IMAGENET_STD", "IMAGE_EXTENSIONS", "load_rgb",
+__all__ = ["FrameConfig", "IMAGENET_MEAN", "IMAGENET_STD", "IMAGE_EXTENSIONS", "load_rgb", "check_image_header",
            "random_resized_crop_box", "image_tensor"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -53,8 +53,33 @@ def load_rgb(path: str | os.PathLike):
             return img.convert("RGB")
     except FileNotFoundError:
         raise DatasetError(f"image file not found: {path}") from None
+    except Image.DecompressionBombError as err:
+        raise DatasetError(f"image {path} is too large to decode safely ({err}); resize it") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise DatasetError(f"cannot decode image {path}: {err} (truncated or not an image?)") from None
+
+
+def check_image_header(path: str | os.PathLike) -> tuple[int, int]:
+    """Open ``path``'s header only (no pixel decoding) and return ``(width, height)``.
+
+    Run on every frame when a media data set is built, so an unreadable, empty or
+    oversized (decompression-bomb) image fails then, naming the file, and not in the
+    middle of training or at the final evaluation.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+    except FileNotFoundError:
+        raise DatasetError(f"image file not found: {path}") from None
+    except Image.DecompressionBombError as err:
+        raise DatasetError(f"image {path} is too large to decode safely ({err}); resize it") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise DatasetError(f"cannot decode image {path}: {err} (truncated or not an image?)") from None
+    if width < 1 or height < 1:
+        raise DatasetError(f"image {path} is empty ({width} x {height} pixels)")
+    return width, height
 
 
 def random_resized_crop_box(width: int, height: int, rng: np.random.Generator, scale=(0.08, 1.0),

@@ -30,6 +30,7 @@ row count must equal the label file's.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import re
@@ -38,7 +39,7 @@ from typing import cast
 
 import torch
 
-from .base import DatasetError, ModalitySpec, MultimodalDataset, TensorSplit
+from .base import DatasetError, ModalitySpec, MultimodalDataset, TensorSplit, read_text_file
 from .features import load_modality_arrays
 
 __all__ = ["make_twitter2015", "make_sarcasm", "read_twitter_tsv", "read_sarcasm_json",
@@ -91,8 +92,8 @@ def read_twitter_tsv(path: str | os.PathLike) -> list[tuple[str, str, int]]:
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"label file not found: {path}")
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        rows = [r for r in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE) if r and any(c.strip() for c in r)]
+    rows = [r for r in csv.reader(io.StringIO(read_text_file(path), newline=""), delimiter="\t",
+                                  quoting=csv.QUOTE_NONE) if r and any(c.strip() for c in r)]
     if not rows:
         raise DatasetError(f"{path} has no rows")
     keys = [_column_key(c) for c in rows[0]]
@@ -128,7 +129,7 @@ def read_sarcasm_json(path: str | os.PathLike) -> list[tuple[str, str, int]]:
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"label file not found: {path}")
-    text = path.read_text(encoding="utf-8")
+    text = read_text_file(path, encoding="utf-8")
     try:
         records = json.loads(text)
     except json.JSONDecodeError:

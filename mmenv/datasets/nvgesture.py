@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from .base import DatasetError, ModalitySpec, MultimodalDataset, TensorSplit, stratified_holdout
+from .base import DatasetError, ModalitySpec, MultimodalDataset, TensorSplit, read_text_file, stratified_holdout
 from .features import load_modality_arrays
 
 __all__ = ["make_nvgesture", "read_nvgesture_list", "NVGESTURE_NUM_CLASSES"]
@@ -39,7 +39,7 @@ def read_nvgesture_list(path: str | os.PathLike) -> list[tuple[str, int]]:
     if not path.is_file():
         raise DatasetError(f"label list not found: {path}")
     out = []
-    for row_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for row_no, line in enumerate(read_text_file(path, "label list", encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         fields = dict(tok.split(":", 1) for tok in line.split() if ":" in tok)

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from .base import DatasetError
 
-__all__ = ["AudioConfig", "read_wav", "resample_linear", "log_spectrogram"]
+__all__ = ["AudioConfig", "check_wav_header", "read_wav", "resample_linear", "log_spectrogram"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,47 @@ def _wav_format(body: bytes, path: Path) -> tuple[int, int, int, int]:
         raise DatasetError(f"cannot read WAV file {path}: invalid header ({channels} channels, {rate} Hz, "
                            f"block of {block} bytes)")
     return tag, channels, rate, block // channels
+
+
+def check_wav_header(path: str | os.PathLike) -> None:
+    """Check a WAV file's chunk headers without reading its samples (cheap, done at build time).
+
+    Reads the RIFF chunk headers by seeking: a missing or unsupported ``fmt `` chunk, no
+    ``data`` chunk, a ``data`` chunk longer than the file or shorter than one frame raise
+    :class:`DatasetError` naming the file, as :func:`read_wav` would in the middle of training.
+    """
+    path = Path(path)
+    try:
+        size_on_disk = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                raise DatasetError(f"cannot read WAV file {path}: no RIFF/WAVE header (is it a .wav file?)")
+            fmt = None
+            pos = 12
+            while pos + 8 <= size_on_disk:
+                f.seek(pos)
+                hdr = f.read(8)
+                chunk, size = hdr[:4], int.from_bytes(hdr[4:8], "little")
+                if chunk == b"fmt ":
+                    fmt = _wav_format(f.read(min(size, 64)), path)
+                elif chunk == b"data":
+                    if fmt is None:
+                        raise DatasetError(f"cannot read WAV file {path}: no 'fmt ' chunk before the audio")
+                    _, channels, _, width = fmt
+                    if size in (0, 0xFFFFFFFF):  # written to a pipe: the rest of the file
+                        size = size_on_disk - pos - 8
+                    if size < channels * width:
+                        raise DatasetError(f"WAV file {path} holds less than one audio frame ({size} data bytes, "
+                                           f"{channels * width} bytes per frame)")
+                    if pos + 8 + size > size_on_disk:
+                        raise DatasetError(f"WAV file {path} is truncated: its data chunk promises {size} bytes, "
+                                           f"the file holds {size_on_disk - pos - 8}")
+                    return
+                pos += 8 + size + (size & 1)
+    except OSError as err:
+        raise DatasetError(f"cannot read WAV file {path}: {err}") from None
+    raise DatasetError(f"WAV file {path} is truncated or holds no audio: no 'data' chunk")
 
 
 def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
@@ -116,6 +157,9 @@ def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
         raise DatasetError(f"WAV file {path} is truncated: header promises {declared // frame_bytes} frames, "
                            f"the file holds {len(raw) // frame_bytes}")
     raw = raw[: len(raw) - len(raw) % frame_bytes]
+    if not raw:  # e.g. a 1-byte data chunk of 16-bit audio
+        raise DatasetError(f"WAV file {path} holds less than one audio frame ({declared} data bytes, "
+                           f"{frame_bytes} bytes per frame)")
     if tag == _WAVE_PCM and width == 1:  # 8-bit WAV is unsigned
         x = (np.frombuffer(raw, np.uint8).astype(np.float32) - 128.0) / 128.0
     elif tag == _WAVE_PCM and width == 2:
