@@ -42,7 +42,8 @@ from typing import Any, Mapping
 
 import yaml
 
-from mmenv.errors import MMEnvError
+from mmenv.errors import InvalidArgumentError, MMEnvError
+from mmenv.validation import check_choice, check_float, check_int
 
 __all__ = ["ConfigError", "CompareConfig", "load_config", "config_from_dict", "preset_path", "PRESETS_DIR",
            "list_presets", "BACKENDS"]
@@ -96,6 +97,30 @@ class CompareConfig:
 
 
 # ---------------------------------------------------------------------- validation helpers
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads ``1e-3`` / ``5E+2`` as floats.
+
+    YAML 1.1 (PyYAML) only takes floats with a dot (``1.0e-3``), so ``lr: 1e-3`` was read
+    as the *string* ``"1e-3"``; YAML 1.2 and every other reader take it as a number.
+    """
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
+                |[-+]?\.(?:inf|Inf|INF)
+                |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def read_yaml(text: str) -> Any:
+    """Parse config YAML with :class:`_Loader` (safe, and ``1e-3`` is a float)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+
+
 def _fail(source: str, key: str, problem: str) -> ConfigError:
     return ConfigError(f"config {source}: key {key!r}: {problem}")
 
@@ -173,26 +198,138 @@ def _per_name_kwargs(value: Any, key: str, source: str, expand: set[str] | None 
     return out
 
 
+def _opt_int(minimum: int) -> Any:
+    def check(name: str, v: Any) -> Any:
+        return None if v is None else check_int(name, v, minimum=minimum)
+    return check
+
+
+def _registered(registry_path: str, attr: str) -> Any:
+    def check(name: str, v: Any) -> Any:
+        import importlib
+
+        registry = getattr(importlib.import_module(registry_path), attr)
+        if not isinstance(v, str):
+            raise InvalidArgumentError(f"{name} must be a registered name, got {v!r}")
+        registry.canonical(v)   # UnknownNameError with did-you-mean
+        return v
+    return check
+
+
+def _device(name: str, v: Any) -> Any:
+    import torch
+
+    if not isinstance(v, str):
+        raise InvalidArgumentError(f"{name} must be a string such as 'cpu' or 'cuda:0', got {v!r}")
+    try:
+        torch.device(v)
+    except (RuntimeError, ValueError) as exc:
+        raise InvalidArgumentError(f"{name} {v!r} is not a torch device ({exc})") from None
+    return v
+
+
+def _step_every(name: str, v: Any) -> Any:
+    if v == "epoch" and isinstance(v, str):
+        return v
+    return check_int(name, v, minimum=1, fix="or 'epoch'")
+
+
+def _mapping(name: str, v: Any) -> Any:
+    if v is not None and not (isinstance(v, dict) and all(isinstance(k, str) for k in v)):
+        raise InvalidArgumentError(f"{name} must be a mapping of keyword arguments, got {v!r}")
+    return v
+
+
+def _optional_choice(choices: tuple) -> Any:
+    def check(name: str, v: Any) -> Any:
+        return None if v is None else check_choice(name, v, choices)
+    return check
+
+
+#: The type and range of every DUSEnv argument a config may set under ``env:`` (the same
+#: rules DUSEnv's constructor applies, checked before any run starts).
+ENV_SCHEMA: dict[str, Any] = {
+    "epochs": lambda n, v: check_int(n, v, minimum=1),
+    "batch_budget": lambda n, v: check_int(n, v, minimum=2),
+    "step_every": _step_every,
+    "reward": _registered("mmenv.rewards", "REWARDS"),
+    "discrepancy": lambda n, v: check_choice(n, v, ("sum", "mean")),
+    "device": _device,
+    "action_space": lambda n, v: check_choice(n, v, ("unit", "symmetric", "softmax")),
+    "softmax_scale": lambda n, v: check_float(n, v, minimum=0.0, strict_minimum=True),
+    "sample_order": _registered("mmenv.sampling", "SAMPLE_ORDERS"),
+    "sample_order_kwargs": _mapping,
+    "iters_per_epoch": _opt_int(1),
+    "min_batch": lambda n, v: check_int(n, v, minimum=0),
+    "action_tol": lambda n, v: check_float(n, v, minimum=0.0, maximum=0.5),
+    "eval_batch_size": lambda n, v: check_int(n, v, minimum=1),
+    "autocast_dtype": _optional_choice(("bfloat16", "float16", "float32")),
+    "render_mode": _optional_choice(("ansi", "rgb_array")),
+}
+
+
 def _validate_env(value: Any, source: str) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise _fail(source, "env", f"expected a mapping of DUSEnv keyword arguments, got {value!r}")
     allowed = _env_arguments()
+    out = {}
     for k, v in value.items():
+        if not isinstance(k, str):
+            raise _fail(source, f"env.{k}", "keys must be DUSEnv argument names (strings)")
         if k in _GRID_OWNED:
             raise _fail(source, f"env.{k}", "is set per run by the grid; use the top-level keys "
                                             "datasets/learners, dataset_kwargs/learner_kwargs (log_dir: tensorboard)")
-        if k not in allowed:
-            raise _fail(source, f"env.{k}", f"unknown DUSEnv argument; valid: {sorted(allowed)}")
-        default = allowed[k]
-        least = 0 if k == "min_batch" else 1
-        if k in ("epochs", "batch_budget", "min_batch") and (not isinstance(v, int) or isinstance(v, bool) or v < least):
-            raise _fail(source, f"env.{k}", f"expected an int >= {least}, got {v!r}")
-        if isinstance(default, (int, float)) and not isinstance(default, bool) and v is not None \
-                and k not in ("step_every",) and not isinstance(v, (int, float)):
-            raise _fail(source, f"env.{k}", f"expected a number, got {v!r}")
-    return dict(value)
+        if k not in allowed or k not in ENV_SCHEMA:
+            close = difflib.get_close_matches(k, sorted(allowed), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise _fail(source, f"env.{k}", f"unknown DUSEnv argument{hint}; valid: {sorted(allowed)}")
+        try:
+            out[k] = ENV_SCHEMA[k](k, v)
+        except MMEnvError as exc:
+            raise _fail(source, f"env.{k}", str(exc)) from None
+    if "batch_budget" in out and out["batch_budget"] < 2 * max(out.get("min_batch", 1), 1):
+        raise _fail(source, "env.batch_budget", f"must be >= 2 * min_batch ({2 * max(out.get('min_batch', 1), 1)}) "
+                                                "for two modalities")
+    return out
+
+
+def _check_kwargs_section(cfg: "CompareConfig", key: str, source: str) -> None:
+    """Every name under ``<key>`` must be registered (or be a grid entry), and its keywords
+    must be ones that name's factory takes, with values of the annotated types (the
+    registry's own keyword check: :meth:`mmenv.registry.Registry.check_arguments`)."""
+    from mmenv.agents import POLICIES
+    from mmenv.datasets import DATASETS
+    from mmenv.learners import LEARNERS
+    from mmenv.sampling import SAMPLE_ORDERS
+
+    from .grid import split_policy
+
+    registry, grid = {
+        "dataset_kwargs": (DATASETS, cfg.datasets),
+        "learner_kwargs": (LEARNERS, cfg.learners),
+        "policy_kwargs": (POLICIES, cfg.policies),
+        "sample_order_kwargs": (SAMPLE_ORDERS, []),
+    }[key]
+    section: dict[str, dict[str, Any]] = getattr(cfg, key)
+    for name, kwargs in section.items():
+        target = name
+        if key == "policy_kwargs" and name in grid:
+            try:
+                target = split_policy(name)[1]
+            except ValueError:
+                target = name
+            if target not in registry:   # a saved agent: its load() takes the keywords
+                continue
+        if target not in registry:
+            valid = sorted(set(registry.names()) | set(grid))
+            raise _unknown(source, f"{key}.{name}", registry.kind, name, valid,
+                           f"; keywords under a name that is not registered would be ignored")
+        try:
+            registry.check_arguments(name, registry.get_factory(target), (), kwargs)
+        except MMEnvError as exc:
+            raise _fail(source, f"{key}.{name}", str(exc)) from None
 
 
 # ---------------------------------------------------------------------- loading
@@ -219,7 +356,7 @@ def load_config(name_or_path: str | os.PathLike = "default", overrides: Mapping[
     """Read a preset or YAML file, apply ``overrides`` (top-level keys; ``env.X`` for env), validate."""
     path = preset_path(name_or_path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = read_yaml(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"config {path}: not valid YAML: {exc}") from exc
     if raw is None:
@@ -338,4 +475,6 @@ def config_from_dict(raw: Mapping[str, Any], overrides: Mapping[str, Any] | None
     cfg.learner_kwargs = _per_name_kwargs(data.get("learner_kwargs"), "learner_kwargs", source)
     cfg.policy_kwargs = _per_name_kwargs(data.get("policy_kwargs"), "policy_kwargs", source)
     cfg.sample_order_kwargs = _per_name_kwargs(data.get("sample_order_kwargs"), "sample_order_kwargs", source)
+    for key in ("dataset_kwargs", "learner_kwargs", "policy_kwargs", "sample_order_kwargs"):
+        _check_kwargs_section(cfg, key, source)
     return cfg
