@@ -40,7 +40,7 @@ import torch
 
 from .errors import MMEnvError
 
-__all__ = ["ALLOWED_TYPES", "CheckpointError", "UnsafeCheckpointError", "allow_type", "atomic_save", "load",
+__all__ = ["ALLOWED_TYPES", "CheckpointError", "DataMismatchError", "UnsafeCheckpointError", "allow_type", "atomic_save", "load",
            "save_env_checkpoint", "load_env_checkpoint"]
 
 ENV_FORMAT = "mmenv-env-checkpoint-v1"
@@ -68,6 +68,11 @@ class UnsafeCheckpointError(CheckpointError):
 
     Raised before anything the file names is called: nothing of it runs.
     """
+
+
+class DataMismatchError(CheckpointError):
+    """A checkpoint is loaded into an environment whose data differ from the data it was
+    trained on (:func:`mmenv.datasets.base.data_fingerprint`)."""
 
 
 def allow_type(cls: type) -> type:

@@ -20,6 +20,7 @@ import torch
 from gymnasium import spaces
 
 from .datasets import MultimodalDataset, TensorSplit, make_dataset
+from .datasets.base import data_fingerprint
 from .errors import InvalidArgumentError
 from .discrepancy import DiscrepancyTracker, batch_discrepancy
 from .learners import Batch, Learner, LearnerContext, LearnerError, make_learner
@@ -609,8 +610,16 @@ class DUSEnv(gym.Env):
             "learner": self.learner.name, "sample_order": self.sample_order.name, "epochs": self.epochs,
             "batch_budget": self.batch_budget, "step_every": self.step_every, "iters_per_epoch": self.iters_per_epoch,
             "min_batch": self.min_batch, "discrepancy": self.tracker.mode, "symmetric": self.symmetric,
-            "action_space": self.action_space_name,
+            "action_space": self.action_space_name, "data_fingerprint": self.data_fingerprint,
         }
+
+    @property
+    def data_fingerprint(self) -> str:
+        """:func:`mmenv.datasets.base.data_fingerprint` of this env's data (computed once)."""
+        fp = getattr(self, "_data_fingerprint", None)
+        if fp is None:
+            fp = self._data_fingerprint = data_fingerprint(self.dataset)
+        return fp
 
     def _random_splits(self) -> list[tuple[str, Any]]:
         """Data splits that own a ``torch.Generator`` (e.g. training-time augmentation)."""
@@ -677,9 +686,18 @@ class DUSEnv(gym.Env):
         streams of the right shapes) and then overwritten with the saved state, so the next
         ``step`` gives exactly what the saved environment's next ``step`` would have given.
         """
-        from .checkpoint import CheckpointError
+        from .checkpoint import CheckpointError, DataMismatchError
 
         saved, mine = dict(state["config"]), self._checkpoint_config()
+        # Another data set (or another seed of the same generator) with the same name and
+        # sizes: refused before the generic check, with its own error.
+        saved_fp = saved.pop("data_fingerprint", None)
+        mine_fp = mine.pop("data_fingerprint")
+        if saved_fp is not None and saved_fp != mine_fp and all(saved.get(k) == mine[k] for k in mine):
+            raise DataMismatchError(
+                f"checkpoint was written for other data: data set {self.dataset.name!r} has fingerprint "
+                f"{mine_fp} here but {saved_fp} in the checkpoint (other contents, e.g. another seed or other "
+                "files); build the environment on the data the checkpoint was trained on")
         diff = [k for k in mine if saved.get(k) != mine[k]]
         if diff:
             detail = ", ".join(f"{k}: saved {saved.get(k)!r}, this env {mine[k]!r}" for k in diff)

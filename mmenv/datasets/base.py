@@ -32,7 +32,7 @@ from torch import Tensor
 from ..errors import MMEnvError
 
 __all__ = ["ModalitySpec", "Split", "TensorSplit", "MultimodalDataset", "DatasetError", "stratified_holdout",
-           "read_text_file"]
+           "read_text_file", "data_fingerprint"]
 
 
 class DatasetError(MMEnvError, ValueError):
@@ -258,6 +258,52 @@ def tensor_dataset(
                     f"train has {spec.shape}"
                 )
     return MultimodalDataset(name, specs, num_classes, tr, te, va, class_names)
+
+
+#: Rows of each modality hashed into a data fingerprint (evenly spaced over the split).
+FINGERPRINT_ROWS = 16
+
+
+def data_fingerprint(dataset: "MultimodalDataset") -> str:
+    """A short hash that tells one data set's contents from another's, cheaply.
+
+    Hashes the name, the number of classes, each modality's name / shape / kind, and per
+    split: its length, **all** labels (one small in-memory tensor, so a reshuffle or
+    another seed of the same generator changes it) and :data:`FINGERPRINT_ROWS` evenly
+    spaced rows of each modality of in-memory splits (catches other features with the
+    same labels, e.g. other noise). Rows of lazily read splits (HDF5, media) are not read:
+    decoding would cost I/O at every environment build; their labels and file names are
+    hashed instead. Not a cryptographic guarantee (two data sets differing only in
+    unsampled rows look the same), but it costs milliseconds and catches the mistake it
+    is for: resuming a checkpoint on another data set or another seed of it.
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+
+    def add(*parts: object) -> None:
+        for part in parts:
+            h.update(repr(part).encode())
+            h.update(b"\x00")
+
+    add(dataset.name, dataset.num_classes, [(m.name, tuple(m.shape), m.kind) for m in dataset.modalities])
+    for split_name in ("train", "val", "test"):
+        split = getattr(dataset, split_name)
+        if split is None:
+            add(split_name, None)
+            continue
+        labels = split.labels.detach().to("cpu", torch.int64).contiguous()
+        add(split_name, len(split))
+        h.update(labels.numpy().tobytes())
+        if isinstance(split, TensorSplit):
+            idx = torch.linspace(0, len(split) - 1, min(FINGERPRINT_ROWS, len(split))).round().long()
+            for m in dataset.modality_names:
+                rows = split.inputs[m].index_select(0, idx.to(split.inputs[m].device))
+                h.update(rows.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        else:
+            add(type(split).__name__, str(getattr(split, "path", "")),
+                [str(getattr(c, "name", c)) for c in getattr(split, "clips", [])][:FINGERPRINT_ROWS])
+    return h.hexdigest()[:16]
 
 
 def read_text_file(path: str | os.PathLike, what: str = "label file", encoding: str = "utf-8-sig") -> str:
