@@ -53,6 +53,13 @@ def grad_mode_independent(fn: _F) -> _F:
 
     return wrapper  # type: ignore[return-value]
 
+#: A step whose mean training loss (any entry of ``info["train_loss"]``) exceeds this is
+#: treated as diverged even while finite. Cross-entropy at chance is ln(C) (2.3 for 10
+#: classes); with the "budget" loss scaling a modality's loss is at most m times its mean
+#: per-sample loss, so healthy runs stay orders of magnitude below 1e4, and a model whose
+#: losses reach it has logit gaps of thousands: its training state is lost.
+LOSS_DIVERGENCE_BOUND = 1e4
+
 #: Reduced precisions autocast can run in (torch.autocast refuses integer types).
 AUTOCAST_DTYPES = ("bfloat16", "float16")
 
@@ -135,7 +142,8 @@ class DUSEnv(gym.Env):
 
     ## Episode end
     ``terminated`` once ``epochs`` epochs of ``iters_per_epoch`` iterations are done;
-    ``truncated`` with ``info["diverged"] = True`` if a training loss becomes NaN/inf.
+    ``truncated`` with ``info["diverged"] = True`` if a training loss becomes NaN/inf or
+    exceeds :data:`LOSS_DIVERGENCE_BOUND` (1e4) while finite.
     On the last step ``info["test"]`` holds accuracy, MAP and macro-F1 on the test split
     for the fused prediction (``info["test"]["fused"]``) and for each modality.
 
@@ -535,8 +543,11 @@ class DUSEnv(gym.Env):
         obs_raw = packed[:m]
         train_acc = packed[m:2 * m]
         losses = dict(zip(keys, packed[2 * m:].tolist()))
-        # Divergence = a non-finite loss or discrepancy (the training state is lost).
-        diverged = not (np.all(np.isfinite(obs_raw)) and np.all(np.isfinite(packed[2 * m:])))
+        # Divergence = a non-finite loss or discrepancy (the training state is lost), or a
+        # finite loss past LOSS_DIVERGENCE_BOUND (a run that exploded but has not yet overflowed).
+        step_losses = packed[2 * m:]
+        diverged = not (np.all(np.isfinite(obs_raw)) and np.all(np.isfinite(step_losses))
+                        and np.all(np.abs(step_losses) <= LOSS_DIVERGENCE_BOUND))
         obs = np.clip(np.nan_to_num(obs_raw, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0).astype(np.float32)
         self._obs = obs
 

@@ -63,7 +63,7 @@ from .errors import MMEnvError
 from .learners import Learner, make_learner
 from .learners.baseline import BaselineLearner
 from .models.multimodal import MultimodalModel
-from .sampling import SampleOrder
+from .sampling import ActionError, SampleOrder
 
 __all__ = ["DUSVectorEnv", "VectorEnvError", "VectorFallbackWarning", "make_vector_env"]
 
@@ -286,12 +286,29 @@ class DUSVectorEnv(VectorEnv):
             self._build_stack()
         return self._obs.copy(), infos
 
+    def _check_actions(self, actions: Any) -> np.ndarray:
+        """``actions`` as an array with one row per sub-environment, or :class:`ActionError`.
+
+        Refuses ``None``, scalars, strings, 0-d arrays and a leading dimension other than
+        ``num_envs`` here; each row is checked by its sub-environment in :meth:`step`,
+        whose error names the slot.
+        """
+        if actions is None or isinstance(actions, (str, bytes)):
+            raise ActionError(f"actions must be an array of shape ({self.num_envs}, m), one row per "
+                              f"sub-environment, got {actions!r}")
+        try:
+            arr = np.asarray(actions)
+        except (ValueError, TypeError) as exc:  # ragged lists
+            raise ActionError(f"actions must be an array of shape ({self.num_envs}, m), one row per "
+                              f"sub-environment; cannot read {actions!r} as one ({exc})") from None
+        if arr.ndim == 0 or arr.shape[0] != self.num_envs:
+            raise ActionError(f"actions must have a leading dimension of num_envs={self.num_envs} (one row per "
+                              f"sub-environment), got shape {arr.shape}")
+        return arr
+
     @grad_mode_independent
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        actions = np.asarray(actions)
-        if actions.shape[0] != self.num_envs:
-            raise ValueError(f"actions must have a leading dimension of num_envs={self.num_envs}, "
-                             f"got shape {actions.shape}")
+        actions = self._check_actions(actions)
         if self.params is None:
             raise RuntimeError("call reset() before step()")
         k_all = self.num_envs
@@ -302,17 +319,22 @@ class DUSVectorEnv(VectorEnv):
         per_info: dict[int, dict] = {}
 
         # NEXT_STEP autoreset: runs that ended last step are reset now and do not train.
-        active = []
+        active = [k for k in range(k_all) if not self._autoreset[k]]
+        # Every action is checked before any slot resets or trains; a bad one names its slot.
+        sized = {}
+        for k in active:
+            try:
+                sized[k] = self.envs[k].batch_sizes_for(actions[k])
+            except ActionError as exc:
+                raise ActionError(f"action of sub-environment {k} (slot {k} of {k_all}): {exc}") from None
         for k in range(k_all):
             if self._autoreset[k]:
                 self._obs[k], per_info[k] = self.envs[k].reset()
                 self._load_slot(k)
-            else:
-                active.append(k)
         plans = {}
         for k in active:
             env = self.envs[k]
-            proportions, sizes = env.batch_sizes_for(actions[k])
+            proportions, sizes = sized[k]
             val_before = self._evaluate(k, "val")["fused"]["accuracy"] if env.needs_validation else None
             plans[k] = (proportions, sizes, val_before)
         # Runs at the same iteration train together (after autoresets they may differ).
