@@ -32,6 +32,8 @@ from typing import Any
 
 import yaml
 
+from mmenv.atomic import atomic_write_text
+
 from .config import BACKENDS, CompareConfig, ConfigError, list_presets, load_config, parse_seeds
 from .grid import RunSpec, build_grid
 from .report import FINISHED, load_results, markdown_tables, results_rows, write_csv, write_result
@@ -96,7 +98,7 @@ def run_comparison(cfg: CompareConfig, force: bool = False, progress: bool = Tru
     start = time.perf_counter()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     specs = build_grid(cfg)
     keys = [s.key for s in specs]
     existing = {} if force else load_results(out / "runs", keys)
@@ -110,7 +112,7 @@ def run_comparison(cfg: CompareConfig, force: bool = False, progress: bool = Tru
     table = markdown_tables(results, order)
     csv_path = write_csv(out / "results.csv", results_rows(results))
     table_path = out / "results.md"
-    table_path.write_text(f"# Comparison `{cfg.name}`\n\n{table}\n")
+    atomic_write_text(table_path, f"# Comparison `{cfg.name}`\n\n{table}\n")
     plots: list[Path] = []
     if cfg.plots:
         from .plots import make_plots

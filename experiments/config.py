@@ -325,7 +325,7 @@ def _check_kwargs_section(cfg: "CompareConfig", key: str, source: str) -> None:
         if target not in registry:
             valid = sorted(set(registry.names()) | set(grid))
             raise _unknown(source, f"{key}.{name}", registry.kind, name, valid,
-                           f"; keywords under a name that is not registered would be ignored")
+                           "; keywords under a name that is not registered would be ignored")
         try:
             registry.check_arguments(name, registry.get_factory(target), (), kwargs)
         except MMEnvError as exc:

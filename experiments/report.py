@@ -15,12 +15,12 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from mmenv.atomic import atomic_write_text
 from mmenv.results import mean_std, std_note, summarise
 
 __all__ = ["write_result", "read_result", "load_results", "results_rows", "write_csv", "markdown_tables",
@@ -37,17 +37,7 @@ def write_result(runs_dir: str | Path, result: dict[str, Any]) -> Path:
     runs_dir = Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
     path = runs_dir / f"{result['key']}.json"
-    fd, tmp = tempfile.mkstemp(prefix=f".{result['key']}.", suffix=".tmp", dir=runs_dir)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(result, fh, indent=1, default=str)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_text(path, json.dumps(result, indent=1, default=str))
     return path
 
 
@@ -105,12 +95,11 @@ def write_csv(path: str | Path, rows: Sequence[dict[str, Any]]) -> Path:
     # Keep the trailing bookkeeping columns last whatever the order the modalities came in.
     tail: list[str] = [c for c in ("reward_sum", "steps", "wall_time_s", "error", "key") if c in fields]
     fields = [c for c in fields if c not in tail] + tail
-    path = Path(path)
-    with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=fields, restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    return atomic_write_text(path, buffer.getvalue())
 
 
 # ---------------------------------------------------------------------- tables

@@ -5,7 +5,8 @@ directory, flushes and ``fsync``\\ s it, then ``os.replace``\\ s it over ``path`
 on POSIX and Windows when both lie on one file system) and ``fsync``\\ s the directory so
 the rename itself is durable. A process killed at any instant therefore leaves either
 the previous complete checkpoint or the new complete one at ``path``, never a torn file;
-at worst a stray ``.<name>.*.tmp`` file stays behind, which :func:`atomic_save` ignores.
+at worst a stray ``.<name>.*.tmp`` file stays behind, which the next successful write
+removes (:mod:`mmenv.atomic`).
 
 ``save_env_checkpoint`` / ``load_env_checkpoint`` store and restore the whole state of a
 :class:`mmenv.DUSEnv` (see :meth:`mmenv.DUSEnv.state_dict`) and also work through
@@ -32,12 +33,12 @@ from __future__ import annotations
 import importlib
 import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .atomic import atomic_write
 from .errors import MMEnvError
 
 __all__ = ["ALLOWED_TYPES", "CheckpointError", "DataMismatchError", "UnsafeCheckpointError", "allow_type", "atomic_save", "load",
@@ -87,44 +88,14 @@ def allow_type(cls: type) -> type:
     return cls
 
 
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename in ``directory`` durable (no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - e.g. Windows
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover - some file systems refuse fsync on directories
-        pass
-    finally:
-        os.close(fd)
-
-
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save(obj)`` to ``path`` atomically: temp file in the same dir, fsync, os.replace.
 
     Returns the final path. On any error the temporary file is removed and ``path``
-    keeps its previous content.
+    keeps its previous content; a disk-full or read-only failure is one
+    :class:`~mmenv.errors.WriteError` naming ``path`` (:func:`mmenv.atomic.atomic_write`).
     """
-    path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(directory)
-    return path
+    return atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def _resolve(name: str) -> type:

@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import sys
 import textwrap
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from .atomic import atomic_write_text
 from .errors import MMEnvError
 
 __all__ = ["main", "build_parser", "add_env_arguments", "env_kwargs_from_args", "SUBCOMMANDS",
@@ -170,10 +172,11 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     fields: list[str] = []
     for r in rows:
         fields += [k for k in r if k not in fields]
-    with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
 
 
 def format_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
@@ -189,7 +192,7 @@ def format_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
 
 
 def _write_json(path: Path, payload: dict) -> None:
-    path.write_text(json.dumps(payload, indent=2, default=str))
+    atomic_write_text(path, json.dumps(payload, indent=2, default=str))
 
 
 # ---------------------------------------------------------------------- train

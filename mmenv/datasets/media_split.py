@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -33,6 +34,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..atomic import atomic_write
+from ..errors import WriteError
 from .base import DatasetError, Split
 from .clip_lists import MediaClip
 from .frames import FrameConfig, image_tensor, load_rgb, random_resized_crop_box
@@ -84,11 +87,12 @@ class ClipDecoder(torch.utils.data.Dataset):
         x = resample_linear(x, rate, self.audio.sample_rate)
         spec = log_spectrogram(x, self.audio)
         if cached is not None:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
-            with open(tmp, "wb") as f:
-                np.save(f, spec.numpy())
-            os.replace(tmp, cached)  # atomic: concurrent workers never see half a file
+            # Atomic (concurrent workers never see half a file); a cache that cannot be
+            # written (disk full) only costs speed, so training goes on.
+            try:
+                atomic_write(cached, lambda f: np.save(f, spec.numpy()))
+            except WriteError as exc:
+                warnings.warn(f"spectrogram cache not written, continuing without it: {exc}", stacklevel=2)
         if self.memory_cache:
             self.memory[i] = spec
         return spec
