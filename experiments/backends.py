@@ -18,8 +18,34 @@ from .grid import RunSpec, execute_run, new_result
 __all__ = ["run_serial", "run_processes", "run_ray", "init_worker"]
 
 
-def init_worker() -> None:
-    """Per-worker setup: one torch thread (intra- and inter-op)."""
+#: Seconds between two checks of the parent process by a worker's watchdog.
+WATCHDOG_INTERVAL_S = 0.5
+
+
+def _watch_parent(parent_pid: int, interval: float) -> None:
+    """Exit this process as soon as ``parent_pid`` is no longer its parent (it died).
+
+    A sweep killed with SIGKILL runs no cleanup, and a worker blocked in a long run never
+    reads the closed pipe; without this its workers kept training (and holding memory)
+    for minutes. ``os._exit``: no cleanup of a run whose driver is gone.
+    """
+    import time
+
+    while True:
+        if os.getppid() != parent_pid:
+            os._exit(1)
+        time.sleep(interval)
+
+
+def init_worker(parent_pid: int | None = None) -> None:
+    """Per-worker setup: one torch thread (intra- and inter-op), and with ``parent_pid`` a
+    watchdog thread that ends the worker when that parent process dies (a parent-death
+    watchdog: polls ``os.getppid()`` every :data:`WATCHDOG_INTERVAL_S` seconds)."""
+    if parent_pid is not None:
+        import threading
+
+        threading.Thread(target=_watch_parent, args=(parent_pid, WATCHDOG_INTERVAL_S), daemon=True,
+                         name="mmenv-parent-watchdog").start()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
 
@@ -43,7 +69,8 @@ def run_processes(specs: Sequence[RunSpec], out: str, tensorboard: bool, workers
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     ctx = mp.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init_worker)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init_worker,
+                               initargs=(os.getpid(),))
     try:
         futures = {pool.submit(execute_run, asdict(spec), out, tensorboard): spec for spec in specs}
         for future in as_completed(futures):

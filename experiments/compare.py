@@ -19,7 +19,11 @@ Outputs under ``out``: ``runs/<key>.json`` (one per run, the resume state),
 ``results.csv``, ``results.md`` (the printed tables), ``config.yaml`` (the resolved
 config), ``plots/*.png`` and ``tb/<dataset>/<learner>/<policy>/seed<k>/`` (TensorBoard).
 Re-running with the same config skips every run whose result file says ``ok`` or
-``diverged``; failed runs are tried again; ``--force`` re-runs everything.
+``diverged``; failed runs are tried again; ``--force`` re-runs everything. A sweep holds a
+lock on ``out`` (``out/.mmenv.lock``, :mod:`mmenv.locks`): a second sweep on the same
+folder fails at once with :class:`~mmenv.errors.LockError` naming the holder's PID; the
+lock of a killed sweep is taken over. Worker processes exit within a second when the
+sweep's process dies (:func:`~mmenv.experiments.backends.init_worker`).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from typing import Any
 import yaml
 
 from mmenv.atomic import atomic_write_text
+from mmenv.locks import FolderLock
 
 from .config import BACKENDS, CompareConfig, ConfigError, list_presets, load_config, parse_seeds
 from .grid import RunSpec, build_grid
@@ -97,7 +102,13 @@ def run_comparison(cfg: CompareConfig, force: bool = False, progress: bool = Tru
     """Run (or resume) the sweep ``cfg`` and write the CSV, tables and plots under ``cfg.out``."""
     start = time.perf_counter()
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    # One sweep per output folder: a second one would run (and write) the same runs again.
+    with FolderLock(out, "mmenv compare"):
+        return _run_locked(cfg, out, start, force, progress, ray_address)
+
+
+def _run_locked(cfg: CompareConfig, out: Path, start: float, force: bool, progress: bool,
+                ray_address: str | None) -> ComparisonSummary:
     atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     specs = build_grid(cfg)
     keys = [s.key for s in specs]

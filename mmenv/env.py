@@ -330,13 +330,32 @@ class DUSEnv(gym.Env):
         return self.iteration // self.iters_per_epoch
 
     def _writer_or_none(self):
-        if self.log_dir is None:
+        if self.log_dir is None or getattr(self, "_tb_failed", False):
             return None
         if self._writer is None:
             from .tb import make_writer
 
-            self._writer = make_writer(self.log_dir)
+            try:
+                self._writer = make_writer(self.log_dir)
+            except Exception as exc:  # noqa: BLE001 - logging must never stop training
+                self._tensorboard_failed(exc)
         return self._writer
+
+    def _tensorboard_failed(self, exc: BaseException) -> None:
+        """TensorBoard logging failed (disk full, read-only folder...): warn once, stop logging,
+        keep training (the run's results do not depend on its logs)."""
+        import warnings
+
+        self._tb_failed = True
+        warnings.warn(f"TensorBoard logging to {self.log_dir} stopped, training goes on: "
+                      f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}",
+                      RuntimeWarning, stacklevel=3)
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            try:
+                writer.close()
+            except Exception:  # noqa: BLE001 - closing a broken writer may fail too
+                pass
 
     def _autocast(self) -> ContextManager[Any]:
         """``torch.autocast`` on this env's device when ``autocast_dtype`` is set (else a no-op)."""
@@ -381,7 +400,10 @@ class DUSEnv(gym.Env):
         if writer is not None:
             from .tb import log_reset
 
-            log_reset(writer, self._global_step, self.modalities, self._obs.tolist())
+            try:
+                log_reset(writer, self._global_step, self.modalities, self._obs.tolist())
+            except Exception as exc:  # noqa: BLE001 - logging must never stop training
+                self._tensorboard_failed(exc)
         info = {"batch_sizes": allocate(np.full(len(self.modalities), 1 / len(self.modalities)),
                                         self.batch_budget, self.min_batch),
                 "epoch": 0, "iteration": 0, "discrepancy": self._obs.tolist()}
@@ -818,10 +840,16 @@ class DUSEnv(gym.Env):
             return
         from .tb import log_step
 
-        log_step(writer, self._global_step, self.modalities, info, reward)
+        try:
+            log_step(writer, self._global_step, self.modalities, info, reward)
+        except Exception as exc:  # noqa: BLE001 - logging must never stop training
+            self._tensorboard_failed(exc)
 
     def close(self) -> None:
         if self._writer is not None:
-            self._writer.close()
+            try:
+                self._writer.close()
+            except Exception as exc:  # noqa: BLE001 - a full disk at close loses only logs
+                self._tensorboard_failed(exc)
             self._writer = None
         super().close()
