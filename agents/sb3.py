@@ -53,22 +53,24 @@ Example::
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.noise import NormalActionNoise
 
+from mmenv.checkpoint import CheckpointError, UnsafeCheckpointError
 from mmenv.registry import Registry
 
 from .policy import Policy, PolicyError, UnknownPolicyError, normalise_proportions
 
 __all__ = ["SB3_ALGOS", "SB3_DEFAULTS", "NOT_APPLICABLE", "AlgoInfo", "algo_info", "make_sb3_env",
            "make_sb3_agent", "InfoCallback", "learn", "TqdmCallback", "SB3Policy", "save_sb3_model",
-           "load_sb3_model", "read_sb3_metadata", "METADATA_ENTRY"]
+           "load_sb3_model", "safe_sb3_custom_objects", "read_sb3_metadata", "METADATA_ENTRY"]
 
 METADATA_ENTRY = "mmenv.json"   # the entry save_sb3_model adds to SB3's zip
 
@@ -341,10 +343,156 @@ def _algo_from_saved_data(data: dict, path: Path) -> str:
 
 
 def load_sb3_model(path: str | Path, algo: str | None = None):
-    """Load a saved SB3 / sb3-contrib ``.zip``; the algorithm comes from the file unless ``algo`` is given."""
+    """Load a saved SB3 / sb3-contrib ``.zip``; the algorithm comes from the file unless ``algo`` is given.
+
+    Safe: nothing in the file is unpickled (:func:`safe_sb3_custom_objects`).
+    """
     path = Path(path)
     key = algo_info(algo).key if algo is not None else read_sb3_metadata(path)["algo"]
-    return _algo_class(key).load(path, device="cpu")
+    cls = _algo_class(key)
+    return cls.load(path, device="cpu", custom_objects=safe_sb3_custom_objects(path, cls))
+
+
+# ---------------------------------------------------------------------- safe loading of SB3 zips
+_SB3_PACKAGES = ("stable_baselines3.", "sb3_contrib.")
+_CLASS_REPR = re.compile(r"^<class '([A-Za-z_][\w.]*)'>$")
+_FUNCTION_REPR = re.compile(r"^<function ([A-Za-z_][\w]*)\.")
+_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+#: Training-time state a loaded agent does not need to act; rebuilt empty by SB3 when it learns.
+_RUNTIME_STATE = ("_last_obs", "_last_episode_starts", "_last_original_obs", "ep_info_buffer", "ep_success_buffer",
+                  "_last_lstm_states", "_episode_storage", "weights")  # ARS: recomputed from the policy
+#: Defaults of settings that are only recorded pickled (not readable without unpickling).
+_PICKLED_DEFAULTS: dict[str, Any] = {"train_freq": 1}
+
+
+def _sb3_class(entry: Mapping[str, Any], key: str) -> type:
+    """A class of SB3 / sb3-contrib named by a pickled entry's readable attributes (module + methods)."""
+    import importlib
+
+    module = entry.get("__module__")
+    names = {m.group(1) for v in entry.values() if isinstance(v, str) for m in [_FUNCTION_REPR.match(v)] if m}
+    if not isinstance(module, str) or not module.startswith(_SB3_PACKAGES) or len(names) != 1:
+        raise UnsafeCheckpointError(f"SB3 zip: {key!r} names a class outside stable_baselines3 / sb3_contrib "
+                                    f"(module {module!r}); refusing to unpickle it")
+    obj = getattr(importlib.import_module(module), names.pop(), None)
+    if not isinstance(obj, type):
+        raise UnsafeCheckpointError(f"SB3 zip: {key!r}: cannot find the class it names in {module}")
+    return obj
+
+
+def _sb3_space(entry: Mapping[str, Any], key: str) -> Any:
+    """A Box or Discrete space rebuilt from the attributes SB3 writes next to the pickle."""
+    from gymnasium import spaces
+
+    kind = entry.get(":type:", "")
+    try:
+        if kind.endswith(".Box'>"):
+            shape = tuple(int(v) for v in entry["_shape"])
+
+            def bound(text: str) -> np.ndarray:
+                values = re.sub(r"[\[\]]", " ", text).split()
+                return np.array([float(v) for v in values], dtype=np.float64).reshape(shape)
+
+            return spaces.Box(bound(entry["low"]), bound(entry["high"]), shape=shape, dtype=np.dtype(entry["dtype"]))
+        if kind.endswith(".Discrete'>"):
+            return spaces.Discrete(int(entry["n"]), start=int(entry.get("start", 0)))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise UnsafeCheckpointError(f"SB3 zip: cannot rebuild {key!r} ({kind}) from its recorded attributes: "
+                                    f"{exc}") from None
+    raise UnsafeCheckpointError(f"SB3 zip: {key!r} is a {kind} space, which is only stored pickled; "
+                                "refusing to unpickle it (Box and Discrete spaces are supported)")
+
+
+def _sb3_schedule(entry: Mapping[str, Any], key: str) -> Any:
+    """A constant schedule at the value a saved schedule records (``ConstantSchedule(val=0.2)``, or the
+    start value of another schedule)."""
+    from stable_baselines3.common.utils import ConstantSchedule, FloatSchedule
+
+    text = " ".join(str(v) for k, v in entry.items() if k != ":serialized:")
+    match = re.search(rf"(?:val|start|initial_value)=({_NUMBER})", text) or re.search(rf"=({_NUMBER})", text)
+    if match is None:
+        raise UnsafeCheckpointError(f"SB3 zip: cannot read the value of schedule {key!r} without unpickling it")
+    return FloatSchedule(ConstantSchedule(float(match.group(1))))
+
+
+def _sb3_kwargs(entry: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """``policy_kwargs`` rebuilt from its readable items; classes only from torch.nn / torch.optim / SB3."""
+    import importlib
+
+    out: dict[str, Any] = {}
+    for name, value in entry.items():
+        if name in (":type:", ":serialized:"):
+            continue
+        if isinstance(value, str) and (m := _CLASS_REPR.match(value)):
+            module, _, attr = m.group(1).rpartition(".")
+            if not module.startswith(("torch.nn.", "torch.optim.", *_SB3_PACKAGES)):
+                raise UnsafeCheckpointError(f"SB3 zip: {key}.{name} names {m.group(1)}, outside torch.nn / "
+                                            "torch.optim / SB3; refusing to unpickle it")
+            out[name] = getattr(importlib.import_module(module), attr)
+        elif isinstance(value, str) and value.startswith("<"):
+            raise UnsafeCheckpointError(f"SB3 zip: {key}.{name} is only stored pickled ({value[:60]}); "
+                                        "refusing to unpickle it")
+        else:
+            out[name] = value
+    return out
+
+
+def safe_sb3_custom_objects(path: str | Path, algo_class: type | None = None) -> dict[str, Any]:  # noqa: ARG001
+    """``custom_objects`` for SB3's ``load`` that replace **every** pickled entry of the zip.
+
+    SB3 (2.9) passes each ``":serialized:"`` entry of the zip's ``data`` JSON to
+    ``cloudpickle.loads``, which runs any code the file names; entries given in
+    ``custom_objects`` are used instead and never unpickled. This reads ``data`` as JSON
+    (no unpickling) and rebuilds each pickled entry from the readable attributes SB3
+    writes next to it: ``policy_class`` and buffer classes by module and name, only from
+    ``stable_baselines3`` / ``sb3_contrib``; ``observation_space`` / ``action_space`` (Box,
+    Discrete) from their bounds, shape and dtype; schedules (``lr_schedule``,
+    ``clip_range``...) as constants at their recorded values; ``policy_kwargs`` with
+    classes only from ``torch.nn`` / ``torch.optim``; training-time state (last
+    observation, episode buffers) as ``None``; ``train_freq`` as 1 and ``target_entropy`` as
+    ``-dim(actions)`` (SB3's "auto"; both are only stored pickled). Anything else pickled is refused with :class:`UnsafeCheckpointError`.
+
+    A loaded agent acts exactly as saved (its network weights are read by torch's safe
+    loader); continuing to train it uses the constant schedules above.
+    """
+    import json
+    import zipfile
+
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            data = json.loads(zf.read("data").decode("utf-8"))
+    except (OSError, KeyError, zipfile.BadZipFile, UnicodeDecodeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable SB3 zip ({type(exc).__name__}: {exc})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: the SB3 zip's 'data' entry is not a JSON object")
+    out: dict[str, Any] = {}
+    for key, entry in data.items():
+        if not (isinstance(entry, dict) and ":serialized:" in entry):
+            continue
+        try:
+            kind = str(entry.get(":type:", ""))
+            if key in _RUNTIME_STATE:
+                out[key] = None
+            elif key in _PICKLED_DEFAULTS:
+                out[key] = _PICKLED_DEFAULTS[key]
+            elif key == "target_entropy":  # a numpy scalar; SAC/TQC's "auto" value is -dim(actions)
+                shape = data.get("action_space", {}).get("_shape") if isinstance(data.get("action_space"), dict) else None
+                out[key] = -float(np.prod(shape)) if shape else -1.0
+            elif kind.startswith("<class 'gymnasium.spaces."):
+                out[key] = _sb3_space(entry, key)
+            elif kind == "<class 'abc.ABCMeta'>" or kind == "<class 'type'>":
+                out[key] = _sb3_class(entry, key)
+            elif "Schedule" in kind or key.endswith(("_schedule", "clip_range", "clip_range_vf", "learning_rate")):
+                out[key] = _sb3_schedule(entry, key)
+            elif key == "policy_kwargs" or kind == "<class 'dict'>":
+                out[key] = _sb3_kwargs(entry, key)
+            else:
+                raise UnsafeCheckpointError(f"SB3 zip: entry {key!r} ({kind}) is only stored pickled; refusing to "
+                                            "unpickle it")
+        except UnsafeCheckpointError as exc:
+            raise UnsafeCheckpointError(f"{path}: {exc}") from None
+    return out
 
 
 class SB3Policy(Policy):
