@@ -52,10 +52,8 @@ def write_error(path: str | os.PathLike, exc: BaseException) -> WriteError:
     if code is None and ("No space left" in str(exc) or "file write failed" in str(exc)):
         code = errno.ENOSPC  # torch's writer reports a full disk as a RuntimeError
     hint = _HINTS.get(code, "") if code is not None else ""
-    err = WriteError(f"cannot write {path}: {text}{'; ' + hint if hint else ''}")
-    err.errno = code  # type: ignore[misc]  # so callers can still test the errno
-    err.filename = str(path)  # type: ignore[misc]
-    return err
+    # One argument only: OSError's str() would otherwise reformat the message.
+    return WriteError(f"cannot write {path}: {text}{'; ' + hint if hint else ''}")
 
 
 def _fsync_dir(directory: Path) -> None:

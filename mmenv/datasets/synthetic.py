@@ -30,6 +30,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..validation import is_int
 from .base import DatasetError, MultimodalDataset, tensor_dataset
 
 __all__ = ["make_synthetic"]
@@ -95,11 +96,15 @@ def make_synthetic(
         raise DatasetError(f"shortcut_fraction must lie in [0, 1], got {shortcut_fraction}")
     if min(n_train, n_test) < 1 or n_val < 0:
         raise DatasetError("n_train and n_test must be >= 1 and n_val >= 0")
-    if isinstance(dims, int):
-        dims = [dims] * num_modalities
-    dims = [int(d) for d in dims]
+    if is_int(dims):
+        dims = [int(dims)] * num_modalities  # type: ignore[arg-type]
+    if isinstance(dims, (str, bytes)) or not all(is_int(d) for d in dims):  # type: ignore[union-attr]
+        raise DatasetError(f"dims must be an int or one int per modality, got {dims!r}")
+    dims = [int(d) for d in dims]  # type: ignore[union-attr]
     if len(dims) != num_modalities:
         raise DatasetError(f"dims has {len(dims)} entries for {num_modalities} modalities")
+    if min(dims) < 1:
+        raise DatasetError(f"dims must be >= 1 (input width per modality), got {dims}")
     if names is None:
         names = ["strong"] + (["weak"] if num_modalities == 2 else [f"weak{i}" for i in range(1, num_modalities)])
     names = list(names)
