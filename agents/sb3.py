@@ -415,6 +415,18 @@ def _sb3_schedule(entry: Mapping[str, Any], key: str) -> Any:
     return FloatSchedule(ConstantSchedule(float(match.group(1))))
 
 
+def _sb3_noise(entry: Mapping[str, Any]) -> Any:
+    """A ``NormalActionNoise`` rebuilt from its recorded mean and sigma; other noises as ``None``
+    (exploration noise matters only for further training)."""
+    if not str(entry.get(":type:", "")).endswith(".NormalActionNoise'>"):
+        return None
+    try:
+        mu, sigma = (np.array([float(v) for v in re.sub(r"[\[\]]", " ", str(entry[k])).split()]) for k in ("_mu", "_sigma"))
+    except (KeyError, ValueError):
+        return None
+    return NormalActionNoise(mean=mu, sigma=sigma)
+
+
 def _sb3_kwargs(entry: Mapping[str, Any], key: str) -> dict[str, Any]:
     """``policy_kwargs`` rebuilt from its readable items; classes only from torch.nn / torch.optim / SB3."""
     import importlib
@@ -449,7 +461,8 @@ def safe_sb3_custom_objects(path: str | Path, algo_class: type | None = None) ->
     Discrete) from their bounds, shape and dtype; schedules (``lr_schedule``,
     ``clip_range``...) as constants at their recorded values; ``policy_kwargs`` with
     classes only from ``torch.nn`` / ``torch.optim``; training-time state (last
-    observation, episode buffers) as ``None``; ``train_freq`` as 1 and ``target_entropy`` as
+    observation, episode buffers) as ``None``; a Normal action noise from its
+    mean and sigma (other noises dropped); ``train_freq`` as 1 and ``target_entropy`` as
     ``-dim(actions)`` (SB3's "auto"; both are only stored pickled). Anything else pickled is refused with :class:`UnsafeCheckpointError`.
 
     A loaded agent acts exactly as saved (its network weights are read by torch's safe
@@ -476,6 +489,8 @@ def safe_sb3_custom_objects(path: str | Path, algo_class: type | None = None) ->
                 out[key] = None
             elif key in _PICKLED_DEFAULTS:
                 out[key] = _PICKLED_DEFAULTS[key]
+            elif key == "action_noise":  # exploration noise of TD3/DDPG: Normal rebuilt, others dropped
+                out[key] = _sb3_noise(entry)
             elif key == "target_entropy":  # a numpy scalar; SAC/TQC's "auto" value is -dim(actions)
                 shape = data.get("action_space", {}).get("_shape") if isinstance(data.get("action_space"), dict) else None
                 out[key] = -float(np.prod(shape)) if shape else -1.0
