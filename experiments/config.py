@@ -298,7 +298,12 @@ def _validate_env(value: Any, source: str) -> dict[str, Any]:
 def _check_kwargs_section(cfg: "CompareConfig", key: str, source: str) -> None:
     """Every name under ``<key>`` must be registered (or be a grid entry), and its keywords
     must be ones that name's factory takes, with values of the annotated types (the
-    registry's own keyword check: :meth:`mmenv.registry.Registry.check_arguments`)."""
+    registry's own keyword check: :meth:`mmenv.registry.Registry.check_arguments`).
+
+    Names whose factory is not imported yet (an installed plugin's entry point, a lazy
+    reference such as the sb3-contrib algorithms) are checked where they are built, in the
+    run, so that validating a config never imports a plugin.
+    """
     from mmenv.agents import POLICIES
     from mmenv.datasets import DATASETS
     from mmenv.learners import LEARNERS
@@ -326,6 +331,10 @@ def _check_kwargs_section(cfg: "CompareConfig", key: str, source: str) -> None:
             valid = sorted(set(registry.names()) | set(grid))
             raise _unknown(source, f"{key}.{name}", registry.kind, name, valid,
                            "; keywords under a name that is not registered would be ignored")
+        if not registry.is_loaded(target):
+            # A plugin's entry point (or a lazy reference) is not imported here just to read its
+            # signature: the worker that builds it checks the keywords (same error, per run).
+            continue
         try:
             registry.check_arguments(name, registry.get_factory(target), (), kwargs)
         except MMEnvError as exc:

@@ -72,7 +72,7 @@ def _fsync_dir(directory: Path) -> None:
 def clean_stale_tmp(path: str | os.PathLike, older_than: float = STALE_TMP_SECONDS) -> list[Path]:
     """Remove ``.<name>.*.tmp`` files next to ``path`` older than ``older_than`` seconds; return them."""
     path = Path(path)
-    removed = []
+    removed: list[Path] = []
     now = time.time()
     try:
         candidates = list(path.parent.glob(f".{path.name}.*.tmp"))
@@ -88,9 +88,8 @@ def clean_stale_tmp(path: str | os.PathLike, older_than: float = STALE_TMP_SECON
     return removed
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[IO[Any]], Any], binary: bool = True,
-                 make_parents: bool = True) -> Path:
-    """Write ``path`` atomically with ``write(file_object)`` (see the module docstring)."""
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any], make_parents: bool = True) -> Path:
+    """Write ``path`` atomically with ``write(binary_file_object)`` (see the module docstring)."""
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
     tmp: str | None = None
@@ -98,7 +97,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[Any]], Any], binar
         if make_parents:
             directory.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"newline": ""})) as fh:
+        with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())

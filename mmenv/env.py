@@ -21,7 +21,7 @@ from gymnasium import spaces
 
 from .datasets import MultimodalDataset, TensorSplit, make_dataset
 from .datasets.base import data_fingerprint
-from .errors import InvalidArgumentError
+from .errors import EnvStateError, InvalidArgumentError
 from .discrepancy import DiscrepancyTracker, batch_discrepancy
 from .learners import Batch, Learner, LearnerContext, LearnerError, make_learner
 from .metrics import classification_metrics
@@ -479,7 +479,7 @@ class DUSEnv(gym.Env):
     @grad_mode_independent
     def step(self, action):
         if self._needs_reset:
-            raise RuntimeError("call reset() before step() (the episode has ended or never started)")
+            raise EnvStateError("call reset() before step() (the episode has ended or never started)")
         proportions, sizes = self.batch_sizes_for(action)
         val_before = self.evaluate("val")["fused"]["accuracy"] if self.needs_validation else None
         n_iters = self.iterations_next_step()
@@ -623,7 +623,7 @@ class DUSEnv(gym.Env):
         """
         data = getattr(self.dataset, split, None)
         if data is None:
-            raise ValueError(f"dataset {self.dataset.name!r} has no {split!r} split")
+            raise InvalidArgumentError(f"dataset {self.dataset.name!r} has no {split!r} split")
         return predict_split(self.learner, data, batch_size or self.eval_batch_size, self.autocast_dtype)
 
     def evaluate(self, split: str = "test") -> dict[str, dict[str, float]]:

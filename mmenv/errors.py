@@ -18,7 +18,7 @@ Most of them also derive from ``ValueError`` (and the unknown-keyword error from
 from __future__ import annotations
 
 __all__ = ["MMEnvError", "RegistryError", "UnknownNameError", "ArgumentError", "InvalidArgumentError", "LockError",
-           "WriteError"]
+           "WriteError", "EnvStateError"]
 
 
 class MMEnvError(Exception):
@@ -58,3 +58,7 @@ class WriteError(MMEnvError, OSError):
 
     Also an ``OSError``, which is what the failed write raised before.
     """
+
+
+class EnvStateError(MMEnvError, RuntimeError):
+    """An environment was used out of order: ``step()`` before ``reset()`` or after the episode ended."""

@@ -273,6 +273,15 @@ class Registry(Mapping[str, Any]):
             raise self._unknown(name)
         return self._load(key)
 
+    def is_loaded(self, name: str) -> bool:
+        """Whether ``name``'s factory is imported already (``False`` for an entry point or a
+        ``"module:attribute"`` reference not used yet, and for an unknown name)."""
+        key = self.key(name)
+        if key not in self._entries:
+            self._scan()
+        entry = self._entries.get(key)
+        return entry is not None and entry.loaded
+
     def __getitem__(self, name: str) -> Any:
         return self.get_factory(name)
 

@@ -150,15 +150,15 @@ def check_keyword_types(kind: str, name: str, factory: Callable[..., Any], kwarg
             return
     owner = f"{kind} {name!r}"
     for key, value in kwargs.items():
-        p = params.get(key)
-        if p is None:
+        param = params.get(key)
+        if param is None:
             continue
-        simple = _simple_annotation(p.annotation)
+        simple = _simple_annotation(param.annotation)
         if simple is None:
             continue
         typ, optional = simple
         if value is None:
-            if not optional and p.default is not None:
+            if not optional and param.default is not None:
                 raise InvalidArgumentError(f"{owner}: {key} must be {'an' if typ == 'int' else 'a'} {typ}, got None")
             continue
         if typ == "int":

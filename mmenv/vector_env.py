@@ -59,7 +59,7 @@ from .datasets import make_dataset
 from .datasets.base import TensorSplit
 from .discrepancy import true_class_probability
 from .env import DUSEnv, grad_mode_independent
-from .errors import MMEnvError
+from .errors import EnvStateError, MMEnvError
 from .learners import Learner, make_learner
 from .learners.baseline import BaselineLearner
 from .models.multimodal import MultimodalModel
@@ -152,7 +152,7 @@ class DUSVectorEnv(VectorEnv):
 
     def __init__(self, num_envs: int = 1, **env_kwargs: Any) -> None:
         if not isinstance(num_envs, int) or num_envs < 1:
-            raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
+            raise VectorEnvError(f"num_envs must be a positive int, got {num_envs!r}")
         kwargs = dict(env_kwargs)
         kwargs.pop("max_episode_steps", None)  # passed by make_vec for specs with a limit
         dataset = kwargs.pop("dataset", "synthetic")
@@ -221,13 +221,13 @@ class DUSVectorEnv(VectorEnv):
         """Run k's model (a Baseline learner's, checked by _check_supported; built at reset)."""
         model = cast(BaselineLearner, self.envs[k].learner).model
         if model is None:
-            raise RuntimeError("call reset() before stepping: the models are built at reset")
+            raise EnvStateError("call reset() before stepping: the models are built at reset")
         return model
 
     def _stacked(self) -> tuple[list[Tensor], list[Tensor], dict[str, Any]]:
         """The stacked parameters, their momentum buffers and the model plan (built at the first reset)."""
         if self.params is None or self.momentum_buffers is None or self.plan is None:
-            raise RuntimeError("call reset() before step()")
+            raise EnvStateError("call reset() before step()")
         return self.params, self.momentum_buffers, self.plan
 
     def _load_slot(self, k: int) -> None:
@@ -266,12 +266,12 @@ class DUSVectorEnv(VectorEnv):
         else:
             seeds = list(seed)
             if len(seeds) != k_all:
-                raise ValueError(f"got {len(seeds)} seeds for num_envs={k_all}")
+                raise VectorEnvError(f"got {len(seeds)} seeds for num_envs={k_all}")
         options = dict(options or {})
         mask = options.pop("reset_mask", None)
         mask = np.ones(k_all, dtype=np.bool_) if mask is None else np.asarray(mask, dtype=np.bool_)
         if mask.shape != (k_all,):
-            raise ValueError(f"options['reset_mask'] must have shape ({k_all},), got {mask.shape}")
+            raise VectorEnvError(f"options['reset_mask'] must have shape ({k_all},), got {mask.shape}")
         infos: dict[str, Any] = {}
         for k in np.flatnonzero(mask):
             obs, info = self.envs[k].reset(seed=seeds[k], options=options or None)
@@ -282,7 +282,7 @@ class DUSVectorEnv(VectorEnv):
                 self._load_slot(int(k))
         if self.params is None:
             if not mask.all():
-                raise RuntimeError("the first reset must reset every sub-environment")
+                raise EnvStateError("the first reset must reset every sub-environment")
             self._build_stack()
         return self._obs.copy(), infos
 
@@ -310,7 +310,7 @@ class DUSVectorEnv(VectorEnv):
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         actions = self._check_actions(actions)
         if self.params is None:
-            raise RuntimeError("call reset() before step()")
+            raise EnvStateError("call reset() before step()")
         k_all = self.num_envs
         rewards = np.zeros(k_all, dtype=np.float64)
         terms = np.zeros(k_all, dtype=np.bool_)

@@ -1,4 +1,4 @@
-"""Divergence: a learner driven to NaN/inf ends the episode as truncated, never silently.
+"""Divergence: a learner driven to NaN/inf (or to losses past the bound) ends the episode as truncated, never silently.
 
 Every registered learner is run with a learning rate far too large (SGD, lr 1e8, no
 momentum damping): its losses overflow within a few iterations. The environment must
@@ -14,6 +14,7 @@ import pytest
 
 from mmenv import DUSEnv
 from mmenv.datasets import make_synthetic
+from mmenv.env import LOSS_DIVERGENCE_BOUND
 from mmenv.learners import LEARNERS
 
 
@@ -35,7 +36,8 @@ def test_huge_learning_rate_truncates_with_diverged_flag(tiny, learner):
             break
     assert truncated and not terminated, f"{learner} did not diverge in {step} steps"
     assert info["diverged"] is True and info["test"] is None
-    assert not all(np.isfinite(v) for v in info["train_loss"].values())
+    # a non-finite loss, or a finite one past the bound (mmenv.env.LOSS_DIVERGENCE_BOUND)
+    assert not all(np.isfinite(v) and abs(v) <= LOSS_DIVERGENCE_BOUND for v in info["train_loss"].values())
     with pytest.raises(RuntimeError, match="reset"):
         env.step(env.uniform_action())
 

@@ -32,6 +32,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..atomic import atomic_write
+from ..errors import InvalidArgumentError
 from ..validation import is_real
 from .base import DatasetError, ModalitySpec, MultimodalDataset, Split, TensorSplit, stratified_holdout
 
@@ -190,27 +192,30 @@ def save_features(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], lab
                   class_names: Sequence[str] | None = None) -> Path:
     """Write a feature file in this module's format (``.npz`` or ``.h5`` by suffix).
 
-    Missing parent folders are created.
+    Missing parent folders are created; the file is written atomically (:mod:`mmenv.atomic`).
     """
     path = Path(path)
     if any(m in RESERVED for m in arrays):
-        raise ValueError(f"modality names {list(RESERVED)} are reserved")
+        raise InvalidArgumentError(f"modality names {list(RESERVED)} are reserved")
     if path.suffix not in SUFFIXES:
-        raise ValueError(f"unknown feature file type {path.suffix!r}; use one of {list(SUFFIXES)}")
-    path.parent.mkdir(parents=True, exist_ok=True)
+        raise InvalidArgumentError(f"unknown feature file type {path.suffix!r}; use one of {list(SUFFIXES)}")
     if path.suffix == ".npz":
         extra = {} if class_names is None else {"class_names": np.asarray(class_names, dtype=str)}
         contents: dict[str, Any] = {**arrays, "labels": np.asarray(labels), **extra}
-        np.savez(path, **contents)
+        atomic_write(path, lambda fh: np.savez(fh, **contents))
     elif path.suffix in (".h5", ".hdf5"):
-        with _h5py().File(path, "w") as f:
-            for m, a in arrays.items():
-                f.create_dataset(m, data=a)
-            f.create_dataset("labels", data=np.asarray(labels))
-            if class_names is not None:
-                f.attrs["class_names"] = [str(c) for c in class_names]
+        def write_h5(fh: Any) -> None:
+            # h5py writes through the file object (it seeks; "wb" temp files are seekable).
+            with _h5py().File(fh, "w") as f:
+                for m, a in arrays.items():
+                    f.create_dataset(m, data=a)
+                f.create_dataset("labels", data=np.asarray(labels))
+                if class_names is not None:
+                    f.attrs["class_names"] = [str(c) for c in class_names]
+
+        atomic_write(path, write_h5)
     else:
-        raise ValueError(f"unknown feature file type {path.suffix!r}; use one of {list(SUFFIXES)}")
+        raise InvalidArgumentError(f"unknown feature file type {path.suffix!r}; use one of {list(SUFFIXES)}")
     return path
 
 
