@@ -261,7 +261,9 @@ class TrainedAgent:
                 meta = json.loads(zf.read(SB3_META))
             policy: Policy = SB3Policy.load(path, algo=meta["algo"], deterministic=True)
         else:
-            state = torch.load(path, map_location="cpu", weights_only=False)
+            from mmenv.checkpoint import load as safe_load
+
+            state = safe_load(path)  # never unpickles code (issue 12): the allow-listed safe loader
             meta = state.get("across_runs") if isinstance(state, dict) else None
             if meta is None:
                 raise PolicyError(f"{path} has no across-run metadata; load it with mmenv.agents.make_policy")

@@ -521,3 +521,23 @@ def test_sb3_zip_with_a_code_payload_never_runs_it(tmp_path):
 
     json_to_data(json.dumps({"x": {":type:": "t", ":serialized:": payload}}))
     assert marker.exists()
+
+
+class _Boom:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_across_run_agent_file_is_read_with_the_safe_loader(tmp_path):
+    from mmenv.agents.across_runs import TrainedAgent
+    from mmenv.checkpoint import UnsafeCheckpointError
+
+    marker = tmp_path / "pwned"
+    path = tmp_path / "agent.pt"
+    torch.save({"across_runs": {"algo": "reinforce"}, "payload": _Boom(str(marker))}, path)
+    with pytest.raises(UnsafeCheckpointError):
+        TrainedAgent.load(path)
+    assert not marker.exists()
