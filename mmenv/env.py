@@ -184,6 +184,14 @@ class DUSEnv(gym.Env):
             the episode so far: step, epoch, batch sizes, discrepancy, reward) or
             ``"rgb_array"`` (an ``H x W x 3`` uint8 picture of the batch sizes and the
             discrepancy per step so far).
+
+    Raises:
+        InvalidArgumentError: an argument of the wrong type or out of range, checked here
+            before any data set is built (ints take Python or NumPy integers, not ``bool``,
+            floats or strings; ``action_tol`` in [0, 0.5]; ``autocast_dtype`` bfloat16 /
+            float16 / float32 or ``None``; learner ``lr`` > 0). Data problems raise
+            ``DatasetError``, unknown names ``UnknownNameError``, unknown keywords
+            ``ArgumentError``: all :class:`mmenv.MMEnvError`.
     """
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}

@@ -266,6 +266,8 @@ class Registry(Mapping[str, Any]):
 
     def get_factory(self, name: str) -> Any:
         """The callable registered as ``name`` (imported now if it was a reference)."""
+        if not isinstance(name, str) or not name.strip():  # looked up, not registered: name the kind
+            raise self._unknown(name)
         key = self.key(name)
         if key not in self._entries:
             self._scan()
@@ -293,6 +295,8 @@ class Registry(Mapping[str, Any]):
 
     def canonical(self, name: str) -> str:
         """``name`` as it was registered (``"MLA"`` -> ``"mla"``); unknown names are an error."""
+        if not isinstance(name, str) or not name.strip():
+            raise self._unknown(name)
         key = self.key(name)
         if key not in self:
             raise self._unknown(name)

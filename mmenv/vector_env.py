@@ -64,6 +64,7 @@ from .learners import Learner, make_learner
 from .learners.baseline import BaselineLearner
 from .models.multimodal import MultimodalModel
 from .sampling import ActionError, SampleOrder
+from .validation import is_int
 
 __all__ = ["DUSVectorEnv", "VectorEnvError", "VectorFallbackWarning", "make_vector_env"]
 
@@ -151,8 +152,9 @@ class DUSVectorEnv(VectorEnv):
     metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
 
     def __init__(self, num_envs: int = 1, **env_kwargs: Any) -> None:
-        if not isinstance(num_envs, int) or num_envs < 1:
+        if not is_int(num_envs) or num_envs < 1:
             raise VectorEnvError(f"num_envs must be a positive int, got {num_envs!r}")
+        num_envs = int(num_envs)
         kwargs = dict(env_kwargs)
         kwargs.pop("max_episode_steps", None)  # passed by make_vec for specs with a limit
         dataset = kwargs.pop("dataset", "synthetic")
