@@ -74,6 +74,7 @@ class ReinforceConfig:
     """Hyper-parameters of :class:`ReinforcePolicy` (saved with the weights)."""
 
     num_modalities: int | None = None   # m; taken from the environment at reset() if None
+    obs_dim: int | None = None          # observation length; m (the paper's) unless the env extends it
     hidden: int = 64
     lr: float = 1e-4                    # the paper's policy learning rate
     ent_coef: float = 1e-3              # entropy bonus (keeps the Dirichlet from collapsing)
@@ -89,26 +90,41 @@ class ReinforceConfig:
 
 
 class DirichletPolicyNet(nn.Module):
-    """Observation -> Dirichlet concentrations (one per modality)."""
+    """Observation -> Dirichlet concentrations (one per modality).
+
+    The first ``m`` observation entries are the cumulative discrepancy (the paper's
+    observation); an extended observation (``obs_dim > m``, :mod:`mmenv.wrappers`) appends
+    more entries, which enter the network as they are.
+    """
 
     def __init__(self, num_modalities: int, hidden: int = 64, init_concentration: float = 5.0,
-                 conc_min: float = 1e-3, conc_max: float = 1e3) -> None:
+                 conc_min: float = 1e-3, conc_max: float = 1e3, obs_dim: int | None = None) -> None:
         super().__init__()
         m = num_modalities
-        self.body = nn.Sequential(nn.Linear(2 * m, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh())
+        self.num_modalities = m
+        self.obs_dim = m if obs_dim is None else int(obs_dim)
+        if self.obs_dim < m:
+            raise PolicyError(f"obs_dim {self.obs_dim} is shorter than the {m} discrepancy entries")
+        self.body = nn.Sequential(nn.Linear(self.obs_dim + m, hidden), nn.Tanh(), nn.Linear(hidden, hidden),
+                                  nn.Tanh())
         self.head = nn.Linear(hidden, m)
         nn.init.zeros_(self.head.weight)
         # softplus(b) = c  <=>  b = log(exp(c) - 1)
         nn.init.constant_(self.head.bias, math.log(math.expm1(init_concentration)))
         self.conc_min, self.conc_max = conc_min, conc_max
 
-    @staticmethod
-    def features(obs: torch.Tensor) -> torch.Tensor:
-        """Raw scores plus their z-score across modalities (0 when all are equal)."""
-        obs = torch.nan_to_num(obs, nan=0.0, posinf=1.0, neginf=0.0).clamp(0.0, 1.0)
-        centred = obs - obs.mean(-1, keepdim=True)
+    def features(self, obs: torch.Tensor) -> torch.Tensor:
+        """Raw scores plus their z-score across modalities (0 when all are equal), then any extra entries."""
+        m = self.num_modalities
+        if obs.shape[-1] != self.obs_dim:
+            raise PolicyError(f"this policy was built for {m} modalities and observations of length "
+                              f"{self.obs_dim}, got an observation of length {obs.shape[-1]} "
+                              "(another environment, or another observation setting?)")
+        s = torch.nan_to_num(obs[..., :m], nan=0.0, posinf=1.0, neginf=0.0).clamp(0.0, 1.0)
+        centred = s - s.mean(-1, keepdim=True)
         z = centred / (centred.pow(2).mean(-1, keepdim=True).sqrt() + 1e-6)
-        return torch.cat([obs, z], dim=-1)
+        extra = torch.nan_to_num(obs[..., m:], nan=0.0, posinf=0.0, neginf=0.0)
+        return torch.cat([s, z, extra], dim=-1)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         logits = self.head(self.body(self.features(obs)))
@@ -163,24 +179,30 @@ class ReinforcePolicy(Policy):
         self.config.mode = value
 
     # ------------------------------------------------------------------ network
-    def _build(self, m: int) -> None:
+    def _build(self, m: int, obs_dim: int | None = None) -> None:
+        """Build the network for ``m`` modalities and observations of length ``obs_dim`` (default m)."""
+        c = self.config
         if self.net is not None:
-            if m != self.config.num_modalities:
-                raise PolicyError(f"this policy was built for {self.config.num_modalities} modalities, "
+            if m != c.num_modalities:
+                raise PolicyError(f"this policy was built for {c.num_modalities} modalities, "
                                   f"the environment has {m}")
             return
-        c = self.config
         c.num_modalities = m
+        c.obs_dim = int(obs_dim) if obs_dim is not None else (c.obs_dim or m)
         # Parameter initialisation draws from torch's global RNG: seed it inside a fork.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(c.seed)
-            self.net = DirichletPolicyNet(m, c.hidden, c.init_concentration, c.conc_min, c.conc_max)
+            self.net = DirichletPolicyNet(m, c.hidden, c.init_concentration, c.conc_min, c.conc_max,
+                                          obs_dim=c.obs_dim)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=c.lr)
 
     def distribution(self, obs: np.ndarray | torch.Tensor) -> Dirichlet:
         """pi(. | obs) as a float64 Dirichlet (batched if ``obs`` is 2-D)."""
         obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32))
-        self._build(obs_t.shape[-1])
+        if self.net is None:
+            # Not built by reset(env): the observation is the paper's unless m was configured.
+            self._build(self.config.num_modalities or obs_t.shape[-1], obs_t.shape[-1])
+        assert self.net is not None
         return Dirichlet(self.net(obs_t).double(), validate_args=False)
 
     def _clamp(self, proportions: np.ndarray) -> torch.Tensor:
@@ -190,7 +212,18 @@ class ReinforcePolicy(Policy):
 
     # ------------------------------------------------------------------ Policy API
     def reset(self, env: Any) -> None:
-        self._build(int(env.observation_space.shape[0]))
+        """Start of an episode; builds the network on the first call.
+
+        ``env`` is the unwrapped DUSEnv (as the runner passes it): m comes from its
+        modalities. The observation length is that of the paper's observation (m) unless
+        ``obs_dim`` was configured, or the network is built lazily at the first ``act``
+        (an extended observation, :mod:`mmenv.wrappers`, is longer than m).
+        """
+        m = len(env.modalities) if hasattr(env, "modalities") else int(env.observation_space.shape[0])
+        if self.net is None and self.config.obs_dim is None:
+            self.config.num_modalities = m  # the network is built at the first act(obs)
+        else:
+            self._build(m)
         self._episode = []
 
     def act(self, obs: np.ndarray, info: dict | None = None) -> np.ndarray:
@@ -224,20 +257,36 @@ class ReinforcePolicy(Policy):
         """Episodic mode: one update on the collected episode with discounted returns."""
         if not self._episode:
             return
-        obs, props, rewards = zip(*self._episode)
-        self._episode = []
-        returns = np.zeros(len(rewards))
-        running = 0.0
-        for t in reversed(range(len(rewards))):
-            running = rewards[t] + self.config.gamma * running
-            returns[t] = running
+        episode, self._episode = self._episode, []
+        self.update_on_episodes([episode])
+
+    def update_on_episodes(self, episodes: list[list[tuple[np.ndarray, np.ndarray, float]]]) -> None:
+        """One gradient step on whole episodes, each a list of ``(obs, proportions, reward)``.
+
+        Discounted returns ``G_t``; advantages ``G_t - b_t`` with ``b_t`` the moving
+        average of past returns at step index t, updated episode by episode in the given
+        order (so one episode gives exactly :meth:`finish_episode`'s update). Several
+        episodes collected in parallel with the same parameters make one batched step.
+        """
         b = self.config.baseline_momentum
-        advantages = np.zeros_like(returns)
-        for t, g in enumerate(returns):
-            base = self.return_baselines.get(t, g)
-            advantages[t] = g - base
-            self.return_baselines[t] = b * base + (1 - b) * g
-        self._gradient_step(np.stack(obs), np.stack(props), advantages)
+        all_obs, all_props, all_adv = [], [], []
+        for episode in episodes:
+            if not episode:
+                continue
+            obs, props, rewards = zip(*episode)
+            returns = np.zeros(len(rewards))
+            running = 0.0
+            for t in reversed(range(len(rewards))):
+                running = rewards[t] + self.config.gamma * running
+                returns[t] = running
+            for t, g in enumerate(returns):
+                base = self.return_baselines.get(t, g)
+                all_adv.append(g - base)
+                self.return_baselines[t] = b * base + (1 - b) * g
+            all_obs.extend(obs)
+            all_props.extend(props)
+        if all_obs:
+            self._gradient_step(np.stack(all_obs), np.stack(all_props), np.asarray(all_adv, dtype=np.float64))
 
     def _gradient_step(self, obs: np.ndarray, proportions: np.ndarray, advantages: np.ndarray) -> None:
         dist = self.distribution(obs)
@@ -282,10 +331,11 @@ class ReinforcePolicy(Policy):
             self.mode = previous
 
     # ------------------------------------------------------------------ save / load
-    def save(self, path: str | Path) -> None:
+    def save_payload(self) -> dict[str, Any]:
+        """What :meth:`save` writes (a plain dict; callers may add keys, :meth:`load` ignores them)."""
         if self.net is None:
             raise PolicyError("nothing to save: the network is built at the first reset(env)/act(obs)")
-        torch.save({
+        return {
             "format": FORMAT,
             "config": asdict(self.config),
             "state_dict": self.net.state_dict(),
@@ -293,7 +343,13 @@ class ReinforcePolicy(Policy):
             "reward_baseline": self.reward_baseline,
             "return_baselines": self.return_baselines,
             "num_updates": self.num_updates,
-        }, Path(path))
+        }
+
+    def save(self, path: str | Path) -> None:
+        """Write the trained policy to ``path`` (atomically, :func:`mmenv.checkpoint.atomic_save`)."""
+        from mmenv.checkpoint import atomic_save
+
+        atomic_save(self.save_payload(), path)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume learning mid-run (for checkpoints; see mmenv.checkpoint).
@@ -318,7 +374,7 @@ class ReinforcePolicy(Policy):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` into a policy built with the same configuration."""
-        self._build(int(state["config"]["num_modalities"]))
+        self._build(int(state["config"]["num_modalities"]), state["config"].get("obs_dim"))
         self.net.load_state_dict(state["state_dict"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
@@ -338,7 +394,7 @@ class ReinforcePolicy(Policy):
         config = {**state["config"], **overrides}
         saved_seed = config.pop("seed")
         policy = cls(seed=saved_seed if seed is None else seed, deterministic=deterministic, **config)
-        policy._build(config["num_modalities"])
+        policy._build(config["num_modalities"], config.get("obs_dim"))
         policy.net.load_state_dict(state["state_dict"])
         if "lr" not in overrides:
             policy.optimizer.load_state_dict(state["optimizer"])

@@ -1,0 +1,200 @@
+"""The benchmark environment (mmenv/DUSBench-v0) and agents trained across training runs."""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import mmenv
+from mmenv import DUSEnv
+from mmenv.agents import ReinforcePolicy, make_policy, run_policy
+from mmenv.agents.across_runs import (
+    PRESETS,
+    TRAIN_SEED_MIN,
+    MultiInstanceEnv,
+    TrainedAgent,
+    bench_env,
+    train_across_runs,
+)
+
+TINY = {"dataset": "synthetic", "dataset_kwargs": {"n_train": 96, "n_val": 48, "n_test": 64},
+        "learner": "baseline", "epochs": 2, "batch_budget": 16}
+# A cheap instance with known headroom: with 3 short epochs the weak modality cannot be
+# learned in time, so less of it is better (fixed weak share 0.2 / 0.5 / 0.8 -> fused test
+# accuracy 0.80 / 0.79 / 0.57 and validation-accuracy return 0.56 / 0.54 / 0.30, 3 seeds).
+SHORT = {"dataset": "synthetic", "dataset_kwargs": {"n_train": 300, "n_val": 100, "n_test": 300},
+         "learner": "baseline", "epochs": 3, "batch_budget": 32}
+
+
+def play(env, weak_shares, seed=0):
+    obs, info = env.reset(seed=seed)
+    out = [(obs, None, info)]
+    for w in weak_shares:
+        obs, reward, terminated, truncated, info = env.step(env.unwrapped.proportions_to_action([1 - w, w]))
+        out.append((obs, reward, info))
+        if terminated or truncated:
+            break
+    return out
+
+
+# ---------------------------------------------------------------------- the environment
+def test_bench_env_spaces_for_each_observation_and_reward():
+    for reward in ("val-acc-gain", "final-val-acc", "dus"):
+        paper = bench_env(TINY, reward=reward)
+        assert paper.observation_space == gym.spaces.Box(0.0, 1.0, (2,), np.float32)
+        ext = bench_env(TINY, observation="extended", reward=reward)
+        assert ext.observation_space.shape == (9,)
+        assert ext.get_wrapper_attr("observation_names") == [
+            "discrepancy/strong", "discrepancy/weak", "progress", "proportion/strong", "proportion/weak",
+            "train_loss/strong", "train_loss/weak", "train_accuracy/strong", "train_accuracy/weak"]
+        assert ext.action_space == gym.spaces.Box(0.0, 1.0, (2,), np.float32)
+        for env in (paper, ext):
+            obs, _ = env.reset(seed=0)
+            assert env.observation_space.contains(obs)
+    # The registered id builds the same thing; DUS-v0 stays the paper's.
+    env = gym.make(mmenv.BENCH_ENV_ID, observation="extended", **TINY)
+    assert env.observation_space.shape == (9,)
+    assert gym.make(mmenv.ENV_ID, **TINY).unwrapped.reward_fn.__name__ == "dus_reward"
+
+
+def test_bad_instances_and_settings_are_rejected():
+    with pytest.raises(ValueError, match="unknown instance key.*'epoch'"):
+        bench_env({**TINY, "epoch": 3})
+    with pytest.raises(ValueError, match="benchmark sets the reward"):
+        bench_env({**TINY, "reward": "dus"})
+    with pytest.raises(ValueError, match="unknown observation"):
+        bench_env(TINY, observation="full")
+    with pytest.raises(ValueError, match="unknown benchmark reward"):
+        bench_env(TINY, reward="accuracy")
+    with pytest.raises(ValueError, match="validation split"):
+        bench_env({**TINY, "dataset_kwargs": {"n_train": 96, "n_val": 0, "n_test": 64}})
+    with pytest.raises(ValueError, match="same number of modalities"):
+        MultiInstanceEnv([TINY, {**TINY, "dataset_kwargs": {**TINY["dataset_kwargs"], "num_modalities": 3}}])
+    with pytest.raises(ValueError, match="unknown across-run algorithm"):
+        train_across_runs("dqn", [TINY], runs=1, seed=0)
+
+
+def test_extended_observation_values():
+    env = bench_env(TINY, observation="extended")
+    base = env.unwrapped
+    steps = play(env, [0.3, 0.7])
+    obs0 = steps[0][0]
+    # Before the first action: progress 0, Algorithm 1's INIT proportions, chance loss and accuracy.
+    np.testing.assert_allclose(obs0[2:], [0, 0.5, 0.5, 1, 1, 0.25, 0.25], atol=1e-7)
+    for t, (obs, _, info) in enumerate(steps[1:], start=1):
+        assert info["iteration"] == t * base.iters_per_epoch
+        np.testing.assert_allclose(obs[:2], info["discrepancy"], rtol=1e-6)
+        assert obs[2] == pytest.approx(t / 2)
+        np.testing.assert_allclose(obs[3:5], info["proportions"], rtol=1e-6)
+        np.testing.assert_allclose(obs[3:5], [0.7, 0.3] if t == 1 else [0.3, 0.7], atol=1e-6)
+        loss = [info["train_loss"][m] / math.log(4) for m in ("strong", "weak")]
+        np.testing.assert_allclose(obs[5:7], loss, rtol=1e-5)
+        np.testing.assert_allclose(obs[7:9], [info["train_accuracy"][m] for m in ("strong", "weak")], rtol=1e-6)
+    # A learner without per-modality losses (OGM-GE) reports its fused loss for each modality.
+    env = bench_env({**TINY, "learner": "ogm-ge"}, observation="extended")
+    obs, _, info = play(env, [0.5])[1]
+    assert "strong" not in info["train_loss"]
+    np.testing.assert_allclose(obs[5:7], [info["train_loss"]["fused"] / math.log(4)] * 2, rtol=1e-5)
+
+
+def test_paper_observation_and_rewards_match_the_paper_env():
+    shares = [0.3, 0.6]
+    ref = DUSEnv(**TINY, reward="val-acc-gain")
+    ref_steps = play(ref, shares)
+    dus = DUSEnv(**TINY)
+    dus_steps = play(dus, shares)
+    gain = play(bench_env(TINY), shares)
+    final = play(bench_env(TINY, reward="final-val-acc"), shares)
+    eq5 = play(bench_env(TINY, reward="dus"), shares)
+    for t in range(1, 3):
+        np.testing.assert_array_equal(gain[t][0], ref_steps[t][0])         # the paper's observation
+        assert gain[t][1] == pytest.approx(ref_steps[t][1], abs=1e-9)      # the env's own val-acc-gain
+        assert eq5[t][1] == pytest.approx(dus_steps[t][1])                  # Eq. 5
+        assert gain[t][2]["reward_dus"] == pytest.approx(dus_steps[t][1])  # always reported
+    assert final[1][1] == 0.0
+    assert final[2][1] == pytest.approx(gain[2][2]["val_accuracy"])
+    # The episode's val-acc-gain return is the final validation accuracy minus the initial one.
+    fresh = bench_env(TINY)
+    fresh.reset(seed=0)
+    initial = fresh.unwrapped.evaluate("val")["fused"]["accuracy"]
+    assert gain[1][1] + gain[2][1] == pytest.approx(gain[2][2]["val_accuracy"] - initial)
+
+
+def test_bench_env_seed_is_used_by_the_first_reset():
+    a = bench_env(TINY, seed=7)
+    b = bench_env(TINY)
+    np.testing.assert_array_equal(a.reset()[0], b.reset(seed=7)[0])
+
+
+# ---------------------------------------------------------------------- training across runs
+@pytest.mark.parametrize("algo", ["reinforce", "ppo", "sac", "td3"])
+def test_train_across_runs_consumes_exactly_runs(algo, tmp_path):
+    instances = [TINY, {**TINY, "learner": "mla"}]
+    agent = train_across_runs(algo, instances, runs=5, seed=0, observation="extended")
+    assert agent.runs == 5 and len(agent.history) == 5
+    assert agent.algo == algo and agent.observation == "extended"
+    for run in agent.history:
+        assert run["instance"] in (0, 1) and run["seed"] >= TRAIN_SEED_MIN and len(run["proportions"]) == 2
+    rec = run_policy(bench_env(TINY, observation=agent.observation), agent.policy, seeds=[0], learn=False)[0]
+    assert rec.steps == 2 and rec.test is not None
+    schedule = agent.schedule(TINY, seeds=[0, 1])
+    assert schedule.shape == (2, 2, 2)
+    np.testing.assert_allclose(schedule.sum(-1), 1.0)
+    # Save and load through the package's save path; make_policy reads the file too.
+    path = agent.save(tmp_path / ("agent.pt" if algo == "reinforce" else "agent.zip"))
+    loaded = TrainedAgent.load(path)
+    assert loaded.observation == "extended" and loaded.runs == 5 and loaded.history == agent.history
+    np.testing.assert_allclose(loaded.schedule(TINY, seeds=[0, 1]), schedule)
+    make_policy(str(path))
+
+
+def test_curve_points_and_paper_observation():
+    scores = iter(range(100))
+    agent = train_across_runs("reinforce", [TINY], runs=5, seed=1, curve_every=2,
+                              curve_fn=lambda policy: float(next(scores)), episodes_per_update=1)
+    assert [r for r, _ in agent.curve] == [0, 2, 4, 5]
+    assert [v for _, v in agent.curve] == [0.0, 1.0, 2.0, 3.0]
+    assert isinstance(agent.policy, ReinforcePolicy) and agent.policy.deterministic
+    assert agent.policy.net.obs_dim == 2
+
+
+def test_same_seed_same_agent():
+    a = train_across_runs("reinforce", [TINY], runs=4, seed=3)
+    b = train_across_runs("reinforce", [TINY], runs=4, seed=3)
+    c = train_across_runs("reinforce", [TINY], runs=4, seed=4)
+    assert a.history == b.history and a.history != c.history
+    obs = np.array([0.3, 0.5], np.float32)
+    np.testing.assert_array_equal(a.policy.act(obs, {}), b.policy.act(obs, {}))
+    p = train_across_runs("ppo", [TINY], runs=3, seed=3)
+    q = train_across_runs("ppo", [TINY], runs=3, seed=3)
+    assert p.history == q.history
+
+
+@pytest.mark.subprocess
+def test_reinforce_workers_do_not_change_the_result():
+    a = train_across_runs("reinforce", [TINY, {**TINY, "learner": "mla"}], runs=4, seed=5, workers=1)
+    b = train_across_runs("reinforce", [TINY, {**TINY, "learner": "mla"}], runs=4, seed=5, workers=2)
+    assert a.history == b.history
+    obs = np.array([0.3, 0.5], np.float32)
+    np.testing.assert_allclose(a.policy.act(obs, {}), b.policy.act(obs, {}))
+
+
+@pytest.mark.subprocess
+def test_sb3_workers_run_in_processes():
+    agent = train_across_runs("ppo", [TINY], runs=4, seed=0, workers=2)
+    assert 4 <= agent.runs <= 5 and len(agent.history) == agent.runs
+
+
+def test_reinforce_moves_the_share_towards_the_better_side():
+    """On SHORT, a smaller weak share is better; the preset must learn to give the weak modality less."""
+    before = float(np.mean([r.proportions[0][1] for r in run_policy(
+        bench_env(SHORT), ReinforcePolicy(seed=0, deterministic=True, **{k: v for k, v in PRESETS["reinforce"].items()
+                                                                          if k != "episodes_per_update"}),
+        seeds=[0], learn=False)]))
+    agent = train_across_runs("reinforce", [SHORT], runs=40, seed=0)
+    after = float(agent.schedule(SHORT, seeds=[0])[0, :, 1].mean())
+    assert before == pytest.approx(0.5, abs=1e-6)
+    assert after < 0.45, f"the weak share went from {before:.3f} to {after:.3f}, not down"
