@@ -142,7 +142,6 @@ class _Runner:
         self.results: dict[str, dict[str, Any]] = {}
         self.executed = 0
         self.reused = 0
-        self._forced: set[str] = set()
 
     def run(self, specs: Iterable[RunSpec], stage: str) -> None:
         from .backends import run_processes, run_serial
@@ -154,7 +153,7 @@ class _Runner:
         on_disk = {} if self.force else load_results(self.runs_dir, keys)
         todo = []
         for k in keys:
-            if k in on_disk and on_disk[k].get("status") in FINISHED and k not in self._forced:
+            if k in on_disk and on_disk[k].get("status") in FINISHED:
                 self.results[k] = on_disk[k]
                 self.reused += 1
             else:
@@ -173,7 +172,6 @@ class _Runner:
             for result in stream:
                 write_result(self.runs_dir, result)
                 self.results[result["key"]] = result
-                self._forced.add(result["key"])
                 self.executed += 1
                 if bar is not None:
                     bar.update(1)
@@ -397,7 +395,11 @@ def _run_agents(cfg: BenchConfig, data: BenchData, out: Path, force: bool, train
                             agent = None
                     if agent is None:
                         curve_fn = _curve_fn(data, test, spec.observation, env_factory)
-                        log_dir = str(out / "tb" / tag) if cfg.tensorboard else None
+                        # REINFORCE's learning-curve snapshots deep-copy the policy, which fails while
+                        # its TensorBoard writer is open: it logs no training scalars when a curve is
+                        # taken (the curve itself is logged below).
+                        log_dir = str(out / "tb" / tag) if cfg.tensorboard and not (
+                            spec.algo == "reinforce" and test and cfg.curve_every) else None
                         t0 = time.perf_counter()
                         agent = trainer(spec.algo, [i.env_kwargs() for i in train], runs=spec.runs, seed=spec.seed,
                                         reward=spec.reward, observation=spec.observation, workers=spec.workers,

@@ -350,14 +350,22 @@ RESULT_RE = [r"RESULT headroom_instances \d+ of 2",
 
 
 def test_mmenv_bench_command_ends_with_the_result_lines(tmp_path, capsys):
+    """The command end to end with a real episodic REINFORCE agent trained across 2 runs."""
     from mmenv.cli import main
 
-    path = _tiny_preset(tmp_path)
-    assert main(["bench", "--preset", str(path), "--no-progress", "--no-agents", "--no-plots"]) == 0
+    path = _tiny_preset(tmp_path, agents=[{"algo": "reinforce", "runs": 2, "workers": 1}])
+    assert main(["bench", "--preset", str(path), "--no-progress", "--no-plots"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) >= 5
     for line, pattern in zip(lines[-5:], RESULT_RE):
         assert re.fullmatch(pattern, line), line
+    out = tmp_path / "out"
+    assert list((out / "agents").glob("*.pt")) and (out / "tb").is_dir()
+    # resumed: the saved agent and every run are reused, the RESULT lines are the same
+    assert main(["bench", "--preset", str(path), "--no-progress", "--no-plots"]) == 0
+    again = capsys.readouterr().out.strip().splitlines()
+    assert again[-5:] == lines[-5:]
+    assert any(re.match(r"0 run\(s\) executed", x) for x in again)
     assert main(["bench", "--preset", "nope"]) == 2
     assert "unknown bench preset" in capsys.readouterr().err
 
