@@ -22,29 +22,45 @@ Example::
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
+from mmenv.registry import Registry
+
+from .assembly import build_policy
 from .heuristics import DiscrepancyPolicy, DUSHPolicy, FixedRatioPolicy, UniformPolicy
-from .policy import CallablePolicy, Policy, PolicyError, normalise_proportions
+from .policy import CallablePolicy, Policy, PolicyError, UnknownPolicyError, normalise_proportions
 from .reinforce import ReinforceConfig, ReinforcePolicy
-from .runner import EpisodeRecord, as_policy, run_policy
+from .runner import EpisodeRecord, as_policy, run_policy, steps_per_episode
 from .schedule import SchedulePolicy, share_vector
 
 __all__ = [
-    "Policy", "PolicyError", "CallablePolicy", "normalise_proportions",
+    "Policy", "PolicyError", "UnknownPolicyError", "CallablePolicy", "normalise_proportions",
     "UniformPolicy", "DUSHPolicy", "FixedRatioPolicy", "DiscrepancyPolicy",
     "ReinforceConfig", "ReinforcePolicy",
-    "EpisodeRecord", "run_policy", "as_policy", "SchedulePolicy", "share_vector",
-    "POLICIES", "make_policy", "load_policy",
+    "EpisodeRecord", "run_policy", "as_policy", "steps_per_episode", "build_policy", "SchedulePolicy", "share_vector",
+    "POLICIES", "make_policy", "load_policy", "register_policy", "is_saved_agent",
 ]
 
-POLICIES: dict[str, type] = {
+POLICIES: Registry = Registry("policy", "mmenv.policies", instance_of=Policy,
+                              alternative="or the path of a saved agent: .pt REINFORCE, .zip SB3",
+                              unknown_error=UnknownPolicyError)
+for _name, _cls in {
     "uniform": UniformPolicy,
     "dus-h": DUSHPolicy,
     "fixed": FixedRatioPolicy,
     "discrepancy": DiscrepancyPolicy,
     "reinforce": ReinforcePolicy,
     "schedule": SchedulePolicy,
-}
+}.items():
+    POLICIES.register(_name, _cls)
+
+
+def register_policy(name: str, factory: Callable[..., Policy] | str, overwrite: bool = False) -> None:
+    """Register a policy class (or factory) under ``name`` (case-insensitive).
+
+    Installed packages can add policies through the entry-point group ``mmenv.policies``.
+    """
+    POLICIES.register(name, factory, overwrite=overwrite)
 
 
 def load_policy(path: str | Path, **kwargs) -> Policy:
@@ -59,17 +75,20 @@ def load_policy(path: str | Path, **kwargs) -> Policy:
     return ReinforcePolicy.load(path, **kwargs)
 
 
-def make_policy(name_or_path: str, **kwargs) -> Policy:
-    """A policy by registered name (``POLICIES``) or from a saved agent's path.
+def is_saved_agent(name_or_path: str) -> bool:
+    """Whether ``name_or_path`` means a saved agent's file rather than a registered name."""
+    key = str(name_or_path)
+    return key not in POLICIES and (key.endswith((".pt", ".zip")) or Path(key).exists())
+
+
+def make_policy(name_or_path: str | Policy, **kwargs) -> Policy:
+    """A policy by registered name (``POLICIES``, case-insensitive) or from a saved agent's path.
 
     ``kwargs`` go to the policy's constructor (e.g. ``make_policy("dus-h", beta=0.4)``,
     ``make_policy("reinforce", seed=0, lr=1e-3)``) or to its ``load``
-    (``make_policy("agent.pt", deterministic=True)``).
+    (``make_policy("agent.pt", deterministic=True)``). A :class:`Policy` object passes through.
     """
-    key = str(name_or_path)
-    if key.lower() in POLICIES:
-        return POLICIES[key.lower()](**kwargs)
-    if key.endswith((".pt", ".zip")) or Path(key).exists():
-        return load_policy(key, **kwargs)
-    raise PolicyError(f"unknown policy {name_or_path!r}; valid names: {sorted(POLICIES)} "
-                      "or the path of a saved agent (.pt REINFORCE, .zip SB3)")
+    if isinstance(name_or_path, (str, Path)) and is_saved_agent(str(name_or_path)):
+        return load_policy(name_or_path, **kwargs)
+    return POLICIES.make(name_or_path, **kwargs)
+

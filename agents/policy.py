@@ -24,11 +24,17 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Policy", "PolicyError", "normalise_proportions"]
+from mmenv.errors import MMEnvError, UnknownNameError
+
+__all__ = ["Policy", "PolicyError", "UnknownPolicyError", "normalise_proportions"]
 
 
-class PolicyError(ValueError):
+class PolicyError(MMEnvError, ValueError):
     """A policy was built or called with arguments it cannot work with."""
+
+
+class UnknownPolicyError(UnknownNameError, PolicyError):
+    """No policy (or SB3 algorithm) is registered under the name asked for."""
 
 
 def normalise_proportions(p: np.ndarray) -> np.ndarray:
@@ -84,7 +90,7 @@ class CallablePolicy(Policy):
         if not callable(fn):
             raise PolicyError(f"expected a callable f(obs, info) -> proportions, got {type(fn).__name__}")
         self.fn = fn
-        self.name = name or getattr(fn, "__name__", "callable")
+        self.name = str(name or getattr(fn, "__name__", "callable"))
 
     def act(self, obs: np.ndarray, info: dict) -> np.ndarray:
         return normalise_proportions(self.fn(obs, info))

@@ -37,7 +37,7 @@ import numpy as np
 
 from .policy import CallablePolicy, Policy, PolicyError
 
-__all__ = ["EpisodeRecord", "run_policy", "as_policy"]
+__all__ = ["EpisodeRecord", "run_policy", "as_policy", "steps_per_episode"]
 
 
 @dataclass
@@ -80,8 +80,10 @@ def as_policy(policy: Policy | Callable | Any) -> Policy:
                       "or a callable f(obs, info) -> proportions")
 
 
-def _steps_per_episode(env) -> int | None:
-    base = env.unwrapped
+def steps_per_episode(env) -> int | None:
+    """Environment steps in one episode: ``epochs`` (one per epoch) or ``ceil(total_iters / K)``
+    with ``step_every=K``; ``None`` for an environment that does not say."""
+    base = getattr(env, "unwrapped", env)
     try:
         if base.step_every == "epoch":
             return int(base.epochs)
@@ -110,13 +112,13 @@ def run_policy(env, policy, episodes: int = 1, seeds: list[int] | None = None, p
     policy = as_policy(policy)
     base = env.unwrapped
     m = len(base.modalities)
-    seeds = list(seeds) if seeds is not None else [None] * episodes
+    run_seeds: list[int | None] = list(seeds) if seeds is not None else [None] * episodes
     if progress:
         from tqdm.auto import tqdm
 
-        episode_iter = tqdm(seeds, desc=f"{policy.name} episodes", unit="ep")
+        episode_iter = tqdm(run_seeds, desc=f"{policy.name} episodes", unit="ep")
     else:
-        episode_iter = seeds
+        episode_iter = run_seeds
 
     records = []
     for seed in episode_iter:
@@ -129,7 +131,7 @@ def run_policy(env, policy, episodes: int = 1, seeds: list[int] | None = None, p
         if progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=_steps_per_episode(env), desc="steps", unit="step", leave=False)
+            bar = tqdm(total=steps_per_episode(env), desc="steps", unit="step", leave=False)
         done = False
         while not done:
             proportions = np.asarray(policy.act(obs, info), dtype=np.float64).reshape(-1)

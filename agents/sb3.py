@@ -50,12 +50,20 @@ import stable_baselines3 as sb3
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.noise import NormalActionNoise
 
-from .policy import Policy, PolicyError, normalise_proportions
+from mmenv.registry import Registry
+
+from .policy import Policy, PolicyError, UnknownPolicyError, normalise_proportions
 
 __all__ = ["SB3_ALGOS", "SB3_DEFAULTS", "make_sb3_env", "make_sb3_agent", "InfoCallback", "learn",
            "TqdmCallback", "SB3Policy", "load_sb3_model"]
 
-SB3_ALGOS = ("ppo", "a2c", "sac", "td3")
+#: SB3 algorithm classes by name; the registered object is the class (``SB3_ALGOS.make`` returns it).
+#: Installed packages can add algorithms (e.g. from sb3-contrib) through the entry-point group
+#: ``mmenv.sb3_algorithms``; presets below apply to the built-in four only.
+SB3_ALGOS: Registry = Registry("SB3 algorithm", "mmenv.sb3_algorithms", construct=False, param="algo",
+                               unknown_error=UnknownPolicyError)
+for _name, _cls in {"ppo": sb3.PPO, "a2c": sb3.A2C, "sac": sb3.SAC, "td3": sb3.TD3}.items():
+    SB3_ALGOS.register(_name, _cls)
 
 SB3_DEFAULTS: dict[str, dict[str, Any]] = {
     "ppo": dict(n_steps=8, batch_size=8, n_epochs=4, learning_rate=1e-4),
@@ -68,10 +76,7 @@ SB3_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 def _algo_class(algo: str):
-    key = algo.lower()
-    if key not in SB3_ALGOS:
-        raise PolicyError(f"unknown SB3 algorithm {algo!r}; valid: {list(SB3_ALGOS)}")
-    return {"ppo": sb3.PPO, "a2c": sb3.A2C, "sac": sb3.SAC, "td3": sb3.TD3}[key]
+    return SB3_ALGOS.make(algo)
 
 
 def make_sb3_env(**env_kwargs: Any):
@@ -93,7 +98,7 @@ def make_sb3_agent(algo: str, env, tensorboard_log: str | None = None, seed: int
         raise PolicyError(
             f"{algo.upper()} needs the environment's action space to be Box(-1, 1) (SB3's convention); "
             "create it with DUSEnv(..., action_space='symmetric') or mmenv.agents.sb3.make_sb3_env(...)")
-    kwargs: dict[str, Any] = dict(SB3_DEFAULTS[algo.lower()])
+    kwargs: dict[str, Any] = dict(SB3_DEFAULTS.get(algo.lower(), {}))
     if algo.lower() == "td3" and "action_noise" not in overrides:
         m = base.action_space.shape[0]
         kwargs["action_noise"] = NormalActionNoise(np.zeros(m), 0.1 * np.ones(m))
@@ -138,7 +143,7 @@ class TqdmCallback(BaseCallback):
     def __init__(self, total: int) -> None:
         super().__init__()
         self.total = total
-        self.bar = None
+        self.bar: Any = None
 
     def _on_training_start(self) -> None:
         from tqdm.auto import tqdm

@@ -13,7 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from .grid import RESULT_VERSION, RunSpec, execute_run
+from .grid import RunSpec, execute_run, new_result
 
 __all__ = ["run_serial", "run_processes", "run_ray", "init_worker"]
 
@@ -104,8 +104,4 @@ def run_ray(specs: Sequence[RunSpec], out: str, tensorboard: bool, address: str 
 
 
 def _crashed(spec: RunSpec, exc: BaseException) -> dict[str, Any]:
-    return {"version": RESULT_VERSION, "key": spec.key, "spec": asdict(spec), "dataset": spec.dataset, "learner": spec.learner,
-            "policy": spec.policy, "seed": spec.seed, "sample_order": spec.sample_order or "shuffle",
-            "status": "failed", "error": f"worker crashed: {type(exc).__name__}: {exc}", "traceback": "",
-            "test": None, "reward_sum": None, "steps": 0, "wall_time_s": 0.0, "modalities": [],
-            "batch_sizes": [], "discrepancy": [], "proportions": [], "initial_discrepancy": [], "rewards": []}
+    return new_result(spec, error=f"worker crashed: {type(exc).__name__}: {exc}")

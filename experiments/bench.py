@@ -53,7 +53,8 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import yaml
 
-from .bench_config import REFERENCE_LABELS, AgentSpec, BenchConfig, list_bench_presets, load_bench_config
+from .bench_config import REFERENCE_LABELS, AgentSpec, BenchConfig, BenchConfigError, list_bench_presets, \
+    load_bench_config
 from .grid import RESULT_VERSION, RunSpec, slugify
 from .instances import Instance, InstanceSet, load_instance_set
 from .oracle import Candidate, OracleResult, TunedConstant, candidate_grid, constant_candidate, search_oracle, \
@@ -246,7 +247,7 @@ def run_bench(cfg: BenchConfig, force: bool = False, progress: bool = True,
     sets = [load_instance_set(s["name"]).select(s.get("train"), s.get("test")) for s in cfg.instance_sets]
     names = [s.name for s in sets]
     if len(set(names)) != len(names):
-        raise ValueError(f"instance set listed twice in the preset: {names}")
+        raise BenchConfigError(f"instance set listed twice in the preset: {names}")
     data = BenchData(cfg, sets)
     runner = _Runner(cfg, out, force, progress)
     tuning, evals, curves = cfg.tuning_seeds, cfg.eval_seeds, cfg.curve_seeds
@@ -507,7 +508,7 @@ def run(args: argparse.Namespace) -> int:
     """``mmenv bench``: run the preset, print the summary; the last lines are the RESULT lines."""
     overrides: dict[str, Any] = {"out": args.out, "workers": args.workers}
     if args.workers is not None and args.workers < 1:
-        raise ValueError(f"--workers must be >= 1, got {args.workers}")
+        raise BenchConfigError(f"--workers must be >= 1, got {args.workers}")
     if args.no_plots:
         overrides["plots"] = False
     if args.no_tensorboard:
@@ -517,7 +518,7 @@ def run(args: argparse.Namespace) -> int:
         cfg.agents = []
     if args.agent_runs is not None:
         if args.agent_runs < 1:
-            raise ValueError(f"--agent-runs must be >= 1, got {args.agent_runs}")
+            raise BenchConfigError(f"--agent-runs must be >= 1, got {args.agent_runs}")
         for a in cfg.agents:
             a.runs = args.agent_runs
     n_train = n_test = 0

@@ -47,6 +47,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from mmenv.errors import MMEnvError
+
 from .oracle import SeedOverlapError, check_disjoint_seeds
 
 __all__ = ["BenchConfig", "AgentSpec", "BenchConfigError", "load_bench_config", "bench_config_from_dict",
@@ -59,7 +61,7 @@ REFERENCE_LABELS = {"uniform": "uniform", "dus-h": "dus-h", "fixed": "fixed-rati
 _AGENT_KEYS = {"algo", "runs", "seed", "reward", "observation", "workers", "label", "options"}
 
 
-class BenchConfigError(ValueError):
+class BenchConfigError(MMEnvError, ValueError):
     """A benchmark preset is malformed; the message names the key and the fix."""
 
 

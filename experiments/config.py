@@ -42,6 +42,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from mmenv.errors import MMEnvError
+
 __all__ = ["ConfigError", "CompareConfig", "load_config", "config_from_dict", "preset_path", "PRESETS_DIR",
            "list_presets", "BACKENDS"]
 
@@ -52,7 +54,7 @@ BACKENDS = ("process", "ray")
 _GRID_OWNED = {"dataset", "learner", "dataset_kwargs", "learner_kwargs", "log_dir"}
 
 
-class ConfigError(ValueError):
+class ConfigError(MMEnvError, ValueError):
     """A comparison config is malformed; the message names the key and the fix."""
 
 

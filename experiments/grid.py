@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RunSpec", "build_grid", "split_policy", "slugify", "execute_run", "RESULT_VERSION"]
+__all__ = ["RunSpec", "build_grid", "split_policy", "slugify", "execute_run", "new_result", "RESULT_VERSION"]
 
 # Bump when the result-file layout changes, so older files are not silently reused.
 RESULT_VERSION = 1
@@ -111,20 +111,6 @@ def build_grid(config) -> list[RunSpec]:
     return specs
 
 
-def _make_policy(spec: RunSpec):
-    """The policy object and whether it learns during the run (as ``mmenv evaluate`` decides)."""
-    from mmenv.agents import ReinforcePolicy, make_policy
-
-    kwargs = dict(spec.policy_kwargs)
-    if spec.policy_name.lower() == "reinforce":
-        kwargs.setdefault("seed", spec.seed)   # the agent's own RNG follows the run seed
-    policy = make_policy(spec.policy_name, **kwargs)
-    # Online REINFORCE learns inside the run it controls (the paper's DUS); heuristics and
-    # saved SB3 agents only act. A saved REINFORCE agent keeps its own mode.
-    learn = isinstance(policy, ReinforcePolicy) and policy.mode == "online"
-    return policy, learn
-
-
 def execute_run(spec: RunSpec | dict, out: str | None = None, tensorboard: bool = True) -> dict[str, Any]:
     """Play one run; return its result dict (status ``ok``, ``diverged`` or ``failed``).
 
@@ -134,43 +120,24 @@ def execute_run(spec: RunSpec | dict, out: str | None = None, tensorboard: bool 
     """
     if isinstance(spec, dict):
         spec = RunSpec(**spec)
-    result: dict[str, Any] = {
-        "version": RESULT_VERSION, "key": spec.key, "spec": asdict(spec),
-        "dataset": spec.dataset, "learner": spec.learner, "policy": spec.policy, "seed": spec.seed,
-        "sample_order": spec.sample_order or spec.env.get("sample_order", "shuffle"),
-        "status": "failed", "error": "", "traceback": "", "test": None, "reward_sum": None, "steps": 0,
-        "wall_time_s": 0.0, "modalities": [], "batch_sizes": [], "discrepancy": [], "proportions": [],
-        "initial_discrepancy": [], "rewards": [],
-    }
+    result = new_result(spec)
     start = time.perf_counter()
     env = None
     try:
+        from mmenv.agents.assembly import build_policy, close_policy, make_run_env, record_fields
         from mmenv.agents import run_policy
-        from mmenv import DUSEnv
 
-        env_kwargs = dict(spec.env)
-        if spec.sample_order is not None:
-            env_kwargs["sample_order"] = spec.sample_order
-            if spec.sample_order_kwargs:
-                env_kwargs["sample_order_kwargs"] = dict(spec.sample_order_kwargs)
         log_dir = str(spec.tb_dir(out)) if (tensorboard and out is not None) else None
-        env = DUSEnv(dataset=spec.dataset, learner=spec.learner,
-                     dataset_kwargs=spec.dataset_kwargs or None, learner_kwargs=spec.learner_kwargs or None,
-                     log_dir=log_dir, **env_kwargs)
-        policy, learn = _make_policy(spec)
+        env = make_run_env(dict(spec.env, dataset=spec.dataset, learner=spec.learner,
+                                dataset_kwargs=spec.dataset_kwargs or None,
+                                learner_kwargs=spec.learner_kwargs or None, log_dir=log_dir),
+                           spec.sample_order, spec.sample_order_kwargs)
+        policy, learn = build_policy(spec.policy_name, seed=spec.seed, policy_kwargs=spec.policy_kwargs)
         record = run_policy(env, policy, episodes=1, seeds=[spec.seed], learn=learn)[0]
-        result.update(
-            status="diverged" if record.diverged else "ok",
-            test=record.test, reward_sum=record.reward_sum, steps=record.steps,
-            modalities=list(record.modalities), batch_sizes=record.batch_sizes,
-            discrepancy=record.discrepancy, proportions=record.proportions,
-            initial_discrepancy=record.initial_discrepancy, rewards=record.rewards,
-        )
+        result.update(record_fields(record), status="diverged" if record.diverged else "ok")
         if record.diverged:
             result["error"] = "training loss became NaN/inf (episode truncated with info['diverged'])"
-        close = getattr(policy, "close", None)
-        if callable(close):
-            close()
+        close_policy(policy)
     except Exception as exc:  # noqa: BLE001 - a failing run is data, not a crash
         result.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
     finally:
@@ -180,4 +147,22 @@ def execute_run(spec: RunSpec | dict, out: str | None = None, tensorboard: bool 
             except Exception:  # noqa: BLE001
                 pass
     result["wall_time_s"] = time.perf_counter() - start
+    return result
+
+
+def new_result(spec: RunSpec, status: str = "failed", error: str = "") -> dict[str, Any]:
+    """A run's result before (or without) its episode: the spec, the status, empty record fields.
+
+    :func:`execute_run` fills the record fields in; a backend whose worker died reports
+    this with the crash as ``error``.
+    """
+    from mmenv.agents.assembly import RECORD_FIELDS
+
+    result: dict[str, Any] = {
+        "version": RESULT_VERSION, "key": spec.key, "spec": asdict(spec),
+        "dataset": spec.dataset, "learner": spec.learner, "policy": spec.policy, "seed": spec.seed,
+        "sample_order": spec.sample_order or spec.env.get("sample_order", "shuffle"),
+        "status": status, "error": error, "traceback": "", "wall_time_s": 0.0,
+    }
+    result.update({k: (list(v) if isinstance(v, list) else v) for k, v in RECORD_FIELDS.items()})
     return result

@@ -51,6 +51,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from mmenv.errors import MMEnvError
+
 __all__ = ["Instance", "InstanceSet", "InstanceSetError", "load_instance_set", "instance_set_from_dict",
            "list_instance_sets", "INSTANCE_SETS_DIR", "ENV_KEYS"]
 
@@ -62,7 +64,7 @@ _INSTANCE_KEYS = {"name", "dataset", "dataset_kwargs", "learner", "learner_kwarg
 _SET_KEYS = {"name", "description", "defaults", "train", "test"}
 
 
-class InstanceSetError(ValueError):
+class InstanceSetError(MMEnvError, ValueError):
     """An instance set is malformed; the message names the set, the instance and the fix."""
 
 

@@ -18,26 +18,28 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 import torch
 
-from mmenv.agents import make_policy, run_policy
+from mmenv.agents import run_policy
+from mmenv.agents.assembly import build_policy, make_run_env
 from mmenv.datasets import make_synthetic
-from mmenv.env import DUSEnv
+from mmenv.learners import LEARNERS
+from mmenv.results import std_note, summarise
 
-LEARNER_NAMES = ("baseline", "ogm-ge", "mla", "pmr", "agm", "di-mml")
 POLICY_NAMES = ("uniform", "dus-h", "reinforce")
 
 
 def run(learner: str, policy_name: str, seed: int, dataset, epochs: int, batch_budget: int = 64) -> dict:
-    env = DUSEnv(dataset=dataset, learner=learner, epochs=epochs, batch_budget=batch_budget)
-    kwargs = {"seed": seed} if policy_name == "reinforce" else {}
-    record = run_policy(env, make_policy(policy_name, **kwargs), seeds=[seed])[0]
-    return record.test
+    """One run, assembled as ``mmenv compare`` assembles it (REINFORCE seeded by the run seed, online)."""
+    env = make_run_env(dict(dataset=dataset, learner=learner, epochs=epochs, batch_budget=batch_budget))
+    policy, learn = build_policy(policy_name, seed=seed)
+    record = run_policy(env, policy, seeds=[seed], learn=learn)[0]
+    return record.test or {}
 
 
 def fmt(values: list[float]) -> str:
-    return f"{100 * np.mean(values):.1f} ± {100 * np.std(values):.1f}"
+    """Percent, one decimal: mean ± sample std (:mod:`mmenv.results`)."""
+    return summarise(values).format(scale=100.0, digits=1)
 
 
 def main(argv: list[str] | None = None) -> str:
@@ -46,14 +48,15 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--epochs", type=int, default=5, help='epochs per run (default 5)')
     parser.add_argument("--n-train", type=int, default=2000, help='synthetic training samples (default 2000)')
     parser.add_argument("--batch-budget", type=int, default=64, help='N_B (default 64)')
-    parser.add_argument("--learners", nargs="*", default=list(LEARNER_NAMES), help='learner names (default: all six)')
+    parser.add_argument("--learners", nargs="*", default=LEARNERS.names(),
+                        help='learner names (default: every registered one)')
     parser.add_argument("--policies", nargs="*", default=list(POLICY_NAMES), help='policy names (default: uniform dus-h reinforce; also fixed, discrepancy)')
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     data = make_synthetic(n_train=args.n_train, seed=0)
     mods = data.modality_names
     lines = [f"Synthetic data (n_train={args.n_train}, 2 modalities, 4 classes), {args.epochs} epochs, N_B={args.batch_budget}, "
-             f"{args.seeds} seeds; test accuracy in %, mean ± std.", "",
+             f"{args.seeds} seeds; test accuracy in %, mean ± std ({std_note(args.seeds)}).", "",
              "| learner | policy | fused | " + " | ".join(mods) + " |",
              "|---|---|---|" + "---|" * len(mods)]
     start = time.time()

@@ -28,12 +28,13 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from mmenv.agents.schedule import share_vector
+from mmenv.errors import MMEnvError
 
 __all__ = ["Candidate", "candidate_grid", "constant_candidate", "search_oracle", "OracleResult", "tuned_constant",
            "TunedConstant", "check_disjoint_seeds", "SeedOverlapError"]
 
 
-class SeedOverlapError(ValueError):
+class SeedOverlapError(MMEnvError, ValueError):
     """Tuning and evaluation seeds overlap: a choice made on seeds would be scored on the same seeds."""
 
 

@@ -14,7 +14,7 @@ Trajectories are per environment step (one step per epoch by default).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import matplotlib
 
@@ -69,6 +69,8 @@ def plot_batch_sizes(results: Sequence[dict[str, Any]], dataset: str, learner: s
     for ax, policy in zip(axes[0], names):
         runs = groups[policy]
         arr = _stack(runs, "batch_sizes")
+        if arr is None:
+            continue
         modalities = runs[0]["modalities"]
         x = np.arange(1, arr.shape[1] + 1)
         for j, mod in enumerate(modalities):
@@ -103,6 +105,8 @@ def plot_discrepancy(results: Sequence[dict[str, Any]], dataset: str, learner: s
         traj = [[r["initial_discrepancy"], *r["discrepancy"]] if r.get("initial_discrepancy") else r["discrepancy"]
                 for r in runs]
         arr = _stack([{"d": t} for t in traj], "d")
+        if arr is None:
+            continue
         x = np.arange(arr.shape[1]) if runs[0].get("initial_discrepancy") else np.arange(1, arr.shape[1] + 1)
         style = "--" if split_policy(policy)[1] == "uniform" else "-"
         for j in range(len(modalities)):
@@ -165,7 +169,7 @@ def _save(fig, path: str | Path) -> Path:
     return path
 
 
-def make_plots(results: Sequence[dict[str, Any]], plots_dir: str | Path, order: dict[str, Sequence[str]]
+def make_plots(results: Sequence[dict[str, Any]], plots_dir: str | Path, order: Mapping[str, Sequence[str]]
                ) -> list[Path]:
     """Every figure of a sweep into ``plots_dir``; returns the written paths."""
     plots_dir = Path(plots_dir)

@@ -9,18 +9,19 @@
 * :func:`markdown_tables`: per data set, mean ± std over the seeds that finished
   (``ok`` runs; diverged and failed ones are counted, not averaged) of accuracy, MAP and
   macro-F1, fused and per modality, in percent; std is the sample standard deviation
-  (n - 1), blank for a single seed.
+  (n - 1), blank for a single seed (:mod:`mmenv.results`, shared by every table).
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
+
+from mmenv.results import mean_std, std_note, summarise
 
 __all__ = ["write_result", "read_result", "load_results", "results_rows", "write_csv", "markdown_tables",
            "group_results", "mean_std", "METRICS", "FINISHED"]
@@ -63,7 +64,7 @@ def load_results(runs_dir: str | Path, keys: Iterable[str] | None = None) -> dic
     """Result dicts by key (only ``keys`` when given)."""
     runs_dir = Path(runs_dir)
     wanted = None if keys is None else set(keys)
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     if not runs_dir.is_dir():
         return out
     for path in sorted(runs_dir.glob("*.json")):
@@ -102,7 +103,7 @@ def write_csv(path: str | Path, rows: Sequence[dict[str, Any]]) -> Path:
     for row in rows:
         fields += [k for k in row if k not in fields]
     # Keep the trailing bookkeeping columns last whatever the order the modalities came in.
-    tail = [c for c in ("reward_sum", "steps", "wall_time_s", "error", "key") if c in fields]
+    tail: list[str] = [c for c in ("reward_sum", "steps", "wall_time_s", "error", "key") if c in fields]
     fields = [c for c in fields if c not in tail] + tail
     path = Path(path)
     with open(path, "w", newline="") as fh:
@@ -113,18 +114,7 @@ def write_csv(path: str | Path, rows: Sequence[dict[str, Any]]) -> Path:
 
 
 # ---------------------------------------------------------------------- tables
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (NaN std for fewer than two values)."""
-    n = len(values)
-    if n == 0:
-        return math.nan, math.nan
-    mean = sum(values) / n
-    if n < 2:
-        return mean, math.nan
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-
-
-def group_results(results: Sequence[dict[str, Any]], order: dict[str, Sequence[str]] | None = None
+def group_results(results: Sequence[dict[str, Any]], order: Mapping[str, Sequence[str]] | None = None
                   ) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
     """Results grouped by (dataset, learner, policy), in grid order when ``order`` is given."""
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
@@ -141,13 +131,11 @@ def group_results(results: Sequence[dict[str, Any]], order: dict[str, Sequence[s
 
 
 def _cell(values: Sequence[float]) -> str:
-    if not values:
-        return "–"
-    mean, std = mean_std([100.0 * v for v in values])
-    return f"{mean:.2f}" if math.isnan(std) else f"{mean:.2f} ± {std:.2f}"
+    # Percent first, then the summary: the same numbers as summarising the fractions and scaling.
+    return summarise([100.0 * v for v in values]).format(digits=2)
 
 
-def markdown_tables(results: Sequence[dict[str, Any]], order: dict[str, Sequence[str]] | None = None,
+def markdown_tables(results: Sequence[dict[str, Any]], order: Mapping[str, Sequence[str]] | None = None,
                     metrics: Sequence[str] = METRICS) -> str:
     """One Markdown table per data set: rows (learner, policy), columns fused and per-modality metrics."""
     groups = group_results(results, order)
@@ -188,6 +176,6 @@ def markdown_tables(results: Sequence[dict[str, Any]], order: dict[str, Sequence
         blocks.append("\n".join(lines))
     if not blocks:
         return "(no results)"
-    legend = ("Test metrics in percent, mean ± sample std over the seeds that finished; "
-              "'runs' = finished/total.")
+    legend = (f"Test metrics in percent, mean ± std; {std_note('N')} that finished "
+              "(N is the first number of 'runs' = finished/total).")
     return legend + "\n\n" + "\n\n".join(blocks)

@@ -2,7 +2,7 @@
 
 For each loss scaling (``"budget"``, ``"mean"``) and fusion input (``"paired"``,
 ``"zero-fill"``), train the Baseline learner on the synthetic data with the weak
-modality's share fixed for the whole run, over several seeds, and print mean +- std of
+modality's share fixed for the whole run, over several seeds, and print mean ± sample std of
 fused and per-modality test accuracy. Also measures the imbalance itself: each
 modality's accuracy through the fusion head (other modality zeroed) after fused-only
 joint training, against the same encoder and head trained alone.
@@ -18,6 +18,7 @@ import argparse
 import csv
 import os
 from itertools import product
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,6 +28,7 @@ from mmenv import DUSEnv
 from mmenv.datasets import make_synthetic
 from mmenv.learners.common import build_optimizer
 from mmenv.models import MultimodalModel
+from mmenv.results import std_note, summarise
 
 SHARES = (0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9)
 
@@ -44,7 +46,11 @@ def run_fixed_share(ds, share: float, seed: int, epochs: int, **learner_kwargs) 
 
 def fusion_slice_accuracy(env: DUSEnv) -> dict[str, float]:
     """Accuracy of each modality alone through the fusion head (others zero-filled)."""
-    model, test = env.learner.model, env.dataset.test
+    # The baseline learner's model and the data set's tensor splits (the Learner and Split
+    # protocols do not promise these attributes; this experiment builds them itself).
+    learner: Any = env.learner
+    model = learner.model
+    test: Any = env.dataset.test
     out = {}
     with torch.no_grad():
         for m in env.modalities:
@@ -86,7 +92,8 @@ def main(argv=None) -> None:
     torch.set_num_threads(1)
     ds = make_synthetic()
     os.makedirs(args.out, exist_ok=True)
-    rows = []
+    rows: list[dict[str, Any]] = []
+    print(f"fused/strong/weak test accuracy, mean ± std; {std_note(args.seeds)}")
     for scale, fusion in product(("budget", "mean"), ("paired", "zero-fill")):
         for share in SHARES:
             res = [run_fixed_share(ds, share, s, args.epochs, loss_scale=scale, fusion_input=fusion)["test"]
@@ -94,7 +101,8 @@ def main(argv=None) -> None:
             row = {"loss_scale": scale, "fusion_input": fusion, "weak_share": share}
             for who in ("fused", "strong", "weak"):
                 acc = [r[who]["accuracy"] for r in res]
-                row[f"{who}_mean"], row[f"{who}_std"] = float(np.mean(acc)), float(np.std(acc))
+                s = summarise(acc)
+                row[f"{who}_mean"], row[f"{who}_std"] = s.mean, s.std
             rows.append(row)
             print(f"{scale:6s} {fusion:9s} share {share:.2f}  fused {row['fused_mean']:.3f} ± {row['fused_std']:.3f}"
                   f"  strong {row['strong_mean']:.3f}  weak {row['weak_mean']:.3f}", flush=True)
@@ -103,13 +111,13 @@ def main(argv=None) -> None:
         writer.writeheader()
         writer.writerows(rows)
 
-    print("\nImbalance (uniform shares, fused-only joint training vs alone):")
+    print(f"\nImbalance (uniform shares, fused-only joint training vs alone; {std_note(args.seeds)}):")
     for m in ds.modality_names:
         joint = [fusion_slice_accuracy(run_fixed_share(ds, 0.5, s, args.epochs, unimodal_weight=0.0)["env"])[m]
                  for s in range(args.seeds)]
         alone = [train_alone(ds, m, s, args.epochs, 32) for s in range(args.seeds)]
-        print(f"  {m:6s} through fusion head after joint training {np.mean(joint):.3f} ± {np.std(joint):.3f}"
-              f"   trained alone {np.mean(alone):.3f} ± {np.std(alone):.3f}")
+        print(f"  {m:6s} through fusion head after joint training {summarise(joint).format(digits=3)}"
+              f"   trained alone {summarise(alone).format(digits=3)}")
 
     import matplotlib
 
@@ -123,7 +131,7 @@ def main(argv=None) -> None:
                     marker="o", capsize=3, label=f"loss_scale={scale}, fusion_input={fusion}")
     ax.set_xlabel("share of the batch budget given to the weak modality")
     ax.set_ylabel("fused test accuracy")
-    ax.set_title(f"Synthetic data, Baseline learner, {args.epochs} epochs, {args.seeds} seeds")
+    ax.set_title(f"Synthetic data, Baseline learner, {args.epochs} epochs; {std_note(args.seeds)}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

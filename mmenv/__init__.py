@@ -11,21 +11,25 @@ extended observation; :mod:`mmenv.wrappers`)::
     obs, info = env.reset(seed=0)
 """
 
-from gymnasium.envs.registration import register, registry
+from gymnasium.envs import registration as _gym_registration
 
 from .datasets import MultimodalDataset, make_dataset, register_dataset
 from .env import DUSEnv
+from .errors import MMEnvError
 from .learners import Learner, make_learner, register_learner
+from .registry import Registry
+from .rewards import register_reward
 
 __version__ = "0.1.0"
 
 __all__ = ["DUSEnv", "MultimodalDataset", "Learner", "make_dataset", "make_learner",
-           "register_dataset", "register_learner", "__version__"]
+           "register_dataset", "register_learner", "register_reward", "MMEnvError", "Registry", "__version__"]
 
 ENV_ID = "mmenv/DUS-v0"
 BENCH_ENV_ID = "mmenv/DUSBench-v0"
 
-if ENV_ID not in registry:
-    register(id=ENV_ID, entry_point="mmenv.env:DUSEnv", vector_entry_point="mmenv.vector_env:make_vector_env")
-if BENCH_ENV_ID not in registry:
-    register(id=BENCH_ENV_ID, entry_point="mmenv.wrappers:make_bench_env")
+# (gymnasium's registry under another name: ``mmenv.registry`` is this package's module)
+if ENV_ID not in _gym_registration.registry:
+    _gym_registration.register(id=ENV_ID, entry_point="mmenv.env:DUSEnv", vector_entry_point="mmenv.vector_env:make_vector_env")
+if BENCH_ENV_ID not in _gym_registration.registry:
+    _gym_registration.register(id=BENCH_ENV_ID, entry_point="mmenv.wrappers:make_bench_env")

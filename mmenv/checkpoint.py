@@ -37,13 +37,15 @@ from typing import Any
 
 import torch
 
+from .errors import MMEnvError
+
 __all__ = ["CheckpointError", "atomic_save", "load", "save_env_checkpoint", "load_env_checkpoint"]
 
 ENV_FORMAT = "mmenv-env-checkpoint-v1"
 TRUSTED_PACKAGES = ("mmenv", "agents", "experiments")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(MMEnvError, ValueError):
     """A checkpoint is missing, unreadable, or was written for another configuration."""
 
 

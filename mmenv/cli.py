@@ -24,17 +24,17 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import sys
 import textwrap
 from importlib import import_module
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from .errors import MMEnvError
+
 __all__ = ["main", "build_parser", "add_env_arguments", "env_kwargs_from_args", "SUBCOMMANDS",
            "register_subcommand", "episode_rows", "summarise", "write_csv", "format_table"]
 
-TRAIN_AGENTS = ("reinforce", "ppo", "a2c", "sac", "td3")
 
 
 # ---------------------------------------------------------------------- shared options
@@ -95,16 +95,17 @@ def add_env_arguments(parser: argparse.ArgumentParser) -> None:
     """The environment options (:class:`mmenv.DUSEnv` arguments) shared by sub-commands."""
     from mmenv.datasets import DATASETS
     from mmenv.learners import LEARNERS
+    from mmenv.rewards import REWARDS
     from mmenv.sampling import SAMPLE_ORDERS
 
     g = parser.add_argument_group("environment")
     g.add_argument("--dataset", default="synthetic",
-                   help=f"registered data set: {', '.join(DATASETS)} "
+                   help=f"registered data set: {', '.join(DATASETS.names())} "
                         "(default: synthetic, generated in code)")
     g.add_argument("--dataset-kwargs", type=_json_object, default={}, metavar="JSON",
                    help="keyword arguments for the data set builder, e.g. '{\"n_train\": 500, \"seed\": 1}'")
     g.add_argument("--learner", default="baseline",
-                   help=f"registered learner (MML method): {', '.join(LEARNERS)} (default: baseline)")
+                   help=f"registered learner (MML method): {', '.join(LEARNERS.names())} (default: baseline)")
     g.add_argument("--learner-kwargs", type=_json_object, default={}, metavar="JSON",
                    help="keyword arguments for the learner, e.g. '{\"lr\": 0.01}'")
     g.add_argument("--epochs", type=_positive_int, default=5, help="training epochs per episode E (default: 5, the synthetic data's budget)")
@@ -113,11 +114,11 @@ def add_env_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--step-every", type=_step_every, default="epoch", metavar="{epoch,K}",
                    help="one environment step per epoch (default, Algorithm 1) or every K iterations")
     g.add_argument("--reward", default="dus",
-                   help="reward: dus (Eq. 5, default), discrepancy-gap or val-acc-gain")
+                   help=f"registered reward: {', '.join(REWARDS.names())} (default: dus, Eq. 5)")
     g.add_argument("--discrepancy", choices=("sum", "mean"), default="sum",
                    help="batch discrepancy: sum of true-class probabilities (paper, default) or mean")
     g.add_argument("--sample-order", default="shuffle",
-                   help=f"sample-order strategy: {', '.join(SAMPLE_ORDERS)} (default: shuffle)")
+                   help=f"sample-order strategy: {', '.join(SAMPLE_ORDERS.names())} (default: shuffle)")
     g.add_argument("--device", default="cpu", help="torch device for data and model (default: cpu)")
     g.add_argument("--log-dir", default=None,
                    help="write the environment's per-step TensorBoard scalars here "
@@ -158,16 +159,12 @@ def episode_rows(records, label: str) -> list[dict[str, Any]]:
     return rows
 
 
-def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Mean and (population) standard deviation of every numeric column over episodes."""
-    out: dict[str, dict[str, float]] = {}
-    keys = [k for k in rows[0] if k not in ("policy", "seed", "diverged", "mean_batch_sizes")] if rows else []
-    for k in keys:
-        vals = [float(r[k]) for r in rows if isinstance(r.get(k), (int, float)) and math.isfinite(float(r[k]))]
-        if vals:
-            mean = sum(vals) / len(vals)
-            out[k] = {"mean": mean, "std": math.sqrt(sum((v - mean) ** 2 for v in vals) / len(vals)), "n": len(vals)}
-    return out
+def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Mean, sample std (``None`` for one episode) and count of every numeric column over episodes
+    (:func:`mmenv.results.summarise_columns`, the convention of every table)."""
+    from .results import summarise_columns
+
+    return summarise_columns(rows, skip=("policy", "seed", "diverged", "mean_batch_sizes"))
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -203,8 +200,10 @@ def _add_train(subparsers) -> None:
         description="Train a sampling agent on the DUS environment. Writes OUT/agent.pt (REINFORCE) or "
                     "OUT/agent.zip (SB3), OUT/train.json, and TensorBoard logs under OUT/tb.",
         formatter_class=HelpFormatter)
-    p.add_argument("--agent", choices=TRAIN_AGENTS, required=True,
-                   help="reinforce (the paper's, built in) or an SB3 algorithm")
+    from mmenv.agents.sb3 import SB3_ALGOS
+
+    p.add_argument("--agent", choices=["reinforce", *SB3_ALGOS.names()], type=str.lower, required=True,
+                   help="reinforce (the paper's, built in) or a registered SB3 algorithm")
     p.add_argument("--episodes", type=_positive_int, default=1,
                    help="REINFORCE: training runs to learn over (online mode learns inside each)")
     p.add_argument("--mode", choices=("online", "episodic"), default="online",
@@ -226,6 +225,7 @@ def _add_train(subparsers) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from mmenv.agents import ReinforcePolicy
+    from mmenv.agents.assembly import make_run_env, run_resumable, steps_per_episode
 
     if args.resume and args.agent != "reinforce":
         print("mmenv train: error: --resume is supported for --agent reinforce only; "
@@ -242,15 +242,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     summary: dict[str, Any] = {"command": "train", "agent": args.agent, "seed": args.seed,
                                "env": env_kwargs, "agent_kwargs": agent_kwargs}
 
+    agent_path: Path
     if args.agent == "reinforce":
-        from mmenv import DUSEnv
         from torch.utils.tensorboard import SummaryWriter
 
-        env = DUSEnv(**env_kwargs)
+        env = make_run_env(env_kwargs)
         policy = ReinforcePolicy(seed=args.seed, mode=args.mode, log_dir=str(out / "tb" / "reinforce"),
                                  **agent_kwargs)
         seeds = [args.seed + i for i in range(args.episodes)]
-        records = _train_reinforce_resumable(env, policy, seeds, out / "train.ckpt", summary, args)
+        fingerprint = {k: summary[k] for k in ("agent", "seed", "env", "agent_kwargs")}
+        fingerprint.update(mode=args.mode, episodes=len(seeds))
+        records = run_resumable(env, policy, seeds, out / "train.ckpt", fingerprint, resume=args.resume,
+                                progress=not args.no_progress)
         writer = SummaryWriter(str(out / "tb" / "episodes"))
         for i, rec in enumerate(records):
             writer.add_scalar("episode/reward_sum", rec.reward_sum, i)
@@ -270,8 +273,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         from mmenv.agents.sb3 import learn, make_sb3_agent, make_sb3_env
 
         env = make_sb3_env(**env_kwargs)
-        steps_per_episode = env.epochs if env.step_every == "epoch" else math.ceil(env.total_iters / env.step_every)
-        timesteps = args.timesteps or args.episodes * steps_per_episode
+        timesteps = args.timesteps or args.episodes * int(steps_per_episode(env) or 1)
         model = make_sb3_agent(args.agent, env, tensorboard_log=str(out / "tb"), seed=args.seed, **agent_kwargs)
         learn(model, total_timesteps=timesteps, tb_log_name=args.agent, progress_bar=not args.no_progress)
         agent_path = out / "agent.zip"
@@ -283,40 +285,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     _write_json(out / "train.json", summary)
     print(f"saved {agent_path}; TensorBoard: tensorboard --logdir {out / 'tb'}")
     return 0
-
-
-def _train_reinforce_resumable(env, policy, seeds: list[int], ckpt: Path, summary: dict[str, Any],
-                               args: argparse.Namespace) -> list:
-    """Run the REINFORCE episodes one by one, checkpointing the agent after each.
-
-    The checkpoint holds the finished episodes' records and the agent's whole state
-    (network, optimizer, baselines, sampling generator). Each episode resets the
-    environment with its own seed, so an episode cut short by a kill is simply run
-    again from its start with the agent as it was before it: the resumed run equals an
-    uninterrupted one (TensorBoard may show the interrupted episode's steps twice).
-    """
-    from mmenv.agents import run_policy
-    from mmenv.agents.runner import EpisodeRecord
-
-    from .checkpoint import CheckpointError, atomic_save, load
-
-    fingerprint = json.loads(json.dumps({k: summary[k] for k in ("agent", "seed", "env", "agent_kwargs")},
-                                        default=str))
-    fingerprint.update(mode=args.mode, episodes=len(seeds))
-    records: list = []
-    if args.resume and ckpt.exists():
-        state = load(ckpt)
-        if state.get("fingerprint") != fingerprint:
-            raise CheckpointError(f"{ckpt} was written by another configuration: {state.get('fingerprint')} "
-                                  f"!= {fingerprint}; use another --out or drop --resume")
-        records = [EpisodeRecord(**r) for r in json.loads(state["records"])]
-        policy.load_state_dict(state["policy"])
-        print(f"resuming after episode {len(records)} of {len(seeds)} from {ckpt}")
-    for seed in seeds[len(records):]:
-        records += run_policy(env, policy, episodes=1, seeds=[seed], progress=not args.no_progress, learn=True)
-        atomic_save({"fingerprint": fingerprint, "records": json.dumps([r.to_dict() for r in records]),
-                     "policy": policy.state_dict()}, ckpt)
-    return records
 
 
 # ---------------------------------------------------------------------- evaluate
@@ -341,22 +309,22 @@ def _add_evaluate(subparsers) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from mmenv.agents import ReinforcePolicy, make_policy, run_policy
-    from mmenv import DUSEnv
+    from mmenv.agents import ReinforcePolicy, is_saved_agent, run_policy
+    from mmenv.agents.assembly import build_policy, make_run_env
+
+    from .results import std_note
 
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     env_kwargs = env_kwargs_from_args(args)
     policy_kwargs = dict(args.policy_kwargs)
-    if args.policy.lower() == "reinforce":
-        policy_kwargs.setdefault("seed", args.seed)
-    policy = make_policy(args.policy, **policy_kwargs)
-    # Online REINFORCE learns inside the run it controls (the paper's DUS); everything
-    # else only acts. --frozen turns REINFORCE into a fixed, deterministic policy.
-    learn = isinstance(policy, ReinforcePolicy) and policy.mode == "online" and not args.frozen
-    if isinstance(policy, ReinforcePolicy):
-        policy.deterministic = policy.deterministic or not learn
-    env = DUSEnv(**env_kwargs)
+    # The same decision as mmenv compare: online REINFORCE learns inside the run it
+    # controls (the paper's DUS); everything else only acts. --frozen turns REINFORCE
+    # into a fixed, deterministic policy.
+    policy, learn = build_policy(args.policy, seed=args.seed, policy_kwargs=policy_kwargs, frozen=args.frozen)
+    if isinstance(policy, ReinforcePolicy) and not is_saved_agent(args.policy):
+        policy_kwargs.setdefault("seed", policy.config.seed)   # results.json records the agent's seed
+    env = make_run_env(env_kwargs)
     seeds = [args.seed + i for i in range(args.episodes)]
     records = run_policy(env, policy, episodes=args.episodes, seeds=seeds, progress=not args.no_progress,
                          learn=learn)
@@ -372,10 +340,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     modalities = records[0].modalities
     columns = ["seed", "reward_sum", "test_fused_accuracy", "test_fused_map", "test_fused_macro_f1",
                *[f"test_{m}_accuracy" for m in modalities], "mean_batch_sizes", "diverged", "wall_time_s"]
-    mean_row = {c: summary[c]["mean"] for c in columns if c in summary}
+    mean_row: dict[str, Any] = {c: summary[c]["mean"] for c in columns if c in summary}
     mean_row["seed"] = "mean"
-    print(f"policy {args.policy}  ({args.episodes} episode(s), batch sizes in order {'/'.join(modalities)})")
-    print(format_table(rows + [mean_row], columns))
+    std_row: dict[str, Any] = {c: summary[c]["std"] for c in columns if summary.get(c, {}).get("std") is not None}
+    std_row["seed"] = "±"
+    extra = [mean_row, std_row] if len(records) > 1 else [mean_row]
+    print(f"policy {args.policy}  ({args.episodes} episode(s), batch sizes in order {'/'.join(modalities)}; "
+          f"{std_note(len(records))})")
+    print(format_table(rows + extra, columns))
     print(f"wrote {out / 'results.json'} and {out / 'results.csv'}")
     return 0
 
@@ -427,15 +399,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError) as exc:
-        # Configuration mistakes (unknown names, bad kwargs) get one clear line, not a traceback.
-        message = str(exc)
-        if "unexpected keyword argument" in message:
-            # e.g. a typo in --learner-kwargs: say which option carries the keywords.
-            message += ("; check the keys of --dataset-kwargs / --learner-kwargs / --policy-kwargs / "
-                        "--agent-kwargs (or a config's *_kwargs) against the arguments of the class "
-                        "named above (its docstring lists them)")
-        print(f"mmenv {args.command}: error: {message}", file=sys.stderr)
+    except MMEnvError as exc:
+        # The package's own errors (unknown names, bad keywords, malformed data or config)
+        # say what is wrong and how to fix it: one line, no traceback. Anything else is a
+        # bug and keeps its traceback.
+        print(f"mmenv {args.command}: error: {exc}", file=sys.stderr)
         return 2
 
 

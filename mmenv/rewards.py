@@ -21,7 +21,14 @@ from typing import Callable
 
 import numpy as np
 
+from .errors import MMEnvError
+from .registry import Registry
+
 EPS = 1e-6
+
+
+class RewardError(MMEnvError, ValueError):
+    """A reward cannot be computed from what the environment gave it."""
 
 
 @dataclass
@@ -48,21 +55,33 @@ def discrepancy_gap_reward(ctx: RewardContext) -> float:
 
 
 def val_acc_gain_reward(ctx: RewardContext) -> float:
+    if ctx.val_accuracy_after is None or ctx.val_accuracy_before is None:
+        raise RewardError("the 'val-acc-gain' reward needs validation accuracy before and after the step; "
+                          "the environment computes it for rewards with needs_validation = True")
     return float(ctx.val_accuracy_after - ctx.val_accuracy_before)
 
 
 val_acc_gain_reward.needs_validation = True  # type: ignore[attr-defined]
 
-REWARDS: dict[str, Callable[[RewardContext], float]] = {
-    "dus": dus_reward,
-    "discrepancy-gap": discrepancy_gap_reward,
-    "val-acc-gain": val_acc_gain_reward,
-}
+#: A reward is registered as the callable itself (``make_reward(name)`` returns it, not a call).
+REWARDS: Registry = Registry("reward", "mmenv.rewards", construct=False,
+                             alternative="or pass a callable reward(ctx) -> float")
+REWARDS.register("dus", dus_reward)
+REWARDS.register("discrepancy-gap", discrepancy_gap_reward)
+REWARDS.register("val-acc-gain", val_acc_gain_reward)
 
 
-def make_reward(reward) -> Callable[[RewardContext], float]:
-    if callable(reward):
+def register_reward(name: str, reward: Callable[[RewardContext], float] | str, overwrite: bool = False) -> None:
+    """Register ``reward(ctx: RewardContext) -> float`` under ``name`` (``DUSEnv(reward=name)``).
+
+    Give the callable ``needs_validation = True`` when it reads validation accuracy.
+    Installed packages can add rewards through the entry-point group ``mmenv.rewards``.
+    """
+    REWARDS.register(name, reward, overwrite=overwrite)
+
+
+def make_reward(reward: str | Callable[[RewardContext], float]) -> Callable[[RewardContext], float]:
+    """The reward registered as ``reward``, or ``reward`` itself when it is a callable."""
+    if callable(reward) and not isinstance(reward, str):
         return reward
-    if reward not in REWARDS:
-        raise ValueError(f"unknown reward {reward!r}; valid names: {sorted(REWARDS)} (or a callable)")
-    return REWARDS[reward]
+    return REWARDS.make(reward)

@@ -58,6 +58,7 @@ from .datasets import make_dataset
 from .datasets.base import TensorSplit
 from .discrepancy import true_class_probability
 from .env import DUSEnv
+from .errors import MMEnvError
 from .learners import Learner, make_learner
 from .learners.baseline import BaselineLearner
 from .sampling import SampleOrder, action_to_proportions, allocate
@@ -69,7 +70,7 @@ _SYNC_HINT = ("use gymnasium.vector.SyncVectorEnv instead: "
               "gymnasium.make_vec('mmenv/DUS-v0', num_envs=K, vectorization_mode='sync', ...)")
 
 
-class VectorEnvError(ValueError):
+class VectorEnvError(MMEnvError, ValueError):
     """A configuration the batched vector environment cannot run."""
 
 

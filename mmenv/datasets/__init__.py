@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from ..registry import Registry
 from .base import DatasetError, ModalitySpec, MultimodalDataset, Split, TensorSplit, tensor_dataset
 from .synthetic import make_synthetic
 from .uci_mfeat import make_uci_mfeat
@@ -37,7 +38,9 @@ __all__ = [
     "DATASETS",
 ]
 
-DATASETS: dict[str, Callable[..., MultimodalDataset]] = {
+DATASETS: Registry = Registry("dataset", "mmenv.datasets", instance_of=MultimodalDataset,
+                              alternative="or pass a MultimodalDataset")
+_BUILT_IN: dict[str, Callable[..., MultimodalDataset]] = {
     "synthetic": make_synthetic,
     "uci-mfeat": make_uci_mfeat,
     "crema-d": make_crema_d,
@@ -47,15 +50,19 @@ DATASETS: dict[str, Callable[..., MultimodalDataset]] = {
     "nvgesture": make_nvgesture,
     "features": make_features,
 }
+for _name, _builder in _BUILT_IN.items():
+    DATASETS.register(_name, _builder)
 
 
-def register_dataset(name: str, builder: Callable[..., MultimodalDataset]) -> None:
-    """Register ``builder(**kwargs) -> MultimodalDataset`` under ``name`` (lower-case, hyphens)."""
-    DATASETS[name] = builder
+def register_dataset(name: str, builder: Callable[..., MultimodalDataset], overwrite: bool = False) -> None:
+    """Register ``builder(**kwargs) -> MultimodalDataset`` under ``name`` (case-insensitive).
+
+    Installed packages can add data sets without code through the entry-point group
+    ``mmenv.datasets`` (see :mod:`mmenv.registry`).
+    """
+    DATASETS.register(name, builder, overwrite=overwrite)
 
 
 def make_dataset(name: str, **kwargs) -> MultimodalDataset:
-    """Build the data set registered as ``name`` with ``kwargs``."""
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; valid names: {sorted(DATASETS)} (or pass a MultimodalDataset)")
-    return DATASETS[name](**kwargs)
+    """Build the data set registered as ``name`` with ``kwargs`` (checked against the builder's arguments)."""
+    return DATASETS.make(name, **kwargs)

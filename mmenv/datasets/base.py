@@ -26,10 +26,12 @@ from typing import Iterator, Mapping, Sequence
 import torch
 from torch import Tensor
 
+from ..errors import MMEnvError
+
 __all__ = ["ModalitySpec", "Split", "TensorSplit", "MultimodalDataset", "DatasetError"]
 
 
-class DatasetError(ValueError):
+class DatasetError(MMEnvError, ValueError):
     """A data set is malformed (mismatched lengths, labels out of range, missing files...)."""
 
 
@@ -62,6 +64,7 @@ class Split:
 
     labels: Tensor
     modalities: tuple[str, ...]
+    name: str  # shown in error messages, e.g. "synthetic/train"
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])

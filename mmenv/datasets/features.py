@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import zipfile
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -139,7 +139,8 @@ def save_features(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], lab
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".npz":
         extra = {} if class_names is None else {"class_names": np.asarray(class_names, dtype=str)}
-        np.savez(path, **arrays, labels=np.asarray(labels), **extra)
+        contents: dict[str, Any] = {**arrays, "labels": np.asarray(labels), **extra}
+        np.savez(path, **contents)
     elif path.suffix in (".h5", ".hdf5"):
         with _h5py().File(path, "w") as f:
             for m, a in arrays.items():
@@ -255,11 +256,13 @@ def make_features(
         if paths[split] is None:
             where = f"in {base} (train.npz, train.h5 or train.hdf5)" if base is not None else "(pass root= or train=/test=)"
             raise DatasetError(f"{name}: no {split} feature file found {where}")
-        if not paths[split].is_file():
+        if not paths[split].is_file():  # type: ignore[union-attr]  # None was refused just above
             raise DatasetError(f"{name}: {split} feature file {paths[split]} does not exist")
 
     def load(split: str) -> tuple[Split, list[str] | None]:
         path = paths[split]
+        assert path is not None
+        s: Split
         lazy = path.suffix in (".h5", ".hdf5") and not in_memory
         if lazy:
             s = HDF5Split(path, modalities, name=f"{name}/{split}")
@@ -276,21 +279,21 @@ def make_features(
         if list(s.modalities) != order and set(s.modalities) != set(order):
             raise DatasetError(f"{name}: {paths[split]} holds modalities {list(s.modalities)}, "
                                f"{paths['train']} holds {order}")
-    va = None
+    va: Split | None = None
     if paths["val"] is not None:
         va, _ = load("val")
     elif val_fraction > 0:
         keep, held = stratified_holdout(tr.labels.cpu().numpy(), val_fraction, split_seed)
         if len(held):
             tr, va = _subset(tr, keep, f"{name}/train"), _subset(tr, held, f"{name}/val")
-    shapes = tr.shapes if isinstance(tr, HDF5Split) else {m: tuple(x.shape[1:]) for m, x in tr.inputs.items()}
-    for s in (te, va):
-        if s is None:
+    shapes = _row_shapes(tr)
+    for held_out in (te, va):
+        if held_out is None:
             continue
-        other = s.shapes if isinstance(s, HDF5Split) else {m: tuple(x.shape[1:]) for m, x in s.inputs.items()}
+        other = _row_shapes(held_out)
         for m in order:
             if other.get(m) != shapes[m]:
-                raise DatasetError(f"{s.name}: modality {m!r} has row shape {other.get(m)}, train has {shapes[m]}")
+                raise DatasetError(f"{held_out.name}: modality {m!r} has row shape {other.get(m)}, train has {shapes[m]}")
     if num_classes is None:
         num_classes = len(class_names) if class_names else int(max(int(s.labels.max()) for s in (tr, te, va)
                                                                      if s is not None)) + 1
@@ -301,9 +304,17 @@ def make_features(
     return ds
 
 
+def _row_shapes(split: Split) -> dict[str, tuple[int, ...]]:
+    if isinstance(split, HDF5Split):
+        return dict(split.shapes)
+    assert isinstance(split, TensorSplit)
+    return {m: tuple(x.shape[1:]) for m, x in split.inputs.items()}
+
+
 def _subset(split: Split, rows: np.ndarray, name: str) -> Split:
     if isinstance(split, HDF5Split):
         return split.subset(rows, name)
+    assert isinstance(split, TensorSplit)
     idx = torch.from_numpy(rows)
     return TensorSplit({m: x[idx] for m, x in split.inputs.items()}, split.labels[idx], name=name)
 

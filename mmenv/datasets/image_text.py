@@ -34,6 +34,7 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import cast
 
 import torch
 
@@ -106,7 +107,9 @@ def read_twitter_tsv(path: str | os.PathLike) -> list[tuple[str, str, int]]:
             raise DatasetError(f"{path}: header {rows[0]} has no {' / '.join(missing)} column; expected columns "
                                f"({expected}; a leading '#k', spaces, underscores and case are ignored), "
                                f"e.g. TomBERT's 'index, #1 Label, #2 ImageID, #3 String, #3 String'")
-        col_img, col_txt, col_lab, start = cols["image"], cols["text"], cols["label"], 1
+        # Every role was found (missing ones were refused above).
+        col_img, col_txt, col_lab = (cast(int, cols[r]) for r in ("image", "text", "label"))
+        start = 1
     else:
         col_img, col_txt, col_lab, start = 0, 1, 2, 0
     out = []

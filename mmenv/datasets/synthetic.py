@@ -30,7 +30,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .base import MultimodalDataset, tensor_dataset
+from .base import DatasetError, MultimodalDataset, tensor_dataset
 
 __all__ = ["make_synthetic"]
 
@@ -95,26 +95,26 @@ def make_synthetic(
             rely on its position.
     """
     if num_modalities < 2:
-        raise ValueError(f"num_modalities must be >= 2, got {num_modalities}")
+        raise DatasetError(f"num_modalities must be >= 2, got {num_modalities}")
     if num_classes < 2:
-        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        raise DatasetError(f"num_classes must be >= 2, got {num_classes}")
     if not 0.0 <= shortcut_fraction <= 1.0:
-        raise ValueError(f"shortcut_fraction must lie in [0, 1], got {shortcut_fraction}")
+        raise DatasetError(f"shortcut_fraction must lie in [0, 1], got {shortcut_fraction}")
     if min(n_train, n_test) < 1 or n_val < 0:
-        raise ValueError("n_train and n_test must be >= 1 and n_val >= 0")
+        raise DatasetError("n_train and n_test must be >= 1 and n_val >= 0")
     if not (isinstance(strong_position, int) and 0 <= strong_position < num_modalities):
-        raise ValueError(f"strong_position must be an index in [0, {num_modalities - 1}], got {strong_position!r}")
+        raise DatasetError(f"strong_position must be an index in [0, {num_modalities - 1}], got {strong_position!r}")
     if isinstance(dims, int):
         dims = [dims] * num_modalities
     dims = [int(d) for d in dims]
     if len(dims) != num_modalities:
-        raise ValueError(f"dims has {len(dims)} entries for {num_modalities} modalities")
+        raise DatasetError(f"dims has {len(dims)} entries for {num_modalities} modalities")
     if names is None:
         weak_names = ["weak"] if num_modalities == 2 else [f"weak{i}" for i in range(1, num_modalities)]
         names = weak_names[:strong_position] + ["strong"] + weak_names[strong_position:]
     order = list(names)
     if len(order) != num_modalities:
-        raise ValueError(f"names has {len(order)} entries for {num_modalities} modalities")
+        raise DatasetError(f"names has {len(order)} entries for {num_modalities} modalities")
     # Generate in role order (strong first: the draws do not depend on strong_position),
     # then lay the modalities out in the requested order.
     role = [strong_position] + [i for i in range(num_modalities) if i != strong_position]

@@ -66,7 +66,7 @@ def uci_mfeat_split_indices(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Stratified, disjoint train/val/test indices (sorted), a pure function of ``split_seed``."""
     if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1.0) > 1e-9:
-        raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {fractions}")
+        raise DatasetError(f"fractions must be three non-negative numbers summing to 1, got {fractions}")
     rng = np.random.default_rng(split_seed)
     parts: list[list[np.ndarray]] = [[], [], []]
     for c in np.unique(labels):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from ..registry import Registry
 from .base import Batch, Learner, LearnerContext, LearnerError, Prediction, StepOutput
 from .agm import AGMLearner
 from .baseline import BaselineLearner
@@ -34,22 +35,29 @@ __all__ = [
     "register_learner",
 ]
 
-LEARNERS: dict[str, Callable[..., Learner]] = {
+LEARNERS: Registry = Registry("learner", "mmenv.learners", instance_of=Learner,
+                              alternative="or pass a Learner object")
+for _name, _cls in {
     "baseline": BaselineLearner,
     "ogm-ge": OGMGELearner,
     "mla": MLALearner,
     "pmr": PMRLearner,
     "agm": AGMLearner,
     "di-mml": DIMMLLearner,
-}
+}.items():
+    LEARNERS.register(_name, _cls)
 
 
-def register_learner(name: str, cls: Callable[..., Learner]) -> None:
-    """Register a learner class (or factory) under ``name``."""
-    LEARNERS[name] = cls
+def register_learner(name: str, cls: Callable[..., Learner], overwrite: bool = False) -> None:
+    """Register a learner class (or factory) under ``name`` (case-insensitive).
+
+    Installed packages can add learners without code through the entry-point group
+    ``mmenv.learners`` (see :mod:`mmenv.registry`); ``mmenv compare`` and its worker
+    processes then find them by name.
+    """
+    LEARNERS.register(name, cls, overwrite=overwrite)
 
 
 def make_learner(name: str, **kwargs) -> Learner:
-    if name not in LEARNERS:
-        raise ValueError(f"unknown learner {name!r}; valid names: {sorted(LEARNERS)} (or pass a Learner object)")
-    return LEARNERS[name](**kwargs)
+    """Build the learner registered as ``name`` with ``kwargs`` (checked against its arguments)."""
+    return LEARNERS.make(name, **kwargs)

@@ -57,7 +57,7 @@ from torch import Tensor
 
 from ..discrepancy import true_class_probability
 from ..models.multimodal import MultimodalModel
-from .base import Batch, LearnerContext, Prediction, StepOutput
+from .base import Batch, LearnerContext, LearnerError, Prediction, StepOutput
 from .baseline import BaselineLearner
 from .common import modality_scores
 
@@ -83,7 +83,7 @@ def shapley_responses(model: MultimodalModel, feats: Mapping[str, Tensor]) -> di
     out = {}
     for mod in mods:
         others = [n for n in mods if n != mod]
-        phi = 0.0
+        phi: Tensor | float = 0.0
         for size in range(m):
             weight = math.factorial(size) * math.factorial(m - size - 1) / math.factorial(m)
             for subset in itertools.combinations(others, size):
@@ -182,16 +182,16 @@ class AGMLearner(BaselineLearner):
                          optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
                          encoders=encoders, encoder_kwargs=encoder_kwargs)
         if not 0.0 <= response_momentum < 1.0:
-            raise ValueError(f"response_momentum must be in [0, 1), got {response_momentum}")
+            raise LearnerError(f"response_momentum must be in [0, 1), got {response_momentum}")
         if coefficient not in COEFFICIENTS:
-            raise ValueError(f"unknown coefficient {coefficient!r}; valid: {list(COEFFICIENTS)}")
+            raise LearnerError(f"unknown coefficient {coefficient!r}; valid: {list(COEFFICIENTS)}")
         self.alpha = alpha
         self.response_momentum = response_momentum
         self.coefficient = coefficient
 
     def setup(self, ctx: LearnerContext) -> None:
         super().setup(ctx)
-        self.running = None  # running-average responses [m], set by the first batch ("gap")
+        self.running: Tensor | None = None  # running-average responses [m], set by the first batch ("gap")
         m = len(ctx.modalities)
         self.score_means = torch.zeros(m, device=ctx.device)  # S_m ("code"): mean CE score so far
         self.score_count = 0  # iterations folded into score_means

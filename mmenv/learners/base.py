@@ -31,11 +31,12 @@ import torch
 from torch import Tensor
 
 from ..datasets.base import ModalitySpec
+from ..errors import MMEnvError
 
 __all__ = ["Batch", "StepOutput", "Prediction", "LearnerContext", "Learner", "LearnerError"]
 
 
-class LearnerError(ValueError):
+class LearnerError(MMEnvError, ValueError):
     """A learner cannot run in the requested configuration."""
 
 

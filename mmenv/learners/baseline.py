@@ -12,13 +12,13 @@ decides whether a modality's batch share scales its gradient magnitude.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Mapping
 
 import torch
 from torch import Tensor
 
 from ..models.multimodal import MultimodalModel
-from .base import Batch, Learner, LearnerContext, Prediction, StepOutput
+from .base import Batch, Learner, LearnerContext, LearnerError, Prediction, StepOutput
 from .common import build_optimizer, check_loss_scale, scaled_ce, weighted_scaled_ce
 
 FUSION_INPUTS = ("paired", "zero-fill")
@@ -36,6 +36,7 @@ class BaselineLearner(Learner):
     """
 
     name = "baseline"
+    model: MultimodalModel  # built by setup()
     #: Subclasses whose unimodal outputs come from elsewhere (fusion-weight slices, prototypes)
     #: set this to False and get the same model without per-modality heads.
     unimodal_heads: bool = True
@@ -55,13 +56,12 @@ class BaselineLearner(Learner):
     ) -> None:
         self.loss_scale = check_loss_scale(loss_scale)
         if fusion_input not in FUSION_INPUTS:
-            raise ValueError(f"unknown fusion_input {fusion_input!r}; valid: {list(FUSION_INPUTS)}")
+            raise LearnerError(f"unknown fusion_input {fusion_input!r}; valid: {list(FUSION_INPUTS)}")
         self.fusion_input = fusion_input
         self.unimodal_weight = unimodal_weight
-        self.opt_kwargs = dict(optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        self.opt_kwargs: dict[str, Any] = dict(optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay)
         self.encoder_names = encoders
         self.encoder_kwargs = encoder_kwargs
-        self.model: MultimodalModel | None = None
 
     def build_model(self, ctx: LearnerContext) -> MultimodalModel:
         return MultimodalModel(ctx.modalities, ctx.num_classes, self.encoder_names, self.encoder_kwargs,
@@ -87,6 +87,7 @@ class BaselineLearner(Learner):
         rows_labels = [batch.paired_labels()]
         masks = batch.masks
         weighted = masks is not None and self.fusion_input != "zero-fill"
+        assert model.fusion is not None  # the Baseline always builds its fusion head
         rows_weights = [rows_feats[0].new_ones(p)] if weighted else []
         if self.fusion_input == "zero-fill" or masks is not None:
             for m in model.modalities:
@@ -98,6 +99,7 @@ class BaselineLearner(Learner):
                 rows_feats.append(torch.cat(parts, dim=1))
                 rows_labels.append(batch.labels[m][p:])
                 if weighted:
+                    assert masks is not None
                     mask = masks.get(m)
                     rows_weights.append(extra.new_zeros(extra.shape[0]) if mask is None else mask[p:].to(extra.dtype))
         # One part (the paired default): no concatenation, which would copy and add a graph node.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -10,6 +10,9 @@ from torch.nn import functional as F
 
 from ..discrepancy import true_class_probability
 from .base import LearnerError
+
+if TYPE_CHECKING:
+    from ..models.multimodal import SharedHeadModel
 
 LOSS_SCALES = ("mean", "budget")
 
@@ -26,12 +29,12 @@ def build_optimizer(
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     if optimizer == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer {optimizer!r}; valid: 'sgd', 'adam'")
+    raise LearnerError(f"unknown optimizer {optimizer!r}; valid: 'sgd', 'adam'")
 
 
 def check_loss_scale(loss_scale: str) -> str:
     if loss_scale not in LOSS_SCALES:
-        raise ValueError(f"unknown loss_scale {loss_scale!r}; valid: {list(LOSS_SCALES)}")
+        raise LearnerError(f"unknown loss_scale {loss_scale!r}; valid: {list(LOSS_SCALES)}")
     return loss_scale
 
 
@@ -123,19 +126,15 @@ def entropy_weighted_fusion(logits: Mapping[str, Tensor], modalities: Sequence[s
     return (weights[..., None] * stacked).sum(dim=1), weights
 
 
-def build_shared_head_model(ctx, encoder_names, encoder_kwargs, learner: str):
+def build_shared_head_model(ctx: Any, encoder_names: Mapping[str, str] | None,
+                            encoder_kwargs: Mapping[str, dict] | None, learner: str) -> tuple[SharedHeadModel, int]:
     """Per-modality encoders feeding one classifier head shared by every modality
     (``model.head``), no unimodal or fusion heads: the model MLA and DI-MML train.
     Returns the model on ``ctx.device`` and the common feature width."""
-    from torch import nn
+    from ..models.multimodal import SharedHeadModel
 
-    from ..models.multimodal import MultimodalModel
-
-    model = MultimodalModel(ctx.modalities, ctx.num_classes, encoder_names, encoder_kwargs,
-                            unimodal_heads=False, fusion_head=False)
-    dim = require_equal_feature_dims(model.feature_dims, learner)
-    model.head = nn.Linear(dim, ctx.num_classes)
-    return model.to(ctx.device), dim
+    model = SharedHeadModel(ctx.modalities, ctx.num_classes, encoder_names, encoder_kwargs, learner)
+    return model.to(ctx.device), model.head.in_features
 
 
 def require_equal_feature_dims(feature_dims: Mapping[str, int], learner: str) -> int:

@@ -45,14 +45,14 @@ environment episode is a few epochs), and the weighting covers the unimodal outp
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from ..models.multimodal import MultimodalModel
-from .base import Batch, Learner, LearnerContext, Prediction, StepOutput
+from ..models.multimodal import SharedHeadModel
+from .base import Batch, Learner, LearnerContext, LearnerError, Prediction, StepOutput
 from .common import build_optimizer, build_shared_head_model, check_loss_scale, scaled_ce
 
 
@@ -97,6 +97,7 @@ class DIMMLLearner(Learner):
     """
 
     name = "di-mml"
+    model: SharedHeadModel  # built by setup()
     requires_paired = False
     # Every row trains only its own modality, so rows whose other modalities are
     # missing (Batch.masks) need no special handling.
@@ -119,20 +120,19 @@ class DIMMLLearner(Learner):
         encoder_kwargs: Mapping[str, dict] | None = None,
     ) -> None:
         if tau <= 0:
-            raise ValueError(f"tau must be > 0, got {tau}")
+            raise LearnerError(f"tau must be > 0, got {tau}")
         if fusion not in FUSIONS:
-            raise ValueError(f"unknown fusion {fusion!r}; valid: {list(FUSIONS)}")
+            raise LearnerError(f"unknown fusion {fusion!r}; valid: {list(FUSIONS)}")
         if fusion_temperature <= 0:
-            raise ValueError(f"fusion_temperature must be > 0, got {fusion_temperature}")
+            raise LearnerError(f"fusion_temperature must be > 0, got {fusion_temperature}")
         self.fusion = fusion
         self.fusion_temperature = fusion_temperature
         self.contrastive_weight = contrastive_weight
         self.tau = tau
         self.loss_scale = check_loss_scale(loss_scale)
-        self.opt_kwargs = dict(optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        self.opt_kwargs: dict[str, Any] = dict(optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay)
         self.encoder_names = encoders
         self.encoder_kwargs = encoder_kwargs
-        self.model: MultimodalModel | None = None
 
     def setup(self, ctx: LearnerContext) -> None:
         self.check_modalities(ctx.modality_names)
@@ -149,7 +149,7 @@ class DIMMLLearner(Learner):
         p = batch.num_paired
         mods = self.model.modalities
         if p < 2:
-            return sum(f.sum() * 0.0 for f in feats.values())
+            return torch.stack([f.sum() * 0.0 for f in feats.values()]).sum()
         y = batch.paired_labels()
         w = self.model.head.weight.detach()
         paired = {m: feats[m][:p] for m in mods}

@@ -42,9 +42,9 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from ..models.multimodal import MultimodalModel
+from ..models.multimodal import SharedHeadModel
 from .base import Batch, Learner, LearnerContext, Prediction, StepOutput
 from .common import (build_optimizer, build_shared_head_model, check_loss_scale, entropy_weighted_fusion,
                      scaled_ce)
@@ -66,7 +66,7 @@ class GradientProjector:
         self.P = self.P / torch.linalg.matrix_norm(self.P, ord="fro")
 
     @torch.no_grad()
-    def project(self, weight: nn.Parameter) -> None:
+    def project(self, weight: Tensor) -> None:
         """``grad_W <- grad_W P^T`` in place."""
         if weight.grad is not None:
             weight.grad.copy_(weight.grad @ self.P.T)
@@ -83,6 +83,7 @@ class MLALearner(Learner):
     """
 
     name = "mla"
+    model: SharedHeadModel  # built by setup()
     requires_paired = False
     # Every row trains only its own modality, so rows whose other modalities are
     # missing (Batch.masks) need no special handling.
@@ -103,10 +104,9 @@ class MLALearner(Learner):
     ) -> None:
         self.loss_scale = check_loss_scale(loss_scale)
         self.projection = projection
-        self.opt_kwargs = dict(optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        self.opt_kwargs: dict[str, Any] = dict(optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay)
         self.encoder_names = encoders
         self.encoder_kwargs = encoder_kwargs
-        self.model: MultimodalModel | None = None
 
     def setup(self, ctx: LearnerContext) -> None:
         self.check_modalities(ctx.modality_names)

@@ -57,7 +57,7 @@ from typing import Mapping
 import torch
 from torch import Tensor
 
-from .base import Batch, Prediction, StepOutput
+from .base import Batch, LearnerError, Prediction, StepOutput
 from .baseline import BaselineLearner
 from .common import concat_head_slices, modality_scores
 
@@ -123,11 +123,11 @@ class OGMGELearner(BaselineLearner):
                          optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
                          encoders=encoders, encoder_kwargs=encoder_kwargs)
         if coefficient not in COEFFICIENTS:
-            raise ValueError(f"unknown coefficient {coefficient!r}; valid: {list(COEFFICIENTS)}")
+            raise LearnerError(f"unknown coefficient {coefficient!r}; valid: {list(COEFFICIENTS)}")
         if params not in PARAM_FILTERS:
-            raise ValueError(f"unknown params {params!r}; valid: {list(PARAM_FILTERS)}")
+            raise LearnerError(f"unknown params {params!r}; valid: {list(PARAM_FILTERS)}")
         if alpha < 0:
-            raise ValueError(f"alpha must be >= 0, got {alpha}")
+            raise LearnerError(f"alpha must be >= 0, got {alpha}")
         self.alpha = alpha
         self.modulation_starts = modulation_starts
         self.modulation_ends = modulation_ends
@@ -137,6 +137,7 @@ class OGMGELearner(BaselineLearner):
 
     def unimodal_logits(self, feats: Mapping[str, Tensor]) -> dict[str, Tensor]:
         model = self.model
+        assert model.fusion is not None  # OGM-GE's unimodal logits are slices of the fusion head
         return concat_head_slices(model.fusion, feats, model.feature_dims, model.modalities)
 
     def modulating(self, epoch: int) -> bool:

@@ -47,7 +47,7 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
-from .base import Batch, LearnerContext, Prediction, StepOutput
+from .base import Batch, LearnerContext, LearnerError, Prediction, StepOutput
 from .baseline import BaselineLearner
 from .common import modality_scores, prediction_entropy, scaled_ce
 
@@ -113,9 +113,9 @@ class PMRLearner(BaselineLearner):
                          optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
                          encoders=encoders, encoder_kwargs=encoder_kwargs)
         if not 0.0 <= prototype_momentum < 1.0:
-            raise ValueError(f"prototype_momentum must be in [0, 1), got {prototype_momentum}")
+            raise LearnerError(f"prototype_momentum must be in [0, 1), got {prototype_momentum}")
         if coefficient not in COEFFICIENTS:
-            raise ValueError(f"unknown coefficient {coefficient!r}; valid: {list(COEFFICIENTS)}")
+            raise LearnerError(f"unknown coefficient {coefficient!r}; valid: {list(COEFFICIENTS)}")
         self.coefficient = coefficient
         self.alpha = alpha
         self.mu = mu

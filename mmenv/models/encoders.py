@@ -13,17 +13,24 @@ from typing import Callable
 from torch import nn
 
 from ..datasets.base import ModalitySpec
+from ..errors import RegistryError
+from ..registry import Registry
 from .mlp import MLPEncoder
 
-ENCODERS: dict[str, Callable[..., nn.Module]] = {}
+ENCODERS: Registry = Registry("encoder", "mmenv.encoders")
 DEFAULT_FOR_KIND: dict[str, str] = {"features": "mlp"}
 
 
-def register_encoder(name: str, builder: Callable[..., nn.Module], default_for_kind: str | None = None) -> None:
-    """Register ``builder(spec, **kwargs) -> nn.Module`` (with ``out_dim``) as ``name``."""
-    ENCODERS[name] = builder
+def register_encoder(name: str, builder: Callable[..., nn.Module] | str, default_for_kind: str | None = None,
+                     overwrite: bool = False) -> None:
+    """Register ``builder(spec, **kwargs) -> nn.Module`` (with ``out_dim``) as ``name``.
+
+    ``default_for_kind`` makes it the encoder of every modality of that input kind.
+    Installed packages can add encoders through the entry-point group ``mmenv.encoders``.
+    """
+    ENCODERS.register(name, builder, overwrite=overwrite)
     if default_for_kind is not None:
-        DEFAULT_FOR_KIND[default_for_kind] = name
+        DEFAULT_FOR_KIND[default_for_kind] = ENCODERS.key(name)
 
 
 def _mlp(spec: ModalitySpec, hidden: tuple[int, ...] = (64,), out_dim: int = 64) -> nn.Module:
@@ -55,11 +62,9 @@ def build_encoder(spec: ModalitySpec, name: str | None = None, **kwargs) -> nn.M
     """Build the encoder ``name`` (default: the one registered for ``spec.kind``)."""
     if name is None:
         if spec.kind not in DEFAULT_FOR_KIND:
-            raise ValueError(
+            raise RegistryError(
                 f"no default encoder for input kind {spec.kind!r} of modality {spec.name!r}; "
                 f"known kinds: {sorted(DEFAULT_FOR_KIND)}; pass encoders={{'{spec.name}': <name>}}"
             )
         name = DEFAULT_FOR_KIND[spec.kind]
-    if name not in ENCODERS:
-        raise ValueError(f"unknown encoder {name!r}; valid names: {sorted(ENCODERS)}")
-    return ENCODERS[name](spec, **kwargs)
+    return ENCODERS.make(name, spec, **kwargs)

@@ -8,7 +8,7 @@ the concatenation (used when the fusion head sees unpaired samples).
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence, cast
 
 import torch
 from torch import Tensor, nn
@@ -34,7 +34,8 @@ class MultimodalModel(nn.Module):
         self.encoders = nn.ModuleDict(
             {s.name: build_encoder(s, encoders.get(s.name), **encoder_kwargs.get(s.name, {})) for s in specs}
         )
-        self.feature_dims = {m: int(self.encoders[m].out_dim) for m in self.modalities}
+        # Every encoder declares its feature width as ``out_dim`` (see models/encoders.py).
+        self.feature_dims = {m: int(cast(Any, self.encoders[m]).out_dim) for m in self.modalities}
         self.heads = nn.ModuleDict(
             {m: nn.Linear(d, num_classes) for m, d in self.feature_dims.items()} if unimodal_heads else {}
         )
@@ -55,3 +56,16 @@ class MultimodalModel(nn.Module):
             features[m] if m in features else ref.new_zeros(batch, self.feature_dims[m]) for m in self.modalities
         ]
         return self.fusion(torch.cat(parts, dim=1))
+
+
+class SharedHeadModel(MultimodalModel):
+    """Per-modality encoders feeding one classifier ``head`` shared by every modality, with no
+    unimodal or fusion heads (the model MLA and DI-MML train). Every encoder must output the
+    same feature width (``check_width`` raises with the fix otherwise)."""
+
+    def __init__(self, specs: Sequence[ModalitySpec], num_classes: int, encoders: Mapping[str, str] | None,
+                 encoder_kwargs: Mapping[str, dict] | None, learner: str) -> None:
+        super().__init__(specs, num_classes, encoders, encoder_kwargs, unimodal_heads=False, fusion_head=False)
+        from ..learners.common import require_equal_feature_dims
+
+        self.head = nn.Linear(require_equal_feature_dims(self.feature_dims, learner), num_classes)

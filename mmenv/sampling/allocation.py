@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import MMEnvError
+
 __all__ = ["action_to_proportions", "allocate", "ActionError"]
 
 
-class ActionError(ValueError):
+class ActionError(MMEnvError, ValueError):
     """An action the environment cannot turn into batch sizes."""
 
 
@@ -38,11 +40,11 @@ def action_to_proportions(action, num_modalities: int, symmetric: bool = False, 
     if a.dtype == object or not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)
                                  or a.dtype == np.bool_):
         raise ActionError(f"action must be a real-valued array, got dtype {a.dtype}")
-    a = a.astype(np.float64).reshape(-1) if a.shape == (num_modalities,) or a.shape == (1, num_modalities) else None
-    if a is None:
+    if not (a.shape == (num_modalities,) or a.shape == (1, num_modalities)):
         raise ActionError(
             f"action must have shape ({num_modalities},) (one proportion per modality), got {np.shape(action)}"
         )
+    a = a.astype(np.float64).reshape(-1)
     if not np.all(np.isfinite(a)):
         raise ActionError(f"action contains NaN or inf: {a.tolist()}")
     lo = -1.0 if symmetric else 0.0

@@ -31,6 +31,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..registry import Registry
+
 
 class SampleOrder:
     """Base class: a fresh shuffle of all ``n`` samples per pass."""
@@ -70,28 +72,25 @@ class Shuffle(SampleOrder):
     """Default: every stream reshuffles all training samples each pass."""
 
 
-SAMPLE_ORDERS: dict[str, type[SampleOrder]] = {"shuffle": Shuffle}
+SAMPLE_ORDERS: Registry = Registry("sample order", "mmenv.sample_orders", instance_of=SampleOrder,
+                                   alternative="or pass a SampleOrder object")
+SAMPLE_ORDERS.register("shuffle", Shuffle)
+# The strategies below subclass SampleOrder, so this module cannot import them; they are
+# registered by reference and imported on first use (no circular import).
+SAMPLE_ORDERS.register("bss-curriculum", "mmenv.sampling.bss:BSSCurriculum")
+SAMPLE_ORDERS.register("bss-learned", "mmenv.sampling.bss:BSSLearned")
+SAMPLE_ORDERS.register("remix", "mmenv.sampling.remix:DataRemix")
 
 
-def register_sample_order(name: str, cls: type[SampleOrder]) -> None:
-    """Register a strategy class under ``name`` (usable as ``DUSEnv(sample_order=name)``)."""
-    SAMPLE_ORDERS[name] = cls
+def register_sample_order(name: str, cls: type[SampleOrder] | str, overwrite: bool = False) -> None:
+    """Register a strategy class under ``name`` (usable as ``DUSEnv(sample_order=name)``).
+
+    Installed packages can add strategies through the entry-point group
+    ``mmenv.sample_orders`` (see :mod:`mmenv.registry`).
+    """
+    SAMPLE_ORDERS.register(name, cls, overwrite=overwrite)
 
 
 def make_sample_order(order: str | SampleOrder, **kwargs: Any) -> SampleOrder:
     """Build a strategy from a registered name (with ``kwargs``) or pass an instance through."""
-    if isinstance(order, SampleOrder):
-        if kwargs:
-            raise ValueError("sample_order_kwargs only apply when sample_order is given by name; "
-                             "configure the SampleOrder object directly instead")
-        return order
-    if order not in SAMPLE_ORDERS:
-        raise ValueError(f"unknown sample_order {order!r}; valid names: {sorted(SAMPLE_ORDERS)} (or a SampleOrder)")
-    return SAMPLE_ORDERS[order](**kwargs)
-
-
-# The strategies below subclass SampleOrder (defined above), so they are imported last.
-from .bss import BSSCurriculum, BSSLearned  # noqa: E402
-from .remix import DataRemix  # noqa: E402
-
-SAMPLE_ORDERS.update({"bss-curriculum": BSSCurriculum, "bss-learned": BSSLearned, "remix": DataRemix})
+    return SAMPLE_ORDERS.make(order, **kwargs)
