@@ -80,7 +80,7 @@ INSTANCE_KEYS = tuple(k for k in inspect.signature(DUSEnv.__init__).parameters i
 # gamma = 1 makes a run's return its final validation accuracy minus its initial one.
 PRESETS: dict[str, dict[str, Any]] = {
     # Episodic REINFORCE with a Dirichlet policy; one update per `episodes_per_update` runs.
-    "reinforce": dict(lr=1e-2, gamma=1.0, ent_coef=1e-3, baseline_momentum=0.9, episodes_per_update=2),
+    "reinforce": dict(lr=3e-3, gamma=1.0, ent_coef=1e-3, baseline_momentum=0.9, episodes_per_update=2),
     # PPO: a rollout of 4 runs per environment, small initial action noise (the default
     # std 1 on a [-1, 1] action space mostly hits the bounds), lr 1e-3.
     "ppo": dict(n_steps=20, batch_size=20, n_epochs=10, learning_rate=1e-3, gamma=1.0, gae_lambda=1.0,
@@ -154,6 +154,9 @@ class MultiInstanceEnv(gym.Env):
         self.observation_space = first.observation_space
         self.action_space = first.action_space
         self.modalities = first.get_wrapper_attr("modalities")
+        # How an SB3 policy trained here maps its actions to proportions (SB3Policy reads it).
+        self.action_space_name = first.get_wrapper_attr("action_space_name")
+        self.softmax_scale = first.get_wrapper_attr("softmax_scale")
         self.rng = np.random.default_rng(seed)
         self.current = 0
         self._run: dict[str, Any] = {}
@@ -464,11 +467,13 @@ def _train_sb3(algo, instances, runs, seed, reward, observation, workers, log_di
     try:
         # No step budget: the callback stops training after `runs` finished runs.
         model.learn(total_timesteps=10**12, callback=callback)
+        # Built while the environments are open: the policy reads their action-space name.
+        policy = SB3Policy(model, deterministic=True)
     finally:
         venv.close()
     if callback.done < runs:
         raise RuntimeError(f"SB3 stopped after {callback.done} of {runs} runs (this is a bug)")
-    return TrainedAgent(algo=algo, policy=SB3Policy(model, deterministic=True), observation=observation,
+    return TrainedAgent(algo=algo, policy=policy, observation=observation,
                         reward=reward, seed=seed, runs=callback.done, curve=callback.curve, history=callback.history)
 
 

@@ -34,8 +34,12 @@ Read top to bottom:
      advantages ``G_t - b_t`` with ``b_t`` a moving average of past returns *at the same
      step index* (episodes have a fixed horizon), and one gradient step is taken on the
      episode. :meth:`ReinforcePolicy.train_episodic` trains across many runs.
-5. **Saving**: ``torch.save`` of the config, network and optimiser state, and baselines;
-   :meth:`ReinforcePolicy.load` (or ``mmenv.agents.make_policy("agent.pt")``) restores it.
+5. **Saving**: the config (a plain dict), network and optimiser state, and baselines,
+   written atomically by :func:`mmenv.checkpoint.atomic_save`;
+   :meth:`ReinforcePolicy.load` (or ``mmenv.agents.make_policy("agent.pt")``) restores
+   it through :func:`mmenv.checkpoint.load`: tensors, numbers, strings and containers
+   only, so a crafted ``.pt`` file cannot run code (it is refused with
+   :class:`mmenv.checkpoint.UnsafeCheckpointError`).
 
 Example::
 
@@ -61,6 +65,8 @@ import torch
 from torch import nn
 from torch.distributions import Dirichlet
 
+from mmenv.checkpoint import atomic_save
+from mmenv.checkpoint import load as load_checkpoint
 from .policy import Policy, PolicyError
 
 __all__ = ["ReinforceConfig", "DirichletPolicyNet", "ReinforcePolicy"]
@@ -164,7 +170,7 @@ class ReinforcePolicy(Policy):
         self.skipped_updates = 0
         self._episode: list[tuple[np.ndarray, np.ndarray, float]] = []
         self.log_dir = log_dir
-        self._writer = None
+        self._writer: Any = None  # a SummaryWriter, created at the first logged update
         if self.config.num_modalities is not None:
             self._build(self.config.num_modalities)
 
@@ -196,14 +202,20 @@ class ReinforcePolicy(Policy):
                                           obs_dim=c.obs_dim)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=c.lr)
 
+    def _built(self) -> tuple[DirichletPolicyNet, torch.optim.Optimizer]:
+        """The network and its optimiser (an error before they are built)."""
+        if self.net is None or self.optimizer is None:
+            raise PolicyError("the network is built at the first reset(env)/act(obs)")
+        return self.net, self.optimizer
+
     def distribution(self, obs: np.ndarray | torch.Tensor) -> Dirichlet:
         """pi(. | obs) as a float64 Dirichlet (batched if ``obs`` is 2-D)."""
         obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32))
         if self.net is None:
             # Not built by reset(env): the observation is the paper's unless m was configured.
             self._build(self.config.num_modalities or obs_t.shape[-1], obs_t.shape[-1])
-        assert self.net is not None
-        return Dirichlet(self.net(obs_t).double(), validate_args=False)
+        net, _ = self._built()
+        return Dirichlet(net(obs_t).double(), validate_args=False)
 
     def _clamp(self, proportions: np.ndarray) -> torch.Tensor:
         p = torch.as_tensor(np.asarray(proportions, dtype=np.float64))
@@ -297,10 +309,11 @@ class ReinforcePolicy(Policy):
         if not bool(torch.isfinite(loss)):
             self.skipped_updates += 1
             return
-        self.optimizer.zero_grad()
+        net, optimizer = self._built()
+        optimizer.zero_grad()
         loss.backward()
-        nn.utils.clip_grad_norm_(self.net.parameters(), self.config.max_grad_norm)
-        self.optimizer.step()
+        nn.utils.clip_grad_norm_(net.parameters(), self.config.max_grad_norm)
+        optimizer.step()
         self.num_updates += 1
         if self.log_dir is not None:
             self._log(loss=float(loss.detach()), entropy=float(entropy.detach().mean()),
@@ -332,23 +345,22 @@ class ReinforcePolicy(Policy):
 
     # ------------------------------------------------------------------ save / load
     def save_payload(self) -> dict[str, Any]:
-        """What :meth:`save` writes (a plain dict; callers may add keys, :meth:`load` ignores them)."""
-        if self.net is None:
-            raise PolicyError("nothing to save: the network is built at the first reset(env)/act(obs)")
+        """What :meth:`save` writes: only plain values and tensors (the config as a dict of numbers
+        and strings, baselines as floats), so :meth:`load` reads it with the safe loader. Callers
+        may add keys; :meth:`load` ignores them."""
+        net, optimizer = self._built()
         return {
             "format": FORMAT,
             "config": asdict(self.config),
-            "state_dict": self.net.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "reward_baseline": self.reward_baseline,
-            "return_baselines": self.return_baselines,
-            "num_updates": self.num_updates,
+            "state_dict": net.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "reward_baseline": None if self.reward_baseline is None else float(self.reward_baseline),
+            "return_baselines": {int(k): float(v) for k, v in self.return_baselines.items()},
+            "num_updates": int(self.num_updates),
         }
 
     def save(self, path: str | Path) -> None:
-        """Write the trained policy to ``path`` (atomically, :func:`mmenv.checkpoint.atomic_save`)."""
-        from mmenv.checkpoint import atomic_save
-
+        """Write the trained policy to ``path`` atomically (a kill mid-write keeps the old file)."""
         atomic_save(self.save_payload(), path)
 
     def state_dict(self) -> dict[str, Any]:
@@ -357,7 +369,7 @@ class ReinforcePolicy(Policy):
         Unlike :meth:`save` (a trained policy), this also holds the sampling generator's
         state, the update counters and the transitions collected so far in the episode.
         """
-        if self.net is None:
+        if self.net is None or self.optimizer is None:
             raise PolicyError("nothing to snapshot: the network is built at the first reset(env)/act(obs)")
         return copy.deepcopy({
             "format": FORMAT,
@@ -375,8 +387,9 @@ class ReinforcePolicy(Policy):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` into a policy built with the same configuration."""
         self._build(int(state["config"]["num_modalities"]), state["config"].get("obs_dim"))
-        self.net.load_state_dict(state["state_dict"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        net, optimizer = self._built()
+        net.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         self.reward_baseline = state["reward_baseline"]
         self.return_baselines = {int(k): float(v) for k, v in state["return_baselines"].items()}
@@ -388,16 +401,20 @@ class ReinforcePolicy(Policy):
     def load(cls, path: str | Path, deterministic: bool = False, seed: int | None = None,
              **overrides: Any) -> "ReinforcePolicy":
         """Restore a saved policy; ``overrides`` replace config fields (e.g. ``mode``, ``lr``)."""
-        state = torch.load(Path(path), map_location="cpu", weights_only=False)
+        path = Path(path)
+        if not path.is_file():
+            raise PolicyError(f"no saved REINFORCE policy at {path}")
+        state = load_checkpoint(path)  # safe: refuses files that name code (UnsafeCheckpointError)
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise PolicyError(f"{path} is not a saved REINFORCE policy (expected format {FORMAT!r})")
         config = {**state["config"], **overrides}
         saved_seed = config.pop("seed")
         policy = cls(seed=saved_seed if seed is None else seed, deterministic=deterministic, **config)
         policy._build(config["num_modalities"], config.get("obs_dim"))
-        policy.net.load_state_dict(state["state_dict"])
+        net, optimizer = policy._built()
+        net.load_state_dict(state["state_dict"])
         if "lr" not in overrides:
-            policy.optimizer.load_state_dict(state["optimizer"])
+            optimizer.load_state_dict(state["optimizer"])
         policy.reward_baseline = state["reward_baseline"]
         policy.return_baselines = {int(k): v for k, v in state["return_baselines"].items()}
         policy.num_updates = state["num_updates"]

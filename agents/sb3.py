@@ -1,27 +1,39 @@
-"""Stable-Baselines3 presets for the DUS environment: PPO, A2C, SAC, TD3.
+"""Stable-Baselines3 and sb3-contrib on the DUS environment: presets, saving, loading.
 
-``make_sb3_agent(algo, env, tensorboard_log=..., seed=..., **overrides)`` returns an SB3
-model ready for ``model.learn(total_timesteps)``.
+``make_sb3_agent(algo, env, tensorboard_log=..., seed=..., **overrides)`` returns a model
+ready for ``model.learn(total_timesteps)``; ``algo`` is any of :data:`SB3_ALGOS`:
+``ppo``, ``a2c``, ``sac``, ``td3``, ``ddpg`` (Stable-Baselines3) and ``tqc``, ``trpo``,
+``recurrentppo``, ``ars``, ``crossq`` (sb3-contrib, ``pip install sb3-contrib``). DQN, QR-DQN
+and MaskablePPO need a discrete action space and do not apply to DUS (continuous
+proportions); naming them gives an error that says so.
 
 **Why these defaults.** One environment step of :class:`mmenv.DUSEnv` is a whole epoch
 (or ``step_every`` iterations) of training a multimodal network, and an episode is a
 whole training run of about ``epochs`` steps. Agents therefore see tens to hundreds of
 transitions, not millions, so the presets update from very few of them:
 
-* PPO: ``n_steps=8`` (a rollout is about one short training run), ``batch_size=8``,
-  ``n_epochs=4``; A2C: ``n_steps=4``. SB3's defaults (2048 / 5) would mean thousands of
-  training runs, or no update at all in a typical budget.
-* SAC / TD3: ``learning_starts=4`` (start updating after a few transitions),
-  ``batch_size=8``, ``train_freq=1`` and ``gradient_steps=1`` (an update per
-  environment step, like Algorithm 1), a small ``buffer_size`` (all transitions fit);
-  TD3 explores with Gaussian action noise ``sigma=0.1``.
-* ``learning_rate=1e-4`` for every algorithm: the paper's policy learning rate.
+* on-policy (PPO, RecurrentPPO: ``n_steps=8``, ``batch_size=8``, ``n_epochs=4``; A2C:
+  ``n_steps=4``; TRPO: ``n_steps=8``, ``batch_size=8``). SB3's defaults (2048 / 5) would
+  mean thousands of training runs, or no update at all in a typical budget.
+* off-policy (SAC, TD3, DDPG, TQC, CrossQ): ``learning_starts=4``, ``batch_size=8``,
+  ``train_freq=1``, ``gradient_steps=1`` (an update per environment step, like
+  Algorithm 1), a small ``buffer_size``; TD3 and DDPG explore with Gaussian action noise
+  ``sigma=0.1``.
+* ARS: ``n_delta=2`` (each update evaluates ``2 * n_delta`` whole episodes).
+* ``learning_rate=1e-4`` (the paper's policy learning rate) for every gradient method;
+  ARS keeps its own step size (0.02).
 
-**Action space.** SB3 expects a symmetric Box ``[-1, 1]`` (its Gaussian/squashed policies
-and its environment checker assume it), so the environment must be created with
-``action_space="symmetric"`` (:func:`make_sb3_env` does it); the environment maps
-``a -> (a + 1) / 2`` and normalises to proportions. A unit-space environment is
-rejected with an error that says so.
+**Action space.** SB3 expects a Box ``[-1, 1]``. :func:`make_sb3_env` builds the env with
+the softmax space (``Box(-1, 1)`` logits, the registered id's default; shares within a
+ratio of 20, so no modality can be starved) or, if asked, the affine symmetric one; a
+unit-space environment is rejected with an error that says so.
+
+**Saving.** :func:`save_sb3_model` writes SB3's zip plus an entry ``mmenv.json`` inside
+it naming the algorithm and the action space the agent acted in, so
+:func:`load_sb3_model` never guesses. A zip saved by plain ``model.save`` is recognised
+by the policy class it stores (each algorithm family has its own) and, for the three
+that share SB3's ``ActorCriticPolicy`` (PPO, A2C, TRPO), by the hyper-parameters only
+that algorithm saves; ``algo=`` overrides both.
 
 **Logging.** ``tensorboard_log`` is SB3's own TensorBoard logging; :class:`InfoCallback`
 (added by :func:`learn`) also records the environment's ``info`` each step — batch sizes,
@@ -30,23 +42,23 @@ episode, through ``self.logger.record``.
 
 Example::
 
-    from mmenv.agents.sb3 import make_sb3_env, make_sb3_agent, learn
+    from mmenv.agents.sb3 import make_sb3_env, make_sb3_agent, learn, save_sb3_model
 
     env = make_sb3_env(epochs=5, batch_budget=32)
-    model = make_sb3_agent("ppo", env, tensorboard_log="runs/ppo", seed=0)
+    model = make_sb3_agent("tqc", env, tensorboard_log="runs/tqc", seed=0)
     learn(model, total_timesteps=40)
-    model.save("ppo_dus.zip")
+    save_sb3_model(model, "tqc_dus.zip")
 """
 
 from __future__ import annotations
 
 import json
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import stable_baselines3 as sb3
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.noise import NormalActionNoise
 
@@ -54,56 +66,137 @@ from mmenv.registry import Registry
 
 from .policy import Policy, PolicyError, UnknownPolicyError, normalise_proportions
 
-__all__ = ["SB3_ALGOS", "SB3_DEFAULTS", "make_sb3_env", "make_sb3_agent", "InfoCallback", "learn",
-           "TqdmCallback", "SB3Policy", "load_sb3_model"]
+__all__ = ["SB3_ALGOS", "SB3_DEFAULTS", "NOT_APPLICABLE", "AlgoInfo", "algo_info", "make_sb3_env",
+           "make_sb3_agent", "InfoCallback", "learn", "TqdmCallback", "SB3Policy", "save_sb3_model",
+           "load_sb3_model", "read_sb3_metadata", "METADATA_ENTRY"]
 
-#: SB3 algorithm classes by name; the registered object is the class (``SB3_ALGOS.make`` returns it).
-#: Installed packages can add algorithms (e.g. from sb3-contrib) through the entry-point group
-#: ``mmenv.sb3_algorithms``; presets below apply to the built-in four only.
+METADATA_ENTRY = "mmenv.json"   # the entry save_sb3_model adds to SB3's zip
+
+
+@dataclass(frozen=True)
+class AlgoInfo:
+    """Where an algorithm lives, its policy name, and the policy module its zips record."""
+
+    key: str
+    module: str               # "stable_baselines3" or "sb3_contrib"
+    cls: str
+    policy: str = "MlpPolicy"
+    policy_module: str = ""   # the "__module__" of the policy class in a saved zip's data
+    off_policy: bool = False
+
+
+_ALGOS: dict[str, AlgoInfo] = {a.key: a for a in (
+    AlgoInfo("ppo", "stable_baselines3", "PPO", policy_module="stable_baselines3.common.policies"),
+    AlgoInfo("a2c", "stable_baselines3", "A2C", policy_module="stable_baselines3.common.policies"),
+    AlgoInfo("sac", "stable_baselines3", "SAC", policy_module="stable_baselines3.sac.policies", off_policy=True),
+    AlgoInfo("td3", "stable_baselines3", "TD3", policy_module="stable_baselines3.td3.policies", off_policy=True),
+    AlgoInfo("ddpg", "stable_baselines3", "DDPG", policy_module="stable_baselines3.td3.policies", off_policy=True),
+    AlgoInfo("tqc", "sb3_contrib", "TQC", policy_module="sb3_contrib.tqc.policies", off_policy=True),
+    AlgoInfo("trpo", "sb3_contrib", "TRPO", policy_module="stable_baselines3.common.policies"),
+    AlgoInfo("recurrentppo", "sb3_contrib", "RecurrentPPO", policy="MlpLstmPolicy",
+             policy_module="sb3_contrib.common.recurrent.policies"),
+    AlgoInfo("ars", "sb3_contrib", "ARS", policy_module="sb3_contrib.ars.policies"),
+    AlgoInfo("crossq", "sb3_contrib", "CrossQ", policy_module="sb3_contrib.crossq.policies", off_policy=True),
+)}
+#: SB3 / sb3-contrib algorithm classes by name (``SB3_ALGOS.make(name)`` returns the class; the
+#: sb3-contrib ones are imported on first use). Installed packages can add algorithms through
+#: the entry-point group ``mmenv.sb3_algorithms``; presets apply to the built-in ones.
 SB3_ALGOS: Registry = Registry("SB3 algorithm", "mmenv.sb3_algorithms", construct=False, param="algo",
                                unknown_error=UnknownPolicyError)
-for _name, _cls in {"ppo": sb3.PPO, "a2c": sb3.A2C, "sac": sb3.SAC, "td3": sb3.TD3}.items():
-    SB3_ALGOS.register(_name, _cls)
+for _info in _ALGOS.values():
+    SB3_ALGOS.register(_info.key, f"{_info.module}:{_info.cls}")
+_ALIASES = {"recurrent-ppo": "recurrentppo", "recurrent_ppo": "recurrentppo", "ppo-lstm": "recurrentppo",
+            "cross-q": "crossq"}
+# Discrete-action algorithms: DUS actions are continuous proportions.
+NOT_APPLICABLE = {"dqn": "DQN", "qrdqn": "QR-DQN", "qr-dqn": "QR-DQN", "maskableppo": "MaskablePPO",
+                  "maskable-ppo": "MaskablePPO"}
+_DISCRETE_POLICY_MODULES = {"stable_baselines3.dqn.policies": "DQN", "sb3_contrib.qrdqn.policies": "QR-DQN",
+                            "sb3_contrib.common.maskable.policies": "MaskablePPO"}
 
+_OFF_POLICY = dict(learning_starts=4, batch_size=8, train_freq=1, gradient_steps=1, buffer_size=10_000,
+                   learning_rate=1e-4)
 SB3_DEFAULTS: dict[str, dict[str, Any]] = {
     "ppo": dict(n_steps=8, batch_size=8, n_epochs=4, learning_rate=1e-4),
     "a2c": dict(n_steps=4, learning_rate=1e-4),
-    "sac": dict(learning_starts=4, batch_size=8, train_freq=1, gradient_steps=1, buffer_size=10_000,
-                learning_rate=1e-4),
-    "td3": dict(learning_starts=4, batch_size=8, train_freq=1, gradient_steps=1, buffer_size=10_000,
-                learning_rate=1e-4),
+    "sac": dict(_OFF_POLICY),
+    "td3": dict(_OFF_POLICY),
+    "ddpg": dict(_OFF_POLICY),
+    "tqc": dict(_OFF_POLICY),
+    "crossq": dict(_OFF_POLICY),
+    "trpo": dict(n_steps=8, batch_size=8, learning_rate=1e-4),
+    "recurrentppo": dict(n_steps=8, batch_size=8, n_epochs=4, learning_rate=1e-4),
+    "ars": dict(n_delta=2),
 }
 
 
+def algo_info(algo: str) -> AlgoInfo:
+    """The :class:`AlgoInfo` of ``algo`` (case-insensitive; aliases such as ``recurrent-ppo``).
+
+    An algorithm added to :data:`SB3_ALGOS` by an installed package (entry point) gets a
+    generic entry: ``MlpPolicy``, no presets.
+    """
+    key = str(algo).lower()
+    key = _ALIASES.get(key, key)
+    if key in NOT_APPLICABLE:
+        raise PolicyError(f"{NOT_APPLICABLE[key]} needs a discrete action space and does not apply to DUS, "
+                          f"whose actions are continuous proportions; use one of {list(SB3_ALGOS.names())}")
+    if key in _ALGOS:
+        return _ALGOS[key]
+    cls = SB3_ALGOS.make(key)       # an unknown name: the registry's did-you-mean error
+    return AlgoInfo(key, cls.__module__.split(".")[0], cls.__name__)
+
+
 def _algo_class(algo: str):
-    return SB3_ALGOS.make(algo)
+    info = algo_info(algo)
+    try:
+        return SB3_ALGOS.make(info.key)
+    except ImportError as exc:
+        raise PolicyError(f"{info.cls} comes from {info.module}, which is not installed: "
+                          "pip install sb3-contrib") from exc
 
 
 def make_sb3_env(**env_kwargs: Any):
-    """A :class:`mmenv.DUSEnv` with the symmetric action space SB3 expects."""
+    """A :class:`mmenv.DUSEnv` with a ``Box(-1, 1)`` action space for SB3 (softmax by default)."""
     from mmenv import DUSEnv
 
-    space = env_kwargs.pop("action_space", "symmetric")
-    if space != "symmetric":
-        raise PolicyError("SB3 agents need action_space='symmetric' (Box [-1, 1]); leave it unset")
-    return DUSEnv(action_space="symmetric", **env_kwargs)
+    space = env_kwargs.pop("action_space", "softmax")
+    if space not in ("softmax", "symmetric"):
+        raise PolicyError("SB3 agents need a Box(-1, 1) action space: action_space='softmax' (the default) "
+                          f"or 'symmetric', got {space!r}")
+    return DUSEnv(action_space=space, **env_kwargs)
+
+
+def _action_space_of(env) -> str | None:
+    """The DUS action-space name of ``env`` (a DUSEnv, a gym wrapper or an SB3 VecEnv), if it has one."""
+    if env is None:
+        return None
+    if hasattr(env, "get_attr"):          # an SB3 VecEnv
+        try:
+            return env.get_attr("action_space_name")[0]
+        except AttributeError:
+            return None
+    base = getattr(env, "unwrapped", env)
+    return getattr(base, "action_space_name", None)
 
 
 def make_sb3_agent(algo: str, env, tensorboard_log: str | None = None, seed: int | None = None,
                    verbose: int = 0, **overrides: Any):
-    """An SB3 ``algo`` model on ``env`` with the presets above; ``overrides`` win."""
+    """An ``algo`` model (SB3 or sb3-contrib) on ``env`` with the presets above; ``overrides`` win."""
+    info = algo_info(algo)
     cls = _algo_class(algo)
     base = getattr(env, "unwrapped", env)
-    if not getattr(base, "symmetric", False):
+    space = _action_space_of(env)
+    if space == "unit" or (space is None and float(np.min(base.action_space.low)) >= 0.0):
         raise PolicyError(
-            f"{algo.upper()} needs the environment's action space to be Box(-1, 1) (SB3's convention); "
-            "create it with DUSEnv(..., action_space='symmetric') or mmenv.agents.sb3.make_sb3_env(...)")
-    kwargs: dict[str, Any] = dict(SB3_DEFAULTS.get(algo.lower(), {}))
-    if algo.lower() == "td3" and "action_noise" not in overrides:
+            f"{info.cls} needs the environment's action space to be Box(-1, 1) (SB3's convention); "
+            "create it with gym.make('mmenv/DUS-v0') (softmax by default), DUSEnv(..., action_space='softmax') "
+            "or action_space='symmetric', or with mmenv.agents.sb3.make_sb3_env(...)")
+    kwargs: dict[str, Any] = dict(SB3_DEFAULTS.get(info.key, {}))
+    if info.key in ("td3", "ddpg") and "action_noise" not in overrides:
         m = base.action_space.shape[0]
         kwargs["action_noise"] = NormalActionNoise(np.zeros(m), 0.1 * np.ones(m))
     kwargs.update(overrides)
-    return cls("MlpPolicy", env, tensorboard_log=tensorboard_log, seed=seed, verbose=verbose, device="cpu",
+    return cls(info.policy, env, tensorboard_log=tensorboard_log, seed=seed, verbose=verbose, device="cpu",
                **kwargs)
 
 
@@ -168,55 +261,145 @@ def learn(model, total_timesteps: int, progress_bar: bool = False, tb_log_name: 
     return model.learn(total_timesteps=total_timesteps, callback=cb, **kwargs)
 
 
-def _algo_from_saved_data(data: dict) -> str | None:
-    """Tell the algorithm by the hyper-parameters only it saves (PPO and A2C share a policy class)."""
-    if "clip_range" in data:
-        return "ppo"
-    if "policy_delay" in data:
-        return "td3"
-    if "target_entropy" in data or "ent_coef_optimizer" in data:
-        return "sac"
-    if "n_steps" in data:
-        return "a2c"
-    return None
+def algo_key(model) -> str:
+    """The :data:`SB3_ALGOS` key of a model instance (by its class)."""
+    for info in _ALGOS.values():
+        if type(model).__name__ == info.cls and type(model).__module__.startswith(info.module):
+            return info.key
+    raise PolicyError(f"{type(model).__name__} is not one of the algorithms mmenv knows: {list(SB3_ALGOS)}")
+
+
+def save_sb3_model(model, path: str | Path, action_space: str | None = None) -> Path:
+    """``model.save(path)`` plus an ``mmenv.json`` entry in the zip naming the algorithm.
+
+    The entry also records the DUS action space the agent acted in (read from the model's
+    environment unless ``action_space`` is given), so a loaded agent maps its actions back
+    to proportions the way they were meant. SB3 ignores the extra entry when loading.
+    """
+    path = Path(path)
+    if path.suffix != ".zip":
+        path = path.with_suffix(".zip")   # what SB3's save does to a path without the suffix
+    model.save(path)
+    info = _ALGOS[algo_key(model)]
+    space = action_space or _action_space_of(model.get_env())
+    scale = None
+    if space == "softmax" and model.get_env() is not None:
+        try:
+            scale = float(model.get_env().get_attr("softmax_scale")[0])
+        except AttributeError:
+            scale = None
+    meta = {"format": 1, "algo": info.key, "class": f"{info.module}.{info.cls}", "action_space": space,
+            "softmax_scale": scale}
+    with zipfile.ZipFile(path, "a") as zf:
+        zf.writestr(METADATA_ENTRY, json.dumps(meta))
+    return path
+
+
+def read_sb3_metadata(path: str | Path) -> dict[str, Any]:
+    """What is known about a saved zip: ``algo``, ``action_space`` (None when not recorded), ``source``.
+
+    ``source`` is ``"metadata"`` (written by :func:`save_sb3_model`) or ``"policy_class"``
+    (read from the policy class SB3 stores, for zips of plain ``model.save``).
+    """
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = set(zf.namelist())
+            if METADATA_ENTRY in names:
+                meta = json.loads(zf.read(METADATA_ENTRY))
+                algo_info(meta["algo"])
+                return {**meta, "source": "metadata"}
+            data = json.loads(zf.read("data"))
+    except (KeyError, ValueError, zipfile.BadZipFile, OSError) as exc:
+        raise PolicyError(f"{path} is not a saved SB3 model (no readable 'data' entry)") from exc
+    return {"algo": _algo_from_saved_data(data, path), "action_space": None, "softmax_scale": None,
+            "source": "policy_class"}
+
+
+def _algo_from_saved_data(data: dict, path: Path) -> str:
+    """The algorithm of a plain ``model.save`` zip, from the policy class it stores.
+
+    Every family has its own policy module, except SB3's ``ActorCriticPolicy`` (PPO, A2C,
+    TRPO) and ``TD3Policy`` (TD3, DDPG): those are told apart by what only one of them saves.
+    """
+    module = (data.get("policy_class") or {}).get("__module__", "")
+    if module in _DISCRETE_POLICY_MODULES:
+        raise PolicyError(f"{path} holds a {_DISCRETE_POLICY_MODULES[module]} agent, which needs a discrete "
+                          "action space and does not apply to DUS")
+    if module == "stable_baselines3.common.policies":
+        if "cg_max_steps" in data:
+            return "trpo"
+        return "ppo" if "clip_range" in data else "a2c"
+    if module == "stable_baselines3.td3.policies":
+        # DDPG is TD3 with policy_delay 1 and no target smoothing noise.
+        return "ddpg" if data.get("policy_delay") == 1 and data.get("target_noise_clip") == 0.0 else "td3"
+    for info in _ALGOS.values():
+        if info.policy_module == module:
+            return info.key
+    raise PolicyError(f"could not tell which algorithm saved {path} (policy class from {module or 'nowhere'}); "
+                      f"pass algo=... (one of {list(SB3_ALGOS)})")
 
 
 def load_sb3_model(path: str | Path, algo: str | None = None):
-    """Load an SB3 ``.zip``; the algorithm is read from the file when not given."""
+    """Load a saved SB3 / sb3-contrib ``.zip``; the algorithm comes from the file unless ``algo`` is given."""
     path = Path(path)
-    if algo is None:
-        try:
-            with zipfile.ZipFile(path) as zf:
-                data = json.loads(zf.read("data"))
-        except (KeyError, ValueError, zipfile.BadZipFile) as exc:
-            raise PolicyError(f"{path} is not a saved SB3 model (no readable 'data' entry)") from exc
-        algo = _algo_from_saved_data(data)
-        if algo is None:
-            raise PolicyError(f"could not tell which SB3 algorithm saved {path}; pass algo=...")
-    return _algo_class(algo).load(path, device="cpu")
+    key = algo_info(algo).key if algo is not None else read_sb3_metadata(path)["algo"]
+    return _algo_class(key).load(path, device="cpu")
 
 
 class SB3Policy(Policy):
-    """An SB3 model used as a :class:`Policy` (``predict`` then back to proportions)."""
+    """An SB3 / sb3-contrib model used as a :class:`Policy` (``predict``, then back to proportions).
 
-    def __init__(self, model, deterministic: bool = True) -> None:
+    The model's action is mapped to proportions the way the environment it was trained on
+    maps it: ``action_space`` (``"softmax"``, ``"symmetric"`` or ``"unit"``) as recorded by
+    :func:`save_sb3_model`; when unknown, the space of the model's own environment, else
+    that of the environment the policy plays in (read at :meth:`reset`), else the affine
+    map of the model's Box to ``[0, 1]``. Recurrent policies (RecurrentPPO) carry their
+    LSTM state from step to step and start afresh at each episode.
+    """
+
+    def __init__(self, model, deterministic: bool = True, action_space: str | None = None,
+                 softmax_scale: float | None = None) -> None:
         self.model = model
         self.deterministic = deterministic
         self.name = type(model).__name__.lower()
         space = model.action_space
         self.low = np.asarray(space.low, dtype=np.float64)
         self.high = np.asarray(space.high, dtype=np.float64)
+        self.action_space = action_space or _action_space_of(model.get_env())
+        self.softmax_scale = softmax_scale
+        self._state: Any = None
+        self._episode_start = np.ones((1,), dtype=bool)
 
     @classmethod
     def load(cls, path: str | Path, algo: str | None = None, deterministic: bool = True, **_: Any) -> "SB3Policy":
-        return cls(load_sb3_model(path, algo), deterministic=deterministic)
+        meta = read_sb3_metadata(path)
+        model = load_sb3_model(path, algo)
+        return cls(model, deterministic=deterministic, action_space=meta.get("action_space"),
+                   softmax_scale=meta.get("softmax_scale"))
 
     def save(self, path: str | Path) -> None:
-        self.model.save(path)
+        save_sb3_model(self.model, path, action_space=self.action_space)
+
+    def reset(self, env: Any) -> None:
+        if self.action_space is None:
+            self.action_space = getattr(env, "action_space_name", None)
+            if self.action_space == "softmax" and self.softmax_scale is None:
+                self.softmax_scale = getattr(env, "softmax_scale", None)
+        self._state = None
+        self._episode_start = np.ones((1,), dtype=bool)
 
     def act(self, obs: np.ndarray, info: dict) -> np.ndarray:
-        action, _ = self.model.predict(np.asarray(obs, dtype=np.float32), deterministic=self.deterministic)
-        # Action space -> [0, 1] -> proportions (the same map the environment applies).
+        action, self._state = self.model.predict(np.asarray(obs, dtype=np.float32), state=self._state,
+                                                 episode_start=self._episode_start,
+                                                 deterministic=self.deterministic)
+        self._episode_start = np.zeros((1,), dtype=bool)
         a = np.clip(np.asarray(action, dtype=np.float64).reshape(-1), self.low, self.high)
+        if self.action_space in ("softmax", "symmetric", "unit") and a.shape == self.low.shape:
+            from mmenv.sampling import SOFTMAX_SCALE, action_to_proportions
+
+            return action_to_proportions(a, a.shape[0], tol=1e-6, space=self.action_space,
+                                         softmax_scale=self.softmax_scale or SOFTMAX_SCALE)
+        # Unknown space: the model's Box -> [0, 1] -> proportions.
         unit = (a - self.low) / (self.high - self.low)
         return normalise_proportions(unit)

@@ -68,7 +68,7 @@ def main(epochs: int = 3, seed: int = 0) -> dict:
     done = False
     while not done:
         # A fixed policy: the weak (second) modality gets 70 % of every batch.
-        obs, reward, terminated, truncated, info = env.step(np.array([0.3, 0.7], dtype=np.float32))
+        obs, reward, terminated, truncated, info = env.step(env.unwrapped.proportions_to_action([0.3, 0.7]))
         done = terminated or truncated
         print(f"epoch {info['epoch']}: batch sizes {info['batch_sizes']}, discrepancy {np.round(obs, 3)}")
     test = info["test"]

@@ -1,14 +1,23 @@
-"""Figures of a sweep (matplotlib, Agg backend, PNG).
+"""Figures of a sweep, in the conventions of the paper's Fig. 4 and Fig. 5 (matplotlib, Agg).
 
-* :func:`plot_batch_sizes` — per-modality batch size over training, one panel per
-  policy (the paper's Fig. 4): mean over seeds, shaded min–max.
-* :func:`plot_discrepancy` — per-modality cumulative discrepancy over training, uniform
-  vs DUS (the paper's Fig. 5), one panel per modality; step 0 is the observation the
-  first action saw.
-* :func:`plot_accuracy_bars` — fused test accuracy per learner and policy, error bars
-  = sample std over seeds.
+* :func:`plot_batch_sizes` — Fig. 4 style: per-modality batch size ``a_j`` over training,
+  one panel per policy (every policy of the sweep). Thick line = mean over seeds, thin
+  lines = each seed (so a policy that switches its dominant modality, such as DUS-H,
+  shows the switch instead of a flat mean), band = min–max over seeds, dashed line =
+  ``N_B / m`` (the uniform share).
+* :func:`plot_discrepancy` — Fig. 5 style: cumulative discrepancy ``ŝ`` of every
+  modality on ONE axis per policy (every policy, DUS-H included), the gap between the
+  modalities' mean curves shaded, band = min–max over seeds; panels share the y axis.
+  Step 0 is the observation the first action saw.
+* :func:`plot_accuracy_bars` — test accuracy in percent: one panel for the fused
+  prediction and one per modality; groups = learners, bars = policies; the y axis starts
+  at 0; bar = mean over seeds, whisker = min–max over seeds, the mean printed on the bar.
 
-Trajectories are per environment step (one step per epoch by default).
+Colours keep one meaning across every figure of a sweep: each modality has its colour
+(:data:`MODALITY_COLORS`, by order of first appearance) and each policy its own colour
+from a disjoint palette (:data:`POLICY_COLORS`, uniform always grey). Every figure is
+written as PNG (200 dpi) and PDF (vector) side by side. Trajectories are per environment
+step (one step per epoch by default).
 """
 
 from __future__ import annotations
@@ -24,9 +33,17 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .grid import slugify, split_policy  # noqa: E402
-from .report import group_results, mean_std  # noqa: E402
+from .report import group_results  # noqa: E402
 
-__all__ = ["plot_batch_sizes", "plot_discrepancy", "plot_accuracy_bars", "make_plots", "is_dus_policy"]
+__all__ = ["plot_batch_sizes", "plot_discrepancy", "plot_accuracy_bars", "make_plots", "is_dus_policy",
+           "modality_colors", "policy_colors", "MODALITY_COLORS", "POLICY_COLORS", "VECTOR_FORMAT", "DPI"]
+
+# Disjoint palettes, so a colour never means a modality in one figure and a policy in another.
+MODALITY_COLORS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02")   # ColorBrewer Dark2
+POLICY_COLORS = ("#1f77b4", "#d62728", "#8c564b", "#17becf", "#bcbd22", "#9467bd", "#000000")
+UNIFORM_COLOR = "#8c8c8c"
+VECTOR_FORMAT = "pdf"
+DPI = 200
 
 
 def is_dus_policy(policy: str) -> bool:
@@ -35,154 +52,237 @@ def is_dus_policy(policy: str) -> bool:
     return name == "reinforce" or name.endswith((".pt", ".zip"))
 
 
+def modality_colors(results: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """One colour per modality name, in order of first appearance in ``results``."""
+    names: list[str] = []
+    for r in results:
+        for mod in r.get("modalities") or []:
+            if mod not in names:
+                names.append(mod)
+    return {mod: MODALITY_COLORS[i % len(MODALITY_COLORS)] for i, mod in enumerate(names)}
+
+
+def policy_colors(policies: Sequence[str]) -> dict[str, str]:
+    """One colour per policy (uniform, with or without a sample order, is grey)."""
+    out: dict[str, str] = {}
+    i = 0
+    for p in policies:
+        if p in out:
+            continue
+        if p == "uniform":
+            out[p] = UNIFORM_COLOR
+        else:
+            out[p] = POLICY_COLORS[i % len(POLICY_COLORS)]
+            i += 1
+    return out
+
+
 def _finished(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in runs if r["status"] in ("ok", "diverged") and r.get("batch_sizes")]
 
 
-def _stack(runs: Sequence[dict[str, Any]], field: str) -> np.ndarray | None:
+def _stack(series_list: Sequence[Sequence[Sequence[float]]]) -> np.ndarray | None:
     """Trajectories of equal length as an array ``[seeds, steps, m]`` (shorter diverged runs dropped)."""
-    series = [np.asarray(r[field], dtype=float) for r in runs if r.get(field)]
+    series = [np.asarray(s, dtype=float) for s in series_list if len(s)]
     if not series:
         return None
     length = max(s.shape[0] for s in series)
-    series = [s for s in series if s.shape[0] == length]
-    return np.stack(series)
+    return np.stack([s for s in series if s.shape[0] == length])
 
 
-def _band(ax, x, arr, label, color=None, style="-"):
-    mean = arr.mean(0)
-    line, = ax.plot(x, mean, style, label=label, color=color)
-    if arr.shape[0] > 1:
-        ax.fill_between(x, arr.min(0), arr.max(0), alpha=0.2, color=line.get_color())
+def _groups(results: Sequence[dict[str, Any]], dataset: str, learner: str,
+            policies: Sequence[str] | None) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
+    groups = {k[2]: _finished(v) for k, v in group_results(results).items() if k[0] == dataset and k[1] == learner}
+    # Without an explicit order, policies appear in the order the results list them.
+    seen = list(dict.fromkeys(r["policy"] for r in results if r["dataset"] == dataset and r["learner"] == learner))
+    names = [p for p in (policies or seen) if groups.get(p)]
+    return groups, names
+
+
+def _seeds_label(n: int) -> str:
+    return f"{n} seed{'s' if n != 1 else ''}"
+
+
+def _panel_grid(n: int, width: float = 4.0, height: float = 3.2, sharey: bool = True):
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows + 0.9), squeeze=False, sharey=sharey)
+    flat = list(axes.ravel())
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
 
 
 def plot_batch_sizes(results: Sequence[dict[str, Any]], dataset: str, learner: str, path: str | Path,
-                     policies: Sequence[str] | None = None) -> Path | None:
-    """Fig. 4: per-modality batch size a_j per step, one panel per policy (uniform left out if others exist)."""
-    groups = {k[2]: _finished(v) for k, v in group_results(results).items() if k[0] == dataset and k[1] == learner}
-    names = [p for p in (policies or list(groups)) if groups.get(p)]
-    non_uniform = [p for p in names if split_policy(p)[1] != "uniform"]
-    names = non_uniform or names
+                     policies: Sequence[str] | None = None, colors: Mapping[str, str] | None = None
+                     ) -> Path | None:
+    """Fig. 4: per-modality batch size ``a_j`` per step, one panel per policy (all of them)."""
+    groups, names = _groups(results, dataset, learner, policies)
     if not names:
         return None
-    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False, sharey=True)
-    for ax, policy in zip(axes[0], names):
+    colors = dict(colors or modality_colors(results))
+    fig, axes = _panel_grid(len(names))
+    budget, m = 0, 1
+    for ax, policy in zip(axes, names):
         runs = groups[policy]
-        arr = _stack(runs, "batch_sizes")
+        arr = _stack([r["batch_sizes"] for r in runs])
         if arr is None:
             continue
         modalities = runs[0]["modalities"]
+        budget, m = int(arr[0, 0].sum()), len(modalities)
         x = np.arange(1, arr.shape[1] + 1)
+        ax.axhline(budget / len(modalities), color="black", lw=1, ls="--", zorder=1)
         for j, mod in enumerate(modalities):
-            _band(ax, x, arr[:, :, j], mod)
-        ax.set_title(f"{policy} ({arr.shape[0]} seed{'s' if arr.shape[0] > 1 else ''})", fontsize=10)
+            c = colors.get(mod, MODALITY_COLORS[j % len(MODALITY_COLORS)])
+            if arr.shape[0] > 1:
+                ax.fill_between(x, arr[:, :, j].min(0), arr[:, :, j].max(0), color=c, alpha=0.15, lw=0)
+                for seed_curve in arr[:, :, j]:
+                    ax.plot(x, seed_curve, color=c, lw=0.8, alpha=0.55)
+            ax.plot(x, arr[:, :, j].mean(0), color=c, lw=2.2, marker="o", ms=3, label=mod)
+        ax.set_title(f"{policy} ({_seeds_label(arr.shape[0])})", fontsize=10)
         ax.set_xlabel("environment step (epoch)")
+        ax.set_ylim(0, budget)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("batch size per modality")
-    axes[0][0].legend(fontsize=8)
-    fig.suptitle(f"Batch size over training — {dataset} / {learner}", fontsize=11)
-    fig.tight_layout()
+        ax.set_ylabel("batch size per modality")
+    axes[0].plot([], [], color="black", lw=1, ls="--", label=f"$N_B/m$ = {budget / m:g}")
+    axes[0].legend(fontsize=8, loc="upper right")
+    fig.suptitle(f"Batch size per modality over training — {dataset} / {learner}", fontsize=11)
+    fig.text(0.5, 0.01, "thick line: mean over seeds; thin lines: each seed; band: min–max over seeds; "
+             f"dashed: uniform share $N_B/m$ ($N_B$ = {budget})", ha="center", fontsize=8)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     return _save(fig, path)
 
 
 def plot_discrepancy(results: Sequence[dict[str, Any]], dataset: str, learner: str, path: str | Path,
-                     policies: Sequence[str] | None = None) -> Path | None:
-    """Fig. 5: cumulative discrepancy per modality over training, uniform vs DUS policies.
-
-    Without a uniform or DUS policy in the grid, every policy is drawn.
-    """
-    groups = {k[2]: _finished(v) for k, v in group_results(results).items() if k[0] == dataset and k[1] == learner}
-    names = [p for p in (policies or list(groups)) if groups.get(p)]
-    chosen = [p for p in names if split_policy(p)[1] == "uniform" or is_dus_policy(p)]
-    names = chosen if len(chosen) >= 1 else names
+                     policies: Sequence[str] | None = None, colors: Mapping[str, str] | None = None
+                     ) -> Path | None:
+    """Fig. 5: every modality's cumulative discrepancy on one axis per policy, the gap shaded."""
+    groups, names = _groups(results, dataset, learner, policies)
     if not names:
         return None
-    modalities = groups[names[0]][0]["modalities"]
-    fig, axes = plt.subplots(1, len(modalities), figsize=(4.2 * len(modalities), 3.4), squeeze=False)
-    for policy in names:
+    colors = dict(colors or modality_colors(results))
+    fig, axes = _panel_grid(len(names))
+    for ax, policy in zip(axes, names):
         runs = groups[policy]
-        traj = [[r["initial_discrepancy"], *r["discrepancy"]] if r.get("initial_discrepancy") else r["discrepancy"]
-                for r in runs]
-        arr = _stack([{"d": t} for t in traj], "d")
+        with_init = all(r.get("initial_discrepancy") for r in runs)
+        arr = _stack([[r["initial_discrepancy"], *r["discrepancy"]] if with_init else r["discrepancy"] for r in runs])
         if arr is None:
             continue
-        x = np.arange(arr.shape[1]) if runs[0].get("initial_discrepancy") else np.arange(1, arr.shape[1] + 1)
-        style = "--" if split_policy(policy)[1] == "uniform" else "-"
-        for j in range(len(modalities)):
-            _band(axes[0][j], x, arr[:, :, j], policy, style=style)
-    for j, mod in enumerate(modalities):
-        ax = axes[0][j]
-        ax.set_title(mod, fontsize=10)
+        modalities = runs[0]["modalities"]
+        x = np.arange(arr.shape[1]) if with_init else np.arange(1, arr.shape[1] + 1)
+        means = arr.mean(0)                                   # [steps, m]
+        # The gap between the modalities (the largest minus the smallest mean at each step).
+        ax.fill_between(x, means.min(1), means.max(1), color="#bdbdbd", alpha=0.45, lw=0, hatch="///",
+                        edgecolor="#8c8c8c", label="gap between modalities")
+        for j, mod in enumerate(modalities):
+            c = colors.get(mod, MODALITY_COLORS[j % len(MODALITY_COLORS)])
+            if arr.shape[0] > 1:
+                ax.fill_between(x, arr[:, :, j].min(0), arr[:, :, j].max(0), color=c, alpha=0.18, lw=0)
+            ax.plot(x, means[:, j], color=c, lw=2.2, marker="o", ms=3, label=mod)
+        gap = float(means[-1].max() - means[-1].min())
+        ax.set_title(f"{policy} ({_seeds_label(arr.shape[0])}); final gap {gap:.3f}", fontsize=10)
         ax.set_xlabel("environment step (epoch)")
+        ax.set_ylabel("cumulative discrepancy ŝ")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("cumulative discrepancy ŝ")
-    axes[0][0].legend(fontsize=8)
-    fig.suptitle(f"Cumulative discrepancy — {dataset} / {learner}", fontsize=11)
-    fig.tight_layout()
+    axes[0].set_ylim(bottom=0)
+    axes[0].legend(fontsize=8, loc="best")
+    fig.suptitle(f"Cumulative discrepancy per modality — {dataset} / {learner}", fontsize=11)
+    fig.text(0.5, 0.01, "line: mean over seeds; band: min–max over seeds; hatched: gap between the modalities' "
+             "means; step 0: the observation the first action saw", ha="center", fontsize=8)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     return _save(fig, path)
 
 
 def plot_accuracy_bars(results: Sequence[dict[str, Any]], dataset: str, path: str | Path,
                        learners: Sequence[str] | None = None, policies: Sequence[str] | None = None,
-                       metric: str = "accuracy") -> Path | None:
-    """Fused test ``metric`` (percent) per learner (groups) and policy (bars); error bars = std over seeds."""
+                       metric: str = "accuracy", colors: Mapping[str, str] | None = None) -> Path | None:
+    """Test ``metric`` (percent): fused and per-modality panels; bars = policies, groups = learners.
+
+    The y axis starts at 0 (differences are read from the printed means, not from a cut
+    axis); bar = mean over the seeds that finished, whisker = min–max over those seeds.
+    """
     groups = {(k[1], k[2]): [r for r in v if r["status"] == "ok" and r.get("test")]
               for k, v in group_results(results).items() if k[0] == dataset}
     if not any(groups.values()):
         return None
-    learners = [l for l in (learners or sorted({k[0] for k in groups})) if any(k[0] == l for k in groups)]
-    policies = [p for p in (policies or sorted({k[1] for k in groups})) if any(k[1] == p for k in groups)]
+    learners = [lr for lr in (learners or sorted({k[0] for k in groups})) if any(groups.get((lr, p)) for p in
+                                                                               {k[1] for k in groups})]
+    policies = [p for p in (policies or sorted({k[1] for k in groups})) if any(groups.get((lr, p)) for lr in learners)]
+    colors = dict(colors or policy_colors(policies))
+    modalities = next(r["modalities"] for v in groups.values() for r in v)
+    targets = ["fused", *modalities]
     width = 0.8 / max(1, len(policies))
-    fig, ax = plt.subplots(figsize=(max(4.5, 1.6 * len(learners) * max(1, len(policies)) * 0.6 + 2), 3.6))
+    panel_w = max(3.6, 0.55 * len(learners) * len(policies) + 1.2)
+    fig, axes = plt.subplots(1, len(targets), figsize=(panel_w * len(targets), 3.9), squeeze=False, sharey=True)
     x = np.arange(len(learners))
-    tops = []
-    for i, policy in enumerate(policies):
-        means, stds = [], []
-        for learner in learners:
-            vals = [100 * r["test"]["fused"][metric] for r in groups.get((learner, policy), [])]
-            m, s = mean_std(vals)
-            means.append(m)
-            stds.append(0.0 if np.isnan(s) else s)
-        means_arr = np.asarray(means, dtype=float)
-        ax.bar(x + (i - (len(policies) - 1) / 2) * width, np.nan_to_num(means_arr), width, yerr=stds,
-               capsize=3, label=policy)
-        tops += [m for m in means if not np.isnan(m)]
-    ax.set_xticks(x, learners)
-    ax.set_ylabel(f"fused test {metric} (%)")
-    if tops:
-        low = max(0.0, min(tops) - 10)
-        ax.set_ylim(low, min(100.0, max(tops) + 5))
-    ax.legend(fontsize=8, ncol=min(4, len(policies)))
-    ax.grid(axis="y", alpha=0.3)
-    ax.set_title(f"{dataset}: fused test {metric} by learner and policy", fontsize=11)
-    fig.tight_layout()
+    seeds_seen: set[int] = set()
+    for ax, who in zip(axes[0], targets):
+        for i, policy in enumerate(policies):
+            offs = x + (i - (len(policies) - 1) / 2) * width
+            for xi, learner in zip(offs, learners):
+                vals = [100 * r["test"][who][metric] for r in groups.get((learner, policy), []) if who in r["test"]]
+                if not vals:
+                    continue
+                seeds_seen.add(len(vals))
+                mean = float(np.mean(vals))
+                ax.bar(xi, mean, width, color=colors.get(policy, UNIFORM_COLOR), edgecolor="white", lw=0.5,
+                       label=policy if (xi == offs[0]) else None)
+                if len(vals) > 1:
+                    ax.errorbar(xi, mean, yerr=[[mean - min(vals)], [max(vals) - mean]], color="black",
+                                capsize=2.5, lw=1)
+                ax.text(xi, mean / 2, f"{mean:.1f}", ha="center", va="center", rotation=90, fontsize=7,
+                        color="white", fontweight="bold")
+        ax.set_xticks(x, learners)
+        ax.set_ylim(0, 100)
+        ax.set_title("fused prediction" if who == "fused" else f"modality: {who}", fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel(f"test {metric} (%)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    uniq = dict(zip(labels, handles))
+    fig.legend(uniq.values(), uniq.keys(), fontsize=8, ncol=min(6, len(uniq)), loc="upper center",
+               bbox_to_anchor=(0.5, 0.94), frameon=False)
+    n_seeds = "/".join(str(n) for n in sorted(seeds_seen)) or "0"
+    fig.suptitle(f"{dataset}: test {metric} by learner and policy", fontsize=11)
+    fig.text(0.5, 0.01, f"bar: mean over seeds ({n_seeds} per bar); whisker: min–max over seeds; "
+             "y axis from 0; the number on each bar is its mean", ha="center", fontsize=8)
+    fig.tight_layout(rect=(0, 0.04, 1, 0.9))
     return _save(fig, path)
 
 
 def _save(fig, path: str | Path) -> Path:
+    """Write ``path`` (PNG, DPI dots per inch) and the same figure as a vector file beside it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=DPI)
+    fig.savefig(path.with_suffix(f".{VECTOR_FORMAT}"))
     plt.close(fig)
     return path
 
 
 def make_plots(results: Sequence[dict[str, Any]], plots_dir: str | Path, order: Mapping[str, Sequence[str]]
                ) -> list[Path]:
-    """Every figure of a sweep into ``plots_dir``; returns the written paths."""
+    """Every figure of a sweep into ``plots_dir`` (PNG + vector); returns the written paths.
+
+    Modality and policy colours are fixed once for the whole sweep, so a colour means the
+    same thing in every figure.
+    """
     plots_dir = Path(plots_dir)
+    mod_colors = modality_colors(results)
+    pol_colors = policy_colors(order["policies"])
     written: list[Path] = []
+
+    def add(p: Path | None) -> None:
+        if p is not None:
+            written.extend([p, p.with_suffix(f".{VECTOR_FORMAT}")])
+
     for dataset in order["datasets"]:
         for learner in order["learners"]:
             tag = f"{slugify(dataset)}_{slugify(learner)}"
             for fn, stem in ((plot_batch_sizes, "batch_sizes"), (plot_discrepancy, "discrepancy")):
-                p = fn(results, dataset, learner, plots_dir / f"{stem}_{tag}.png", policies=order["policies"])
-                if p is not None:
-                    written.append(p)
-        p = plot_accuracy_bars(results, dataset, plots_dir / f"accuracy_{slugify(dataset)}.png",
-                               learners=order["learners"], policies=order["policies"])
-        if p is not None:
-            written.append(p)
+                add(fn(results, dataset, learner, plots_dir / f"{stem}_{tag}.png", policies=order["policies"],
+                       colors=mod_colors))
+        add(plot_accuracy_bars(results, dataset, plots_dir / f"accuracy_{slugify(dataset)}.png",
+                               learners=order["learners"], policies=order["policies"], colors=pol_colors))
     return written

@@ -9,6 +9,10 @@ extended observation; :mod:`mmenv.wrappers`)::
 
     env = gym.make("mmenv/DUS-v0", dataset="synthetic", learner="baseline", epochs=5)
     obs, info = env.reset(seed=0)
+
+The registered id defaults to ``action_space="softmax"`` (``Box(-1, 1)`` logits), the form
+Gaussian agents such as SB3's expect and cannot misuse to starve a modality; pass
+``action_space="unit"`` for the paper's ``[0, 1]`` proportions (``DUSEnv``'s own default).
 """
 
 from gymnasium.envs import registration as _gym_registration
@@ -30,6 +34,10 @@ BENCH_ENV_ID = "mmenv/DUSBench-v0"
 
 # (gymnasium's registry under another name: ``mmenv.registry`` is this package's module)
 if ENV_ID not in _gym_registration.registry:
-    _gym_registration.register(id=ENV_ID, entry_point="mmenv.env:DUSEnv", vector_entry_point="mmenv.vector_env:make_vector_env")
+    # Gaussian agents (SB3, sb3-contrib) sample around 0 with std 1: on [0, 1] half their draws
+    # clip to a zero share. The softmax space maps them to shares within a ratio of 20.
+    _gym_registration.register(id=ENV_ID, entry_point="mmenv.env:DUSEnv",
+                               vector_entry_point="mmenv.vector_env:make_vector_env",
+                               kwargs={"action_space": "softmax"})
 if BENCH_ENV_ID not in _gym_registration.registry:
     _gym_registration.register(id=BENCH_ENV_ID, entry_point="mmenv.wrappers:make_bench_env")

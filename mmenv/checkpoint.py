@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -39,14 +40,46 @@ import torch
 
 from .errors import MMEnvError
 
-__all__ = ["CheckpointError", "atomic_save", "load", "save_env_checkpoint", "load_env_checkpoint"]
+__all__ = ["ALLOWED_TYPES", "CheckpointError", "UnsafeCheckpointError", "allow_type", "atomic_save", "load",
+           "save_env_checkpoint", "load_env_checkpoint"]
 
 ENV_FORMAT = "mmenv-env-checkpoint-v1"
-TRUSTED_PACKAGES = ("mmenv", "agents", "experiments")
+
+#: Classes (besides tensors, numbers, strings and containers) a checkpoint may hold:
+#: small data classes whose construction runs no code of consequence. Listed by
+#: qualified name and imported only when a checkpoint names them.
+ALLOWED_TYPES: tuple[str, ...] = (
+    "mmenv.datasets.base.ModalitySpec",
+    "mmenv.sampling.bss.BalanceScores",
+)
+_user_types: dict[str, type] = {}
+
+# Globals an older ``ReinforcePolicy.save`` pickled (numpy scalars in the episodic baselines).
+_NUMPY_GLOBALS = ("numpy.dtype", "numpy._core.multiarray.scalar", "numpy.core.multiarray.scalar")
 
 
 class CheckpointError(MMEnvError, ValueError):
     """A checkpoint is missing, unreadable, or was written for another configuration."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A file the safe loader refuses: it names code (a function or a class outside the
+    allow-list) that unpickling it would run, or holds pickle data beyond plain values.
+
+    Raised before anything the file names is called: nothing of it runs.
+    """
+
+
+def allow_type(cls: type) -> type:
+    """Allow instances of ``cls`` (a plain data class of yours) in checkpoints; usable as a decorator.
+
+    Only register classes whose construction and ``__setstate__`` run no code that
+    acts on the outside world: unpickling calls them with arguments from the file.
+    """
+    if not isinstance(cls, type):
+        raise TypeError(f"allow_type takes a class, got {cls!r}")
+    _user_types[f"{cls.__module__}.{cls.__qualname__}"] = cls
+    return cls
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -89,36 +122,71 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     return path
 
 
-def _project_types(path: Path) -> list[type]:
-    """The classes a checkpoint refers to, if all belong to this project (else an error).
+def _resolve(name: str) -> type:
+    """The allow-listed class called ``name`` (imported on demand)."""
+    if name in _user_types:
+        return _user_types[name]
+    module_name, _, qualname = name.rpartition(".")
+    obj: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _allowed_types(path: Path) -> list[Any]:
+    """The classes a checkpoint refers to, if all are on the allow-list (else an error).
 
     A checkpoint is read with torch's safe (``weights_only``) unpickler: tensors, numbers,
-    strings and containers only. Strategies may keep small dataclasses of their own in
-    their state (e.g. BSS's scores); those, and only those, are allowed by name.
+    strings and containers only. The few data classes of :data:`ALLOWED_TYPES` (and those
+    registered with :func:`allow_type`) are allowed by exact name; anything else, in
+    particular any function (``os.system``...) a crafted file would have the unpickler
+    call, is refused before a byte of the file is unpickled.
     """
-    types = []
-    for name in torch.serialization.get_unsafe_globals_in_checkpoint(path):
-        module_name, _, qualname = name.rpartition(".")
-        if module_name.split(".")[0] not in TRUSTED_PACKAGES:
-            raise CheckpointError(f"checkpoint {path} refers to {name}, which is not a type of this project; "
-                                  "refusing to unpickle it")
-        obj: Any = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
-        types.append(obj)
-    return types
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:
+        # Not a torch.save zip archive (e.g. a bare pickle): torch.load(weights_only=True)
+        # below still reads it with the restricted unpickler, or fails cleanly.
+        return []
+    refused = [n for n in names if n not in ALLOWED_TYPES and n not in _user_types]
+    if refused:
+        if all(n in _NUMPY_GLOBALS for n in refused):
+            hint = ("it holds pickled numpy values, as agents saved by older mmenv versions do; re-save it: "
+                    "load it with the mmenv version that wrote it, convert the values to Python floats "
+                    "(policy.return_baselines = {int(k): float(v) for k, v in policy.return_baselines.items()}) "
+                    "and save it again, or retrain")
+        else:
+            hint = ("loading it would run that code. mmenv checkpoints hold tensors, numbers, strings, "
+                    f"containers and the data classes {list(ALLOWED_TYPES)} only")
+        raise UnsafeCheckpointError(f"refusing to load {path}: it refers to {', '.join(refused)}, which is not "
+                                    f"on mmenv's checkpoint allow-list; {hint}")
+    return [_resolve(n) for n in names]
 
 
 def load(path: str | os.PathLike) -> Any:
-    """Read a checkpoint written by :func:`atomic_save` (CPU tensors; clear error if absent)."""
+    """Read a checkpoint written by :func:`atomic_save` (CPU tensors; clear error if absent).
+
+    Safe on untrusted files: ``torch.load(weights_only=True)`` with the allow-list of
+    :func:`_allowed_types`; a file that names other code raises
+    :class:`UnsafeCheckpointError` and nothing of it runs.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
-        with torch.serialization.safe_globals(_project_types(path)):
+        with torch.serialization.safe_globals(list(_allowed_types(path))):
             return torch.load(path, map_location="cpu", weights_only=True)
     except CheckpointError:
         raise
+    except pickle.UnpicklingError as exc:
+        # torch's message suggests weights_only=False, exactly what must not be done here.
+        text = str(exc)
+        marker = "WeightsUnpickler error:"
+        why = (text.split(marker, 1)[1].split("Check the documentation")[0].strip() if marker in text
+               else "not data the safe unpickler reads")
+        raise UnsafeCheckpointError(f"could not read checkpoint {path}: the safe unpickler refused it ({why}), "
+                                    "so nothing in it was run; mmenv checkpoints hold tensors, numbers, strings "
+                                    "and containers only") from None
     except Exception as exc:
         raise CheckpointError(f"could not read checkpoint {path}: {exc}") from exc
 

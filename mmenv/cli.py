@@ -203,7 +203,7 @@ def _add_train(subparsers) -> None:
     from mmenv.agents.sb3 import SB3_ALGOS
 
     p.add_argument("--agent", choices=["reinforce", *SB3_ALGOS.names()], type=str.lower, required=True,
-                   help="reinforce (the paper's, built in) or a registered SB3 algorithm")
+                   help="reinforce (the paper's, built in) or a registered SB3 / sb3-contrib algorithm")
     p.add_argument("--episodes", type=_positive_int, default=1,
                    help="REINFORCE: training runs to learn over (online mode learns inside each)")
     p.add_argument("--mode", choices=("online", "episodic"), default="online",
@@ -270,14 +270,14 @@ def cmd_train(args: argparse.Namespace) -> int:
                        updates=policy.num_updates, skipped_updates=policy.skipped_updates)
         print(format_table(rows, ["seed", "reward_sum", "test_fused_accuracy", "mean_batch_sizes", "steps"]))
     else:
-        from mmenv.agents.sb3 import learn, make_sb3_agent, make_sb3_env
+        from mmenv.agents.sb3 import learn, make_sb3_agent, make_sb3_env, save_sb3_model
 
         env = make_sb3_env(**env_kwargs)
         timesteps = args.timesteps or args.episodes * int(steps_per_episode(env) or 1)
         model = make_sb3_agent(args.agent, env, tensorboard_log=str(out / "tb"), seed=args.seed, **agent_kwargs)
         learn(model, total_timesteps=timesteps, tb_log_name=args.agent, progress_bar=not args.no_progress)
         agent_path = out / "agent.zip"
-        model.save(agent_path)
+        save_sb3_model(model, agent_path)   # records the algorithm and action space in the zip
         env.close()
         summary.update(timesteps=timesteps)
         print(f"trained {args.agent.upper()} for {timesteps} environment steps")

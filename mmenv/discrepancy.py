@@ -78,6 +78,33 @@ class DiscrepancyTracker:
         else:
             self.value = self.value * ((self.t - 1) / self.t) + s_t / self.t
 
+    def fold(self, s: Tensor) -> None:
+        """Fold ``T`` iterations' batch discrepancies ``s`` (``[T, m]``) at once.
+
+        Equals ``T`` calls of :meth:`update` up to float rounding (see :meth:`fold_sum`).
+        """
+        if s.shape[0] > 0:
+            s = s.detach().to(self.value.dtype)
+            # "mean" over an empty batch is NaN (a modality given 0 rows, min_batch=0): that
+            # modality keeps its running value, as update does.
+            s = torch.where(torch.isnan(s), self.value.expand_as(s), s)
+            self.fold_sum(s.sum(0), int(s.shape[0]), s[-1])
+
+    def fold_sum(self, total: Tensor, n: int, last: Tensor) -> None:
+        """Fold ``n`` iterations, given the sum ``total`` (``[m]``) of their batch discrepancies.
+
+        Eq. 3's recurrence ``s^_t = ((t-1)/t) s^_{t-1} + s_t / t`` is the plain mean of
+        ``s_1 .. s_t``, so ``n`` iterations at once give
+        ``s^_{t0+n} = (t0 s^_{t0} + sum_i s_{t0+i}) / (t0 + n)``. ``last`` is ``s_{t0+n}``.
+        """
+        if n == 0:
+            return
+        total = total.to(self.value.dtype)
+        t0 = self.t
+        self.value = total / n if t0 == 0 else (self.value * t0 + total) / (t0 + n)
+        self.t = t0 + n
+        self.last = last.to(self.value.dtype)
+
     @property
     def observation(self) -> Tensor:
         """The normalised cumulative discrepancy (device tensor, float32)."""

@@ -8,10 +8,10 @@ with the cumulative modality discrepancy and the reward.
 
 from __future__ import annotations
 
-import contextlib
 import copy
+import functools
 import math
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, ContextManager, Mapping, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -23,10 +23,31 @@ from .discrepancy import DiscrepancyTracker, batch_discrepancy
 from .learners import Batch, Learner, LearnerContext, LearnerError, make_learner
 from .metrics import classification_metrics
 from .rewards import RewardContext, make_reward
-from .sampling import ModalitySampler, SampleOrder, action_to_proportions, allocate, make_sample_order
+from .sampling import (ACTION_SPACES, SOFTMAX_SCALE, ModalitySampler, SampleOrder, action_to_proportions, allocate,
+                       make_sample_order, proportions_to_action)
+from .sampling.scoring import ScoringContext, autocast_context, predict_split
 from .step_stats import StepStats
 
-__all__ = ["DUSEnv"]
+__all__ = ["DUSEnv", "grad_mode_independent"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def grad_mode_independent(fn: _F) -> _F:
+    """Run ``fn`` with autograd on, whatever the caller's grad mode.
+
+    Training happens inside ``step`` (and the model is built in ``reset``), so it must not
+    depend on whether the caller is under ``torch.no_grad()`` or ``torch.inference_mode()``:
+    sb3-contrib's ARS, for one, evaluates its candidate policies (and so steps the
+    environment) under ``no_grad``. Inference mode is switched off too, or the parameters
+    built in ``reset`` would be inference tensors that autograd refuses.
+    """
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with torch.inference_mode(False), torch.enable_grad():
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 # Iterations whose indices and inputs are drawn and gathered together (see _train_segment).
 SEGMENT_ITERS = 128
@@ -44,9 +65,13 @@ class DUSEnv(gym.Env):
     training, not counted in the running mean), so the first action sees real values.
 
     ## Action
-    ``Box(0, 1, (m,), float32)`` proportions a^ (or ``Box(-1, 1)`` with
-    ``action_space="symmetric"``, mapped by ``(a + 1) / 2``; that is the form SB3
-    expects). They are normalised to sum 1 and turned into integer batch sizes
+    ``action_space="unit"`` (the class default, the paper's): ``Box(0, 1, (m,), float32)``
+    proportions a^. ``"symmetric"``: ``Box(-1, 1)``, mapped by ``(a + 1) / 2``.
+    ``"softmax"`` (the default of the registered id ``mmenv/DUS-v0``, made for Gaussian
+    agents such as SB3's): ``Box(-1, 1)`` logits, ``a^ = softmax(softmax_scale * a)``; the
+    zero action is uniform and no share can be more than ``exp(2 * softmax_scale)`` (20 by
+    default) times another, so an untrained agent cannot starve a modality.
+    The proportions are normalised to sum 1 and turned into integer batch sizes
     ``a_j ~= N_B * a^_j`` summing exactly to N_B (Eq. 4, largest remainder), each at least
     ``min_batch``. Edge cases (NaN, all zeros, overshoots): :mod:`mmenv.sampling.allocation`.
 
@@ -78,7 +103,9 @@ class DUSEnv(gym.Env):
         discrepancy: ``"sum"`` (paper) or ``"mean"``.
         device: torch device for data, model, sampling and tracking.
         dataset_kwargs, learner_kwargs: passed to the registry when names are given.
-        action_space: ``"unit"`` ([0, 1], the paper's) or ``"symmetric"`` ([-1, 1]).
+        action_space: ``"unit"`` ([0, 1] proportions, the paper's), ``"symmetric"`` ([-1, 1],
+            affine) or ``"softmax"`` ([-1, 1] logits; the registered id's default).
+        softmax_scale: the logit scale of the softmax space (default ``ln(20) / 2``).
         sample_order: sample-order strategy (name or :class:`SampleOrder`), default shuffle;
             also ``"bss-curriculum"``, ``"bss-learned"``, ``"remix"`` (docs/sample_orders.md).
             The policy still sets the batch sizes; the strategy picks the samples.
@@ -92,9 +119,13 @@ class DUSEnv(gym.Env):
         autocast_dtype: ``None`` (default, full precision) or a reduced precision such as
             ``torch.bfloat16`` / ``"bfloat16"``: the learner's training and prediction run
             under ``torch.autocast`` on ``device`` (docs/performance.md).
+        render_mode: ``None`` (default), ``"ansi"`` (:meth:`render` returns a text summary of
+            the episode so far: step, epoch, batch sizes, discrepancy, reward) or
+            ``"rgb_array"`` (an ``H x W x 3`` uint8 picture of the batch sizes and the
+            discrepancy per step so far).
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
 
     def __init__(
         self,
@@ -109,6 +140,7 @@ class DUSEnv(gym.Env):
         dataset_kwargs: Mapping[str, Any] | None = None,
         learner_kwargs: Mapping[str, Any] | None = None,
         action_space: str = "unit",
+        softmax_scale: float = SOFTMAX_SCALE,
         sample_order: str | SampleOrder = "shuffle",
         sample_order_kwargs: Mapping[str, Any] | None = None,
         iters_per_epoch: int | None = None,
@@ -117,14 +149,19 @@ class DUSEnv(gym.Env):
         eval_batch_size: int = 1024,
         log_dir: str | None = None,
         autocast_dtype: torch.dtype | str | None = None,
+        render_mode: str | None = None,
     ) -> None:
         super().__init__()
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
+        self.render_mode = render_mode
+        self._history: list[tuple[list[int], list[float], float]] = []   # (sizes, discrepancy, reward)
         self.device = torch.device(device)
         if isinstance(autocast_dtype, str):
             if not isinstance(getattr(torch, autocast_dtype, None), torch.dtype):
                 raise ValueError(f"unknown autocast_dtype {autocast_dtype!r}; use e.g. 'bfloat16' or None")
             autocast_dtype = getattr(torch, autocast_dtype)
-        self.autocast_dtype = autocast_dtype
+        self.autocast_dtype: torch.dtype | None = autocast_dtype  # type: ignore[assignment]  # a str was resolved above
         if isinstance(dataset, str):
             dataset = make_dataset(dataset, **dict(dataset_kwargs or {}))
         elif not isinstance(dataset, MultimodalDataset):
@@ -153,14 +190,18 @@ class DUSEnv(gym.Env):
             raise ValueError(f"learner {learner.name!r} needs paired samples: min_batch must be >= 1")
         if step_every != "epoch" and not (isinstance(step_every, int) and step_every >= 1):
             raise ValueError(f"step_every must be 'epoch' or a positive int of iterations, got {step_every!r}")
-        if action_space not in ("unit", "symmetric"):
-            raise ValueError(f"action_space must be 'unit' or 'symmetric', got {action_space!r}")
+        if action_space not in ACTION_SPACES:
+            raise ValueError(f"action_space must be one of {list(ACTION_SPACES)}, got {action_space!r}")
+        if not (isinstance(softmax_scale, (int, float)) and math.isfinite(softmax_scale) and softmax_scale > 0):
+            raise ValueError(f"softmax_scale must be a positive number, got {softmax_scale!r}")
         self.epochs = epochs
         self.batch_budget = batch_budget
         self.step_every = step_every
         self.min_batch = min_batch
         self.action_tol = action_tol
         self.eval_batch_size = eval_batch_size
+        self.action_space_name = action_space
+        self.softmax_scale = float(softmax_scale)
         self.symmetric = action_space == "symmetric"
         self.reward_fn = make_reward(reward)
         self.needs_validation = bool(getattr(self.reward_fn, "needs_validation", False))
@@ -178,7 +219,7 @@ class DUSEnv(gym.Env):
         self.tracker = DiscrepancyTracker(self.modalities, discrepancy, batch_budget, self.device)
 
         self.observation_space = spaces.Box(0.0, 1.0, shape=(m,), dtype=np.float32)
-        low = -1.0 if self.symmetric else 0.0
+        low = 0.0 if action_space == "unit" else -1.0
         self.action_space = spaces.Box(low, 1.0, shape=(m,), dtype=np.float32)
 
         self.log_dir = log_dir
@@ -190,13 +231,16 @@ class DUSEnv(gym.Env):
     def uniform_action(self) -> np.ndarray:
         """The INIT action of Algorithm 1 (N_B / m each), in this env's action space."""
         m = len(self.modalities)
-        a = np.full(m, 1.0 / m, dtype=np.float32)
-        return a * 2.0 - 1.0 if self.symmetric else a
+        return self.proportions_to_action(np.full(m, 1.0 / m))
 
     def proportions_to_action(self, proportions) -> np.ndarray:
         """Map proportions in [0, 1] to this env's action space."""
-        a = np.asarray(proportions, dtype=np.float32)
-        return a * 2.0 - 1.0 if self.symmetric else a
+        return proportions_to_action(proportions, self.action_space_name, self.softmax_scale)
+
+    def action_to_proportions(self, action) -> np.ndarray:
+        """Validate an action of this env's space and return its proportions (sum 1)."""
+        return action_to_proportions(action, len(self.modalities), tol=self.action_tol,
+                                     space=self.action_space_name, softmax_scale=self.softmax_scale)
 
     @property
     def epoch(self) -> int:
@@ -211,13 +255,12 @@ class DUSEnv(gym.Env):
             self._writer = make_writer(self.log_dir)
         return self._writer
 
-    def _autocast(self):
+    def _autocast(self) -> ContextManager[Any]:
         """``torch.autocast`` on this env's device when ``autocast_dtype`` is set (else a no-op)."""
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()  # no per-iteration cost when off
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+        return autocast_context(self.device.type, self.autocast_dtype)
 
     # ------------------------------------------------------------------ gym API
+    @grad_mode_independent
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         self.episode_seed = int(self.np_random.integers(0, 2**31 - 1))
@@ -250,6 +293,12 @@ class DUSEnv(gym.Env):
         self._epoch_started = -1
         self._needs_reset = False
         self._obs = self._probe_observation()
+        self._history = []
+        writer = self._writer_or_none()
+        if writer is not None:
+            from .tb import log_reset
+
+            log_reset(writer, self._global_step, self.modalities, self._obs.tolist())
         info = {"batch_sizes": allocate(np.full(len(self.modalities), 1 / len(self.modalities)),
                                         self.batch_budget, self.min_batch),
                 "epoch": 0, "iteration": 0, "discrepancy": self._obs.tolist()}
@@ -275,8 +324,8 @@ class DUSEnv(gym.Env):
         labels = {mod: train.labels[idx] for mod in self.modalities}
         s = batch_discrepancy(pred.per_modality, labels, self.modalities, self.tracker.mode)
         # Scale the probe's sum to the per-modality share the uniform action would give.
-        obs = (s * (self.batch_budget / m) / a / self.batch_budget if self.tracker.mode == "sum" else s)
-        obs = obs.cpu().numpy().astype(np.float32)
+        scaled = (s * (self.batch_budget / m) / a / self.batch_budget if self.tracker.mode == "sum" else s)
+        obs = scaled.cpu().numpy().astype(np.float32)
         return np.clip(np.nan_to_num(obs, nan=0.0), 0.0, 1.0)
 
     def _train_segment(self, sizes: list[int], n: int, epoch: int, stats: StepStats) -> None:
@@ -322,30 +371,22 @@ class DUSEnv(gym.Env):
         if self.iteration % self.iters_per_epoch == 0:
             self.learner.on_epoch_end(epoch)
 
+    @grad_mode_independent
     def step(self, action):
         if self._needs_reset:
             raise RuntimeError("call reset() before step() (the episode has ended or never started)")
-        m = len(self.modalities)
-        proportions = action_to_proportions(action, m, self.symmetric, self.action_tol)
-        sizes = allocate(proportions, self.batch_budget, self.min_batch)
-        obs_before = self._obs
+        proportions, sizes = self.batch_sizes_for(action)
         val_before = self.evaluate("val")["fused"]["accuracy"] if self.needs_validation else None
-
-        if self.step_every == "epoch":
-            n_iters = self.iters_per_epoch - self.iteration % self.iters_per_epoch
-        else:
-            n_iters = min(self.step_every, self.total_iters - self.iteration)
+        n_iters = self.iterations_next_step()
 
         # Discrepancy, accuracy and losses are folded in blocks (mmenv/step_stats.py).
         stats = StepStats(self.modalities, self.tracker, self.device)
         seen = torch.tensor(sizes, dtype=torch.float32, device=self.device) * n_iters
         done_iters = 0
         while done_iters < n_iters:
-            epoch = self.iteration // self.iters_per_epoch
-            if epoch != self._epoch_started:
+            if self.epoch != self._epoch_started:
                 stats.flush()  # a sample order may read the tracker at epoch start
-                self._epoch_started = epoch
-                self.sample_order.on_epoch_start(epoch, self)
+            epoch = self.start_epoch_if_due()
             # A segment = the iterations of this step that lie in the current epoch.
             # Capped at SEGMENT_ITERS so the pre-gathered inputs stay small.
             seg = min(n_iters - done_iters, (epoch + 1) * self.iters_per_epoch - self.iteration, SEGMENT_ITERS)
@@ -361,18 +402,60 @@ class DUSEnv(gym.Env):
             correct / seen.clamp(min=1.0),  # a modality may get 0 rows when min_batch=0
             torch.stack([loss_sums[k].float() for k in keys]) / n_iters,
         ]).cpu().numpy()
-        return self._finish_step(packed, keys, proportions, sizes, obs_before, val_before)
+        return self.finish_step(packed, keys, proportions, sizes, val_before)
 
-    def _finish_step(self, packed: np.ndarray, keys: list[str], proportions: np.ndarray, sizes: list[int],
-                     obs_before: np.ndarray, val_before: float | None,
-                     evaluate: Callable[[str], dict] | None = None):
+    # ------------------------------------------------------------------ seams for other drivers
+    # The batched vector environment (mmenv/vector_env.py) trains the models of K runs
+    # itself; these public methods are everything else of a step it needs from a run.
+    def batch_sizes_for(self, action) -> tuple[np.ndarray, list[int]]:
+        """The normalised proportions and the integer batch sizes (Eq. 4) an ``action`` gives."""
+        proportions = self.action_to_proportions(action)
+        return proportions, allocate(proportions, self.batch_budget, self.min_batch)
+
+    def iterations_next_step(self) -> int:
+        """How many training iterations the next step trains: the rest of the current epoch
+        (``step_every="epoch"``) or ``step_every``, capped at the episode's end."""
+        if self.step_every == "epoch":
+            return self.iters_per_epoch - self.iteration % self.iters_per_epoch
+        return min(int(self.step_every), self.total_iters - self.iteration)
+
+    def start_epoch_if_due(self) -> int:
+        """Start the epoch the next iteration belongs to, unless it has started; return it.
+
+        Starting an epoch runs the sample order's ``on_epoch_start`` hook with a
+        :class:`~mmenv.sampling.scoring.ScoringContext` (the strategy never sees the env).
+        """
+        epoch = self.epoch
+        if epoch != self._epoch_started:
+            self._epoch_started = epoch
+            self.sample_order.on_epoch_start(self.scoring_context(epoch))
+        return epoch
+
+    def scoring_context(self, epoch: int) -> ScoringContext:
+        """What a sample order gets at the start of ``epoch`` (see :mod:`mmenv.sampling.scoring`)."""
+        return ScoringContext(epoch=epoch, epochs=self.epochs, labels=self.dataset.train.labels,
+                              discrepancy=self.tracker.observation, predict=self.predict)
+
+    def draw_iteration(self, sizes: list[int]) -> dict[str, torch.Tensor]:
+        """One training iteration's sample indices per modality, for a driver that trains this
+        run's model itself: starts the epoch when due, draws from this run's sampler (the
+        same draws as :meth:`step` makes) and counts the iteration as trained."""
+        epoch = self.start_epoch_if_due()
+        _, idx = self.sampler.sample(sizes, epoch)
+        self.iteration += 1
+        return idx
+
+    def finish_step(self, packed: np.ndarray, keys: list[str], proportions: np.ndarray, sizes: list[int],
+                    val_before: float | None, evaluate: Callable[[str], dict] | None = None):
         """Everything after training: observation, divergence, reward, info, episode end.
 
         ``packed`` is the step's one host read: ``[observation (m), train accuracy (m),
-        mean losses (len(keys))]``. The batched vector environment calls this too, with its
-        own ``evaluate``, so both report steps the same way.
+        mean losses (len(keys))]``; the reward compares with the observation the action was
+        taken on (the current one). The batched vector environment calls this too, with its
+        own ``evaluate``, so both report steps the same way. Returns ``step``'s 5-tuple.
         """
         evaluate = evaluate or self.evaluate
+        obs_before = self._obs
         m = len(self.modalities)
         obs_raw = packed[:m]
         train_acc = packed[m:2 * m]
@@ -397,6 +480,11 @@ class DUSEnv(gym.Env):
             "iteration": self.iteration,
             "diverged": diverged,
         }
+        if val_after is not None:
+            info["val_accuracy"] = val_after
+        elif self.log_dir is not None and self.dataset.val is not None and not diverged:
+            # Logged runs record validation accuracy too (one pass over the val split per step).
+            info["val_accuracy"] = evaluate("val")["fused"]["accuracy"]
         ctx = RewardContext(obs_before, proportions, obs, sizes, val_before, val_after, info)
         reward = float(self.reward_fn(ctx))
         if not math.isfinite(reward):
@@ -408,28 +496,30 @@ class DUSEnv(gym.Env):
             self._needs_reset = True
         self.episode_step += 1
         self._log(info, reward)
+        if self.render_mode is not None:
+            self._history.append((list(sizes), obs.tolist(), reward))
         return obs.copy(), reward, terminated, truncated, info
 
     # ------------------------------------------------------------------ evaluation
-    @torch.no_grad()
-    def evaluate(self, split: str = "test") -> dict[str, dict[str, float]]:
-        """Metrics of the current model on ``split``: ``{"fused": {...}, modality: {...}}``."""
-        data = getattr(self.dataset, split)
+    def predict(self, split: str = "train", batch_size: int | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Class scores of the current model on ``split``: ``(fused [N, C], {modality: [N, C]})``.
+
+        The one prediction loop (:func:`mmenv.sampling.scoring.predict_split`): eval mode,
+        batches of ``batch_size`` (default ``eval_batch_size``), ``autocast_dtype`` honoured,
+        train mode restored even on error.
+        """
+        data = getattr(self.dataset, split, None)
         if data is None:
             raise ValueError(f"dataset {self.dataset.name!r} has no {split!r} split")
-        self.learner.eval()
-        fused, per = [], {mod: [] for mod in self.modalities}
-        for inputs, _ in data.iter_batches(self.eval_batch_size):
-            with self._autocast():
-                pred = self.learner.predict(inputs)
-            fused.append(pred.fused)
-            for mod in self.modalities:
-                per[mod].append(pred.per_modality[mod])
-        self.learner.train()
-        labels, c = data.labels, self.dataset.num_classes
-        out = {"fused": classification_metrics(torch.cat(fused), labels, c)}
+        return predict_split(self.learner, data, batch_size or self.eval_batch_size, self.autocast_dtype)
+
+    def evaluate(self, split: str = "test") -> dict[str, dict[str, float]]:
+        """Metrics of the current model on ``split``: ``{"fused": {...}, modality: {...}}``."""
+        fused, per = self.predict(split)
+        labels, c = getattr(self.dataset, split).labels, self.dataset.num_classes
+        out = {"fused": classification_metrics(fused, labels, c)}
         for mod in self.modalities:
-            out[mod] = classification_metrics(torch.cat(per[mod]), labels, c)
+            out[mod] = classification_metrics(per[mod], labels, c)
         return out
 
     # ------------------------------------------------------------------ checkpointing
@@ -440,6 +530,7 @@ class DUSEnv(gym.Env):
             "learner": self.learner.name, "sample_order": self.sample_order.name, "epochs": self.epochs,
             "batch_budget": self.batch_budget, "step_every": self.step_every, "iters_per_epoch": self.iters_per_epoch,
             "min_batch": self.min_batch, "discrepancy": self.tracker.mode, "symmetric": self.symmetric,
+            "action_space": self.action_space_name,
         }
 
     def _random_splits(self) -> list[tuple[str, Any]]:
@@ -559,6 +650,57 @@ class DUSEnv(gym.Env):
         from .checkpoint import load_env_checkpoint
 
         load_env_checkpoint(self, path)
+
+    # ------------------------------------------------------------------ rendering
+    def render(self):
+        """The episode so far, as ``render_mode`` asks (``None``: nothing)."""
+        if self.render_mode is None:
+            return None
+        if self.render_mode == "ansi":
+            return self._render_text()
+        return self._render_rgb()
+
+    def _render_text(self) -> str:
+        mods = self.modalities
+        if getattr(self, "generator", None) is None:
+            return "DUSEnv: not reset yet"
+        head = (f"step {self.episode_step} | epoch {self.epoch}/{self.epochs} | iteration {self.iteration}/"
+                f"{self.total_iters} | N_B {self.batch_budget}")
+        if not self._history:
+            disc = ", ".join(f"{m}={v:.4f}" for m, v in zip(mods, self._obs))
+            return f"{head}\n  discrepancy (probe): {disc}"
+        sizes, disc_now, reward = self._history[-1]
+        total = sum(r for _, _, r in self._history)
+        return (f"{head}\n  batch sizes: " + ", ".join(f"{m}={a}" for m, a in zip(mods, sizes))
+                + "\n  discrepancy: " + ", ".join(f"{m}={v:.4f}" for m, v in zip(mods, disc_now))
+                + f"\n  reward: {reward:.4f} (episode sum {total:.4f})")
+
+    def _render_rgb(self) -> np.ndarray:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib.figure import Figure
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        fig = Figure(figsize=(6.4, 2.8), dpi=100)
+        canvas = FigureCanvasAgg(fig)
+        ax_b, ax_d = fig.subplots(1, 2)
+        steps = np.arange(1, len(self._history) + 1)
+        for j, mod in enumerate(self.modalities):
+            if self._history:
+                ax_b.plot(steps, [h[0][j] for h in self._history], marker="o", label=mod)
+                ax_d.plot(steps, [h[1][j] for h in self._history], marker="o", label=mod)
+        ax_b.axhline(self.batch_budget / len(self.modalities), color="black", ls="--", lw=1)
+        ax_b.set(title="batch size", xlabel="step", ylim=(0, self.batch_budget))
+        ax_d.set(title="cumulative discrepancy", xlabel="step")
+        ax_b.legend(fontsize=7)
+        from matplotlib.ticker import MaxNLocator
+
+        for ax in (ax_b, ax_d):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        fig.tight_layout()
+        canvas.draw()
+        return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
     # ------------------------------------------------------------------ logging
     def _log(self, info: dict, reward: float) -> None:

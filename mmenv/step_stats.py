@@ -27,33 +27,13 @@ from torch import Tensor
 
 from .discrepancy import DiscrepancyTracker, true_class_probability
 
-__all__ = ["StepStats", "fold_discrepancy", "fold_discrepancy_sum"]
+__all__ = ["StepStats", "fold_discrepancy"]
 
 
 def fold_discrepancy(tracker: DiscrepancyTracker, s: Tensor) -> None:
-    """Fold ``T`` iterations' batch discrepancies ``s`` (``[T, m]``) into ``tracker``."""
-    if s.shape[0] > 0:
-        s = s.detach().to(tracker.value.dtype)
-        # "mean" over an empty batch is NaN (a modality given 0 rows, min_batch=0): that
-        # modality keeps its running value, as DiscrepancyTracker.update does.
-        s = torch.where(torch.isnan(s), tracker.value.expand_as(s), s)
-        fold_discrepancy_sum(tracker, s.sum(0), int(s.shape[0]), s[-1])
-
-
-def fold_discrepancy_sum(tracker: DiscrepancyTracker, total: Tensor, n: int, last: Tensor) -> None:
-    """Fold ``n`` iterations, given the sum ``total`` (``[m]``) of their batch discrepancies.
-
-    Eq. 3's recurrence ``s^_t = ((t-1)/t) s^_{t-1} + s_t / t`` is the plain mean of
-    ``s_1 .. s_t``, so ``n`` iterations at once give
-    ``s^_{t0+n} = (t0 s^_{t0} + sum_i s_{t0+i}) / (t0 + n)``. ``last`` is ``s_{t0+n}``.
-    """
-    if n == 0:
-        return
-    total = total.to(tracker.value.dtype)
-    t0 = tracker.t
-    tracker.value = total / n if t0 == 0 else (tracker.value * t0 + total) / (t0 + n)
-    tracker.t = t0 + n
-    tracker.last = last.to(tracker.value.dtype)
+    """Fold ``T`` iterations' batch discrepancies ``s`` (``[T, m]``) into ``tracker``
+    (:meth:`DiscrepancyTracker.fold`: the tracker updates its own running mean)."""
+    tracker.fold(s)
 
 
 class StepStats:
@@ -96,7 +76,7 @@ class StepStats:
                 ps = [true_class_probability(z, y) for z, y in zip(zs, ys)]
                 s_cols.append(torch.stack([p.sum() if self.tracker.mode == "sum" else p.mean() for p in ps]))
                 hits.append(torch.stack([(z.argmax(1) == y).sum() for z, y in zip(zs, ys)]).sum())
-        fold_discrepancy(self.tracker, torch.stack(s_cols, dim=1))
+        self.tracker.fold(torch.stack(s_cols, dim=1))
         self.correct = self.correct + torch.stack(hits)
         for key in self._losses[0]:
             # One stack per key: StepOutput losses are detached scalars already (no per-item ops).

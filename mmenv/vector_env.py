@@ -45,7 +45,7 @@ Example::
 from __future__ import annotations
 
 import copy
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, cast
 
 import numpy as np
 import torch
@@ -53,18 +53,19 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 from torch import Tensor, nn
 from torch.nn import functional as F
+from torch.optim.sgd import sgd
 
 from .datasets import make_dataset
 from .datasets.base import TensorSplit
 from .discrepancy import true_class_probability
-from .env import DUSEnv
+from .env import DUSEnv, grad_mode_independent
 from .errors import MMEnvError
 from .learners import Learner, make_learner
 from .learners.baseline import BaselineLearner
-from .sampling import SampleOrder, action_to_proportions, allocate
-from .step_stats import fold_discrepancy_sum
+from .models.multimodal import MultimodalModel
+from .sampling import SampleOrder
 
-__all__ = ["DUSVectorEnv", "VectorEnvError", "make_vector_env"]
+__all__ = ["DUSVectorEnv", "VectorEnvError", "VectorFallbackWarning", "make_vector_env"]
 
 _SYNC_HINT = ("use gymnasium.vector.SyncVectorEnv instead: "
               "gymnasium.make_vec('mmenv/DUS-v0', num_envs=K, vectorization_mode='sync', ...)")
@@ -82,7 +83,7 @@ def _linear_plan(layer: nn.Module, index: Mapping[int, int], where: str) -> tupl
     return ("linear", index[id(layer.weight)], index[id(layer.bias)])
 
 
-def plan_model(model: nn.Module) -> tuple[list[tuple[str, nn.Parameter]], dict[str, Any]]:
+def plan_model(model: MultimodalModel) -> tuple[list[tuple[str, nn.Parameter]], dict[str, Any]]:
     """Describe a Baseline ``MultimodalModel`` as a list of batched operations.
 
     Returns the parameters in ``model.parameters()`` order and a plan: per modality the
@@ -162,9 +163,9 @@ class DUSVectorEnv(VectorEnv):
         sample_order = kwargs.pop("sample_order", "shuffle")
         self.envs: list[DUSEnv] = []
         for _ in range(num_envs):
-            lrn = make_learner(learner, **learner_kwargs) if isinstance(learner, str) else copy.deepcopy(learner)
+            run_learner = make_learner(learner, **learner_kwargs) if isinstance(learner, str) else copy.deepcopy(learner)
             order = copy.deepcopy(sample_order) if isinstance(sample_order, SampleOrder) else sample_order
-            self.envs.append(DUSEnv(dataset=dataset, learner=lrn, sample_order=order, **kwargs))
+            self.envs.append(DUSEnv(dataset=dataset, learner=run_learner, sample_order=order, **kwargs))
         self._check_supported(self.envs[0])
 
         first = self.envs[0]
@@ -177,10 +178,11 @@ class DUSVectorEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.metadata = dict(self.metadata)
         self.autoreset_mode = AutoresetMode.NEXT_STEP
-        lrn: BaselineLearner = first.learner  # type: ignore[assignment]
-        self.lr = float(lrn.opt_kwargs["lr"])
-        self.momentum = float(lrn.opt_kwargs["momentum"])
-        self.weight_decay = float(lrn.opt_kwargs["weight_decay"])
+        lrn = cast(BaselineLearner, first.learner)  # checked by _check_supported
+        opt: dict[str, Any] = dict(lrn.opt_kwargs)  # numbers, checked by the learner's constructor
+        self.lr = float(opt["lr"])
+        self.momentum = float(opt["momentum"])
+        self.weight_decay = float(opt["weight_decay"])
         self.loss_scale = lrn.loss_scale
         self.unimodal_weight = lrn.unimodal_weight
         self.params: list[Tensor] | None = None  # stacked leaves [K, ...]
@@ -215,32 +217,45 @@ class DUSVectorEnv(VectorEnv):
             raise VectorEnvError(f"unsupported step_every {env.step_every!r}")
 
     # ------------------------------------------------------------------ parameters
+    def _model(self, k: int) -> MultimodalModel:
+        """Run k's model (a Baseline learner's, checked by _check_supported; built at reset)."""
+        model = cast(BaselineLearner, self.envs[k].learner).model
+        if model is None:
+            raise RuntimeError("call reset() before stepping: the models are built at reset")
+        return model
+
+    def _stacked(self) -> tuple[list[Tensor], list[Tensor], dict[str, Any]]:
+        """The stacked parameters, their momentum buffers and the model plan (built at the first reset)."""
+        if self.params is None or self.momentum_buffers is None or self.plan is None:
+            raise RuntimeError("call reset() before step()")
+        return self.params, self.momentum_buffers, self.plan
+
     def _load_slot(self, k: int) -> None:
         """Copy run k's freshly built model into slot k (and zero its momentum)."""
-        model = self.envs[k].learner.model
+        stacked_params, buffers, _ = self._stacked()
         with torch.no_grad():
-            for stacked, buf, p in zip(self.params, self.momentum_buffers, model.parameters()):
+            for stacked, buf, p in zip(stacked_params, buffers, self._model(k).parameters()):
                 stacked[k].copy_(p)
                 buf[k].zero_()
 
     def _build_stack(self) -> None:
-        params, self.plan = plan_model(self.envs[0].learner.model)
+        params, self.plan = plan_model(self._model(0))
         self.param_names = [name for name, _ in params]
-        per_env = [list(env.learner.model.parameters()) for env in self.envs]
+        per_env = [list(self._model(k).parameters()) for k in range(self.num_envs)]
         self.params = [torch.stack([ps[i].detach() for ps in per_env]).requires_grad_(True)
                        for i in range(len(params))]
         self.momentum_buffers = [torch.zeros_like(p) for p in self.params]
 
     def get_learner(self, k: int) -> Learner:
         """Run k's learner, its model loaded with slot k's current parameters."""
-        env = self.envs[k]
         if self.params is not None:
             with torch.no_grad():
-                for stacked, p in zip(self.params, env.learner.model.parameters()):
+                for stacked, p in zip(self.params, self._model(k).parameters()):
                     p.copy_(stacked[k])
-        return env.learner
+        return self.envs[k].learner
 
     # ------------------------------------------------------------------ gym API
+    @grad_mode_independent
     def reset(self, *, seed: int | Sequence[int | None] | None = None, options: dict | None = None):
         """Reset every run (or those in ``options["reset_mask"]``); ``seed`` int -> ``seed + k``."""
         k_all = self.num_envs
@@ -271,7 +286,8 @@ class DUSVectorEnv(VectorEnv):
             self._build_stack()
         return self._obs.copy(), infos
 
-    def step(self, actions):
+    @grad_mode_independent
+    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         actions = np.asarray(actions)
         if actions.shape[0] != self.num_envs:
             raise ValueError(f"actions must have a leading dimension of num_envs={self.num_envs}, "
@@ -296,9 +312,7 @@ class DUSVectorEnv(VectorEnv):
         plans = {}
         for k in active:
             env = self.envs[k]
-            m = len(self.modalities)
-            proportions = action_to_proportions(actions[k], m, env.symmetric, env.action_tol)
-            sizes = allocate(proportions, env.batch_budget, env.min_batch)
+            proportions, sizes = env.batch_sizes_for(actions[k])
             val_before = self._evaluate(k, "val")["fused"]["accuracy"] if env.needs_validation else None
             plans[k] = (proportions, sizes, val_before)
         # Runs at the same iteration train together (after autoresets they may differ).
@@ -316,20 +330,18 @@ class DUSVectorEnv(VectorEnv):
         return self._obs.copy(), rewards, terms, truncs, infos
 
     # ------------------------------------------------------------------ training
-    def _train_group(self, members: list[int], sizes: list[list[int]]):
+    def _train_group(self, members: list[int], sizes: list[list[int]]) -> list[tuple[np.ndarray, list[str], int]]:
         """Train runs ``members`` (all at the same iteration) for one environment step."""
         envs = [self.envs[k] for k in members]
         env0 = envs[0]
         device, mods = self.device, self.modalities
         g, m = len(members), len(mods)
-        if env0.step_every == "epoch":
-            n_iters = env0.iters_per_epoch - env0.iteration % env0.iters_per_epoch
-        else:
-            n_iters = min(env0.step_every, env0.total_iters - env0.iteration)
+        n_iters = env0.iterations_next_step()  # the same for every member (same iteration)
         full = members == list(range(self.num_envs))
         sel = torch.tensor(members, device=device)
-        params = self.params if full else [p.detach()[sel].requires_grad_(True) for p in self.params]
-        bufs = self.momentum_buffers if full else [b[sel] for b in self.momentum_buffers]
+        all_params, all_bufs, plan = self._stacked()
+        params = all_params if full else [p.detach()[sel].requires_grad_(True) for p in all_params]
+        bufs = all_bufs if full else [b[sel] for b in all_bufs]
 
         # Per-step layout of the padded batches (sizes are fixed within a step).
         size_t = torch.tensor(sizes, dtype=torch.float32, device=device)  # [g, m]
@@ -352,7 +364,6 @@ class DUSVectorEnv(VectorEnv):
         sum_mode = env0.tracker.mode == "sum"
         counts = size_t.clamp(min=1)
         train = env0.dataset.train
-        plan = self.plan
         keys = ["total", "fused", *mods]
 
         s_total = torch.zeros(g, m, device=device)
@@ -362,14 +373,9 @@ class DUSVectorEnv(VectorEnv):
         for _ in range(n_iters):
             idx_parts: list[list[Tensor]] = [[] for _ in range(m)]
             for env, s in zip(envs, sizes):
-                epoch = env.iteration // env.iters_per_epoch
-                if epoch != env._epoch_started:
-                    env._epoch_started = epoch
-                    env.sample_order.on_epoch_start(epoch, env)
-                _, idx = env.sampler.sample(s, epoch)
+                idx = env.draw_iteration(s)  # starts the epoch when due; counts the iteration
                 for j, mod in enumerate(mods):
                     idx_parts[j].append(idx[mod])
-                env.iteration += 1
             xs, ys = [], []
             for j, mod in enumerate(mods):
                 flat = torch.zeros(g * width[j], dtype=torch.long, device=device)
@@ -388,13 +394,11 @@ class DUSVectorEnv(VectorEnv):
             total = fused + self.unimodal_weight * sum(uni)
             grads = torch.autograd.grad(total.sum(), params)
             with torch.no_grad():
-                # torch.optim.SGD (single-tensor path), elementwise on the stacked tensors.
-                d = torch._foreach_add(grads, params, alpha=self.weight_decay) if self.weight_decay else list(grads)
-                if self.momentum:
-                    torch._foreach_mul_(bufs, self.momentum)
-                    torch._foreach_add_(bufs, d)
-                    d = bufs
-                torch._foreach_add_(params, d, alpha=-self.lr)
+                # torch.optim.SGD's own update (its functional form), elementwise on the stacked
+                # tensors: the same operations as the single env's optimizer. Buffers start at
+                # zero, so the first update's momentum * 0 + d equals SGD's buf = d exactly.
+                sgd(params, list(grads), list(bufs), foreach=True, weight_decay=self.weight_decay,
+                    momentum=self.momentum, lr=self.lr, dampening=0.0, nesterov=False, maximize=False)
                 # Statistics of the step (weighted: padding rows count zero).
                 s_t, hits = [], []
                 for j in range(m):
@@ -411,12 +415,12 @@ class DUSVectorEnv(VectorEnv):
 
         if not full:
             with torch.no_grad():
-                for stacked, buf, p, b in zip(self.params, self.momentum_buffers, params, bufs):
+                for stacked, buf, p, b in zip(all_params, all_bufs, params, bufs):
                     stacked[sel] = p.detach()
                     buf[sel] = b
         obs = []
         for i, env in enumerate(envs):
-            fold_discrepancy_sum(env.tracker, s_total[i], n_iters, s_last[i])
+            env.tracker.fold_sum(s_total[i], n_iters, s_last[i])
             obs.append(env.tracker.observation.float())
         # The one host synchronisation of the step for the whole group.
         packed = torch.cat([torch.stack(obs), correct / (size_t * n_iters), loss_sums / n_iters], 1).cpu().numpy()
@@ -427,12 +431,11 @@ class DUSVectorEnv(VectorEnv):
         return self.envs[k].evaluate(split)
 
     def _finish_step(self, k: int, plan: tuple, packed: np.ndarray, keys: list[str]):
-        """Sub-environment k's bookkeeping after training: ``DUSEnv._finish_step`` itself,
+        """Sub-environment k's bookkeeping after training: ``DUSEnv.finish_step`` itself,
         evaluated with the batched model's slot k."""
-        env = self.envs[k]
         proportions, sizes, val_before = plan
-        return env._finish_step(packed, keys, proportions, sizes, env._obs, val_before,
-                                evaluate=lambda split: self._evaluate(k, split))
+        return self.envs[k].finish_step(packed, keys, proportions, sizes, val_before,
+                                        evaluate=lambda split: self._evaluate(k, split))
 
     def close(self, **kwargs: Any) -> None:
         for env in self.envs:
@@ -440,6 +443,35 @@ class DUSVectorEnv(VectorEnv):
         super().close(**kwargs)
 
 
-def make_vector_env(num_envs: int = 1, **env_kwargs: Any) -> DUSVectorEnv:
-    """The ``vector_entry_point`` of ``mmenv/DUS-v0`` (``gymnasium.make_vec``)."""
-    return DUSVectorEnv(num_envs=num_envs, **env_kwargs)
+class VectorFallbackWarning(UserWarning):
+    """``make_vec``'s default fell back to ``SyncVectorEnv`` (the configuration is not batched)."""
+
+
+def make_vector_env(num_envs: int = 1, **env_kwargs: Any) -> VectorEnv:
+    """The ``vector_entry_point`` of ``mmenv/DUS-v0`` (``gymnasium.make_vec``'s default).
+
+    The batched :class:`DUSVectorEnv` when the configuration is supported; otherwise
+    (another learner such as OGM-GE or MLA, media data, Adam, ...) a
+    ``gymnasium.vector.SyncVectorEnv`` of ``num_envs`` :class:`DUSEnv`, with a one-line
+    :class:`VectorFallbackWarning` saying why. Both give the same per-run results.
+    """
+    try:
+        return DUSVectorEnv(num_envs=num_envs, **env_kwargs)
+    except VectorEnvError as exc:
+        import warnings
+
+        from gymnasium.vector import SyncVectorEnv
+
+        reason = str(exc).split("; use gymnasium")[0]
+        warnings.warn(f"mmenv: {reason}; using gymnasium.vector.SyncVectorEnv instead", VectorFallbackWarning,
+                      stacklevel=3)
+        kwargs = dict(env_kwargs)
+        kwargs.pop("max_episode_steps", None)
+
+        def make_one() -> DUSEnv:
+            # A learner given as an object is copied: every run trains its own model.
+            learner = kwargs.get("learner", "baseline")
+            one = dict(kwargs, learner=learner if isinstance(learner, str) else copy.deepcopy(learner))
+            return DUSEnv(**one)
+
+        return SyncVectorEnv([make_one for _ in range(num_envs)])

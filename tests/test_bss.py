@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from itertools import combinations
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ import torch
 from mmenv.datasets import make_synthetic
 from mmenv.env import DUSEnv
 from mmenv.learners import BaselineLearner, Learner, Prediction
-from mmenv.sampling import SAMPLE_ORDERS, make_sample_order
+from mmenv.sampling import SAMPLE_ORDERS, make_sample_order, scoring_context
 from mmenv.sampling.bss import BSSCurriculum, BSSLearned, balance_scores, root_pacing, weighted_permutation
 
 C = 4
@@ -64,8 +63,8 @@ def _hand_scores(data):
     return s, loss, _minmax(s), _minmax(loss)
 
 
-def _fake_env(data):
-    return SimpleNamespace(learner=FixedLogitLearner(), dataset=data, eval_batch_size=64)
+def _ctx(data, epoch=0):
+    return scoring_context(FixedLogitLearner(), data, epoch=epoch, batch_size=64)
 
 
 @pytest.mark.parametrize("num_modalities", [2, 3])
@@ -75,7 +74,7 @@ def test_measurer_matches_hand_computation(num_modalities):
     s, loss, s_n, l_n = _hand_scores(data)
     order = BSSCurriculum()
     order.setup(200, ("paired", *data.modality_names), torch.device("cpu"), torch.Generator().manual_seed(0))
-    order.on_epoch_start(0, _fake_env(data))  # batches of 64: checks the batched scoring pass too
+    order.on_epoch_start(_ctx(data))  # batches of 64: checks the batched scoring pass too
     got = order.scores
     np.testing.assert_allclose(got.similarity.numpy(), s, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(got.loss.numpy(), loss, rtol=1e-5, atol=1e-5)
@@ -182,7 +181,7 @@ def test_learned_order_uses_scores_and_is_permutation():
     data = make_synthetic(n_train=200, n_val=50, n_test=100, names=["m0", "m1"])
     order = BSSLearned()
     order.setup(200, ("paired", *data.modality_names), torch.device("cpu"), torch.Generator().manual_seed(1))
-    order.on_epoch_start(0, _fake_env(data))
+    order.on_epoch_start(_ctx(data))
     _, _, s_n, l_n = _hand_scores(data)
     np.testing.assert_allclose(order.weights.numpy(), 1 - (l_n - s_n) + 0.01, atol=1e-5)
     p1, p2 = order.next_pass("m0", 0), order.next_pass("m0", 0)

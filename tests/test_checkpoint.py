@@ -339,11 +339,17 @@ class Foreign:
     """A class from outside the project: the safe loader must refuse to unpickle it."""
 
 
-def test_loader_allows_project_types_only(tmp_path):
+def test_loader_allows_listed_types_only(tmp_path, monkeypatch):
+    from mmenv import checkpoint
+    from mmenv.checkpoint import allow_type
+
+    monkeypatch.setattr(checkpoint, "_user_types", {})  # the registration below stays in this test
     from mmenv.datasets import ModalitySpec
 
     atomic_save({"spec": ModalitySpec("a", (3,))}, tmp_path / "ok.pt")
     assert load(tmp_path / "ok.pt")["spec"] == ModalitySpec("a", (3,))
     atomic_save({"x": Foreign()}, tmp_path / "foreign.pt")
-    with pytest.raises(CheckpointError, match="not a type of this project"):
+    with pytest.raises(CheckpointError, match="not on mmenv's checkpoint allow-list"):
         load(tmp_path / "foreign.pt")
+    allow_type(Foreign)  # a user's own plain data class, registered explicitly
+    assert isinstance(load(tmp_path / "foreign.pt")["x"], Foreign)

@@ -381,11 +381,11 @@ def test_fewer_frames_than_requested(kinetics):
 
 
 def test_spectrogram_cache_avoids_recomputation(crema, tmp_path, monkeypatch):
-    import mmenv.datasets.media as media
+    import mmenv.datasets.media_split as media_split
 
     calls = []
-    real = media.log_spectrogram
-    monkeypatch.setattr(media, "log_spectrogram", lambda x, cfg: calls.append(1) or real(x, cfg))
+    real = media_split.log_spectrogram
+    monkeypatch.setattr(media_split, "log_spectrogram", lambda x, cfg: calls.append(1) or real(x, cfg))
     cache = tmp_path / "cache"
     ds = make_dataset("crema-d", root=crema, val_fraction=0.0, cache_dir=cache, **SMALL)
     idx = torch.tensor([0, 1, 1, 2])

@@ -79,7 +79,7 @@ def test_unknown_name_hint_and_listing():
     assert isinstance(info.value, ValueError)            # code catching ValueError keeps working
     with pytest.raises(PolicyError, match="did you mean 'dus-h'"):
         make_policy("dus_h")
-    with pytest.raises(PolicyError, match="valid names: a2c, ppo, sac, td3"):
+    with pytest.raises(PolicyError, match="valid names: a2c, ars, crossq, ddpg, ppo, recurrentppo, sac, td3, tqc, trpo"):
         SB3_ALGOS.make("dqn")
     # case-insensitive lookups through the old helpers
     assert isinstance(make_learner("MLA"), MLALearner)

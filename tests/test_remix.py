@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ from torch.nn import functional as F
 from mmenv.datasets import make_synthetic
 from mmenv.env import DUSEnv
 from mmenv.learners import Batch, BaselineLearner, Learner, LearnerContext, LearnerError, Prediction
+from mmenv.sampling import scoring_context
 from mmenv.sampling.remix import DataRemix, confidence_kl
 
 C = 4
@@ -61,7 +61,7 @@ def test_every_sample_goes_to_its_less_confident_modality(num_modalities):
     data = _data(num_modalities=num_modalities, names=names)
     order = DataRemix(warmup_epochs=0)
     order.setup(200, ("paired", *names), torch.device("cpu"), torch.Generator().manual_seed(0))
-    order.on_epoch_start(0, SimpleNamespace(learner=FixedLogitLearner(), dataset=data, eval_batch_size=64))
+    order.on_epoch_start(scoring_context(FixedLogitLearner(), data, batch_size=64))
     all_x = {m: data.train.gather(m, torch.arange(200)).double().numpy() for m in names}
     kl = np.stack([_hand_kl(all_x[m][:, :C] * FixedLogitLearner.scales[m]) for m in names], axis=1)
     np.testing.assert_allclose(order.confidence.numpy(), kl, rtol=1e-4, atol=1e-6)

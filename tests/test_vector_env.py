@@ -68,7 +68,8 @@ def test_matches_single_envs_for_same_seeds_and_actions():
 def test_autoreset_next_step_matches_sync_vector_env():
     k, kw = 2, dict(epochs=1, **TINY)  # every step ends an episode
     actions = random_actions(k, 4, seed=3)
-    batched = DUSVectorEnv(num_envs=k, **kw)
+    # Both through the registered id (its default action space is the softmax one).
+    batched = gym.make_vec("mmenv/DUS-v0", num_envs=k, vectorization_mode="vector_entry_point", **kw)
     sync = gym.make_vec("mmenv/DUS-v0", num_envs=k, vectorization_mode="sync", **kw)
     for envs in (batched, sync):
         assert envs.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
@@ -135,3 +136,24 @@ def test_loss_scale_mean_matches_single_env():
         o, r, *_ = env.step(a[i])
         np.testing.assert_allclose(o, obs[i], atol=1e-5)
         assert r == pytest.approx(rew[i], abs=1e-4)
+
+
+@pytest.mark.parametrize("learner", ["ogm-ge", "mla"])
+def test_make_vec_default_falls_back_to_sync_with_a_notice(learner):
+    """Regression: make_vec's default refused every learner but the baseline."""
+    from gymnasium.vector import SyncVectorEnv
+
+    from mmenv.vector_env import VectorFallbackWarning
+
+    kw = dict(epochs=1, learner=learner, **TINY)
+    with pytest.warns(VectorFallbackWarning, match=r"^mmenv: .*using gymnasium.vector.SyncVectorEnv instead$"):
+        envs = gym.make_vec("mmenv/DUS-v0", num_envs=2, **kw)
+    assert isinstance(envs, SyncVectorEnv)
+    sync = gym.make_vec("mmenv/DUS-v0", num_envs=2, vectorization_mode="sync", **kw)
+    a = np.array([[0.5, -0.5], [-0.2, 0.3]], np.float32)
+    ob1, _ = envs.reset(seed=5)
+    ob2, _ = sync.reset(seed=5)
+    np.testing.assert_array_equal(ob1, ob2)
+    r1, r2 = envs.step(a), sync.step(a)
+    np.testing.assert_array_equal(r1[0], r2[0])
+    np.testing.assert_array_equal(r1[1], r2[1])

@@ -17,6 +17,7 @@ from .kinetics_sounds import make_kinetics_sounds
 from .image_text import make_sarcasm, make_twitter2015
 from .nvgesture import make_nvgesture
 from .features import make_features
+from .av_digits import make_av_digits
 
 __all__ = [
     "DatasetError",
@@ -33,6 +34,7 @@ __all__ = [
     "make_sarcasm",
     "make_nvgesture",
     "make_features",
+    "make_av_digits",
     "make_dataset",
     "register_dataset",
     "DATASETS",
@@ -49,6 +51,7 @@ _BUILT_IN: dict[str, Callable[..., MultimodalDataset]] = {
     "sarcasm": make_sarcasm,
     "nvgesture": make_nvgesture,
     "features": make_features,
+    "av-digits": make_av_digits,
 }
 for _name, _builder in _BUILT_IN.items():
     DATASETS.register(_name, _builder)

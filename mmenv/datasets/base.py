@@ -23,12 +23,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterator, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from ..errors import MMEnvError
 
-__all__ = ["ModalitySpec", "Split", "TensorSplit", "MultimodalDataset", "DatasetError"]
+__all__ = ["ModalitySpec", "Split", "TensorSplit", "MultimodalDataset", "DatasetError", "stratified_holdout"]
 
 
 class DatasetError(MMEnvError, ValueError):
@@ -40,8 +41,10 @@ class ModalitySpec:
     """Static description of one modality's input.
 
     ``kind`` picks the default encoder: ``"features"`` (a flat vector, MLP),
-    ``"spectrogram"`` (``1 x F x T``, ResNet-18) or ``"frames"`` (``T x 3 x H x W``,
-    ResNet-18 with frames pooled over time).
+    ``"spectrogram"`` (``1 x F x T``, ResNet-18), ``"frames"`` (``T x 3 x H x W``,
+    ResNet-18 with frames pooled over time), ``"sequence"`` (``T x (F + 1)``: padded frames
+    plus a mask channel, see :mod:`mmenv.datasets.sequences`; masked 1-D convolutions) or
+    ``"image"`` (``C x H x W`` small images, a small CNN).
     """
 
     name: str
@@ -229,3 +232,15 @@ def tensor_dataset(
                     f"train has {spec.shape}"
                 )
     return MultimodalDataset(name, specs, num_classes, tr, te, va, class_names)
+
+
+def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split indices into (keep, held_out): ``round(fraction * n_c)`` of each class held out."""
+    rng = np.random.default_rng(seed)
+    held = []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        held.append(idx[: int(round(fraction * len(idx)))])
+    held_idx = np.sort(np.concatenate(held)) if held else np.zeros(0, np.int64)
+    keep = np.setdiff1d(np.arange(len(labels)), held_idx)
+    return keep, held_idx

@@ -32,8 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .base import DatasetError, ModalitySpec, MultimodalDataset, Split, TensorSplit
-from .media import stratified_holdout
+from .base import DatasetError, ModalitySpec, MultimodalDataset, Split, TensorSplit, stratified_holdout
 
 __all__ = ["make_features", "HDF5Split", "load_feature_file", "load_modality_arrays", "save_features"]
 

@@ -22,9 +22,8 @@ from pathlib import Path
 
 import torch
 
-from .base import DatasetError, ModalitySpec, MultimodalDataset, TensorSplit
+from .base import DatasetError, ModalitySpec, MultimodalDataset, TensorSplit, stratified_holdout
 from .features import load_modality_arrays
-from .media import stratified_holdout
 
 __all__ = ["make_nvgesture", "read_nvgesture_list", "NVGESTURE_NUM_CLASSES"]
 

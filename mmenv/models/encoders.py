@@ -3,7 +3,9 @@
 ``build_encoder(spec)`` returns an ``nn.Module`` with an ``out_dim`` attribute that maps
 a batch of ``spec.shape`` inputs to ``[B, out_dim]`` features. Feature inputs get an
 MLP; spectrograms and frames get ResNet-18 (see :mod:`mmenv.models.resnet`, added with
-the media data sets). Users register their own with :func:`register_encoder`.
+the media data sets); padded sequences a masked 1-D convolution stack
+(:mod:`mmenv.models.sequence`) and small images a small CNN (:mod:`mmenv.models.small_cnn`).
+Users register their own with :func:`register_encoder`.
 """
 
 from __future__ import annotations
@@ -56,6 +58,13 @@ def _resnet_frames(spec: ModalitySpec, width: int = 64) -> nn.Module:
 
 register_encoder("resnet18-spectrogram", _resnet_spectrogram, default_for_kind="spectrogram")
 register_encoder("resnet18-frames", _resnet_frames, default_for_kind="frames")
+
+# Padded MFCC-like sequences and small images (the AV-digits data set).
+from .sequence import sequence_encoder_from_spec  # noqa: E402
+from .small_cnn import image_cnn_from_spec  # noqa: E402
+
+register_encoder("conv1d-sequence", sequence_encoder_from_spec, default_for_kind="sequence")
+register_encoder("small-cnn", image_cnn_from_spec, default_for_kind="image")
 
 
 def build_encoder(spec: ModalitySpec, name: str | None = None, **kwargs) -> nn.Module:

@@ -28,7 +28,8 @@ Fit into the environment: DUS keeps a fixed number of iterations per epoch and l
 the policy choose per-modality batch sizes. Every stream (paired core and each
 modality) draws from the curriculum's subset (re-shuffled each pass, so a small early
 subset is revisited within the epoch) or from a fresh weighted order. Scoring uses
-``learner.predict`` on the training split in eval mode, batched, on the env's device.
+``learner.predict`` on the training split in eval mode, batched, on the env's device
+(``ctx.predict`` of the :class:`~mmenv.sampling.scoring.ScoringContext` the strategy gets).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from .order import SampleOrder
-from .scoring import predict_split
+from .scoring import ScoringContext
 
 __all__ = [
     "BalanceScores",
@@ -134,17 +135,19 @@ class _BSSBase(SampleOrder):
         super().setup(n, streams, device, generator)
         self.scores = None
 
-    def score(self, env) -> BalanceScores:
-        """Score the training split with the env's current model."""
-        train = env.dataset.train
-        fused, per = predict_split(env.learner, train, self.score_batch_size or env.eval_batch_size)
-        self.scores = balance_scores(fused, per, train.labels)
+    def score(self, ctx: ScoringContext) -> BalanceScores:
+        """Score the training split with the current model (``ctx.predict``)."""
+        fused, per = ctx.predict("train", self.score_batch_size)
+        self.scores = balance_scores(fused, per, ctx.labels)
         return self.scores
 
-    def _require_scored(self) -> None:
-        if self.scores is None:
+    def _scored(self, value: Tensor | None) -> Tensor:
+        """``value`` (a ranking or weights computed from the scores), or an error if not scored yet."""
+        if value is None or self.scores is None:
             raise RuntimeError(f"sample order {self.name!r} has not scored the data yet: the environment calls "
-                               "on_epoch_start(epoch, env) before sampling; call it yourself when using the sampler alone")
+                               "on_epoch_start(ctx) before sampling; call it yourself (mmenv.sampling.scoring_context) "
+                               "when using the sampler alone")
+        return value
 
 
 class BSSCurriculum(_BSSBase):
@@ -153,7 +156,7 @@ class BSSCurriculum(_BSSBase):
     Args:
         l0: initial share of the data (lambda's starting value is ``sqrt(l0^2 + (1 - l0^2) / T_grow)``).
         t_grow: epochs until the whole training set is used (T_grow, the paper's 40); ``None``
-            uses the episode's epoch count (``env.epochs``), so the last epoch sees all data.
+            uses the episode's epoch count (``ctx.epochs``), so the last epoch sees all data.
             With the paper's 40 and a 10-epoch episode only the easiest ~51% are ever used.
         rerank_every: re-score every k epochs with the current model (default 1);
             ``0`` ranks once at epoch 0 with the initial model, as the official code does.
@@ -174,7 +177,7 @@ class BSSCurriculum(_BSSBase):
             raise ValueError(f"rerank_every must be an int >= 0 (0 = rank once at epoch 0), got {rerank_every!r}")
         super().__init__(score_batch_size)
         self.l0, self.t_grow, self.rerank_every, self.shuffle_within = l0, t_grow, rerank_every, shuffle_within
-        self._t_grow = t_grow  # resolved T_grow (t_grow=None: set from env.epochs at the first epoch)
+        self._t_grow = t_grow  # resolved T_grow (t_grow=None: set from ctx.epochs at the first epoch)
         self.ranking: Tensor | None = None
         self.pass_size = 0
 
@@ -185,33 +188,36 @@ class BSSCurriculum(_BSSBase):
 
     def pacing(self, epoch: int) -> float:
         if self._t_grow is None:
-            raise RuntimeError("t_grow=None takes the episode length from the env in on_epoch_start; call it first")
+            raise RuntimeError("t_grow=None takes the episode length from on_epoch_start(ctx); call it first")
         return root_pacing(epoch, self.l0, self._t_grow)
 
     def subset_size(self, epoch: int) -> int:
         """``floor(N * lambda(epoch))`` (at least one sample)."""
         return max(1, min(self.n, math.floor(self.n * self.pacing(epoch) + 1e-9)))
 
-    def on_epoch_start(self, epoch: int, env) -> None:
+    def on_epoch_start(self, ctx: ScoringContext) -> None:
+        epoch = ctx.epoch
         if self.t_grow is None:
-            self._t_grow = env.epochs
-        elif epoch == 0 and self._t_grow > getattr(env, "epochs", float("inf")):
+            if ctx.epochs is None:
+                raise ValueError("bss-curriculum with t_grow=None needs the episode length: build the "
+                                 "ScoringContext with epochs=... (the environment does)")
+            self._t_grow = ctx.epochs
+        elif epoch == 0 and ctx.epochs is not None and self.t_grow > ctx.epochs:
             warnings.warn(
-                f"bss-curriculum: t_grow={self._t_grow:g} is longer than the episode ({env.epochs} epochs), so "
+                f"bss-curriculum: t_grow={self.t_grow:g} is longer than the episode ({ctx.epochs} epochs), so "
                 f"the model never trains on the full data set (last epoch uses "
-                f"{root_pacing(env.epochs - 1, self.l0, self._t_grow):.0%} of it); pass "
+                f"{root_pacing(ctx.epochs - 1, self.l0, self.t_grow):.0%} of it); pass "
                 f"sample_order_kwargs={{'t_grow': None}} to grow over the episode",
                 stacklevel=2,
             )
         due = self.rerank_every > 0 and epoch % self.rerank_every == 0
         if self.ranking is None or due:
             # stable sort: ties keep dataset order, so the ranking depends on the scores alone
-            self.ranking = torch.argsort(self.score(env).difficulty, stable=True)
+            self.ranking = torch.argsort(self.score(ctx).difficulty, stable=True)
         self.pass_size = self.subset_size(epoch)
 
     def next_pass(self, stream: str, epoch: int) -> Tensor:
-        self._require_scored()
-        subset = self.ranking[: self.pass_size]
+        subset = self._scored(self.ranking)[: self.pass_size]
         if self.shuffle_within:
             subset = subset[torch.randperm(subset.shape[0], generator=self.generator, device=self.device)]
         return subset
@@ -247,14 +253,13 @@ class BSSLearned(_BSSBase):
         super().setup(n, streams, device, generator)
         self.weights = None
 
-    def on_epoch_start(self, epoch: int, env) -> None:
-        if self.weights is None or epoch % self.rescore_every == 0:
-            s = self.score(env)
+    def on_epoch_start(self, ctx: ScoringContext) -> None:
+        if self.weights is None or ctx.epoch % self.rescore_every == 0:
+            s = self.score(ctx)
             self.weights = 1.0 - (s.loss_norm - s.similarity_norm) + self.eps
 
     def next_pass(self, stream: str, epoch: int) -> Tensor:
-        self._require_scored()
-        return weighted_permutation(self.weights, self.generator)
+        return weighted_permutation(self._scored(self.weights), self.generator)
 
     def state_dict(self) -> dict:
         return {"weights": self.weights, "scores": self.scores}

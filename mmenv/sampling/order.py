@@ -5,7 +5,9 @@ modality. When a stream runs out it asks the strategy for its next pass with
 :meth:`SampleOrder.next_pass`. The default, :class:`Shuffle`, returns a fresh random
 permutation of the whole training split. Curriculum strategies (BSS) return a subset
 in a chosen order; strategies that need the model (they score samples) implement
-:meth:`on_epoch_start`.
+:meth:`on_epoch_start`, which receives a :class:`~mmenv.sampling.scoring.ScoringContext`
+(the epoch, the training labels, the tracker's discrepancy, a ``predict`` function),
+never the environment itself.
 
 A strategy decides *which* samples and in *which order*; a DUS policy still decides
 *how many* per modality (the batch sizes). Any strategy combines with any policy::
@@ -26,12 +28,15 @@ Hooks a strategy may override (all optional):
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from ..registry import Registry
+
+if TYPE_CHECKING:
+    from .scoring import ScoringContext
 
 
 class SampleOrder:
@@ -50,8 +55,9 @@ class SampleOrder:
         self.device = device
         self.generator = generator
 
-    def on_epoch_start(self, epoch: int, env) -> None:
-        """Called by the environment before each epoch (``env`` gives learner and data)."""
+    def on_epoch_start(self, ctx: ScoringContext) -> None:
+        """Called by the environment before each epoch ``ctx.epoch``; ``ctx.predict`` scores
+        a split with the current model."""
 
     def next_pass(self, stream: str, epoch: int) -> Tensor:
         """Indices (device ``LongTensor``) the stream visits next, in order."""

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from .order import SampleOrder
-from .scoring import predict_split
+from .scoring import ScoringContext
 
 __all__ = ["confidence_kl", "DataRemix"]
 
@@ -78,11 +78,12 @@ class DataRemix(SampleOrder):
         self.subsets = {m: torch.nonzero(self.assignment == j).flatten() for j, m in enumerate(self.modalities)}
         return self.assignment
 
-    def on_epoch_start(self, epoch: int, env) -> None:
+    def on_epoch_start(self, ctx: ScoringContext) -> None:
+        epoch = ctx.epoch
         if epoch < self.warmup_epochs:
             return
         if self.assignment is None or (epoch - self.warmup_epochs) % self.reassign_every == 0:
-            _, per = predict_split(env.learner, env.dataset.train, self.score_batch_size or env.eval_batch_size)
+            _, per = ctx.predict("train", self.score_batch_size)
             self.assign(per)
 
     def next_pass(self, stream: str, epoch: int) -> Tensor:
@@ -90,7 +91,7 @@ class DataRemix(SampleOrder):
             return torch.randperm(self.n, generator=self.generator, device=self.device)
         if stream not in self.subsets:
             raise RuntimeError(f"sample order 'remix' has no assignment for stream {stream!r} at epoch {epoch}: the "
-                               "environment calls on_epoch_start(epoch, env) before sampling")
+                               "environment calls on_epoch_start(ctx) before sampling")
         subset = self.subsets[stream]
         if subset.shape[0] == 0:  # nothing assigned to this modality: keep its batch size, use all samples
             return torch.randperm(self.n, generator=self.generator, device=self.device)

@@ -1,0 +1,80 @@
+"""A small encoder for variable-length feature sequences (e.g. MFCC frames).
+
+Input: the padded ``[B, T, F + 1]`` layout of :mod:`mmenv.datasets.sequences` (frames, then a
+validity mask). Output: ``[B, out_dim]``.
+
+Reading: a stack of 1-D convolutions over time (a TDNN-style front end, the usual small
+model for keyword spotting on MFCCs), each followed by ReLU and the mask, then masked
+mean- and max-pooling over the valid frames and a linear layer. The mask is applied to the
+input and after every layer, so padding frames are zeros exactly as the convolution's own
+zero padding at the sequence's end is: a row's output depends on its valid frames only,
+not on how much padding follows them or what the padding holds.
+
+Why convolutions and not a recurrent network over the valid frames: packing
+(``pack_padded_sequence``) needs the lengths on the host, one synchronisation per batch
+that the environment's hot path forbids, and a GRU stepped over the padded length with a
+mask costs ``T`` sequential steps per batch. The convolution is one kernel per layer.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..datasets.base import ModalitySpec
+from ..datasets.sequences import split_sequence
+
+__all__ = ["MaskedConv1dEncoder", "sequence_encoder_from_spec"]
+
+
+class MaskedConv1dEncoder(nn.Module):
+    """``[B, T, F + 1]`` -> ``[B, out_dim]``: masked 1-D convolutions, masked mean+max pooling, linear + ReLU.
+
+    Args:
+        in_features: F, features per frame (the input has one more channel: the mask).
+        channels: width of every convolution.
+        layers: number of convolutions.
+        kernel_size: odd temporal extent of each convolution (``same`` padding).
+        out_dim: feature width the heads see.
+    """
+
+    def __init__(self, in_features: int, channels: int = 64, layers: int = 2, kernel_size: int = 5,
+                 out_dim: int = 64) -> None:
+        super().__init__()
+        if in_features < 1 or channels < 1 or layers < 1 or out_dim < 1:
+            raise ValueError(f"in_features, channels, layers and out_dim must be >= 1, "
+                             f"got {in_features}, {channels}, {layers}, {out_dim}")
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd (same padding keeps frames aligned with the mask), "
+                             f"got {kernel_size}")
+        convs, width = [], in_features
+        for _ in range(layers):
+            convs.append(nn.Conv1d(width, channels, kernel_size, padding=kernel_size // 2))
+            width = channels
+        self.convs = nn.ModuleList(convs)
+        self.proj = nn.Linear(2 * channels, out_dim)
+        self.in_features = in_features
+        self.out_dim = out_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim != 3 or x.shape[-1] != self.in_features + 1:
+            raise ValueError(f"MaskedConv1dEncoder expects [B, T, {self.in_features + 1}] "
+                             f"({self.in_features} features + mask), got shape {tuple(x.shape)}")
+        frames, mask = split_sequence(x)
+        h = frames.transpose(1, 2)  # [B, F, T]
+        m = mask.unsqueeze(1)  # [B, 1, T]
+        for conv in self.convs:
+            h = torch.relu(conv(h)) * m
+        # Mean over valid frames (a row without frames gives 0, not NaN); after ReLU and the
+        # mask every value is >= 0 and padding is 0, so a plain max is the max over valid frames.
+        mean = h.sum(dim=2) / m.sum(dim=2).clamp_min(1.0)
+        peak = h.amax(dim=2)
+        return torch.relu(self.proj(torch.cat([mean, peak], dim=1)))
+
+
+def sequence_encoder_from_spec(spec: ModalitySpec, channels: int = 64, layers: int = 2, kernel_size: int = 5,
+                               out_dim: int = 64) -> nn.Module:
+    """Encoder builder for ``kind="sequence"`` specs of shape ``[T, F + 1]``."""
+    if len(spec.shape) != 2 or spec.shape[-1] < 2:
+        raise ValueError(f"modality {spec.name!r}: a sequence modality has shape [T, F + 1], got {spec.shape}")
+    return MaskedConv1dEncoder(int(spec.shape[-1]) - 1, channels, layers, kernel_size, out_dim)
