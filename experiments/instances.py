@@ -135,7 +135,7 @@ def _with_defaults(kind: str, name: str, kwargs: Mapping[str, Any]) -> dict[str,
         if kind == "dataset":
             from mmenv.datasets import DATASETS as registry
         else:
-            from mmenv.learners import LEARNERS as registry  # type: ignore[assignment]
+            from mmenv.learners import LEARNERS as registry
         builder = registry[name]
         sig = inspect.signature(builder)
         bound = sig.bind_partial(**kwargs)
