@@ -273,7 +273,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         fingerprint.update(mode=args.mode, episodes=len(seeds))
         records = run_resumable(env, policy, seeds, out / "train.ckpt", fingerprint, resume=args.resume,
                                 progress=not args.no_progress)
-        writer = SummaryWriter(str(out / "tb" / "episodes"))
+        # Written whole from the records: purge_step=0 replaces what an earlier attempt wrote.
+        writer = SummaryWriter(str(out / "tb" / "episodes"), purge_step=0)
         for i, rec in enumerate(records):
             writer.add_scalar("episode/reward_sum", rec.reward_sum, i)
             for who, metrics in (rec.test or {}).items():
