@@ -95,7 +95,9 @@ def run_ray(specs: Sequence[RunSpec], out: str, tensorboard: bool, address: str 
         # A local instance needs no dashboard; joining a cluster keeps the cluster's settings.
         local = {} if address else {"include_dashboard": False}
         ray.init(address=address, ignore_reinit_error=True, log_to_driver=False,
-                 runtime_env={"env_vars": {"PYTHONPATH": path, "OMP_NUM_THREADS": "1"}}, **local)
+                 runtime_env={"env_vars": {"PYTHONPATH": path, "OMP_NUM_THREADS": "1",
+                                           # plugin modules register names in code: workers import them too
+                                           "MMENV_PLUGINS": os.environ.get("MMENV_PLUGINS", "")}}, **local)
 
     @ray.remote(num_cpus=1)
     def _remote(spec: dict, out_dir: str, tb: bool) -> dict:

@@ -413,6 +413,9 @@ def build_parser() -> argparse.ArgumentParser:
     from mmenv import __version__
 
     parser.add_argument("--version", action="version", version=f"mmenv {__version__}")
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                        help="import MODULE first (repeatable): a module that registers learners, data sets, "
+                             "policies, ... in code; compare's worker processes import it too (sets MMENV_PLUGINS)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     parser.subparsers = subparsers  # type: ignore[attr-defined]
     for add in SUBCOMMANDS.values():
@@ -433,7 +436,28 @@ def _resume_hint(args: argparse.Namespace) -> str:
     return "nothing was written; re-run the same command to start again"
 
 
+def _use_plugins(argv: Sequence[str] | None) -> None:
+    """Apply ``--plugin MODULE`` (before the parser is built, so ``--help`` lists the plugins'
+    names): add the modules to ``MMENV_PLUGINS``, which worker processes inherit."""
+    import os
+
+    from .registry import PLUGINS_ENV, load_plugins
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--plugin", action="append", default=[])
+    known, _ = pre.parse_known_args(list(sys.argv[1:] if argv is None else argv))
+    if known.plugin:
+        current = [n for n in os.environ.get(PLUGINS_ENV, "").split(",") if n.strip()]
+        os.environ[PLUGINS_ENV] = ",".join(dict.fromkeys([*current, *known.plugin]))
+    load_plugins()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        _use_plugins(argv)
+    except MMEnvError as exc:
+        print(f"mmenv: error: {exc}", file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

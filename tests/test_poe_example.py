@@ -118,3 +118,59 @@ def test_installed_poe_in_python_compare_with_worker_processes(installed_poe, tm
     assert len(poe_runs) == 2 and all(r["spec"]["learner_kwargs"] == {"joint_weight": 0.5} for r in poe_runs)
     # the workers built it by name: this process only listed the names
     assert "mmenv_poe" not in sys.modules
+
+
+def _write_plugin(folder: Path, name: str) -> Path:
+    """A plain module (no package, no entry point) that registers the PoE learner in code."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.py").write_text(
+        "from mmenv.learners import register_learner\n"
+        "from mmenv_poe import ProductOfExpertsLearner\n\n"
+        f"register_learner('{name.replace('_', '-')}', ProductOfExpertsLearner)\n")
+    return folder
+
+
+def test_mmenv_plugins_modules_are_imported_when_names_are_looked_up(tmp_path, monkeypatch):
+    from mmenv.errors import RegistryError
+    from mmenv.registry import PLUGINS_ENV
+
+    folder = _write_plugin(tmp_path, "poe_inproc_plugin")
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    monkeypatch.setenv(PLUGINS_ENV, "poe_inproc_plugin")
+    try:
+        assert "poe-inproc-plugin" in LEARNERS                 # a miss reads the plugins, like an entry point
+        assert type(LEARNERS.make("poe-inproc-plugin", joint_weight=0.0)).__name__ == "ProductOfExpertsLearner"
+        assert LEARNERS.names().count("poe-inproc-plugin") == 1   # imported once per process
+        monkeypatch.setenv(PLUGINS_ENV, "poe_inproc_plugin, no_such_plugin_mod")
+        with pytest.raises(RegistryError, match="'no_such_plugin_mod'.*MMENV_PLUGINS.*PYTHONPATH"):
+            LEARNERS.names()
+    finally:
+        if "poe-inproc-plugin" in LEARNERS._entries:
+            LEARNERS.unregister("poe-inproc-plugin")
+        for mod in ("poe_inproc_plugin", "mmenv_poe"):
+            sys.modules.pop(mod, None)
+
+
+@pytest.mark.subprocess
+def test_plugin_option_reaches_compare_worker_processes(tmp_path):
+    folder = _write_plugin(tmp_path / "plugins", "poe_plugin")
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(folder), str(EXAMPLE), str(ROOT)])}
+    env.pop("MMENV_PLUGINS", None)
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "mmenv", *args], env=env, cwd=str(tmp_path), capture_output=True,
+                              text=True, timeout=600)
+
+    assert "poe-plugin" in cli("--plugin", "poe_plugin", "--help").stdout
+    assert "poe-plugin" not in cli("--help").stdout
+    out = tmp_path / "out"
+    done = cli("--plugin", "poe_plugin", "compare", "--config", "tiny", "--learners", "poe-plugin", "--policies",
+               "uniform", "--seeds", "0,1", "--workers", "2", "--no-plots", "--no-progress", "--out", str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
+    assert len(results) == 2 and {r["status"] for r in results} == {"ok"}, [r["error"] for r in results]
+    # without the plugin the name is unknown, before any run
+    missing = cli("compare", "--config", "tiny", "--learners", "poe-plugin", "--out", str(tmp_path / "none"))
+    assert missing.returncode == 2 and "unknown learner 'poe-plugin'" in missing.stderr
