@@ -9,6 +9,7 @@ the thread count.
 from __future__ import annotations
 
 import os
+import signal
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -40,7 +41,14 @@ def _watch_parent(parent_pid: int, interval: float) -> None:
 def init_worker(parent_pid: int | None = None) -> None:
     """Per-worker setup: one torch thread (intra- and inter-op), and with ``parent_pid`` a
     watchdog thread that ends the worker when that parent process dies (a parent-death
-    watchdog: polls ``os.getppid()`` every :data:`WATCHDOG_INTERVAL_S` seconds)."""
+    watchdog: polls ``os.getppid()`` every :data:`WATCHDOG_INTERVAL_S` seconds); Ctrl-C is
+    left to the driver.
+
+    A terminal sends Ctrl-C's SIGINT to every process of the foreground group; workers
+    ignore it, so the driver alone handles it (it stops the workers and prints one line)
+    instead of every worker printing its own traceback.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if parent_pid is not None:
         import threading
 
@@ -71,6 +79,7 @@ def run_processes(specs: Sequence[RunSpec], out: str, tensorboard: bool, workers
     ctx = mp.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init_worker,
                                initargs=(os.getpid(),))
+    interrupted = False
     try:
         futures = {pool.submit(execute_run, asdict(spec), out, tensorboard): spec for spec in specs}
         for future in as_completed(futures):
@@ -79,10 +88,16 @@ def run_processes(specs: Sequence[RunSpec], out: str, tensorboard: bool, workers
                 yield future.result()
             except Exception as exc:  # the worker process itself died (e.g. killed for memory)
                 yield _crashed(spec, exc)
+    except KeyboardInterrupt:
+        # Ctrl-C: stop the runs in progress too (their result files are written by this
+        # process only, so nothing half-written is left); a re-run resumes the grid.
+        interrupted = True
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            proc.terminate()
+        raise
     finally:
-        # On Ctrl-C (or an early stop) drop the queued runs instead of finishing the grid;
-        # only the runs already in progress are waited for. A resume picks up the rest.
-        pool.shutdown(wait=True, cancel_futures=True)
+        # An early stop (or Ctrl-C) drops the queued runs instead of finishing the grid.
+        pool.shutdown(wait=not interrupted, cancel_futures=True)
 
 
 def run_ray(specs: Sequence[RunSpec], out: str, tensorboard: bool, address: str | None = None
@@ -108,7 +123,9 @@ def run_ray(specs: Sequence[RunSpec], out: str, tensorboard: bool, address: str 
         # A local instance needs no dashboard; joining a cluster keeps the cluster's settings.
         local = {} if address else {"include_dashboard": False}
         ray.init(address=address, ignore_reinit_error=True, log_to_driver=False,
-                 runtime_env={"env_vars": {"PYTHONPATH": path, "OMP_NUM_THREADS": "1"}}, **local)
+                 runtime_env={"env_vars": {"PYTHONPATH": path, "OMP_NUM_THREADS": "1",
+                                           # plugin modules register names in code: workers import them too
+                                           "MMENV_PLUGINS": os.environ.get("MMENV_PLUGINS", "")}}, **local)
 
     @ray.remote(num_cpus=1)
     def _remote(spec: dict, out_dir: str, tb: bool) -> dict:
