@@ -53,6 +53,8 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import yaml
 
+from mmenv.atomic import atomic_write_text
+
 from .bench_config import REFERENCE_LABELS, AgentSpec, BenchConfig, BenchConfigError, list_bench_presets, \
     load_bench_config
 from .grid import RESULT_VERSION, RunSpec, slugify
@@ -243,7 +245,7 @@ def run_bench(cfg: BenchConfig, force: bool = False, progress: bool = True,
     start = time.perf_counter()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     sets = [load_instance_set(s["name"]).select(s.get("train"), s.get("test")) for s in cfg.instance_sets]
     names = [s.name for s in sets]
     if len(set(names)) != len(names):
@@ -419,8 +421,7 @@ def _run_agents(cfg: BenchConfig, data: BenchData, out: Path, force: bool, train
                                 summary["path"] = str(path)
                             except Exception as exc:  # noqa: BLE001 - an unsaved agent only costs a resume
                                 summary["save_error"] = f"{type(exc).__name__}: {exc}"
-                        summary_path.parent.mkdir(parents=True, exist_ok=True)
-                        summary_path.write_text(json.dumps(summary, indent=1))
+                        atomic_write_text(summary_path, json.dumps(summary, indent=1))
                         if cfg.tensorboard and summary["curve"]:
                             _log_curve(out / "tb" / tag / "curve", summary["curve"])
                     results = {}

@@ -49,6 +49,7 @@ import yaml
 
 from mmenv.errors import MMEnvError
 
+from .config import read_yaml
 from .oracle import SeedOverlapError, check_disjoint_seeds
 
 __all__ = ["BenchConfig", "AgentSpec", "BenchConfigError", "load_bench_config", "bench_config_from_dict",
@@ -296,7 +297,7 @@ def load_bench_config(name_or_path: str | Path = "quick", overrides: Mapping[str
     if not path.is_file():
         raise BenchConfigError(f"bench preset file {path} does not exist; presets: {list_bench_presets()}")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = read_yaml(path.read_text()) or {}  # YAML 1.2 floats: 1e-3 is a number
     except yaml.YAMLError as exc:
         raise BenchConfigError(f"bench preset {path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):

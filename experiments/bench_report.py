@@ -18,12 +18,15 @@ The RESULT lines (:attr:`Report.result_lines`) close ``mmenv bench``'s output.
 from __future__ import annotations
 
 import csv
+import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
+
+from mmenv.atomic import atomic_write_text
 
 from .stats import iqm, paired_ci, spearman, stratified_bootstrap_ci
 
@@ -251,20 +254,19 @@ def _markdown(data: "BenchData", rep: Report, best_agent: dict[str, Any] | None)
 
 # ---------------------------------------------------------------------- files
 def _write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as fh:
-        if rows:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-    return path
+    buffer = io.StringIO(newline="")
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return atomic_write_text(path, buffer.getvalue())
 
 
 def write_outputs(rep: Report, data: "BenchData", out: Path) -> list[Path]:
     """results.md, results.csv (every recorded run), headroom.csv, scores.csv, aggregates.csv, plots."""
     files = []
     path = out / "results.md"
-    path.write_text(rep.markdown)
+    atomic_write_text(path, rep.markdown)
     files.append(path)
     role = {**{s: "tuning" for s in data.cfg.tuning_seeds}, **{s: "evaluation" for s in data.cfg.eval_seeds},
             **{s: "curve" for s in data.cfg.curve_seeds}}
