@@ -541,3 +541,41 @@ def test_across_run_agent_file_is_read_with_the_safe_loader(tmp_path):
     with pytest.raises(UnsafeCheckpointError):
         TrainedAgent.load(path)
     assert not marker.exists()
+
+
+SYNTHETIC_KEYS = ["num_classes", "num_modalities", "n_train", "n_val", "n_test", "dims", "shortcut_fraction",
+                  "strong_snr", "clusters_per_class", "latent_dim", "latent_noise", "noise", "names", "seed"]
+
+
+@FAST
+@given(key=st.sampled_from(SYNTHETIC_KEYS), value=junk)
+def test_hostile_dataset_kwargs_build_or_name_the_key(key, value):
+    kwargs = dict(n_train=16, n_val=4, n_test=8, dims=4) | {key: value}
+    try:
+        env = DUSEnv(dataset_kwargs=kwargs, epochs=1, batch_budget=8)
+    except MMEnvError as exc:
+        assert key in str(exc), (key, value, str(exc))
+        return
+    env.reset(seed=0)
+    assert np.isfinite(env.step(env.uniform_action())[1])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(blob=st.one_of(st.binary(max_size=64),
+                      st.builds(lambda tail: b"RIFF\x24\x00\x00\x00WAVEfmt " + tail, st.binary(max_size=48)),
+                      st.builds(lambda tail: b"\x89PNG\r\n\x1a\n" + tail, st.binary(max_size=48))),
+       kind=st.sampled_from(["wav", "png", "csv"]))
+def test_random_bytes_as_media_or_label_files_name_the_file(tmp_path_factory, blob, kind):
+    from mmenv.datasets.clip_lists import read_label_list
+    from mmenv.datasets.frames import check_image_header, load_rgb
+    from mmenv.datasets.wav import check_wav_header, read_wav
+
+    path = tmp_path_factory.mktemp("bytes") / f"clip.{kind}"
+    path.write_bytes(blob)
+    checks = {"wav": (check_wav_header, read_wav), "png": (check_image_header, load_rgb),
+              "csv": (lambda p: read_label_list(p, None),)}[kind]
+    for check in checks:
+        try:
+            check(path)
+        except DatasetError as exc:
+            assert str(path) in str(exc), str(exc)

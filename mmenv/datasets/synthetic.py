@@ -30,7 +30,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..validation import is_int
+from ..errors import InvalidArgumentError
+from ..validation import check_float, check_int, is_int
 from .base import DatasetError, MultimodalDataset, tensor_dataset
 
 __all__ = ["make_synthetic"]
@@ -95,26 +96,36 @@ def make_synthetic(
             reorders the modalities, so a policy that must find the weak modality cannot
             rely on its position.
     """
-    if num_modalities < 2:
-        raise DatasetError(f"num_modalities must be >= 2, got {num_modalities}")
-    if num_classes < 2:
-        raise DatasetError(f"num_classes must be >= 2, got {num_classes}")
-    if not 0.0 <= shortcut_fraction <= 1.0:
-        raise DatasetError(f"shortcut_fraction must lie in [0, 1], got {shortcut_fraction}")
-    if min(n_train, n_test) < 1 or n_val < 0:
-        raise DatasetError("n_train and n_test must be >= 1 and n_val >= 0")
+    # Every argument's type and range, before any array is drawn (InvalidArgumentError names it).
+    own = "dataset 'synthetic'"
+    num_classes = check_int("num_classes", num_classes, minimum=2, owner=own)
+    num_modalities = check_int("num_modalities", num_modalities, minimum=2, owner=own)
+    n_train = check_int("n_train", n_train, minimum=1, owner=own)
+    n_val = check_int("n_val", n_val, minimum=0, owner=own)
+    n_test = check_int("n_test", n_test, minimum=1, owner=own)
+    clusters_per_class = check_int("clusters_per_class", clusters_per_class, minimum=1, owner=own)
+    latent_dim = check_int("latent_dim", latent_dim, minimum=1, owner=own)
+    shortcut_fraction = check_float("shortcut_fraction", shortcut_fraction, minimum=0.0, maximum=1.0, owner=own)
+    strong_snr = check_float("strong_snr", strong_snr, minimum=0.0, maximum=1e6, owner=own)
+    latent_noise = check_float("latent_noise", latent_noise, minimum=0.0, maximum=1e6, owner=own)
+    noise = check_float("noise", noise, minimum=0.0, maximum=1e6, owner=own)
+    if not is_int(seed) or seed < 0:
+        raise InvalidArgumentError(f"{own}: seed must be an int >= 0, got {seed!r}")
+    if names is not None and (isinstance(names, (str, bytes)) or not isinstance(names, Sequence)
+                              or not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names)):
+        raise InvalidArgumentError(f"{own}: names must be a list of distinct non-empty strings, got {names!r}")
     if not (is_int(strong_position) and 0 <= strong_position < num_modalities):
         raise DatasetError(f"strong_position must be an index in [0, {num_modalities - 1}], got {strong_position!r}")
     strong_position = int(strong_position)
     if is_int(dims):
         dims = [int(dims)] * num_modalities  # type: ignore[arg-type]
-    if isinstance(dims, (str, bytes)) or not all(is_int(d) for d in dims):  # type: ignore[union-attr]
-        raise DatasetError(f"dims must be an int or one int per modality, got {dims!r}")
+    if isinstance(dims, (str, bytes)) or not isinstance(dims, Sequence) or not all(is_int(d) for d in dims):
+        raise InvalidArgumentError(f"{own}: dims must be an int or one int per modality, got {dims!r}")
     dims = [int(d) for d in dims]  # type: ignore[union-attr]
     if len(dims) != num_modalities:
         raise DatasetError(f"dims has {len(dims)} entries for {num_modalities} modalities")
     if min(dims) < 1:
-        raise DatasetError(f"dims must be >= 1 (input width per modality), got {dims}")
+        raise InvalidArgumentError(f"{own}: dims must be >= 1 (input width per modality), got {dims}")
     if names is None:
         weak_names = ["weak"] if num_modalities == 2 else [f"weak{i}" for i in range(1, num_modalities)]
         names = weak_names[:strong_position] + ["strong"] + weak_names[strong_position:]
