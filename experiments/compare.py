@@ -62,14 +62,10 @@ class ComparisonSummary:
 
 
 def _execute(specs: list[RunSpec], cfg: CompareConfig, out: Path, progress: bool, ray_address: str | None):
-    from .backends import run_processes, run_ray, run_serial
+    from .backends import run_specs
 
-    if cfg.backend == "ray":
-        stream = run_ray(specs, str(out), cfg.tensorboard, address=ray_address)
-    elif cfg.workers > 1 and len(specs) > 1:
-        stream = run_processes(specs, str(out), cfg.tensorboard, min(cfg.workers, len(specs)))
-    else:
-        stream = run_serial(specs, str(out), cfg.tensorboard)
+    # On a local Ray instance `workers` is its number of CPUs; a cluster brings its own.
+    stream = run_specs(specs, str(out), cfg.tensorboard, cfg.backend, cfg.workers, ray_address)
     bar = None
     if progress:
         from tqdm.auto import tqdm
