@@ -5,6 +5,7 @@
   training run it controls);
 * Stable-Baselines3 presets (:mod:`mmenv.agents.sb3`), and saved agents (``.pt`` REINFORCE,
   ``.zip`` SB3) loaded back as policies;
+* ``"schedule"``: open-loop constant shares and few-phase schedules (:mod:`mmenv.agents.schedule`);
 * :func:`run_policy` plays policies and records episodes.
 
 Example::
@@ -30,12 +31,13 @@ from .heuristics import DiscrepancyPolicy, DUSHPolicy, FixedRatioPolicy, Uniform
 from .policy import CallablePolicy, Policy, PolicyError, UnknownPolicyError, normalise_proportions
 from .reinforce import ReinforceConfig, ReinforcePolicy
 from .runner import EpisodeRecord, as_policy, run_policy, steps_per_episode
+from .schedule import SchedulePolicy, share_vector
 
 __all__ = [
     "Policy", "PolicyError", "UnknownPolicyError", "CallablePolicy", "normalise_proportions",
     "UniformPolicy", "DUSHPolicy", "FixedRatioPolicy", "DiscrepancyPolicy",
     "ReinforceConfig", "ReinforcePolicy",
-    "EpisodeRecord", "run_policy", "as_policy", "steps_per_episode", "build_policy",
+    "EpisodeRecord", "run_policy", "as_policy", "steps_per_episode", "build_policy", "SchedulePolicy", "share_vector",
     "POLICIES", "make_policy", "load_policy", "register_policy", "is_saved_agent",
 ]
 
@@ -48,6 +50,7 @@ for _name, _cls in {
     "fixed": FixedRatioPolicy,
     "discrepancy": DiscrepancyPolicy,
     "reinforce": ReinforcePolicy,
+    "schedule": SchedulePolicy,
 }.items():
     POLICIES.register(_name, _cls)
 

@@ -26,6 +26,7 @@ import csv
 import json
 import sys
 import textwrap
+from importlib import import_module
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -366,6 +367,7 @@ def _add_compare(subparsers) -> None:
 # ---------------------------------------------------------------------- parser
 SUBCOMMANDS: dict[str, Callable[[Any], None]] = {"compare": _add_compare, "train": _add_train,
                                                  "evaluate": _add_evaluate}
+SUBCOMMANDS["bench"] = lambda sub: import_module("mmenv.experiments.bench").add_parser(sub)  # mmenv bench
 
 
 def register_subcommand(name: str, add: Callable[[Any], None]) -> None:

@@ -67,14 +67,17 @@ def make_synthetic(
     noise: float = 0.3,
     names: Sequence[str] | None = None,
     seed: int = 0,
+    strong_position: int = 0,
 ) -> MultimodalDataset:
     """Generate the imbalanced synthetic data set.
 
     Args:
         num_classes: C.
-        num_modalities: m >= 2; modality 0 is the strong shortcut, the rest are weak.
+        num_modalities: m >= 2; one modality (``strong_position``) is the strong shortcut,
+            the rest are weak.
         n_train, n_val, n_test: split sizes (labels are balanced up to rounding).
-        dims: input width per modality (one int for all, or one per modality).
+        dims: input width per modality (one int for all, or one per modality, in
+            modality order).
         shortcut_fraction: share of samples on which the strong modality carries the
             label; the rest of its samples are noise. 1.0 removes the complementarity.
         strong_snr: margin of the strong modality's class means on its easy samples.
@@ -83,9 +86,13 @@ def make_synthetic(
         latent_dim: dimension of the weak modalities' cluster space.
         latent_noise: cluster spread; sets the weak modality's noise ceiling.
         noise: isotropic input noise added to every modality.
-        names: modality names; default ``("strong", "weak")`` or
-            ``("strong", "weak1", "weak2", ...)``.
+        names: modality names in modality order; default ``("strong", "weak")`` or
+            ``("strong", "weak1", "weak2", ...)`` with ``"strong"`` moved to ``strong_position``.
         seed: generator seed (the data set is a pure function of its arguments).
+        strong_position: index of the strong modality in the modality order (default 0,
+            the first). The draws do not depend on it: moving the strong modality only
+            reorders the modalities, so a policy that must find the weak modality cannot
+            rely on its position.
     """
     if num_modalities < 2:
         raise DatasetError(f"num_modalities must be >= 2, got {num_modalities}")
@@ -95,16 +102,24 @@ def make_synthetic(
         raise DatasetError(f"shortcut_fraction must lie in [0, 1], got {shortcut_fraction}")
     if min(n_train, n_test) < 1 or n_val < 0:
         raise DatasetError("n_train and n_test must be >= 1 and n_val >= 0")
+    if not (isinstance(strong_position, int) and 0 <= strong_position < num_modalities):
+        raise DatasetError(f"strong_position must be an index in [0, {num_modalities - 1}], got {strong_position!r}")
     if isinstance(dims, int):
         dims = [dims] * num_modalities
     dims = [int(d) for d in dims]
     if len(dims) != num_modalities:
         raise DatasetError(f"dims has {len(dims)} entries for {num_modalities} modalities")
     if names is None:
-        names = ["strong"] + (["weak"] if num_modalities == 2 else [f"weak{i}" for i in range(1, num_modalities)])
-    names = list(names)
-    if len(names) != num_modalities:
-        raise DatasetError(f"names has {len(names)} entries for {num_modalities} modalities")
+        weak_names = ["weak"] if num_modalities == 2 else [f"weak{i}" for i in range(1, num_modalities)]
+        names = weak_names[:strong_position] + ["strong"] + weak_names[strong_position:]
+    order = list(names)
+    if len(order) != num_modalities:
+        raise DatasetError(f"names has {len(order)} entries for {num_modalities} modalities")
+    # Generate in role order (strong first: the draws do not depend on strong_position),
+    # then lay the modalities out in the requested order.
+    role = [strong_position] + [i for i in range(num_modalities) if i != strong_position]
+    names = [order[i] for i in role]
+    dims = [dims[i] for i in role]
 
     rng = np.random.default_rng(seed)
     # Class structure, shared by all splits.
@@ -122,7 +137,7 @@ def make_synthetic(
         xs = {names[0]: _strong(rng, labels, strong_means, strong_snr, shortcut_fraction, noise)}
         for name, (centres, embed) in zip(names[1:], weak_params):
             xs[name] = _weak(rng, labels, centres, embed, noise, latent_noise)
-        return {k: torch.from_numpy(v) for k, v in xs.items()}, torch.from_numpy(labels).long()
+        return {k: torch.from_numpy(xs[k]) for k in order}, torch.from_numpy(labels).long()
 
     train, val, test = split(n_train), (split(n_val) if n_val > 0 else None), split(n_test)
     ds = tensor_dataset("synthetic", train, test, val, num_classes=num_classes)
@@ -136,6 +151,7 @@ def make_synthetic(
             latent_noise=latent_noise,
             noise=noise,
             strong_modality=names[0],
+            strong_position=strong_position,
         )
     )
     return ds

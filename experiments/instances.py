@@ -1,0 +1,316 @@
+"""Benchmark instance sets: named YAML files of training tasks, split into train and test.
+
+An **instance** (after DACBench's instance sets) is one training task for a sampling policy:
+a data set (registered name + builder arguments, *including its data seed*) x a learner
+(name + arguments) x the environment settings (``epochs``, ``batch_budget`` = N_B,
+``step_every``). The run seed (model initialisation, sampling) is *not* part of an
+instance: the benchmark plays each instance with tuning seeds and evaluation seeds.
+
+An **instance set** is a YAML file with disjoint ``train`` and ``test`` instances. Test
+instances are other *tasks* (other generator parameters, data seeds, view combinations,
+learner settings), never a train task with other run seeds: :func:`load_instance_set`
+refuses a set in which a test instance's task equals a train instance's (after filling in
+every builder default, so ``{seed: 0}`` and ``{}`` are the same synthetic task).
+
+Format (``experiments/instance_sets/<name>.yaml``)::
+
+    name: synthetic-imbalance
+    description: free text (what the family is for)
+    defaults:                        # merged into every instance (dicts merged key by key)
+      dataset: synthetic
+      dataset_kwargs: {n_train: 2000}
+      learner: ogm-ge
+      learner_kwargs: {}
+      env: {epochs: 5, batch_budget: 64, step_every: epoch}
+    train:
+      - name: ogm-s1-strong0         # unique within the set
+        dataset_kwargs: {seed: 1, strong_position: 0}
+        tags: {strong_position: 0}   # optional free labels, shown in tables
+      - ...
+    test:
+      - ...
+
+Example::
+
+    from mmenv.experiments.instances import load_instance_set
+    iset = load_instance_set("synthetic-imbalance")
+    inst = iset.test[0]
+    env = mmenv.DUSEnv(**inst.env_kwargs())
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import inspect
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from mmenv.errors import MMEnvError
+
+__all__ = ["Instance", "InstanceSet", "InstanceSetError", "load_instance_set", "instance_set_from_dict",
+           "list_instance_sets", "INSTANCE_SETS_DIR", "ENV_KEYS"]
+
+INSTANCE_SETS_DIR = Path(__file__).resolve().parent / "instance_sets"
+#: The environment settings an instance fixes (everything else is the benchmark's).
+ENV_KEYS = ("epochs", "batch_budget", "step_every")
+_ENV_DEFAULTS: dict[str, Any] = {"epochs": 5, "batch_budget": 64, "step_every": "epoch"}
+_INSTANCE_KEYS = {"name", "dataset", "dataset_kwargs", "learner", "learner_kwargs", "env", "tags"}
+_SET_KEYS = {"name", "description", "defaults", "train", "test"}
+
+
+class InstanceSetError(MMEnvError, ValueError):
+    """An instance set is malformed; the message names the set, the instance and the fix."""
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One benchmark task: data set x learner x environment settings (no run seed)."""
+
+    name: str
+    split: str                                   # "train" or "test"
+    dataset: str
+    dataset_kwargs: dict[str, Any] = field(default_factory=dict)
+    learner: str = "baseline"
+    learner_kwargs: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 5
+    batch_budget: int = 64
+    step_every: str | int = "epoch"
+    tags: dict[str, Any] = field(default_factory=dict)
+    set_name: str = ""
+
+    def __hash__(self) -> int:  # the kwargs dicts are not hashable; an instance is named uniquely in its set
+        return hash((self.set_name, self.split, self.name))
+
+    def env_kwargs(self) -> dict[str, Any]:
+        """The :class:`mmenv.DUSEnv` keyword arguments of this task, as a fresh plain dict.
+
+        Exactly the keys ``dataset, dataset_kwargs, learner, learner_kwargs, epochs,
+        batch_budget, step_every`` (``DUSEnv(**inst.env_kwargs())`` builds the task;
+        ``mmenv.agents.across_runs.bench_env`` takes the same dict).
+        """
+        return {"dataset": self.dataset, "dataset_kwargs": copy.deepcopy(self.dataset_kwargs),
+                "learner": self.learner, "learner_kwargs": copy.deepcopy(self.learner_kwargs),
+                "epochs": self.epochs, "batch_budget": self.batch_budget, "step_every": self.step_every}
+
+    def task_key(self) -> str:
+        """Hash of the task with every builder default filled in (equal tasks, equal keys)."""
+        payload = {"dataset": self.dataset, "dataset_kwargs": _with_defaults("dataset", self.dataset,
+                                                                             self.dataset_kwargs),
+                   "learner": self.learner, "learner_kwargs": _with_defaults("learner", self.learner,
+                                                                             self.learner_kwargs),
+                   "env": {k: getattr(self, k) for k in ENV_KEYS}}
+        text = json.dumps(payload, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def num_modalities(self) -> int:
+        """m, read from the built data set (cached per task)."""
+        return len(modality_names(self))
+
+    def label(self) -> str:
+        return f"{self.set_name}/{self.name}" if self.set_name else self.name
+
+
+_MODALITY_CACHE: dict[str, tuple[str, ...]] = {}
+
+
+def modality_names(inst: Instance) -> tuple[str, ...]:
+    """The modality names of an instance's data set, in the environment's order."""
+    key = inst.task_key()
+    if key not in _MODALITY_CACHE:
+        from mmenv.datasets import make_dataset
+
+        _MODALITY_CACHE[key] = tuple(make_dataset(inst.dataset, **inst.dataset_kwargs).modality_names)
+    return _MODALITY_CACHE[key]
+
+
+def _with_defaults(kind: str, name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """``kwargs`` with the builder's defaults filled in (unchanged when it cannot be inspected)."""
+    try:
+        if kind == "dataset":
+            from mmenv.datasets import DATASETS as registry
+        else:
+            from mmenv.learners import LEARNERS as registry
+        builder = registry[name]
+        sig = inspect.signature(builder)
+        bound = sig.bind_partial(**kwargs)
+        bound.apply_defaults()
+        out = dict(bound.arguments)
+        for pname, param in sig.parameters.items():
+            if param.kind is inspect.Parameter.VAR_KEYWORD and pname in out:
+                out.update(out.pop(pname))
+        # tuples and lists are the same YAML value
+        return json.loads(json.dumps(out, default=str))
+    except (KeyError, TypeError, ValueError):
+        return dict(kwargs)
+
+
+@dataclass
+class InstanceSet:
+    """A named set of disjoint train and test instances."""
+
+    name: str
+    train: list[Instance]
+    test: list[Instance]
+    description: str = ""
+    source: str = "<dict>"
+
+    @property
+    def instances(self) -> list[Instance]:
+        return self.train + self.test
+
+    def get(self, name: str) -> Instance:
+        for inst in self.instances:
+            if inst.name == name:
+                return inst
+        hint = difflib.get_close_matches(name, [i.name for i in self.instances], n=1)
+        raise InstanceSetError(f"instance set {self.name!r} has no instance {name!r}"
+                               + (f"; did you mean {hint[0]!r}?" if hint else ""))
+
+    def select(self, train: list[str] | int | None = None, test: list[str] | int | None = None) -> "InstanceSet":
+        """A subset: names, or the first n of each split (``None`` keeps all)."""
+        def pick(pool: list[Instance], which: list[str] | int | None) -> list[Instance]:
+            if which is None:
+                return list(pool)
+            if isinstance(which, int):
+                if which < 1:
+                    raise InstanceSetError(f"select at least one instance, got {which}")
+                return pool[:which]
+            return [next((i for i in pool if i.name == n), None) or self.get(n) for n in which]
+
+        sub_train, sub_test = pick(self.train, train), pick(self.test, test)
+        for inst in sub_train:
+            if inst.split != "train":
+                raise InstanceSetError(f"{inst.name!r} is a test instance of {self.name!r}; it cannot be trained on")
+        for inst in sub_test:
+            if inst.split != "test":
+                raise InstanceSetError(f"{inst.name!r} is a train instance of {self.name!r}; it cannot be a test one")
+        return InstanceSet(self.name, sub_train, sub_test, self.description, self.source)
+
+
+# ---------------------------------------------------------------------- loading
+def list_instance_sets() -> list[str]:
+    """Names of the instance sets shipped with the package."""
+    return sorted(p.stem for p in INSTANCE_SETS_DIR.glob("*.yaml"))
+
+
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(dict(base))
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _instance(raw: Any, split: str, index: int, defaults: Mapping[str, Any], set_name: str, source: str) -> Instance:
+    where = f"instance set {set_name!r} ({source}), {split}[{index}]"
+    if not isinstance(raw, Mapping):
+        raise InstanceSetError(f"{where}: expected a mapping with at least 'name', got {raw!r}")
+    unknown = set(raw) - _INSTANCE_KEYS
+    if unknown:
+        bad = sorted(unknown)[0]
+        hint = difflib.get_close_matches(bad, sorted(_INSTANCE_KEYS), n=1)
+        raise InstanceSetError(f"{where}: unknown key {bad!r}; valid keys: {sorted(_INSTANCE_KEYS)}"
+                               + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+    spec = _merge(defaults, raw)
+    name = spec.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise InstanceSetError(f"{where}: every instance needs a non-empty 'name'")
+    where = f"instance set {set_name!r} ({source}), {split} instance {name!r}"
+    for key in ("dataset", "learner"):
+        if not isinstance(spec.get(key), str):
+            raise InstanceSetError(f"{where}: '{key}' must be a registered name (set it here or under defaults)")
+    for key in ("dataset_kwargs", "learner_kwargs", "env", "tags"):
+        if not isinstance(spec.get(key, {}), Mapping):
+            raise InstanceSetError(f"{where}: '{key}' must be a mapping, got {spec.get(key)!r}")
+    env = dict(spec.get("env", {}))
+    bad_env = sorted(set(env) - set(ENV_KEYS))
+    if bad_env:
+        raise InstanceSetError(f"{where}: env key {bad_env[0]!r} is not an instance setting; an instance fixes only "
+                               f"{list(ENV_KEYS)} (the benchmark chooses reward, observation and seeds)")
+    env = {**_ENV_DEFAULTS, **env}
+    if not (isinstance(env["epochs"], int) and env["epochs"] >= 1):
+        raise InstanceSetError(f"{where}: env.epochs must be a positive int, got {env['epochs']!r}")
+    if not (isinstance(env["batch_budget"], int) and env["batch_budget"] >= 2):
+        raise InstanceSetError(f"{where}: env.batch_budget must be an int >= 2, got {env['batch_budget']!r}")
+    if env["step_every"] != "epoch" and not (isinstance(env["step_every"], int) and env["step_every"] >= 1):
+        raise InstanceSetError(f"{where}: env.step_every must be 'epoch' or a positive int, got {env['step_every']!r}")
+    _check_names(spec["dataset"], spec["learner"], where)
+    return Instance(name=name.strip(), split=split, dataset=spec["dataset"],
+                    dataset_kwargs=dict(spec.get("dataset_kwargs", {})), learner=spec["learner"],
+                    learner_kwargs=dict(spec.get("learner_kwargs", {})), epochs=env["epochs"],
+                    batch_budget=env["batch_budget"], step_every=env["step_every"],
+                    tags=dict(spec.get("tags", {})), set_name=set_name)
+
+
+def _check_names(dataset: str, learner: str, where: str) -> None:
+    from mmenv.datasets import DATASETS
+    from mmenv.learners import LEARNERS
+
+    for kind, name, registry in (("dataset", dataset, DATASETS), ("learner", learner, LEARNERS)):
+        if name not in registry:
+            hint = difflib.get_close_matches(name, sorted(registry), n=1)
+            raise InstanceSetError(f"{where}: unknown {kind} {name!r}; registered: {sorted(registry)}"
+                                   + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+
+
+def instance_set_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> InstanceSet:
+    """Validate a parsed YAML mapping into an :class:`InstanceSet` (see the module docstring)."""
+    if not isinstance(data, Mapping):
+        raise InstanceSetError(f"instance set {source}: expected a mapping at the top level")
+    unknown = set(data) - _SET_KEYS
+    if unknown:
+        raise InstanceSetError(f"instance set {source}: unknown key {sorted(unknown)[0]!r}; valid keys: "
+                               f"{sorted(_SET_KEYS)}")
+    name = data.get("name") or Path(source).stem
+    defaults = data.get("defaults", {}) or {}
+    if not isinstance(defaults, Mapping) or "name" in defaults:
+        raise InstanceSetError(f"instance set {name!r}: 'defaults' must be a mapping without 'name'")
+    splits: dict[str, list[Instance]] = {}
+    for split in ("train", "test"):
+        raw = data.get(split)
+        if not isinstance(raw, list) or not raw:
+            raise InstanceSetError(f"instance set {name!r} ({source}): '{split}' must be a non-empty list of instances")
+        splits[split] = [_instance(r, split, i, defaults, name, source) for i, r in enumerate(raw)]
+    names = [i.name for i in splits["train"] + splits["test"]]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise InstanceSetError(f"instance set {name!r}: instance names must be unique, repeated: {dupes}")
+    by_task: dict[str, list[str]] = {}
+    for inst in splits["train"] + splits["test"]:
+        by_task.setdefault(inst.task_key(), []).append(f"{inst.split}:{inst.name}")
+    same = [v for v in by_task.values() if len(v) > 1]
+    if same:
+        raise InstanceSetError(f"instance set {name!r}: instances {same[0]} are the same task (same data set, "
+                               "learner and settings once defaults are filled in); a test instance must be "
+                               "another task, not a train task with other seeds — change a generator "
+                               "parameter, the data seed, the views or the learner's settings")
+    return InstanceSet(name=str(name), train=splits["train"], test=splits["test"],
+                       description=str(data.get("description", "")).strip(), source=source)
+
+
+def load_instance_set(name_or_path: str | Path) -> InstanceSet:
+    """A shipped instance set by name (:func:`list_instance_sets`) or a YAML file by path."""
+    path = Path(name_or_path)
+    if not path.suffix and not path.exists():
+        path = INSTANCE_SETS_DIR / f"{name_or_path}.yaml"
+        if not path.exists():
+            names = list_instance_sets()
+            hint = difflib.get_close_matches(str(name_or_path), names, n=1)
+            raise InstanceSetError(f"no instance set {str(name_or_path)!r}; shipped sets: {names}"
+                                   + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                                   + ", or pass the path of a YAML file")
+    if not path.exists():
+        raise InstanceSetError(f"instance set file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise InstanceSetError(f"instance set {path}: not valid YAML: {exc}") from None
+    return instance_set_from_dict(data, source=str(path))
