@@ -375,6 +375,14 @@ def _train_reinforce(instances, runs, seed, reward, observation, workers, log_di
         from .ray_rollouts import RolloutHost
 
         ray = stack.enter_context(ray_session(ray_address, num_cpus=workers))
+        try:
+            _check_cpus(ray, workers)
+        except ValueError:
+            stack.close()
+            policy.close()
+            for env in envs.values():
+                env.close()
+            raise
         host = ray.remote(num_cpus=1)(RolloutHost)
         hosts = [host.remote(instances, observation, reward) for _ in range(workers)]
         stack.callback(_kill_actors, ray, hosts)
@@ -426,6 +434,16 @@ def _train_reinforce(instances, runs, seed, reward, observation, workers, log_di
                         runs=len(history), curve=curve, history=history)
 
 
+def _check_cpus(ray: Any, workers: int) -> None:
+    """Refuse more actors than the cluster has CPUs: the extra ones would wait forever."""
+    from mmenv.cluster import cluster_cpus
+
+    cpus = cluster_cpus(ray)
+    if workers > cpus:
+        raise ValueError(f"workers={workers} Ray actors need {workers} CPUs, but the Ray cluster has {cpus}: "
+                         "lower workers or add nodes (ray start --address=HEAD:6379 on another machine)")
+
+
 def _kill_actors(ray: Any, actors: Sequence[Any]) -> None:
     """Free the actors' CPUs (on a joined cluster they would outlive the training otherwise)."""
     with contextlib.suppress(Exception):
@@ -458,6 +476,11 @@ def _train_sb3(algo, instances, runs, seed, reward, observation, workers, log_di
         from .ray_rollouts import RayVecEnv
 
         ray = stack.enter_context(ray_session(ray_address, num_cpus=workers))
+        try:
+            _check_cpus(ray, workers)
+        except ValueError:
+            stack.close()
+            raise
         venv = RayVecEnv(fns, ray)
     else:
         venv = DummyVecEnv(fns) if workers == 1 else SubprocVecEnv(fns, start_method="forkserver")
