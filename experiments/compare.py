@@ -151,7 +151,8 @@ def add_compare_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="torch device for every run (env.device)")
     p.add_argument("--data-root", type=_data_root, action="append", default=[], metavar="NAME=PATH",
                    help="root folder of a data set (sets dataset_kwargs.NAME.root); repeatable")
-    p.add_argument("--workers", type=int, default=None, help="parallel worker processes")
+    p.add_argument("--workers", type=int, default=None,
+                   help="parallel worker processes (with --backend ray and no cluster: the local Ray instance's CPUs)")
     p.add_argument("--backend", choices=BACKENDS, default=None, help="process (this machine) or ray (a Ray cluster)")
     p.add_argument("--ray-address", default=None, help="Ray cluster address (default: RAY_ADDRESS or a local one)")
     p.add_argument("--out", default=None, help="output directory (default: the config's out)")
