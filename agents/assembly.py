@@ -94,14 +94,19 @@ def run_resumable(env, policy, seeds: Sequence[int], ckpt: str | Path, fingerpri
     the finished episodes' records and the agent's whole state (network, optimizer,
     baselines, sampling generator). Each episode resets the environment with its own
     seed, so an episode cut short by a kill is simply run again from its start with the
-    agent as it was before it: the resumed run equals an uninterrupted one (TensorBoard
-    may show the interrupted episode's steps twice).
+    agent as it was before it: the resumed run equals an uninterrupted one. The
+    checkpoint also holds where the environment's TensorBoard log stood; the environment
+    and the agent continue their logs from the checkpoint, purging what the interrupted
+    episode had written (``purge_step``), so no step appears twice. A run that does not
+    resume purges from step 0: the logs of an earlier run into the same folder are replaced.
     """
     from mmenv.checkpoint import CheckpointError, atomic_save, load
 
     ckpt = Path(ckpt)
+    base = getattr(env, "unwrapped", env)
     fingerprint = json.loads(json.dumps(fingerprint, default=str))
     records: list[EpisodeRecord] = []
+    tb_state: dict[str, Any] | None = None
     if resume and ckpt.exists():
         state = load(ckpt)
         if state.get("fingerprint") != fingerprint:
@@ -109,9 +114,17 @@ def run_resumable(env, policy, seeds: Sequence[int], ckpt: str | Path, fingerpri
                                   f"!= {fingerprint}; use another --out or drop --resume")
         records = [EpisodeRecord(**r) for r in json.loads(state["records"])]
         policy.load_state_dict(state["policy"])
+        tb_state = json.loads(state["tensorboard"]) if "tensorboard" in state else None
         print(f"resuming after episode {len(records)} of {len(seeds)} from {ckpt}")
+    if hasattr(base, "resume_tensorboard"):
+        base.resume_tensorboard(tb_state)
+    if hasattr(policy, "resume_logging"):
+        policy.resume_logging()
     for seed in list(seeds)[len(records):]:
         records += run_policy(env, policy, episodes=1, seeds=[seed], progress=progress, learn=True)
-        atomic_save({"fingerprint": fingerprint, "records": json.dumps([r.to_dict() for r in records]),
-                     "policy": policy.state_dict()}, ckpt)
+        payload = {"fingerprint": fingerprint, "records": json.dumps([r.to_dict() for r in records]),
+                   "policy": policy.state_dict()}
+        if hasattr(base, "tensorboard_state"):
+            payload["tensorboard"] = json.dumps(base.tensorboard_state())
+        atomic_save(payload, ckpt)
     return records

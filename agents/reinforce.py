@@ -319,11 +319,23 @@ class ReinforcePolicy(Policy):
             self._log(loss=float(loss.detach()), entropy=float(entropy.detach().mean()),
                       advantage=float(adv.mean()), concentration_sum=float(dist.concentration.detach().sum(-1).mean()))
 
+    def resume_logging(self) -> None:
+        """Continue the TensorBoard log after an interrupted run without writing an update twice.
+
+        The next writer purges what the interrupted run logged after the current update
+        count (its steps are update numbers, restored by :meth:`load_state_dict`);
+        :func:`~mmenv.agents.assembly.run_resumable` calls it.
+        """
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self._purge_step = self.num_updates + 1
+
     def _log(self, **scalars: float) -> None:
         if self._writer is None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(self.log_dir)
+            self._writer = SummaryWriter(self.log_dir, purge_step=getattr(self, "_purge_step", None))
         for key, value in scalars.items():
             self._writer.add_scalar(f"reinforce/{key}", value, self.num_updates)
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -92,23 +92,33 @@ def steps_per_episode(env) -> int | None:
         return None
 
 
-def run_policy(env, policy, episodes: int = 1, seeds: list[int] | None = None, progress: bool = False,
-               learn: bool = True) -> list[EpisodeRecord]:
-    """Play ``episodes`` episodes of ``policy`` on ``env``.
+def run_policy(env, policy, episodes: int | None = None, seeds: Sequence[int] | None = None,
+               progress: bool = False, learn: bool = True) -> list[EpisodeRecord]:
+    """Play episodes of ``policy`` on ``env``: one per seed of ``seeds``, or ``episodes`` of them.
 
     Args:
         env: a :class:`mmenv.DUSEnv` (or a wrapped one, e.g. from ``gymnasium.make``).
         policy: a Policy, an SB3 model or a callable ``f(obs, info) -> proportions``.
-        episodes: number of episodes (training runs).
-        seeds: one reset seed per episode (``len(seeds) == episodes``); ``None`` resets
-            without a seed (the environment's RNG continues).
+        episodes: number of episodes (training runs); default ``len(seeds)``, or 1 without
+            seeds. Given together with ``seeds`` it must equal ``len(seeds)``.
+        seeds: one reset seed per episode (``run_policy(env, p, seeds=[0, 1, 2])`` plays
+            three); ``None`` resets without a seed (the environment's RNG continues).
         progress: show tqdm bars over episodes and steps.
         learn: call ``policy.update`` after each step.
     """
+    if seeds is not None:
+        seeds = list(seeds)
+        if not seeds:
+            raise PolicyError("seeds is empty: pass at least one seed, or seeds=None with episodes=N")
+        if episodes is None:
+            episodes = len(seeds)
+    if episodes is None:
+        episodes = 1
     if episodes < 1:
         raise PolicyError(f"episodes must be >= 1, got {episodes}")
     if seeds is not None and len(seeds) != episodes:
-        raise PolicyError(f"got {len(seeds)} seeds for {episodes} episodes; pass one seed per episode")
+        raise PolicyError(f"got {len(seeds)} seeds for {episodes} episodes; pass one seed per episode "
+                          "(or leave episodes out: it defaults to len(seeds))")
     policy = as_policy(policy)
     base = env.unwrapped
     m = len(base.modalities)

@@ -9,6 +9,7 @@ the thread count.
 from __future__ import annotations
 
 import os
+import signal
 from dataclasses import asdict
 from typing import Any, Iterator, Sequence
 
@@ -18,7 +19,13 @@ __all__ = ["run_serial", "run_processes", "run_ray", "run_specs", "init_worker"]
 
 
 def init_worker() -> None:
-    """Per-worker setup: one torch thread (intra- and inter-op)."""
+    """Per-worker setup: one torch thread (intra- and inter-op); Ctrl-C is left to the driver.
+
+    A terminal sends Ctrl-C's SIGINT to every process of the foreground group; workers
+    ignore it, so the driver alone handles it (it stops the workers and prints one line)
+    instead of every worker printing its own traceback.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
 
@@ -43,6 +50,7 @@ def run_processes(specs: Sequence[RunSpec], out: str, tensorboard: bool, workers
 
     ctx = mp.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init_worker)
+    interrupted = False
     try:
         futures = {pool.submit(execute_run, asdict(spec), out, tensorboard): spec for spec in specs}
         for future in as_completed(futures):
@@ -51,10 +59,16 @@ def run_processes(specs: Sequence[RunSpec], out: str, tensorboard: bool, workers
                 yield future.result()
             except Exception as exc:  # the worker process itself died (e.g. killed for memory)
                 yield _crashed(spec, exc)
+    except KeyboardInterrupt:
+        # Ctrl-C: stop the runs in progress too (their result files are written by this
+        # process only, so nothing half-written is left); a re-run resumes the grid.
+        interrupted = True
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            proc.terminate()
+        raise
     finally:
-        # On Ctrl-C (or an early stop) drop the queued runs instead of finishing the grid;
-        # only the runs already in progress are waited for. A resume picks up the rest.
-        pool.shutdown(wait=True, cancel_futures=True)
+        # An early stop (or Ctrl-C) drops the queued runs instead of finishing the grid.
+        pool.shutdown(wait=not interrupted, cancel_futures=True)
 
 
 def run_ray(specs: Sequence[RunSpec], out: str, tensorboard: bool, address: str | None = None,

@@ -36,7 +36,8 @@ from .config import BACKENDS, CompareConfig, ConfigError, list_presets, load_con
 from .grid import RunSpec, build_grid
 from .report import FINISHED, load_results, markdown_tables, results_rows, write_csv, write_result
 
-__all__ = ["ComparisonSummary", "run_comparison", "add_compare_parser", "cmd_compare"]
+__all__ = ["ComparisonSummary", "run_comparison", "add_compare_parser", "cmd_compare", "check_dataset_arguments",
+           "check_out_dir", "registered_names"]
 
 
 @dataclass
@@ -86,11 +87,52 @@ def _execute(specs: list[RunSpec], cfg: CompareConfig, out: Path, progress: bool
             bar.close()
 
 
+def check_dataset_arguments(cfg: CompareConfig) -> None:
+    """Every data set of the grid gets the arguments its builder requires, or one clear error now.
+
+    A data set on disk needs its root folder: without it every run of the sweep would fail
+    with the builder's ``missing a required argument: 'root'``; this names the option that
+    sets it (``--data-root NAME=PATH``, or ``dataset_kwargs.NAME.root`` in a config).
+    """
+    import inspect
+
+    from mmenv.datasets import DATASETS
+
+    for name in cfg.datasets:
+        try:
+            params = inspect.signature(DATASETS.get_factory(name)).parameters.values()
+        except (TypeError, ValueError):   # no signature to read: the builder checks its arguments
+            continue
+        given = cfg.dataset_kwargs.get(name) or {}
+        missing = [p.name for p in params if p.default is inspect.Parameter.empty and p.name not in given
+                   and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+        if "root" in missing:
+            raise ConfigError(f"data set {name!r} is read from disk and needs its root folder: pass "
+                              f"--data-root {name}=/path/to/{name} (or set dataset_kwargs.{name}.root in the config)")
+        if missing:
+            raise ConfigError(f"data set {name!r} needs {', '.join(map(repr, missing))}: set "
+                              f"dataset_kwargs.{name}.{missing[0]} in the config")
+
+
+def check_out_dir(path: str | Path, option: str = "out") -> Path:
+    """``path`` as an output directory: refuse an existing file (or a file on the way to it) with one line."""
+    path = Path(path)
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                what = "is" if p == path else f"lies under {str(p)!r}, which is"
+                raise ConfigError(f"{option} {str(path)!r} {what} an existing file, not a directory; "
+                                  "name a directory (it is created if missing)")
+            break
+    return path
+
+
 def run_comparison(cfg: CompareConfig, force: bool = False, progress: bool = True,
                    ray_address: str | None = None) -> ComparisonSummary:
     """Run (or resume) the sweep ``cfg`` and write the CSV, tables and plots under ``cfg.out``."""
     start = time.perf_counter()
-    out = Path(cfg.out)
+    check_dataset_arguments(cfg)
+    out = check_out_dir(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     specs = build_grid(cfg)
@@ -124,6 +166,21 @@ def _names(text: str) -> list[str]:
     return names
 
 
+def _seeds(text: str) -> list[int]:
+    """``--seeds``: checked when the command line is parsed, so a bad seed fails before any run starts."""
+    try:
+        return parse_seeds(text, "--seeds")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("config <command line>: key '--seeds': ", "")) from None
+
+
+def _out_dir(text: str) -> str:
+    try:
+        return str(check_out_dir(text, "--out"))
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _data_root(text: str) -> tuple[str, str]:
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected NAME=PATH (e.g. crema-d=/data/CREMA-D), got {text!r}")
@@ -131,8 +188,25 @@ def _data_root(text: str) -> tuple[str, str]:
     return name.strip(), path.strip()
 
 
+def registered_names() -> dict[str, list[str]]:
+    """The names each registry knows now (built-in, registered in code, entry points), for ``--help``."""
+    from mmenv.agents import POLICIES
+    from mmenv.datasets import DATASETS
+    from mmenv.learners import LEARNERS
+    from mmenv.sampling import SAMPLE_ORDERS
+
+    return {"learners": LEARNERS.names(), "datasets": DATASETS.names(), "sample orders": SAMPLE_ORDERS.names(),
+            "policies": POLICIES.names()}
+
+
 def add_compare_parser(subparsers) -> argparse.ArgumentParser:
-    """Add ``compare`` to an argparse sub-command group."""
+    """Add ``compare`` to an argparse sub-command group.
+
+    The help of ``--policies``, ``--learners`` and ``--datasets`` lists the registries'
+    names when the parser is built, so names added by installed packages (entry points)
+    show up too.
+    """
+    names = registered_names()
     p = subparsers.add_parser(
         "compare", help="compare policies x learners x datasets x seeds; print a table, write CSV and plots",
         description="Run a grid of sampling policies x learners x datasets x seeds (in parallel, resumable). "
@@ -141,12 +215,15 @@ def add_compare_parser(subparsers) -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--config", default="default", help="preset name or path of a YAML config")
     p.add_argument("--policies", type=_names, default=None, metavar="A,B",
-                   help="policies: uniform, dus-h, fixed, discrepancy, reinforce, a saved agent path, "
-                        "or <sample_order>+<policy> (e.g. bss-curriculum+reinforce)")
-    p.add_argument("--learners", type=_names, default=None, metavar="A,B", help="learners, e.g. baseline,mla")
-    p.add_argument("--datasets", type=_names, default=None, metavar="A,B", help="data sets, e.g. synthetic,uci-mfeat")
-    p.add_argument("--seeds", default=None, metavar="N|A,B",
-                   help="a seed count (3 -> 0,1,2) or a comma-separated list")
+                   help=f"policies: {', '.join(names['policies'])}, a saved agent path, or "
+                        f"<sample_order>+<policy> with a sample order of {', '.join(names['sample orders'])} "
+                        "(e.g. bss-curriculum+reinforce)")
+    p.add_argument("--learners", type=_names, default=None, metavar="A,B",
+                   help=f"learners: {', '.join(names['learners'])} (e.g. baseline,mla)")
+    p.add_argument("--datasets", type=_names, default=None, metavar="A,B",
+                   help=f"data sets: {', '.join(names['datasets'])} (e.g. synthetic,uci-mfeat)")
+    p.add_argument("--seeds", type=_seeds, default=None, metavar="N|A,B",
+                   help="a seed count (3 -> 0,1,2) or a comma-separated list of seeds >= 0")
     p.add_argument("--epochs", type=int, default=None, help="training epochs per run (env.epochs)")
     p.add_argument("--device", default=None, help="torch device for every run (env.device)")
     p.add_argument("--data-root", type=_data_root, action="append", default=[], metavar="NAME=PATH",
@@ -155,7 +232,7 @@ def add_compare_parser(subparsers) -> argparse.ArgumentParser:
                    help="parallel worker processes (with --backend ray and no cluster: the local Ray instance's CPUs)")
     p.add_argument("--backend", choices=BACKENDS, default=None, help="process (this machine) or ray (a Ray cluster)")
     p.add_argument("--ray-address", default=None, help="Ray cluster address (default: RAY_ADDRESS or a local one)")
-    p.add_argument("--out", default=None, help="output directory (default: the config's out)")
+    p.add_argument("--out", type=_out_dir, default=None, help="output directory (default: the config's out)")
     p.add_argument("--force", action="store_true", help="re-run runs that already have results")
     p.add_argument("--no-plots", action="store_true", help="skip the figures")
     p.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard logs")
@@ -171,7 +248,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         "env.epochs": args.epochs, "env.device": args.device,
     }
     if args.seeds is not None:
-        overrides["seeds"] = parse_seeds(args.seeds, "--seeds")
+        overrides["seeds"] = args.seeds
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
     if args.data_root:

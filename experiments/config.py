@@ -127,6 +127,8 @@ def parse_seeds(value: Any, key: str = "seeds", source: str = "<command line>") 
             raise _fail(source, key, f"a seed count must be >= 1, got {value}")
         return list(range(value))
     if isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        if any(v < 0 for v in value):   # Gymnasium's reset refuses them: every run would fail
+            raise _fail(source, key, f"seeds must be >= 0, got {[v for v in value if v < 0]} in {value}")
         if len(set(value)) != len(value):
             raise _fail(source, key, f"duplicate seeds in {value}")
         return list(value)

@@ -17,13 +17,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RunSpec", "build_grid", "split_policy", "slugify", "execute_run", "new_result", "RESULT_VERSION"]
+__all__ = ["RunSpec", "build_grid", "split_policy", "slugify", "execute_run", "new_result", "RESULT_VERSION",
+           "log_hparams", "run_hparams", "run_metrics"]
 
 # Bump when the result-file layout changes, so older files are not silently reused.
 RESULT_VERSION = 1
@@ -128,6 +130,10 @@ def execute_run(spec: RunSpec | dict, out: str | None = None, tensorboard: bool 
         from mmenv.agents import run_policy
 
         log_dir = str(spec.tb_dir(out)) if (tensorboard and out is not None) else None
+        if log_dir is not None and Path(log_dir).exists():
+            # A run is executed again only when it did not finish (or with --force): a fresh
+            # folder, so TensorBoard never shows an earlier attempt's steps beside this one's.
+            shutil.rmtree(log_dir)
         env = make_run_env(dict(spec.env, dataset=spec.dataset, learner=spec.learner,
                                 dataset_kwargs=spec.dataset_kwargs or None,
                                 learner_kwargs=spec.learner_kwargs or None, log_dir=log_dir),
@@ -138,6 +144,8 @@ def execute_run(spec: RunSpec | dict, out: str | None = None, tensorboard: bool 
         if record.diverged:
             result["error"] = "training loss became NaN/inf (episode truncated with info['diverged'])"
         close_policy(policy)
+        if log_dir is not None:
+            log_hparams(env.tensorboard_writer, spec, result)
     except Exception as exc:  # noqa: BLE001 - a failing run is data, not a crash
         result.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
     finally:
@@ -148,6 +156,61 @@ def execute_run(spec: RunSpec | dict, out: str | None = None, tensorboard: bool 
                 pass
     result["wall_time_s"] = time.perf_counter() - start
     return result
+
+
+def run_hparams(spec: RunSpec) -> dict[str, Any]:
+    """The run's settings as TensorBoard hparams: the grid coordinates, the environment's
+    settings and the learner's / policy's keyword arguments (``learner.<k>``, ``policy.<k>``).
+    Values other than numbers, strings and booleans are written as their JSON text."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, (bool, int, float, str)):
+            return value
+        return json.dumps(value, sort_keys=True, default=str)
+
+    hp: dict[str, Any] = {"dataset": spec.dataset, "learner": spec.learner, "policy": spec.policy_name,
+                          "sample_order": spec.sample_order or spec.env.get("sample_order", "shuffle"),
+                          "seed": spec.seed}
+    hp.update({f"env.{k}": plain(v) for k, v in sorted(spec.env.items()) if k not in hp})
+    hp.update({f"learner.{k}": plain(v) for k, v in sorted(spec.learner_kwargs.items())})
+    hp.update({f"policy.{k}": plain(v) for k, v in sorted(spec.policy_kwargs.items())})
+    return hp
+
+
+def run_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The run's outcome as hparams metrics (``hparam/...``): test accuracy, MAP and macro-F1
+    (fused and per modality), the reward sum and the mean share of each modality."""
+    metrics: dict[str, float] = {}
+    for who, values in (result.get("test") or {}).items():
+        for metric, value in values.items():
+            metrics[f"hparam/test/{who}/{metric}"] = float(value)
+    if result.get("reward_sum") is not None:
+        metrics["hparam/reward_sum"] = float(result["reward_sum"])
+    proportions = result.get("proportions") or []
+    for j, m in enumerate(result.get("modalities") or []):
+        if proportions:
+            metrics[f"hparam/mean_proportion/{m}"] = float(sum(p[j] for p in proportions) / len(proportions))
+    return metrics
+
+
+def log_hparams(writer, spec: RunSpec, result: dict[str, Any]) -> None:
+    """Write the run's hparams and metrics with ``writer``, the run's own TensorBoard writer
+    (the HPARAMS tab).
+
+    The summaries go into the run's folder itself, not a sub-folder as
+    ``SummaryWriter.add_hparams`` would make, so TensorBoard's hparams table links each row
+    to the run's curves; the metrics are scalars at the run's last step.
+    """
+    from torch.utils.tensorboard.summary import hparams
+
+    metrics = run_metrics(result)
+    experiment, start, end = hparams(run_hparams(spec), metrics)
+    file_writer = writer._get_file_writer()
+    for summary in (experiment, start, end):
+        file_writer.add_summary(summary)
+    step = int(result.get("steps") or 0)
+    for tag, value in metrics.items():
+        writer.add_scalar(tag, value, step)
+    writer.flush()
 
 
 def new_result(spec: RunSpec, status: str = "failed", error: str = "") -> dict[str, Any]:

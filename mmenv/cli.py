@@ -91,6 +91,26 @@ def _positive_int(text: str) -> int:
     return k
 
 
+def _seed(text: str) -> int:
+    try:
+        k = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a seed (an integer >= 0), got {text!r}") from None
+    if k < 0:   # Gymnasium's reset refuses negative seeds: fail here, before any work
+        raise argparse.ArgumentTypeError(f"a seed must be >= 0, got {k}")
+    return k
+
+
+def _out_dir(text: str) -> Path:
+    """``--out``: a directory (created if missing); an existing file there is refused at parse time."""
+    from mmenv.experiments.compare import check_out_dir
+
+    try:
+        return check_out_dir(text, "--out")
+    except MMEnvError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_env_arguments(parser: argparse.ArgumentParser) -> None:
     """The environment options (:class:`mmenv.DUSEnv` arguments) shared by sub-commands."""
     from mmenv.datasets import DATASETS
@@ -213,8 +233,8 @@ def _add_train(subparsers) -> None:
     p.add_argument("--lr", type=float, default=None, help="agent learning rate (default: 1e-4, the paper's)")
     p.add_argument("--agent-kwargs", type=_json_object, default={}, metavar="JSON",
                    help="extra agent options: ReinforceConfig fields or SB3 constructor arguments")
-    p.add_argument("--seed", type=int, default=0, help="agent seed; episode i resets the env with seed+i")
-    p.add_argument("--out", required=True, type=Path, help="output directory")
+    p.add_argument("--seed", type=_seed, default=0, help="agent seed; episode i resets the env with seed+i")
+    p.add_argument("--out", required=True, type=_out_dir, help="output directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--resume", action="store_true",
                    help="REINFORCE: continue from OUT/train.ckpt (written atomically after every episode) "
@@ -254,7 +274,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         fingerprint.update(mode=args.mode, episodes=len(seeds))
         records = run_resumable(env, policy, seeds, out / "train.ckpt", fingerprint, resume=args.resume,
                                 progress=not args.no_progress)
-        writer = SummaryWriter(str(out / "tb" / "episodes"))
+        # Written whole from the records: purge_step=0 replaces what an earlier attempt wrote.
+        writer = SummaryWriter(str(out / "tb" / "episodes"), purge_step=0)
         for i, rec in enumerate(records):
             writer.add_scalar("episode/reward_sum", rec.reward_sum, i)
             for who, metrics in (rec.test or {}).items():
@@ -294,15 +315,18 @@ def _add_evaluate(subparsers) -> None:
         description="Evaluate a heuristic (uniform, dus-h, fixed, discrepancy), online REINFORCE (reinforce) "
                     "or a saved agent (.pt / .zip). Writes OUT/results.json and OUT/results.csv.",
         formatter_class=HelpFormatter)
+    from mmenv.agents import POLICIES
+
     p.add_argument("--policy", required=True,
-                   help="uniform, dus-h, fixed, discrepancy, reinforce, or the path of a saved agent")
+                   help=f"a registered policy ({', '.join(POLICIES.names())}) or the path of a saved agent "
+                        "(.pt REINFORCE, .zip SB3)")
     p.add_argument("--policy-kwargs", type=_json_object, default={}, metavar="JSON",
                    help="policy options, e.g. '{\"beta\": 0.4}' for dus-h or '{\"tau\": 0.1}' for discrepancy")
     p.add_argument("--episodes", type=_positive_int, default=1, help="episodes (training runs)")
-    p.add_argument("--seed", type=int, default=0, help="episode i resets the environment with seed+i")
+    p.add_argument("--seed", type=_seed, default=0, help="episode i resets the environment with seed+i")
     p.add_argument("--frozen", action="store_true",
                    help="REINFORCE: no updates during evaluation and deterministic (mean) actions")
-    p.add_argument("--out", required=True, type=Path, help="output directory")
+    p.add_argument("--out", required=True, type=_out_dir, help="output directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_env_arguments(p)
     p.set_defaults(func=cmd_evaluate)
@@ -377,13 +401,23 @@ def register_subcommand(name: str, add: Callable[[Any], None]) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``mmenv`` parser; its ``subparsers`` attribute is the sub-command group."""
+    from mmenv.experiments.compare import registered_names
+
+    # The registries' names now, entry points of installed packages included.
+    listing = "\n".join(f"  {kind}: {', '.join(names)}" for kind, names in registered_names().items())
     parser = argparse.ArgumentParser(
         prog="mmenv",
         description="Multimodal training as a Gymnasium environment (Data-aware Unimodal Sampling): "
-                    "train sampling agents and evaluate sampling policies.")
+                    "train sampling agents and evaluate sampling policies.",
+        epilog=f"registered names (built in, or added by installed packages through entry points):\n{listing}\n"
+               "`mmenv COMMAND --help` shows each command's options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     from mmenv import __version__
 
     parser.add_argument("--version", action="version", version=f"mmenv {__version__}")
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                        help="import MODULE first (repeatable): a module that registers learners, data sets, "
+                             "policies, ... in code; compare's worker processes import it too (sets MMENV_PLUGINS)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     parser.subparsers = subparsers  # type: ignore[attr-defined]
     for add in SUBCOMMANDS.values():
@@ -391,7 +425,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _resume_hint(args: argparse.Namespace) -> str:
+    """What re-running the interrupted command does (the one line printed on Ctrl-C)."""
+    if args.command == "compare":
+        where = Path(args.out) / "runs" if getattr(args, "out", None) else "the output folder's runs/"
+        return f"finished runs are saved in {where}; re-run the same command to resume (unfinished runs run again)"
+    if args.command == "train" and getattr(args, "agent", None) == "reinforce":
+        return (f"finished episodes are saved in {Path(args.out) / 'train.ckpt'}; re-run the same command "
+                "with --resume to continue from there")
+    if args.command == "train":
+        return "SB3 training keeps no checkpoint; re-run the same command to train again"
+    return "nothing was written; re-run the same command to start again"
+
+
+def _use_plugins(argv: Sequence[str] | None) -> None:
+    """Apply ``--plugin MODULE`` (before the parser is built, so ``--help`` lists the plugins'
+    names): add the modules to ``MMENV_PLUGINS``, which worker processes inherit."""
+    import os
+
+    from .registry import PLUGINS_ENV, load_plugins
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--plugin", action="append", default=[])
+    known, _ = pre.parse_known_args(list(sys.argv[1:] if argv is None else argv))
+    if known.plugin:
+        current = [n for n in os.environ.get(PLUGINS_ENV, "").split(",") if n.strip()]
+        os.environ[PLUGINS_ENV] = ",".join(dict.fromkeys([*current, *known.plugin]))
+    load_plugins()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        _use_plugins(argv)
+    except MMEnvError as exc:
+        print(f"mmenv: error: {exc}", file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -399,6 +467,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        # Ctrl-C is how a long sweep is stopped: one line on what a re-run does, no traceback.
+        print(f"\nmmenv {args.command}: interrupted; {_resume_hint(args)}", file=sys.stderr)
+        return 130
     except MMEnvError as exc:
         # The package's own errors (unknown names, bad keywords, malformed data or config)
         # say what is wrong and how to fix it: one line, no traceback. Anything else is a

@@ -54,7 +54,9 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         # Workers started from a source checkout (no install) still import this package.
         root = str(Path(__file__).resolve().parent.parent)
         path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
-        runtime_env = {"env_vars": {"PYTHONPATH": path, "OMP_NUM_THREADS": "1"}}
+        runtime_env = {"env_vars": {"PYTHONPATH": path, "OMP_NUM_THREADS": "1",
+                                    # plugin modules register names in code: workers import them too
+                                    "MMENV_PLUGINS": os.environ.get("MMENV_PLUGINS", "")}}
         # A local instance needs no dashboard; joining a cluster keeps the cluster's settings.
         local: dict[str, Any] = {} if address else {"include_dashboard": False, "num_cpus": num_cpus}
         ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, runtime_env=runtime_env, **local)

@@ -710,7 +710,40 @@ class DUSEnv(gym.Env):
             return
         from .tb import log_step
 
-        log_step(writer, self._global_step, self.modalities, info, reward)
+        self._last_scalars = log_step(writer, self._global_step, self.modalities, info, reward)
+
+    @property
+    def tensorboard_writer(self):
+        """The ``SummaryWriter`` on ``log_dir`` (``None`` without one), for callers that add
+        to the run's log, such as ``mmenv compare``'s hparams summary."""
+        return self._writer_or_none()
+
+    def tensorboard_state(self) -> dict[str, Any]:
+        """Where this environment's TensorBoard log stands, for :meth:`resume_tensorboard`:
+        the global step (steps logged so far over all episodes) and the last step's scalars."""
+        return {"global_step": int(self._global_step), "last_step": dict(getattr(self, "_last_scalars", {}))}
+
+    def resume_tensorboard(self, state: Mapping[str, Any] | None = None) -> None:
+        """Continue the log after a run was interrupted, so that no step is written twice.
+
+        ``state`` is a :meth:`tensorboard_state` saved when the resumed-from point was
+        reached (``None``: from the start). The next writer on ``log_dir`` purges every event
+        at or after ``state["global_step"]`` that the interrupted run wrote (TensorBoard's
+        ``purge_step``), then writes the saved last step again (its step is shared with the
+        next episode's ``discrepancy_initial``, so it is purged too) and goes on from there.
+        """
+        state = dict(state or {})
+        self._global_step = int(state.get("global_step", 0))
+        if self.log_dir is None:
+            return
+        if self._writer is not None:
+            self._writer.close()
+        from .tb import make_writer, write_scalars
+
+        self._writer = make_writer(self.log_dir, purge_step=self._global_step)
+        self._last_scalars = dict(state.get("last_step") or {})
+        if self._last_scalars:
+            write_scalars(self._writer, self._last_scalars, self._global_step)
 
     def close(self) -> None:
         if self._writer is not None:

@@ -34,6 +34,14 @@ What every registry does the same way:
   Ray workers with the package installed) resolve ``my-learner`` by themselves. A name
   registered in code wins over an entry point of the same name (a warning says so).
 
+**Plugin modules.** For code that is not an installed package, the environment variable
+``MMENV_PLUGINS`` (comma-separated module names; ``mmenv --plugin MODULE`` sets it) names
+modules that register their names in code (``register_learner(...)`` at import time).
+They are imported at the same moments the entry-point groups are read, once per process;
+worker processes inherit the variable, so they import the modules too (the modules must be
+importable there: installed, or on ``PYTHONPATH``). Entry points stay the way to ship names
+with a package.
+
 A registry is also a read-only-style :class:`~collections.abc.Mapping` from name to
 factory (``"mla" in LEARNERS``, ``sorted(LEARNERS)``, ``LEARNERS["mla"]``), so code that
 used the earlier plain dicts keeps working; ``LEARNERS[name] = cls`` registers with
@@ -53,7 +61,36 @@ from typing import Any, Callable
 
 from .errors import ArgumentError, RegistryError, UnknownNameError
 
-__all__ = ["Registry", "GROUPS"]
+__all__ = ["Registry", "GROUPS", "PLUGINS_ENV", "load_plugins"]
+
+#: environment variable naming modules that register names in code (comma-separated)
+PLUGINS_ENV = "MMENV_PLUGINS"
+_plugins_imported: set[str] = set()
+
+
+def load_plugins() -> list[str]:
+    """Import the modules named in ``MMENV_PLUGINS`` that this process has not imported yet.
+
+    Called whenever a registry reads its entry-point group (listings, unknown names), so a
+    worker process that meets a plugin's name imports the plugin by itself. Returns the
+    modules imported now. A module that cannot be imported is a :class:`RegistryError`
+    naming it and the variable.
+    """
+    import os
+
+    imported = []
+    for name in (n.strip() for n in os.environ.get(PLUGINS_ENV, "").split(",")):
+        if not name or name in _plugins_imported:
+            continue
+        _plugins_imported.add(name)    # first: a plugin that lists names does not import itself again
+        try:
+            importlib.import_module(name)
+        except Exception as exc:
+            _plugins_imported.discard(name)
+            raise RegistryError(f"cannot import plugin module {name!r} (named in {PLUGINS_ENV} or by --plugin): "
+                                f"{type(exc).__name__}: {exc}; install it or put its folder on PYTHONPATH") from exc
+        imported.append(name)
+    return imported
 
 #: entry-point group of each registry, by registry kind
 GROUPS = {
@@ -205,6 +242,7 @@ class Registry(Mapping[str, Any]):
     def _scan(self) -> None:
         # Reading a group takes milliseconds, so it is done on every listing and every name
         # not found: a package installed while this process runs is found too.
+        load_plugins()
         try:
             found = metadata.entry_points(group=self.group)
         except Exception as exc:  # noqa: BLE001 - broken metadata must not break the built-ins

@@ -83,3 +83,131 @@ def test_parser_is_extensible():
     kw = env_kwargs_from_args(args)
     assert kw["epochs"] == 3 and kw["step_every"] == 4 and kw["learner_kwargs"] == {"lr": 0.1}
     assert kw["dataset"] == "synthetic" and kw["dataset_kwargs"] is None
+
+
+# ---------------------------------------------------------------------- bad input and Ctrl-C
+def _usage_error(capsys, argv) -> str:
+    """Run ``argv``; it must stop at parse time (argparse's exit status 2); return the last stderr line."""
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "Traceback" not in "\n".join(err)
+    return err[-1]
+
+
+def test_out_naming_a_file_is_one_line(tmp_path, capsys):
+    afile = tmp_path / "results.txt"
+    afile.write_text("keep me")
+    for argv in (["compare", "--out", str(afile)], ["evaluate", "--policy", "uniform", "--out", str(afile)],
+                 ["train", "--agent", "ppo", "--out", str(afile / "sub")]):
+        line = _usage_error(capsys, argv)
+        assert "--out" in line and "existing file" in line and str(afile) in line, line
+    assert afile.read_text() == "keep me"
+    # from Python the same check is a ConfigError, before anything is written
+    from mmenv.experiments.compare import run_comparison
+    from mmenv.experiments.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="existing file"):
+        run_comparison(load_config("tiny", overrides={"out": str(afile)}), progress=False)
+
+
+def test_negative_seeds_are_refused_at_parse_time(capsys):
+    line = _usage_error(capsys, ["compare", "--seeds", "0,-3"])
+    assert "--seeds" in line and "seeds must be >= 0" in line and "[-3]" in line
+    assert "seed must be >= 0" in _usage_error(capsys, ["evaluate", "--policy", "uniform", "--seed", "-1",
+                                                        "--out", "unused"])
+    from mmenv.experiments.config import ConfigError, parse_seeds
+
+    with pytest.raises(ConfigError, match="seeds must be >= 0"):
+        parse_seeds([1, -2])                                    # a config file's seeds too
+
+
+def test_dataset_without_root_names_data_root(tmp_path, capsys):
+    code = main(["compare", "--datasets", "crema-d", "--learners", "baseline", "--policies", "uniform",
+                 "--seeds", "1", "--out", str(tmp_path / "c"), "--no-progress"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--data-root crema-d=" in err[0] and "dataset_kwargs.crema-d.root" in err[0], err
+    assert not (tmp_path / "c" / "runs").exists()             # refused before any run
+
+
+@pytest.mark.parametrize("command", ["compare", "train", "evaluate"])
+def test_ctrl_c_prints_one_line_and_exits_130(command, tmp_path, capsys, monkeypatch):
+    import mmenv.agents
+    import mmenv.agents.assembly
+    import mmenv.experiments.compare
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mmenv.experiments.compare, "run_comparison", interrupt)
+    monkeypatch.setattr(mmenv.agents.assembly, "run_resumable", interrupt)
+    monkeypatch.setattr(mmenv.agents, "run_policy", interrupt)
+    out = str(tmp_path / "o")
+    argv = {"compare": ["compare", "--config", "tiny", "--out", out],
+            "train": ["train", "--agent", "reinforce", "--out", out, *TINY],
+            "evaluate": ["evaluate", "--policy", "uniform", "--out", out, *TINY]}[command]
+    assert main(argv) == 130
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith(f"mmenv {command}: interrupted; "), err
+    if command != "evaluate":
+        assert "re-run" in err[0] and "resume" in err[0]
+    if command == "train":
+        assert "--resume" in err[0] and "train.ckpt" in err[0]
+
+
+def test_help_lists_the_registries_including_code_registrations(capsys):
+    from mmenv.agents import POLICIES, UniformPolicy
+    from mmenv.learners import LEARNERS, BaselineLearner
+
+    LEARNERS.register("help-probe-learner", BaselineLearner)
+    POLICIES.register("help-probe-policy", UniformPolicy)
+    try:
+        with pytest.raises(SystemExit):
+            main(["--help"])
+        top = capsys.readouterr().out
+        with pytest.raises(SystemExit):
+            main(["compare", "--help"])
+        compare = " ".join(capsys.readouterr().out.split())
+    finally:
+        LEARNERS.unregister("help-probe-learner")
+        POLICIES.unregister("help-probe-policy")
+    for name in ("help-probe-learner", "di-mml", "uci-mfeat", "av-digits", "bss-curriculum", "remix",
+                 "help-probe-policy", "dus-h"):
+        assert name in top and name in compare, name
+    assert "learners:" in top and "sample orders:" in top and "policies:" in top
+
+
+@pytest.mark.subprocess
+def test_ctrl_c_in_compare_with_workers_is_one_line_and_resumes(tmp_path):
+    """SIGINT to the whole process group, as a terminal's Ctrl-C: workers stay quiet, the
+    driver prints one line and exits 130; a re-run finishes only the missing runs."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    out = tmp_path / "int"
+    cmd = [sys.executable, "-m", "mmenv", "compare", "--config", "tiny", "--seeds", "4", "--workers", "2",
+           "--no-plots", "--no-progress", "--no-tensorboard", "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    end = time.monotonic() + 300
+    while not (out / "runs").exists() or not list((out / "runs").glob("*.json")):
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        assert time.monotonic() < end, "no run finished in time"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "interrupted" in lines[0] and "resume" in lines[0], err[-2000:]
+    finished = len(list((out / "runs").glob("*.json")))
+    assert 1 <= finished < 8
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"{8 - finished} run(s) executed, {finished} reused" in again.stdout

@@ -89,3 +89,15 @@ def test_errors():
         run_policy(env, 42)
     with pytest.raises(PolicyError, match="unknown policy"):
         make_policy("greedy")
+
+
+def test_seeds_alone_set_the_episode_count():
+    env = tiny_env()
+    records = run_policy(env, make_policy("uniform"), seeds=[0, 1, 2], learn=False)
+    assert [r.seed for r in records] == [0, 1, 2]
+    assert len(run_policy(env, make_policy("uniform"), seeds=(5,), learn=False)) == 1
+    with pytest.raises(PolicyError, match="2 seeds for 3 episodes.*defaults to len\\(seeds\\)"):
+        run_policy(env, make_policy("uniform"), episodes=3, seeds=[0, 1])
+    with pytest.raises(PolicyError, match="seeds is empty"):
+        run_policy(env, make_policy("uniform"), seeds=[])
+    assert len(run_policy(env, make_policy("uniform"), learn=False)) == 1   # neither: one unseeded episode

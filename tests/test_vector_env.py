@@ -157,3 +157,41 @@ def test_make_vec_default_falls_back_to_sync_with_a_notice(learner):
     r1, r2 = envs.step(a), sync.step(a)
     np.testing.assert_array_equal(r1[0], r2[0])
     np.testing.assert_array_equal(r1[1], r2[1])
+
+
+def test_make_vec_wrappers_need_the_sync_mode_as_documented():
+    """``wrappers=`` is refused by Gymnasium under the default vector_entry_point mode; the
+    sync mode documented in docs/performance.md applies them to every run."""
+    import re
+    from pathlib import Path
+
+    from gymnasium.error import Error as GymError
+    from gymnasium.wrappers import TransformReward
+    from gymnasium.wrappers.vector import RecordEpisodeStatistics
+
+    kw = dict(dataset_kwargs={"n_train": 64, "n_val": 16, "n_test": 32}, epochs=2)
+    wrappers = [lambda env: TransformReward(env, lambda r: 10 * r)]
+    with pytest.raises(GymError, match="vector_entry_point.*wrappers"):
+        gym.make_vec("mmenv/DUS-v0", num_envs=2, wrappers=wrappers, **kw)
+    wrapped = gym.make_vec("mmenv/DUS-v0", num_envs=2, vectorization_mode="sync", wrappers=wrappers, **kw)
+    plain = gym.make_vec("mmenv/DUS-v0", num_envs=2, vectorization_mode="sync", **kw)
+    assert all(isinstance(e, TransformReward) for e in wrapped.envs)
+    for envs in (wrapped, plain):
+        envs.reset(seed=3)
+    actions = np.array([[0.5, -0.5], [-1.0, 1.0]], dtype=np.float32)
+    r_wrapped, r_plain = wrapped.step(actions)[1], plain.step(actions)[1]
+    np.testing.assert_allclose(r_wrapped, 10 * r_plain, rtol=1e-6)     # same seeds, reward x 10
+    wrapped.close(), plain.close()
+    # a vector wrapper wraps the default (batched) env
+    stats = RecordEpisodeStatistics(gym.make_vec("mmenv/DUS-v0", num_envs=2, **kw))
+    stats.reset(seed=0)
+    for _ in range(2):
+        _, rewards, terminations, _, infos = stats.step(actions)
+    assert terminations.all() and "episode" in infos
+    stats.close()
+    # the documented block runs as written
+    text = (Path(__file__).resolve().parents[1] / "docs" / "performance.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "wrappers=" in b)
+    namespace: dict = {}
+    exec(compile(block, "docs/performance.md", "exec"), namespace)
+    assert namespace["rewards"].shape == (2,)
