@@ -28,6 +28,11 @@ from all of them, so there the result depends on ``workers``). The batched
 :class:`mmenv.vector_env.DUSVectorEnv` is not used: it runs one configuration of the
 Baseline learner only, while a train set mixes instances and learners.
 
+On a cluster. ``backend="ray"`` plays the training runs in ``workers`` Ray actors instead of
+local processes (:mod:`mmenv.agents.ray_rollouts`), on a local Ray instance with ``workers``
+CPUs or on the cluster at ``ray_address`` / ``RAY_ADDRESS``; the same seeds give the same
+agent as ``backend="process"`` with the same ``workers``.
+
 Example::
 
     from mmenv.agents.across_runs import bench_env, train_across_runs
@@ -43,6 +48,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import json
@@ -64,10 +70,11 @@ from mmenv.wrappers import BENCH_OBSERVATIONS, BENCH_REWARDS, make_bench_env
 from .policy import Policy, PolicyError
 from .reinforce import ReinforcePolicy
 
-__all__ = ["ALGOS", "PRESETS", "TRAIN_SEED_MIN", "INSTANCE_KEYS", "bench_env", "train_across_runs",
+__all__ = ["ALGOS", "BACKENDS", "PRESETS", "TRAIN_SEED_MIN", "INSTANCE_KEYS", "bench_env", "train_across_runs",
            "TrainedAgent", "MultiInstanceEnv"]
 
 ALGOS = ("reinforce", "ppo", "sac", "td3")
+BACKENDS = ("process", "ray")  # where training runs are played (local processes or Ray actors)
 TRAIN_SEED_MIN = 2**24
 FORMAT = "mmenv-across-runs-v1"
 SB3_META = "mmenv_across_runs.json"  # extra entry in an SB3 .zip; SB3's loader ignores it
@@ -346,7 +353,7 @@ def _deterministic_copy(policy: ReinforcePolicy) -> ReinforcePolicy:
 
 
 def _train_reinforce(instances, runs, seed, reward, observation, workers, log_dir, curve_every, curve_fn,
-                     options) -> TrainedAgent:
+                     options, backend="process", ray_address=None) -> TrainedAgent:
     per_update = int(options.pop("episodes_per_update", 1))
     if per_update < 1:
         raise ValueError(f"episodes_per_update must be >= 1, got {per_update}")
@@ -362,7 +369,27 @@ def _train_reinforce(instances, runs, seed, reward, observation, workers, log_di
     curve: list[tuple[int, float]] = []
     next_curve = 0
     pool = None
-    if workers > 1:
+    actors: Any = None  # Ray: an ActorPool of RolloutHosts
+    stack = contextlib.ExitStack()
+    if backend == "ray":
+        from mmenv.cluster import ray_session
+
+        from .ray_rollouts import RolloutHost
+
+        ray = stack.enter_context(ray_session(ray_address, num_cpus=workers))
+        try:
+            _check_cpus(ray, workers)
+        except ValueError:
+            stack.close()
+            policy.close()
+            for env in envs.values():
+                env.close()
+            raise
+        host = ray.remote(num_cpus=1)(RolloutHost)
+        hosts = [host.remote(instances, observation, reward) for _ in range(workers)]
+        stack.callback(_kill_actors, ray, hosts)
+        actors = ray.util.ActorPool(hosts)
+    elif workers > 1:
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("forkserver"),
                                    initializer=_init_worker, initargs=(instances, observation, reward))
     try:
@@ -375,7 +402,13 @@ def _train_reinforce(instances, runs, seed, reward, observation, workers, log_di
             if done >= runs:
                 break
             tasks = plan[done:done + per_update]
-            if pool is None:
+            if actors is not None:
+                from .ray_rollouts import play_on_actors
+
+                assert policy.net is not None
+                weights = {k: v.clone() for k, v in policy.net.state_dict().items()}
+                results = play_on_actors(ray, actors, asdict(policy.config), weights, tasks)
+            elif pool is None:
                 results = []
                 for index, env_seed, sample_seed in tasks:
                     if index not in envs:
@@ -394,12 +427,32 @@ def _train_reinforce(instances, runs, seed, reward, observation, workers, log_di
     finally:
         if pool is not None:
             pool.shutdown()
+        stack.close()
         for env in envs.values():
             env.close()
         policy.close()
     final = _deterministic_copy(policy)
     return TrainedAgent(algo="reinforce", policy=final, observation=observation, reward=reward, seed=seed,
                         runs=len(history), curve=curve, history=history)
+
+
+def _check_cpus(ray: Any, workers: int) -> None:
+    """Refuse more actors than the cluster has CPUs: the extra ones would wait forever."""
+    from mmenv.cluster import cluster_cpus
+
+    cpus = cluster_cpus(ray)
+    if workers > cpus:
+        raise ValueError(f"workers={workers} Ray actors need {workers} CPUs, but the Ray cluster has {cpus}: "
+                         "lower workers or add nodes (ray start --address=HEAD:6379 on another machine)")
+
+
+def _kill_actors(ray: Any, actors: Sequence[Any]) -> None:
+    """Free the actors' CPUs (on a joined cluster they would outlive the training otherwise)."""
+    with contextlib.suppress(Exception):
+        ray.get([a.close.remote() for a in actors])
+    for a in actors:
+        with contextlib.suppress(Exception):
+            ray.kill(a)
 
 
 # ---------------------------------------------------------------------- Stable-Baselines3
@@ -409,7 +462,7 @@ def _make_multi(instances, observation, reward, seed):
 
 
 def _train_sb3(algo, instances, runs, seed, reward, observation, workers, log_dir, curve_every, curve_fn,
-               options) -> TrainedAgent:
+               options, backend="process", ray_address=None) -> TrainedAgent:
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.noise import NormalActionNoise
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
@@ -417,7 +470,22 @@ def _train_sb3(algo, instances, runs, seed, reward, observation, workers, log_di
     from .sb3 import SB3Policy, _algo_class
 
     fns: list[Callable[[], gym.Env]] = [partial(_make_multi, instances, observation, reward, seed * 1000 + i) for i in range(workers)]
-    venv = DummyVecEnv(fns) if workers == 1 else SubprocVecEnv(fns, start_method="forkserver")
+    stack = contextlib.ExitStack()
+    venv: Any
+    if backend == "ray":
+        from mmenv.cluster import ray_session
+
+        from .ray_rollouts import RayVecEnv
+
+        ray = stack.enter_context(ray_session(ray_address, num_cpus=workers))
+        try:
+            _check_cpus(ray, workers)
+        except ValueError:
+            stack.close()
+            raise
+        venv = RayVecEnv(fns, ray)
+    else:
+        venv = DummyVecEnv(fns) if workers == 1 else SubprocVecEnv(fns, start_method="forkserver")
     options = dict(options)
     policy_kwargs = dict(options.pop("policy_kwargs", {}) or {})
     for key in _POLICY_KWARGS:
@@ -429,8 +497,13 @@ def _train_sb3(algo, instances, runs, seed, reward, observation, workers, log_di
     if algo == "td3" and sigma is not None and "action_noise" not in options:
         m = int(np.prod(venv.action_space.shape or (1,)))
         options["action_noise"] = NormalActionNoise(np.zeros(m), sigma * np.ones(m))
-    model = _algo_class(algo)("MlpPolicy", venv, seed=seed, device="cpu", tensorboard_log=log_dir, verbose=0,
-                              policy_kwargs=policy_kwargs or None, **options)
+    try:
+        model = _algo_class(algo)("MlpPolicy", venv, seed=seed, device="cpu", tensorboard_log=log_dir, verbose=0,
+                                  policy_kwargs=policy_kwargs or None, **options)
+    except BaseException:
+        venv.close()
+        stack.close()
+        raise
 
     class RunsCallback(BaseCallback):
         """Counts finished training runs, records them and the curve, stops after ``runs``."""
@@ -473,6 +546,7 @@ def _train_sb3(algo, instances, runs, seed, reward, observation, workers, log_di
         policy = SB3Policy(model, deterministic=True)
     finally:
         venv.close()
+        stack.close()
     if callback.done < runs:
         raise RuntimeError(f"SB3 stopped after {callback.done} of {runs} runs (this is a bug)")
     return TrainedAgent(algo=algo, policy=policy, observation=observation,
@@ -483,7 +557,8 @@ def _train_sb3(algo, instances, runs, seed, reward, observation, workers, log_di
 def train_across_runs(algo: str, train_instances: Sequence[Mapping[str, Any]], *, runs: int, seed: int,
                       reward: str = "val-acc-gain", observation: str = "paper", workers: int = 1,
                       log_dir: str | None = None, curve_every: int | None = None,
-                      curve_fn: Callable[[Policy], float] | None = None, **overrides: Any) -> TrainedAgent:
+                      curve_fn: Callable[[Policy], float] | None = None, backend: str = "process",
+                      ray_address: str | None = None, **overrides: Any) -> TrainedAgent:
     """Train ``algo`` over ``runs`` whole training runs of instances drawn from ``train_instances``.
 
     Args:
@@ -496,7 +571,12 @@ def train_across_runs(algo: str, train_instances: Sequence[Mapping[str, Any]], *
             ``agent.runs`` may exceed ``runs`` by up to ``workers - 1``).
         seed: seeds everything (agent, instance draws, environment seeds; module docstring).
         reward, observation: as in :func:`bench_env`.
-        workers: processes playing training runs in parallel.
+        workers: processes (or Ray actors) playing training runs in parallel.
+        backend: ``"process"`` (local worker processes when ``workers > 1``) or ``"ray"``
+            (``workers`` Ray actors, one CPU each, :mod:`mmenv.agents.ray_rollouts`; same
+            result as ``"process"`` with the same ``workers``).
+        ray_address: with ``backend="ray"``, the cluster to join (default ``RAY_ADDRESS``,
+            else a local Ray instance with ``workers`` CPUs).
         log_dir: TensorBoard directory (REINFORCE statistics, SB3's own logs).
         curve_every, curve_fn: every ``curve_every`` runs (and at 0 and at the end),
             ``curve_fn(policy)`` scores a deterministic snapshot of the policy (e.g. mean
@@ -511,6 +591,10 @@ def train_across_runs(algo: str, train_instances: Sequence[Mapping[str, Any]], *
         raise ValueError(f"runs must be a positive int, got {runs!r}")
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive int, got {workers!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; valid: {list(BACKENDS)}")
+    if ray_address is not None and backend != "ray":
+        raise ValueError("ray_address is only used with backend='ray'")
     if curve_every is not None and curve_every < 1:
         raise ValueError(f"curve_every must be a positive int, got {curve_every!r}")
     if observation not in BENCH_OBSERVATIONS:
@@ -526,10 +610,10 @@ def train_across_runs(algo: str, train_instances: Sequence[Mapping[str, Any]], *
     start = time.perf_counter()
     if algo == "reinforce":
         agent = _train_reinforce(instances, runs, seed, reward, observation, workers, log_dir, curve_every,
-                                 curve_fn, dict(options))
+                                 curve_fn, dict(options), backend, ray_address)
     else:
         agent = _train_sb3(algo, instances, runs, seed, reward, observation, workers, log_dir, curve_every,
-                           curve_fn, dict(options))
+                           curve_fn, dict(options), backend, ray_address)
     agent.preset = options
     agent.wall_time_s = time.perf_counter() - start
     return agent

@@ -11,12 +11,11 @@ from __future__ import annotations
 import os
 import signal
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from .grid import RunSpec, execute_run, new_result
 
-__all__ = ["run_serial", "run_processes", "run_ray", "init_worker"]
+__all__ = ["run_serial", "run_processes", "run_ray", "run_specs", "init_worker"]
 
 
 #: Seconds between two checks of the parent process by a worker's watchdog.
@@ -100,51 +99,58 @@ def run_processes(specs: Sequence[RunSpec], out: str, tensorboard: bool, workers
         pool.shutdown(wait=not interrupted, cancel_futures=True)
 
 
-def run_ray(specs: Sequence[RunSpec], out: str, tensorboard: bool, address: str | None = None
-            ) -> Iterator[dict[str, Any]]:
-    """Run on a Ray cluster, one CPU per run (``backend: ray``; needs ``pip install 'mmenv[ray]'``).
+def run_ray(specs: Sequence[RunSpec], out: str, tensorboard: bool, address: str | None = None,
+            num_cpus: int | None = None) -> Iterator[dict[str, Any]]:
+    """Run on a Ray cluster, one CPU per run, as Ray tasks (``backend: ray``; needs Ray).
 
-    ``address`` (or ``RAY_ADDRESS``) joins an existing cluster; without one Ray starts a
-    local instance. TensorBoard logs are written by the workers under ``out``, so on a
-    multi-node cluster ``out`` should be on a shared file system; the result files are
-    written by this (driver) process from the returned dicts either way.
+    ``address`` (or ``RAY_ADDRESS``) joins an existing cluster; without one a local instance
+    with ``num_cpus`` CPUs is started for the duration of the grid (:func:`mmenv.cluster.ray_session`;
+    an instance already initialised in this process is used as it is). TensorBoard logs are
+    written by the workers under ``out``, so on a multi-node cluster ``out`` should be on a
+    shared file system; the result files are written by this (driver) process from the
+    returned dicts either way, which is what makes a Ray grid resumable like a local one.
     """
-    try:
-        import ray
-    except ImportError as exc:
-        raise ValueError("backend 'ray' needs Ray: pip install 'mmenv[ray]' (or use --backend process)") from exc
+    from mmenv.cluster import ray_session
 
-    root = str(Path(__file__).resolve().parent.parent)
-    started_here = not ray.is_initialized()
-    if started_here:
-        # Workers must import this checkout even when mmenv is not installed.
-        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
-        address = address or os.environ.get("RAY_ADDRESS")
-        # A local instance needs no dashboard; joining a cluster keeps the cluster's settings.
-        local = {} if address else {"include_dashboard": False}
-        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False,
-                 runtime_env={"env_vars": {"PYTHONPATH": path, "OMP_NUM_THREADS": "1",
-                                           # plugin modules register names in code: workers import them too
-                                           "MMENV_PLUGINS": os.environ.get("MMENV_PLUGINS", "")}}, **local)
+    with ray_session(address, num_cpus) as ray:
 
-    @ray.remote(num_cpus=1)
-    def _remote(spec: dict, out_dir: str, tb: bool) -> dict:
-        init_worker()
-        return execute_run(spec, out_dir, tb)
+        @ray.remote(num_cpus=1)
+        def _remote(spec: dict, out_dir: str, tb: bool) -> dict:
+            init_worker()
+            return execute_run(spec, out_dir, tb)
 
-    try:
         pending = {_remote.remote(asdict(spec), out, tensorboard): spec for spec in specs}
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            for ref in done:
-                spec = pending.pop(ref)
-                try:
-                    yield ray.get(ref)
-                except Exception as exc:  # a worker died or the task could not run
-                    yield _crashed(spec, exc)
-    finally:
-        if started_here:
-            ray.shutdown()
+        try:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    spec = pending.pop(ref)
+                    try:
+                        yield ray.get(ref)
+                    except Exception as exc:  # a worker died or the task could not run
+                        yield _crashed(spec, exc)
+        finally:
+            # On Ctrl-C (or an early stop) drop the queued runs, as the process pool does;
+            # a resume picks them up.
+            for ref in pending:
+                ray.cancel(ref)
+
+
+def run_specs(specs: Sequence[RunSpec], out: str, tensorboard: bool, backend: str = "process", workers: int = 1,
+              ray_address: str | None = None) -> Iterator[dict[str, Any]]:
+    """Run ``specs`` on ``backend`` and yield their results as they finish.
+
+    ``backend="process"``: ``workers`` local processes (this process when ``workers`` is 1
+    or there is one run). ``backend="ray"``: Ray tasks on the cluster at ``ray_address``
+    (or ``RAY_ADDRESS``), or on a local Ray instance with ``workers`` CPUs.
+    """
+    if backend == "ray":
+        return run_ray(specs, out, tensorboard, address=ray_address, num_cpus=workers)
+    if backend != "process":
+        raise ValueError(f"unknown backend {backend!r}; valid: 'process', 'ray'")
+    if workers > 1 and len(specs) > 1:
+        return run_processes(specs, out, tensorboard, min(workers, len(specs)))
+    return run_serial(specs, out, tensorboard)
 
 
 def _crashed(spec: RunSpec, exc: BaseException) -> dict[str, Any]:

@@ -19,8 +19,10 @@ For every instance set of the preset (:mod:`mmenv.experiments.instances`):
    differences, the Eq. 5 return's rank correlation with test accuracy, plots, CSV,
    ``results.md`` and TensorBoard logs (:mod:`mmenv.experiments.bench_report`).
 
-Every run of steps 1-2 goes through the resumable process pool of ``mmenv compare``
-(:mod:`mmenv.experiments.backends`, one JSON per run under ``OUT/runs``); agents are saved
+Every run of steps 1-2 goes through the resumable backends of ``mmenv compare``
+(:mod:`mmenv.experiments.backends`: local processes, or Ray tasks with ``--backend ray``;
+one JSON per run under ``OUT/runs``, written by this process, so a run's key and result do
+not depend on the backend and either backend resumes the other's output); agents are saved
 under ``OUT/agents`` and their evaluation runs under ``OUT/runs`` too, so a rerun skips all
 finished work. Every run uses the environment's reward ``"dus"`` (Eq. 5, cheap: no
 validation pass), so a run's ``reward_sum`` is its Eq. 5 return.
@@ -29,6 +31,7 @@ Example::
 
     mmenv bench --preset quick                    # <= 10 min on 2 CPU cores
     mmenv bench --preset full --workers 8 --out runs/bench-full
+    mmenv bench --preset full --backend ray --ray-address auto   # on a running Ray cluster
 
 From Python::
 
@@ -139,15 +142,17 @@ class BenchSummary:
 class _Runner:
     """Runs :class:`RunSpec` lists through the resumable pool of ``mmenv compare``."""
 
-    def __init__(self, cfg: BenchConfig, out: Path, force: bool, progress: bool) -> None:
+    def __init__(self, cfg: BenchConfig, out: Path, force: bool, progress: bool,
+                 ray_address: str | None = None) -> None:
         self.cfg, self.out, self.force, self.progress = cfg, out, force, progress
+        self.ray_address = ray_address
         self.runs_dir = out / "runs"
         self.results: dict[str, dict[str, Any]] = {}
         self.executed = 0
         self.reused = 0
 
     def run(self, specs: Iterable[RunSpec], stage: str) -> None:
-        from .backends import run_processes, run_serial
+        from .backends import run_specs
 
         unique: dict[str, RunSpec] = {}
         for s in specs:
@@ -163,9 +168,7 @@ class _Runner:
                 todo.append(unique[k])
         if not todo:
             return
-        workers = min(self.cfg.workers, len(todo))
-        stream = run_processes(todo, str(self.out), False, workers) if workers > 1 else \
-            run_serial(todo, str(self.out), False)
+        stream = run_specs(todo, str(self.out), False, self.cfg.backend, self.cfg.workers, self.ray_address)
         bar = None
         if self.progress:
             from tqdm.auto import tqdm
@@ -233,13 +236,31 @@ def _grid(cfg: BenchConfig, m: int) -> list[Candidate]:
 
 def run_bench(cfg: BenchConfig, force: bool = False, progress: bool = True,
               trainer: Callable[..., Any] | None = None, env_factory: Callable[..., Any] | None = None,
-              agent_loader: Callable[[str], Any] | None = None) -> BenchSummary:
+              agent_loader: Callable[[str], Any] | None = None, ray_address: str | None = None) -> BenchSummary:
     """Run (or resume) the benchmark ``cfg``; write the report under ``cfg.out``.
 
     ``trainer``, ``env_factory`` and ``agent_loader`` default to
     :func:`mmenv.agents.across_runs.train_across_runs`, ``bench_env`` and ``TrainedAgent.load``
     (same signatures); pass others to benchmark an agent of one's own (docs/benchmark.md).
+
+    With ``cfg.backend == "ray"`` one Ray connection (:func:`mmenv.cluster.ray_session`: the
+    cluster at ``ray_address`` / ``RAY_ADDRESS``, or a local instance with ``cfg.workers``
+    CPUs) serves the whole benchmark: the search, reference and scoring runs are Ray tasks,
+    and the default trainer plays the agents' training runs in Ray actors.
     """
+    if cfg.backend != "ray":
+        return _run_bench(cfg, force, progress, trainer, env_factory, agent_loader, None)
+    from mmenv.cluster import ray_session
+
+    # A local instance gets enough CPUs for the widest agent too (its actors take one each).
+    cpus = max([cfg.workers] + [a.workers for a in cfg.agents])
+    with ray_session(ray_address, num_cpus=cpus):
+        return _run_bench(cfg, force, progress, trainer, env_factory, agent_loader, ray_address)
+
+
+def _run_bench(cfg: BenchConfig, force: bool, progress: bool, trainer: Callable[..., Any] | None,
+               env_factory: Callable[..., Any] | None, agent_loader: Callable[[str], Any] | None,
+               ray_address: str | None) -> BenchSummary:
     from .bench_report import build_report, write_outputs
 
     start = time.perf_counter()
@@ -251,7 +272,7 @@ def run_bench(cfg: BenchConfig, force: bool = False, progress: bool = True,
     if len(set(names)) != len(names):
         raise BenchConfigError(f"instance set listed twice in the preset: {names}")
     data = BenchData(cfg, sets)
-    runner = _Runner(cfg, out, force, progress)
+    runner = _Runner(cfg, out, force, progress, ray_address)
     tuning, evals, curves = cfg.tuning_seeds, cfg.eval_seeds, cfg.curve_seeds
     ref_labels = [REFERENCE_LABELS[r] for r in cfg.references]
 
@@ -343,7 +364,7 @@ def run_bench(cfg: BenchConfig, force: bool = False, progress: bool = True,
 
     # 3. agents trained across runs
     if cfg.agents:
-        _run_agents(cfg, data, out, force, trainer, env_factory, agent_loader)
+        _run_agents(cfg, data, out, force, trainer, env_factory, agent_loader, ray_address)
     data.runs_executed, data.runs_reused = runner.executed, runner.reused
 
     # 4. report
@@ -359,11 +380,15 @@ def _modalities(inst: Instance) -> tuple[str, ...]:
 
 
 def _run_agents(cfg: BenchConfig, data: BenchData, out: Path, force: bool, trainer: Callable[..., Any] | None,
-                env_factory: Callable[..., Any] | None, agent_loader: Callable[[str], Any] | None) -> None:
+                env_factory: Callable[..., Any] | None, agent_loader: Callable[[str], Any] | None,
+                ray_address: str | None = None) -> None:
     if trainer is None or env_factory is None:
         default_train, default_env, default_load = _default_trainer()
         if trainer is None:
             trainer, agent_loader = default_train, agent_loader or default_load
+            if cfg.backend == "ray":
+                # The agents' training runs are played in Ray actors (same agent as on processes).
+                trainer = partial(default_train, backend="ray", ray_address=ray_address)
         env_factory = env_factory or default_env
     for iset in data.sets:
         groups: dict[int, list[Instance]] = {}
@@ -494,7 +519,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--preset", default="quick", help="preset name or path of a YAML preset")
     p.add_argument("--out", default=None, help="output directory (default: the preset's out)")
-    p.add_argument("--workers", type=int, default=None, help="processes for the search and reference runs")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes for the search and reference runs (with --backend ray and no cluster: "
+                        "the local Ray instance's CPUs)")
+    p.add_argument("--backend", choices=("process", "ray"), default=None,
+                   help="process (this machine) or ray (Ray tasks; agents' runs in Ray actors)")
+    p.add_argument("--ray-address", default=None, help="Ray cluster address (default: RAY_ADDRESS or a local one)")
     p.add_argument("--agent-runs", type=int, default=None, help="training runs of every agent (overrides the preset)")
     p.add_argument("--no-agents", action="store_true", help="skip the agents trained across runs")
     p.add_argument("--force", action="store_true", help="re-run everything, ignoring finished results")
@@ -507,7 +537,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """``mmenv bench``: run the preset, print the summary; the last lines are the RESULT lines."""
-    overrides: dict[str, Any] = {"out": args.out, "workers": args.workers}
+    overrides: dict[str, Any] = {"out": args.out, "workers": args.workers, "backend": args.backend}
     if args.workers is not None and args.workers < 1:
         raise BenchConfigError(f"--workers must be >= 1, got {args.workers}")
     if args.no_plots:
@@ -528,8 +558,10 @@ def run(args: argparse.Namespace) -> int:
         n_train, n_test = n_train + len(iset.train), n_test + len(iset.test)
     print(f"bench {cfg.name}: {len(cfg.instance_sets)} instance set(s), {n_train} train / {n_test} test instances; "
           f"tuning seeds {cfg.tuning_seeds}, evaluation seeds {cfg.eval_seeds}; "
-          f"{len(cfg.agents)} agent(s); {cfg.workers} worker(s) -> {cfg.out}", flush=True)
-    summary = run_bench(cfg, force=args.force, progress=not args.no_progress)
+          f"{len(cfg.agents)} agent(s); {cfg.workers} worker(s) [{cfg.backend}] -> {cfg.out}", flush=True)
+    if args.ray_address is not None and cfg.backend != "ray":
+        raise BenchConfigError("--ray-address needs --backend ray (or backend: ray in the preset)")
+    summary = run_bench(cfg, force=args.force, progress=not args.no_progress, ray_address=args.ray_address)
     print()
     print(summary.report.console)
     print()

@@ -27,6 +27,8 @@ Format (every key but ``instance_sets`` optional)::
       - {algo: reinforce, runs: 300, seed: 0, reward: val-acc-gain, observation: paper, workers: 1}
     curve_every: 50                    # training runs between learning-curve points (null: none)
     workers: 2                         # processes for the reference and search runs
+    backend: process                   # or ray: those runs as Ray tasks (a local instance with
+                                       # `workers` CPUs, or the cluster at --ray-address/RAY_ADDRESS)
     out: runs/bench-quick
     plots: true
     tensorboard: true
@@ -106,6 +108,7 @@ class BenchConfig:
     agents: list[AgentSpec] = field(default_factory=list)
     curve_every: int | None = None
     workers: int = 1
+    backend: str = "process"
     out: str = "runs/bench"
     plots: bool = True
     tensorboard: bool = True
@@ -276,6 +279,12 @@ def bench_config_from_dict(raw: Mapping[str, Any], overrides: Mapping[str, Any] 
             if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
                 raise _fail(source, key, f"expected a positive int, got {v!r}")
             setattr(cfg, key, v)
+    if "backend" in data:
+        from .config import BACKENDS
+
+        if data["backend"] not in BACKENDS:
+            raise _fail(source, "backend", f"expected one of {list(BACKENDS)}, got {data['backend']!r}")
+        cfg.backend = data["backend"]
     for key in ("plots", "tensorboard"):
         if key in data:
             if not isinstance(data[key], bool):

@@ -70,14 +70,10 @@ class ComparisonSummary:
 
 
 def _execute(specs: list[RunSpec], cfg: CompareConfig, out: Path, progress: bool, ray_address: str | None):
-    from .backends import run_processes, run_ray, run_serial
+    from .backends import run_specs
 
-    if cfg.backend == "ray":
-        stream = run_ray(specs, str(out), cfg.tensorboard, address=ray_address)
-    elif cfg.workers > 1 and len(specs) > 1:
-        stream = run_processes(specs, str(out), cfg.tensorboard, min(cfg.workers, len(specs)))
-    else:
-        stream = run_serial(specs, str(out), cfg.tensorboard)
+    # On a local Ray instance `workers` is its number of CPUs; a cluster brings its own.
+    stream = run_specs(specs, str(out), cfg.tensorboard, cfg.backend, cfg.workers, ray_address)
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -245,7 +241,8 @@ def add_compare_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="torch device for every run (env.device)")
     p.add_argument("--data-root", type=_data_root, action="append", default=[], metavar="NAME=PATH",
                    help="root folder of a data set (sets dataset_kwargs.NAME.root); repeatable")
-    p.add_argument("--workers", type=int, default=None, help="parallel worker processes")
+    p.add_argument("--workers", type=int, default=None,
+                   help="parallel worker processes (with --backend ray and no cluster: the local Ray instance's CPUs)")
     p.add_argument("--backend", choices=BACKENDS, default=None, help="process (this machine) or ray (a Ray cluster)")
     p.add_argument("--ray-address", default=None, help="Ray cluster address (default: RAY_ADDRESS or a local one)")
     p.add_argument("--out", type=_out_dir, default=None, help="output directory (default: the config's out)")

@@ -201,18 +201,6 @@ def test_worker_processes_give_the_same_numbers_as_serial(tmp_path):
         assert b["status"] == "ok" and a["test"] == b["test"] and a["batch_sizes"] == b["batch_sizes"]
 
 
-def test_ray_backend_runs_a_tiny_grid(tmp_path):
-    pytest.importorskip("ray")
-    raw = tiny_raw(tmp_path / "serial", seeds=[0], env={"epochs": 1, "batch_budget": 16}, plots=False,
-                   tensorboard=False)
-    serial = run_comparison(config_from_dict(raw), progress=False)
-    raw.update(out=str(tmp_path / "ray"), backend="ray", workers=2)
-    on_ray = run_comparison(config_from_dict(raw), progress=False)
-    assert on_ray.status_counts == {"ok": 2}
-    for a, b in zip(serial.results, on_ray.results):
-        assert a["key"] == b["key"] and a["test"] == b["test"]
-
-
 # ---------------------------------------------------------------------- configs
 @pytest.mark.parametrize("changes, key", [
     ({"polices": ["uniform"]}, "polices"),
