@@ -121,7 +121,7 @@ def make_synthetic(
         dims = [int(dims)] * num_modalities  # type: ignore[arg-type]
     if isinstance(dims, (str, bytes)) or not isinstance(dims, Sequence) or not all(is_int(d) for d in dims):
         raise InvalidArgumentError(f"{own}: dims must be an int or one int per modality, got {dims!r}")
-    dims = [int(d) for d in dims]  # type: ignore[union-attr]
+    dims = [int(d) for d in dims]
     if len(dims) != num_modalities:
         raise DatasetError(f"dims has {len(dims)} entries for {num_modalities} modalities")
     if min(dims) < 1:
