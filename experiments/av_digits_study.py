@@ -33,6 +33,8 @@ import torch
 from mmenv import DUSEnv
 from mmenv.datasets import make_av_digits
 from mmenv.experiments.share_response import fusion_slice_accuracy, train_alone
+from mmenv.experiments.stats import paired_ci
+from mmenv.results import std_note, summarise
 
 CONDITIONS: dict[str, dict] = {
     "clean": {},
@@ -42,18 +44,8 @@ CONDITIONS: dict[str, dict] = {
     "image-occlusion": {"image_occlusion": 4},
     "both-noise": {"audio_noise": 2.0, "image_noise": 0.5},
 }
-# Two-sided 95 % quantiles of Student's t for 1..10 degrees of freedom.
-T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
 FIELDS = ["condition", "kind", "learner", "image_share", "seed", "val_fused", "test_fused", "test_audio",
           "test_image", "seconds"]
-
-
-def paired_ci(diffs: np.ndarray) -> tuple[float, float]:
-    """Mean of paired differences and the half-width of its 95 % t-interval."""
-    n = len(diffs)
-    if n < 2:
-        return float(diffs.mean()), float("nan")
-    return float(diffs.mean()), T975[min(n - 1, len(T975)) - 1] * float(diffs.std(ddof=1)) / np.sqrt(n)
 
 
 def run_episode(ds, learner: str, image_share: float, seed: int, epochs: int, batch_budget: int,
@@ -148,6 +140,8 @@ def main(argv=None) -> None:
                           f"{test['image']['accuracy']:.3f} ({time.time() - start:.1f} s)", flush=True)
         print(f"({cond}: {iters} iterations per epoch)")
     fh.close()
+    # The CSV may hold more seeds (a larger earlier run): summarise exactly the seeds asked for.
+    rows = [r for r in rows if int(r["seed"]) < args.seeds]
     summarize(rows, list(conditions), learners, shares, seeds, args)
 
 
@@ -159,15 +153,15 @@ def _vals(rows, key, **match) -> np.ndarray:
 
 def summarize(rows, conditions, learners, shares, seeds, args) -> None:
     n = len(seeds)
-    print(f"\nImbalance ({args.epochs} epochs, N_B {args.batch_budget}, seeds 0-{n - 1}; mean ± std):")
+    print(f"\nImbalance ({args.epochs} epochs, N_B {args.batch_budget}, seeds 0-{n - 1}; {std_note(n)}):")
     for cond in conditions:
         parts = []
         for m in ("audio", "image"):
             alone = _vals(rows, f"test_{m}", condition=cond, kind=f"alone-{m}")
             joint = _vals(rows, f"test_{m}", condition=cond, kind="fused-only")
             head = _vals(rows, f"test_{m}", condition=cond, kind="share", learner="baseline", image_share=0.5)
-            parts.append(f"{m}: alone {alone.mean():.3f}±{alone.std():.3f}, fusion slice (fused-only) "
-                         f"{joint.mean():.3f}±{joint.std():.3f}, unimodal head (baseline) {head.mean():.3f}±{head.std():.3f}")
+            alone_s, joint_s, head_s = (summarise(v).format(digits=3) for v in (alone, joint, head))
+            parts.append(f"{m}: alone {alone_s}, fusion slice (fused-only) {joint_s}, unimodal head (baseline) {head_s}")
         print(f"  {cond}: " + " | ".join(parts))
     print("\nFused test accuracy against the image share (mean over seeds) and headroom "
           "(best share on val minus uniform, test, paired 95% CI):")
@@ -178,9 +172,11 @@ def summarize(rows, conditions, learners, shares, seeds, args) -> None:
             vals = {s: _vals(rows, "val_fused", condition=cond, kind="share", learner=learner, image_share=s)
                     for s in shares}
             best = max(shares, key=lambda s: vals[s].mean())
-            diff, half = paired_ci(means[best] - means[0.5])
+            diff, _, hi = paired_ci(means[best], means[0.5])
+            half = hi - diff
             best_t = max(shares, key=lambda s: means[s].mean())
-            diff_t, half_t = paired_ci(means[best_t] - means[0.5])
+            diff_t, _, hi_t = paired_ci(means[best_t], means[0.5])
+            half_t = hi_t - diff_t
             curve = "  ".join(f"{s:.2f}:{means[s].mean():.3f}" for s in shares)
             print(f"  {cond:12s} {learner:9s} {curve}  | val-best {best:.2f}: {100 * diff:+.1f} ± {100 * half:.1f} pt"
                   f"  | test-best {best_t:.2f}: {100 * diff_t:+.1f} ± {100 * half_t:.1f} pt")
@@ -197,13 +193,15 @@ def plot(rows, conditions, learners, shares, args) -> None:
     for ax, cond in zip(axes[0], conditions):
         for learner in learners:
             m = [_vals(rows, "test_fused", condition=cond, kind="share", learner=learner, image_share=s) for s in shares]
-            ax.errorbar(shares, [v.mean() for v in m], [v.std() for v in m], marker="o", capsize=3, label=learner)
+            ax.errorbar(shares, [v.mean() for v in m], [summarise(v).std for v in m], marker="o", capsize=3,
+                        label=learner)
         ax.set_title(cond)
         ax.set_xlabel("image share of the batch budget")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("fused test accuracy")
     axes[0][0].legend(fontsize=8)
-    fig.suptitle(f"AV-digits, {args.epochs} epochs, N_B {args.batch_budget}, seeds 0-{args.seeds - 1}")
+    fig.suptitle(f"AV-digits, {args.epochs} epochs, N_B {args.batch_budget}, seeds 0-{args.seeds - 1}; "
+                 f"whiskers: sample std over {args.seeds} seeds")
     fig.tight_layout()
     out = os.path.join(args.out, "av_digits_share.png")
     fig.savefig(out, dpi=110)

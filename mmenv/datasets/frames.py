@@ -10,8 +10,10 @@ the ImageNet mean and std. Which frames of a clip are used is the decoder's choi
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+from typing import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,20 +45,29 @@ class FrameConfig:
         return (self.num_frames, 3, self.size, self.size)
 
 
-def load_rgb(path: str | os.PathLike):
-    """Decode an image file to an RGB ``PIL.Image`` (fully loaded), or raise DatasetError."""
+@contextlib.contextmanager
+def _image_errors(path: str | os.PathLike) -> Iterator[None]:
+    """Turn PIL's failures on ``path`` (missing, a decompression bomb, not an image, truncated)
+    into one :class:`DatasetError` naming the file and the fix."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
-            img.load()
-            return img.convert("RGB")
+        yield
     except FileNotFoundError:
         raise DatasetError(f"image file not found: {path}") from None
     except Image.DecompressionBombError as err:
         raise DatasetError(f"image {path} is too large to decode safely ({err}); resize it") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise DatasetError(f"cannot decode image {path}: {err} (truncated or not an image?)") from None
+
+
+def load_rgb(path: str | os.PathLike):
+    """Decode an image file to an RGB ``PIL.Image`` (fully loaded), or raise DatasetError."""
+    from PIL import Image
+
+    with _image_errors(path), Image.open(path) as img:
+        img.load()
+        return img.convert("RGB")
 
 
 def check_image_header(path: str | os.PathLike) -> tuple[int, int]:
@@ -66,17 +77,10 @@ def check_image_header(path: str | os.PathLike) -> tuple[int, int]:
     oversized (decompression-bomb) image fails then, naming the file, and not in the
     middle of training or at the final evaluation.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    try:
-        with Image.open(path) as img:
-            width, height = img.size
-    except FileNotFoundError:
-        raise DatasetError(f"image file not found: {path}") from None
-    except Image.DecompressionBombError as err:
-        raise DatasetError(f"image {path} is too large to decode safely ({err}); resize it") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise DatasetError(f"cannot decode image {path}: {err} (truncated or not an image?)") from None
+    with _image_errors(path), Image.open(path) as img:
+        width, height = img.size
     if width < 1 or height < 1:
         raise DatasetError(f"image {path} is empty ({width} x {height} pixels)")
     return width, height
