@@ -372,15 +372,11 @@ def _train_reinforce(instances, runs, seed, reward, observation, workers, log_di
     actors: Any = None  # Ray: an ActorPool of RolloutHosts
     stack = contextlib.ExitStack()
     if backend == "ray":
-        from mmenv.cluster import ray_session
-
         from .ray_rollouts import RolloutHost
 
-        ray = stack.enter_context(ray_session(ray_address, num_cpus=workers))
         try:
-            _check_cpus(ray, workers)
+            ray = _join_ray(stack, ray_address, workers)
         except ValueError:
-            stack.close()
             policy.close()
             for env in envs.values():
                 env.close()
@@ -436,6 +432,20 @@ def _train_reinforce(instances, runs, seed, reward, observation, workers, log_di
                         runs=len(history), curve=curve, history=history)
 
 
+def _join_ray(stack: contextlib.ExitStack, ray_address: str | None, workers: int) -> Any:
+    """Enter a Ray session on ``stack`` and check it has CPUs for ``workers`` actors; on a
+    ValueError the stack is closed (the session ended) before it propagates."""
+    from mmenv.cluster import ray_session
+
+    ray = stack.enter_context(ray_session(ray_address, num_cpus=workers))
+    try:
+        _check_cpus(ray, workers)
+    except ValueError:
+        stack.close()
+        raise
+    return ray
+
+
 def _check_cpus(ray: Any, workers: int) -> None:
     """Refuse more actors than the cluster has CPUs: the extra ones would wait forever."""
     from mmenv.cluster import cluster_cpus
@@ -473,17 +483,9 @@ def _train_sb3(algo, instances, runs, seed, reward, observation, workers, log_di
     stack = contextlib.ExitStack()
     venv: Any
     if backend == "ray":
-        from mmenv.cluster import ray_session
-
         from .ray_rollouts import RayVecEnv
 
-        ray = stack.enter_context(ray_session(ray_address, num_cpus=workers))
-        try:
-            _check_cpus(ray, workers)
-        except ValueError:
-            stack.close()
-            raise
-        venv = RayVecEnv(fns, ray)
+        venv = RayVecEnv(fns, _join_ray(stack, ray_address, workers))
     else:
         venv = DummyVecEnv(fns) if workers == 1 else SubprocVecEnv(fns, start_method="forkserver")
     options = dict(options)

@@ -60,6 +60,7 @@ from mmenv.atomic import atomic_write_text
 
 from .bench_config import REFERENCE_LABELS, AgentSpec, BenchConfig, BenchConfigError, list_bench_presets, \
     load_bench_config
+from .compare import add_sweep_arguments
 from .grid import RESULT_VERSION, RunSpec, slugify
 from .instances import Instance, InstanceSet, load_instance_set
 from .oracle import Candidate, OracleResult, TunedConstant, candidate_grid, constant_candidate, search_oracle, \
@@ -518,19 +519,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                     "OUT/results.md, OUT/*.csv, OUT/plots/*.png, OUT/tb/ and ends with RESULT lines.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--preset", default="quick", help="preset name or path of a YAML preset")
-    p.add_argument("--out", default=None, help="output directory (default: the preset's out)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="processes for the search and reference runs (with --backend ray and no cluster: "
-                        "the local Ray instance's CPUs)")
-    p.add_argument("--backend", choices=("process", "ray"), default=None,
-                   help="process (this machine) or ray (Ray tasks; agents' runs in Ray actors)")
-    p.add_argument("--ray-address", default=None, help="Ray cluster address (default: RAY_ADDRESS or a local one)")
+    add_sweep_arguments(p, out_help="output directory (default: the preset's out)",
+                        backend_help="process (this machine) or ray (Ray tasks; agents' runs in Ray actors)")
     p.add_argument("--agent-runs", type=int, default=None, help="training runs of every agent (overrides the preset)")
     p.add_argument("--no-agents", action="store_true", help="skip the agents trained across runs")
-    p.add_argument("--force", action="store_true", help="re-run everything, ignoring finished results")
-    p.add_argument("--no-plots", action="store_true", help="skip the figures")
-    p.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard logs")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
     return p
 

@@ -187,6 +187,20 @@ def _seeds(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(str(exc).replace("config <command line>: key '--seeds': ", "")) from None
 
 
+def add_sweep_arguments(p: argparse.ArgumentParser, out_help: str, backend_help: str) -> None:
+    """The options every resumable sweep (``mmenv compare``, ``mmenv bench``) takes: where it
+    writes, how it runs its runs, and what it skips."""
+    p.add_argument("--out", type=_out_dir, default=None, help=out_help)
+    p.add_argument("--workers", type=int, default=None,
+                   help="parallel worker processes (with --backend ray and no cluster: the local Ray instance's CPUs)")
+    p.add_argument("--backend", choices=BACKENDS, default=None, help=backend_help)
+    p.add_argument("--ray-address", default=None, help="Ray cluster address (default: RAY_ADDRESS or a local one)")
+    p.add_argument("--force", action="store_true", help="re-run runs that already have results")
+    p.add_argument("--no-plots", action="store_true", help="skip the figures")
+    p.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard logs")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
 def _out_dir(text: str) -> str:
     try:
         return str(check_out_dir(text, "--out"))
@@ -241,15 +255,8 @@ def add_compare_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="torch device for every run (env.device)")
     p.add_argument("--data-root", type=_data_root, action="append", default=[], metavar="NAME=PATH",
                    help="root folder of a data set (sets dataset_kwargs.NAME.root); repeatable")
-    p.add_argument("--workers", type=int, default=None,
-                   help="parallel worker processes (with --backend ray and no cluster: the local Ray instance's CPUs)")
-    p.add_argument("--backend", choices=BACKENDS, default=None, help="process (this machine) or ray (a Ray cluster)")
-    p.add_argument("--ray-address", default=None, help="Ray cluster address (default: RAY_ADDRESS or a local one)")
-    p.add_argument("--out", type=_out_dir, default=None, help="output directory (default: the config's out)")
-    p.add_argument("--force", action="store_true", help="re-run runs that already have results")
-    p.add_argument("--no-plots", action="store_true", help="skip the figures")
-    p.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard logs")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_sweep_arguments(p, out_help="output directory (default: the config's out)",
+                        backend_help="process (this machine) or ray (a Ray cluster)")
     p.set_defaults(func=cmd_compare)
     return p
 
