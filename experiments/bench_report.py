@@ -17,8 +17,6 @@ The RESULT lines (:attr:`Report.result_lines`) close ``mmenv bench``'s output.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +26,7 @@ import numpy as np
 
 from mmenv.atomic import atomic_write_text
 
+from .report import write_csv
 from .stats import iqm, paired_ci, spearman, stratified_bootstrap_ci
 
 if TYPE_CHECKING:
@@ -253,15 +252,6 @@ def _markdown(data: "BenchData", rep: Report, best_agent: dict[str, Any] | None)
 
 
 # ---------------------------------------------------------------------- files
-def _write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
-    buffer = io.StringIO(newline="")
-    if rows:
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return atomic_write_text(path, buffer.getvalue())
-
-
 def write_outputs(rep: Report, data: "BenchData", out: Path) -> list[Path]:
     """results.md, results.csv (every recorded run), headroom.csv, scores.csv, aggregates.csv, plots."""
     files = []
@@ -275,10 +265,10 @@ def write_outputs(rep: Report, data: "BenchData", out: Path) -> list[Path]:
         for seed, acc in sorted(seeds.items()):
             rows.append({"instance": inst_label, "policy": pol, "seed": seed, "seed_role": role.get(seed, ""),
                          "fused_accuracy": acc, "eq5_return": data.eq5.get((inst_label, pol), {}).get(seed)})
-    files.append(_write_csv(out / "results.csv", rows))
-    files.append(_write_csv(out / "headroom.csv", rep.headroom))
-    files.append(_write_csv(out / "scores.csv", rep.scores))
-    files.append(_write_csv(out / "aggregates.csv", rep.aggregates))
+    files.append(write_csv(out / "results.csv", rows))
+    files.append(write_csv(out / "headroom.csv", rep.headroom))
+    files.append(write_csv(out / "scores.csv", rep.scores))
+    files.append(write_csv(out / "aggregates.csv", rep.aggregates))
     if data.cfg.plots:
         from .bench_plots import make_bench_plots
 

@@ -41,7 +41,7 @@ from mmenv.locks import FolderLock
 
 from .config import BACKENDS, CompareConfig, ConfigError, list_presets, load_config, parse_seeds
 from .grid import RunSpec, build_grid
-from .report import FINISHED, load_results, markdown_tables, results_rows, write_csv, write_result
+from .report import FINISHED, RESULT_TAIL, load_results, markdown_tables, results_rows, write_csv, write_result
 
 __all__ = ["ComparisonSummary", "run_comparison", "add_compare_parser", "cmd_compare", "check_dataset_arguments",
            "check_out_dir", "registered_names"]
@@ -159,7 +159,7 @@ def _run_locked(cfg: CompareConfig, out: Path, start: float, force: bool, progre
     results = [finished[k] for k in keys if k in finished]
     order = {"datasets": cfg.datasets, "learners": cfg.learners, "policies": cfg.policies}
     table = markdown_tables(results, order)
-    csv_path = write_csv(out / "results.csv", results_rows(results))
+    csv_path = write_csv(out / "results.csv", results_rows(results), last=RESULT_TAIL)
     table_path = out / "results.md"
     atomic_write_text(table_path, f"# Comparison `{cfg.name}`\n\n{table}\n")
     plots: list[Path] = []

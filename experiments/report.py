@@ -87,18 +87,25 @@ def results_rows(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def write_csv(path: str | Path, rows: Sequence[dict[str, Any]]) -> Path:
-    """CSV with the union of the rows' columns (per-modality columns differ between data sets)."""
+#: The bookkeeping columns of a comparison's results.csv, kept last whatever the order the
+#: per-modality columns came in.
+RESULT_TAIL = ("reward_sum", "steps", "wall_time_s", "error", "key")
+
+
+def write_csv(path: str | Path, rows: Sequence[dict[str, Any]], last: Sequence[str] = ()) -> Path:
+    """CSV (written atomically) with the union of the rows' columns in first-seen order (per-modality
+    columns differ between data sets), the columns named in ``last`` moved to the end; missing
+    cells are empty. No rows: an empty file."""
     fields: list[str] = []
     for row in rows:
         fields += [k for k in row if k not in fields]
-    # Keep the trailing bookkeeping columns last whatever the order the modalities came in.
-    tail: list[str] = [c for c in ("reward_sum", "steps", "wall_time_s", "error", "key") if c in fields]
+    tail = [c for c in last if c in fields]
     fields = [c for c in fields if c not in tail] + tail
     buffer = io.StringIO(newline="")
-    writer = csv.DictWriter(buffer, fieldnames=fields, restval="")
-    writer.writeheader()
-    writer.writerows(rows)
+    if fields:
+        writer = csv.DictWriter(buffer, fieldnames=fields, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
     return atomic_write_text(path, buffer.getvalue())
 
 

@@ -22,8 +22,6 @@ sub-command the same environment options.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import sys
 import textwrap
@@ -190,14 +188,10 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    fields: list[str] = []
-    for r in rows:
-        fields += [k for k in r if k not in fields]
-    buffer = io.StringIO(newline="")
-    writer = csv.DictWriter(buffer, fieldnames=fields)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, buffer.getvalue())
+    """The episodes' CSV (:func:`mmenv.experiments.report.write_csv`: union of columns, atomic)."""
+    from .experiments.report import write_csv as write_rows_csv
+
+    write_rows_csv(path, rows)
 
 
 def format_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
