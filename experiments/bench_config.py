@@ -326,13 +326,15 @@ def _agent(raw: Any, i: int, source: str) -> AgentSpec:
                      workers=_positive_int(raw.get("workers", 1), f"{key}.workers", source, _MAX_WORKERS))
 
 
-def _agent_options(algo: str, value: Any, key: str, source: str) -> dict[str, Any]:
+def _agent_options(algo: str, value: Any, key: str, source: str, episodic: bool = True) -> dict[str, Any]:
     """``options`` override the trainer's preset (:data:`mmenv.agents.across_runs.PRESETS`):
     only keywords the algorithm takes, with values of their documented types."""
     options = _kwargs_mapping(value, key, source)
     if not options:
         return options
     valid = _option_types(algo)
+    if not episodic:
+        valid.pop("episodes_per_update", None)
     for name, v in options.items():
         if name not in valid:
             close = difflib.get_close_matches(name, sorted(valid), n=1)
@@ -465,6 +467,9 @@ def _check_reference_kwargs(cfg: BenchConfig) -> None:
             POLICIES.check_arguments(name, POLICIES.get_factory(name), (), kwargs)
         except MMEnvError as exc:
             raise _fail(cfg.source, key, str(exc)) from None
+        if name == "reinforce":   # its **config options: the agents' REINFORCE rules (bar the episodic one)
+            _agent_options("reinforce", {k: v for k, v in kwargs.items() if k not in ("mode", "deterministic")},
+                           key, cfg.source, episodic=False)
 
 
 def _check_instance_sets(cfg: BenchConfig) -> None:
