@@ -30,9 +30,9 @@ HEARTBEAT_S = 5.0
 class Bar:
     """A tqdm bar (or a silent counter) with :meth:`update` and :attr:`n`."""
 
-    def __init__(self, tqdm_bar: Any | None) -> None:
+    def __init__(self, tqdm_bar: Any | None, initial: int = 0) -> None:
         self._bar = tqdm_bar
-        self.n = 0
+        self.n = initial
 
     def update(self, k: int = 1) -> None:
         self.n += k
@@ -49,14 +49,16 @@ class Bar:
 
 
 @contextmanager
-def stage_bar(desc: str, total: int, unit: str = "run", enabled: bool = True) -> Iterator[Bar]:
-    """A progress bar for one phase (``desc``) of ``total`` ``unit``\\ s, closed on exit."""
+def stage_bar(desc: str, total: int, unit: str = "run", enabled: bool = True, initial: int = 0) -> Iterator[Bar]:
+    """A progress bar for one phase (``desc``) of ``total`` ``unit``\\ s, ``initial`` of them
+    done already (reused from an earlier run), closed on exit."""
     if not enabled:
-        yield Bar(None)
+        yield Bar(None, initial)
         return
     from tqdm.auto import tqdm
 
-    bar = Bar(tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, mininterval=1.0, dynamic_ncols=True))
+    bar = Bar(tqdm(total=total, initial=initial, desc=desc, unit=unit, file=sys.stderr, mininterval=1.0,
+                   dynamic_ncols=True), initial)
     stop = threading.Event()
 
     def beat() -> None:

@@ -72,9 +72,10 @@ class Runner:
                 self.reused += 1
             else:
                 todo.append(unique[k])
-        if not todo:
-            return
-        with stage_bar(f"bench {stage}", len(todo), "run", self.progress) as bar:
+        # every stage shows its bar, runs found finished (here or on disk) counted as done
+        with stage_bar(f"bench {stage}", len(unique), "run", self.progress, len(unique) - len(todo)) as bar:
+            if not todo:
+                return
             for result in self.executor(todo, self.out):
                 write_result(self.runs_dir, result)
                 self.results[result["key"]] = result

@@ -590,13 +590,15 @@ def run_agents(plan: BenchPlan, data: BenchData, tools: AgentTools, force: bool 
     for job in jobs:
         if job.label not in data.agent_labels:
             data.agent_labels.append(job.label)
-    for job in jobs:
-        summary, results = _agent_results(job, plan, data, tools, force, progress)
-        data.agents[job.key] = summary
-        for (label, seed), spec in job.eval_specs(plan.cfg.eval_seeds).items():
-            r = results.get(spec.key)
-            if r is not None:
-                data.record(next(i for i in job.test if i.label() == label), job.label, seed, r)
+    with stage_bar("bench agents", len(jobs), "agent", progress) as bar:
+        for job in jobs:
+            summary, results = _agent_results(job, plan, data, tools, force, progress)
+            data.agents[job.key] = summary
+            for (label, seed), spec in job.eval_specs(plan.cfg.eval_seeds).items():
+                r = results.get(spec.key)
+                if r is not None:
+                    data.record(next(i for i in job.test if i.label() == label), job.label, seed, r)
+            bar.update(1)
 
 
 def _log_curve(log_dir: Path, curve: Sequence[Sequence[float]]) -> None:

@@ -164,8 +164,9 @@ def parse_yaml(text: str | bytes, *, source: str = "<string>", error: type[MMEnv
         text = _decode(bytes(text), source, error, what)
     if "\x00" in text:
         raise error(f"{what} {source}: contains NUL characters; a YAML file is text")
-    loader = _Loader(text)
+    loader: _Loader | None = None
     try:
+        loader = _Loader(text)      # reads the stream: forbidden characters fail here
         node = loader.get_single_node()
         if node is None:
             return None
@@ -181,7 +182,8 @@ def parse_yaml(text: str | bytes, *, source: str = "<string>", error: type[MMEnv
     except (ValueError, OverflowError) as exc:   # a number our constructors cannot read
         raise error(f"{what} {source}: unreadable value: {exc}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def load_yaml(path: str | os.PathLike, *, error: type[MMEnvError] = MMEnvError, what: str = "YAML file") -> Any:
