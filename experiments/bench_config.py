@@ -375,7 +375,7 @@ def _option_types(algo: str) -> dict[str, type | None]:
         return {k: None for k in PRESETS[algo]}
     cls = {"ppo": sb3.PPO, "sac": sb3.SAC, "td3": sb3.TD3}[algo]
     skip = {"self", "policy", "env", "seed", "device", "tensorboard_log", "verbose", "_init_setup_model"}
-    types = {n: None for n in inspect.signature(cls.__init__).parameters if n not in skip}
+    types = {n: None for n in inspect.signature(cls).parameters if n not in skip}
     types.update({k: None for k in PRESETS[algo]})
     return types
 
