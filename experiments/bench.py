@@ -111,7 +111,7 @@ def run_bench(cfg: BenchConfig, force: bool = False, progress: bool = True,
         out = check_out_dir(cfg.out)
     except ConfigError as exc:
         raise BenchConfigError(str(exc)) from None
-    plan = plan_bench(cfg, out)
+    plan = plan_bench(cfg, out, progress)
     tools = resolve_agent_tools(cfg, trainer, env_factory, agent_loader, ray_address) if cfg.agents else None
     with FolderLock(out, "mmenv bench"):
         if cfg.backend != "ray":

@@ -95,7 +95,7 @@ class BenchPlan:
         return run_spec(inst, c.policy, c.policy_kwargs, seed)
 
 
-def plan_bench(cfg: BenchConfig, out: str | Path | None = None) -> BenchPlan:
+def plan_bench(cfg: BenchConfig, out: str | Path | None = None, progress: bool = False) -> BenchPlan:
     """Load the preset's instance sets and check what needs their data (before any run):
     at least two modalities per instance, a batch budget of at least one sample per
     modality, and an oracle grid with a candidate besides uniform for every number of modalities."""
@@ -104,7 +104,12 @@ def plan_bench(cfg: BenchConfig, out: str | Path | None = None) -> BenchPlan:
     names = [s.name for s in sets]
     if len(set(names)) != len(names):
         raise BenchConfigError(f"bench preset {cfg.source}: instance set listed twice: {names}")
-    modalities = {inst.label(): modality_names(inst) for iset in sets for inst in iset.instances}
+    instances = [inst for iset in sets for inst in iset.instances]
+    modalities: dict[str, tuple[str, ...]] = {}
+    with stage_bar("bench plan (data sets)", len(instances), "instance", progress) as bar:
+        for inst in instances:
+            modalities[inst.label()] = modality_names(inst)
+            bar.update(1)
     plan = BenchPlan(cfg, sets, modalities, Path(cfg.out if out is None else out))
     _check_plan(plan)
     return plan

@@ -286,7 +286,7 @@ def test_every_phase_shows_a_progress_bar_on_stderr(tmp_path, capsys):
     cfg.plots = False
     run_bench(cfg, progress=True, executor=FakeExecutor(), trainer=_stand_in_trainer([]), env_factory=_dus_env)
     err = capsys.readouterr().err
-    for phase in ("bench search", "bench tuning", "bench references", "bench scoring",
+    for phase in ("bench plan", "bench search", "bench tuning", "bench references", "bench scoring",
                   "bench train tiny-synthetic/const-m2", "bench evaluate tiny-synthetic/const-m2", "bench report"):
         assert phase in err, phase
     assert "run/s" in err and "3/3" in err and "4/4" in err     # rates; 3 training runs; 2 x 2 evaluation runs
