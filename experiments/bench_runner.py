@@ -16,11 +16,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Protocol, Sequence
 
+from mmenv.errors import MMEnvError
+
 from .bench_progress import stage_bar
 from .grid import RunSpec
 from .report import FINISHED, load_results, write_result
 
-__all__ = ["Executor", "BackendExecutor", "Runner"]
+__all__ = ["Executor", "BackendExecutor", "Runner", "PoolStartError"]
+
+
+class PoolStartError(MMEnvError, RuntimeError):
+    """Every run of a stage lost its worker process: the pool could not start (usually a
+    script without the ``if __name__ == "__main__":`` guard that spawned workers need)."""
 
 
 class Executor(Protocol):
@@ -76,11 +83,18 @@ class Runner:
         with stage_bar(f"bench {stage}", len(unique), "run", self.progress, len(unique) - len(todo)) as bar:
             if not todo:
                 return
+            broken = 0
             for result in self.executor(todo, self.out):
                 write_result(self.runs_dir, result)
                 self.results[result["key"]] = result
                 self.executed += 1
+                broken += "BrokenProcessPool" in str(result.get("error", ""))
                 bar.update(1)
+        if broken == len(todo):
+            raise PoolStartError(
+                f"every {stage} run's worker process died at start ({self.runs_dir}: 'BrokenProcessPool'); in a "
+                "script, run the benchmark under `if __name__ == \"__main__\":` (worker processes are spawned and "
+                "import the script), or use workers: 1")
 
     def get(self, spec: RunSpec) -> dict[str, Any] | None:
         return self.results.get(spec.key)

@@ -366,3 +366,25 @@ def test_package_errors_only(tmp_path):
         assert issubclass(cls, MMEnvError)
     with pytest.raises(MMEnvError):
         bench_config_from_dict({"instance_sets": []})
+
+
+_NO_GUARD = """
+import sys
+from mmenv.experiments.bench import run_bench
+from mmenv.experiments.bench_config import load_bench_config
+cfg = load_bench_config(sys.argv[1], {"workers": 2, "plots": False})
+cfg.agents = []
+run_bench(cfg, progress=False)
+"""
+
+
+@pytest.mark.subprocess
+def test_a_script_without_the_main_guard_gets_a_clear_error(tmp_path):
+    """Spawned workers import the script: without ``if __name__ == "__main__":`` every run's
+    worker dies, which is one error naming the guard, not a sweep of crashed runs."""
+    script = tmp_path / "bench_script.py"
+    script.write_text(_NO_GUARD)
+    proc = subprocess.run([sys.executable, str(script), str(tiny_preset(tmp_path / "p"))], capture_output=True,
+                          text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "PoolStartError" in proc.stderr and '__name__ == "__main__"' in proc.stderr
