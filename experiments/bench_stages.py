@@ -54,7 +54,7 @@ from .oracle import Candidate, OracleResult, TunedConstant, candidate_grid, cons
 from .report import FINISHED, load_results, write_result
 
 __all__ = ["BenchPlan", "plan_bench", "SearchResult", "run_search", "TunedBaseline", "TunedConstantBaseline",
-           "TunedResult", "run_tuned", "run_references", "run_scoring", "Scored", "collect", "AgentJob", "AgentTools",
+           "TunedResult", "Playable", "run_tuned", "run_references", "run_scoring", "Scored", "collect", "AgentJob", "AgentTools",
            "agent_jobs", "resolve_agent_tools", "run_agents", "ReportOutput", "run_report", "BenchRunError",
            "BenchAgentError", "TUNED_BASELINES"]
 
@@ -91,7 +91,7 @@ class BenchPlan:
         m = self.m(inst)
         return constant_candidate(m, 0, 1.0 / m)
 
-    def spec(self, inst: Instance, c: Candidate, seed: int) -> RunSpec:
+    def spec(self, inst: Instance, c: Playable, seed: int) -> RunSpec:
         return run_spec(inst, c.policy, c.policy_kwargs, seed)
 
 
@@ -167,6 +167,17 @@ def run_search(plan: BenchPlan, runner: Runner) -> SearchResult:
 
 
 # ---------------------------------------------------------------------- tuned baselines
+class Playable(Protocol):
+    """What a tuned baseline plays on an instance: a policy name and its keywords (an oracle
+    :class:`~mmenv.experiments.oracle.Candidate` is one; a tuned DUS-H would be ``("dus-h", {...})``)."""
+
+    @property
+    def policy(self) -> str: ...
+
+    @property
+    def policy_kwargs(self) -> dict[str, Any]: ...
+
+
 class TunedBaseline(Protocol):
     """A non-learning baseline whose parameters are tuned on a set's train instances."""
 
@@ -180,7 +191,7 @@ class TunedBaseline(Protocol):
         """The tuned parameters (an object with a ``label``)."""
         ...
 
-    def candidate(self, choice: Any, m: int) -> Candidate | None:
+    def candidate(self, choice: Any, m: int) -> Playable | None:
         """What the choice plays on an instance with ``m`` modalities (``None``: not defined there)."""
         ...
 
