@@ -277,8 +277,6 @@ def check_env_arguments(env: Mapping[str, Any], where: str) -> dict[str, Any]:
 
     Only :data:`ENV_KEYS`: the benchmark chooses reward, observation and seeds itself.
     """
-    from mmenv.errors import MMEnvError as _Err
-
     from .config import ENV_SCHEMA
 
     bad_env = sorted(set(env) - set(ENV_KEYS))
@@ -289,7 +287,7 @@ def check_env_arguments(env: Mapping[str, Any], where: str) -> dict[str, Any]:
     for key in ENV_KEYS:
         try:
             out[key] = ENV_SCHEMA[key](f"env.{key}", out[key])
-        except _Err as exc:
+        except MMEnvError as exc:
             raise InstanceSetError(f"{where}: {exc}") from None
     return out
 
