@@ -197,20 +197,23 @@ class AGMLearner(BaselineLearner):
     def initial_state(self, ctx: LearnerContext) -> dict[str, Any]:
         m, dev = len(ctx.modalities), ctx.device
         # "gap": running-average responses (set by the first batch); "code": S_m, the mean CE score so far.
-        return {"running": torch.zeros(m, device=dev), "score_means": torch.zeros(m, device=dev),
-                "score_count": torch.zeros((), device=dev)}
+        return {"running": torch.zeros(m, device=dev), "running_set": torch.zeros((), device=dev),
+                "score_means": torch.zeros(m, device=dev), "score_count": torch.zeros((), device=dev)}
 
     # Attribute views of the method state (checkpoints and tests read them by name).
     @property
     def running(self) -> Tensor | None:
-        if self.coefficient != "gap" or "score_count" not in self.fstate or int(self.fstate["score_count"]) == 0:
+        if "running_set" not in self.fstate or not bool(self.fstate["running_set"] > 0):
             return None
         return self.fstate["running"]
 
     @running.setter
     def running(self, value: Tensor | None) -> None:
-        if value is not None:
-            self.fstate = {**self.fstate, "running": value}
+        flag = self.fstate["running_set"]
+        if value is None:
+            self.fstate = {**self.fstate, "running_set": torch.zeros_like(flag)}
+        else:
+            self.fstate = {**self.fstate, "running": value, "running_set": torch.ones_like(flag)}
 
     @property
     def score_means(self) -> Tensor:
@@ -230,16 +233,16 @@ class AGMLearner(BaselineLearner):
 
     def updated_state(self, state: Mapping[str, Any], scores: Tensor) -> tuple[Tensor, Tensor, dict[str, Any]]:
         """``(kappa, gap, new state)`` from this batch's scores (CE scores for "code", responses for "gap")."""
-        count = state["score_count"] + 1
         if self.coefficient == "code":
+            count = state["score_count"] + 1
             # The authors' rule: kappa from the CE scores against the old running means, then update them.
             kappa, gap = agm_code_coefficients(scores, state["score_means"], self.alpha)
             means = state["score_means"] + (scores - state["score_means"]) / count
             return kappa, gap, {**state, "score_means": means, "score_count": count}
         b = self.response_momentum
-        running = torch.where(state["score_count"] > 0, b * state["running"] + (1 - b) * scores, scores)
+        running = torch.where(state["running_set"] > 0, b * state["running"] + (1 - b) * scores, scores)
         kappa, gap = agm_coefficients(running, self.alpha)
-        return kappa, gap, {**state, "running": running, "score_count": count}
+        return kappa, gap, {**state, "running": running, "running_set": torch.ones_like(state["running_set"])}
 
     def loss(self, model: MultimodalModel, batch: Batch, state: Mapping[str, Any],
              info: StepInfo) -> tuple[Tensor, dict[str, Any]]:
