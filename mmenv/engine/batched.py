@@ -30,12 +30,12 @@ refused). Anything else raises :class:`EngineError`; callers fall back to one ru
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, grad_and_value, vmap
+from torch.func import functional_call, vmap
 from torch.optim.sgd import sgd
 from torch.utils._pytree import tree_map
 
@@ -303,8 +303,7 @@ class BatchedRuns:
                 prefixes = template.phase_params(phase)
                 train_names = [nm for nm in self.names if prefixes is None or nm.startswith(tuple(prefixes))]
                 noise = self._noise(learners, info)
-                fn = self._phase_fn(host, info, p_max, train_names)
-                grads, aux, state = vmap(fn, randomness="error")(params, state, parts, noise)
+                grads, aux, state = self._phase(host, info, p_max, train_names, params, state, parts, noise)
                 with torch.no_grad():
                     sgd([params[nm] for nm in train_names], [grads[nm] for nm in train_names],
                         [buffers[nm] for nm in train_names], foreach=True, weight_decay=self.weight_decay,
@@ -324,27 +323,35 @@ class BatchedRuns:
         per = [lr.draw_noise(info) for lr in learners]
         return {name: torch.stack([d[name] for d in per]) for name in per[0]}
 
-    def _phase_fn(self, host: _Host, info: StepInfo, p_max: int, train_names: list[str]) -> Callable:
-        hook = self._hook
+    def _phase(self, host: _Host, info: StepInfo, p_max: int, train_names: list[str], params: dict[str, Tensor],
+               state: Any, parts: dict[str, Any], noise: dict[str, Tensor]) -> tuple[dict[str, Tensor], Any, Any]:
+        """One phase for the group: the learner's loss for every run under ``vmap``, one ordinary
+        backward through the stacked parameters (run k's loss depends on slot k only, so the
+        gradient of the sum is every run's own gradient), then the hook under ``vmap``."""
 
-        def one(params: dict[str, Tensor], state: Any, parts: dict[str, Any], noise: dict[str, Tensor]):
-            batch = Batch(inputs=parts["inputs"], labels=parts["labels"], indices=parts["indices"], num_paired=p_max,
-                          epoch=info.epoch, iteration=info.iteration, masks=parts.get("masks"),
-                          weights=parts["weights"], paired_weight=parts["paired_weight"])
+        def make_batch(parts: dict[str, Any]) -> Batch:
+            return Batch(inputs=parts["inputs"], labels=parts["labels"], indices=parts["indices"], num_paired=p_max,
+                         epoch=info.epoch, iteration=info.iteration, masks=parts.get("masks"),
+                         weights=parts["weights"], paired_weight=parts["paired_weight"])
 
-            def loss_of(trained: dict[str, Tensor]):
-                merged = {**params, **trained}
-                return functional_call(host, _prefixed(merged), ("loss", batch, state, info))
+        def forward(p: dict[str, Tensor], st: Any, pt: dict[str, Any]):
+            loss, aux = functional_call(host, _prefixed(p), ("loss", make_batch(pt), st, info))
+            return loss, aux
 
-            grads, (_, aux) = grad_and_value(loss_of, has_aux=True)({nm: params[nm] for nm in train_names})
-            new_state = aux.get("state", state)
-            if hook:
-                grads, new_state = functional_call(host, _prefixed(params),
-                                                   ("modulate", grads, batch, aux, new_state, info, noise))
-            out = {"logits": aux["logits"], "losses": aux["losses"]}
-            return grads, out, new_state
-
-        return one
+        leaves = {nm: params[nm].detach().requires_grad_(True) for nm in train_names}
+        merged = {**params, **leaves}
+        loss, aux = vmap(forward, randomness="error")(merged, state, parts)
+        grad_list = torch.autograd.grad(loss.sum(), [leaves[nm] for nm in train_names])
+        grads = dict(zip(train_names, grad_list))
+        aux = tree_map(lambda t: t.detach() if isinstance(t, Tensor) else t, aux)
+        new_state = aux.get("state", state)
+        if self._hook:
+            def hook(p: dict[str, Tensor], g: dict[str, Tensor], pt: dict[str, Any], ax: Any, st: Any,
+                     nz: dict[str, Tensor]):
+                return functional_call(host, _prefixed(p), ("modulate", g, make_batch(pt), ax, st, info, nz))
+            with torch.no_grad():
+                grads, new_state = vmap(hook, randomness="error")(params, grads, parts, aux, new_state, noise)
+        return grads, {"logits": aux["logits"], "losses": aux["losses"]}, new_state
 
 
 class _Stats:
