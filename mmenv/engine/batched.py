@@ -196,7 +196,7 @@ class BatchedRuns:
         if len({env.iteration for env in envs}) != 1:
             raise EngineError("runs trained together must be at the same iteration")
         device, mods = env0.device, env0.modalities
-        g, m = len(runs), len(mods)
+        m = len(mods)
         full = runs == list(range(self.num_runs))
         sel = torch.tensor(runs, device=device)
         params = self.params if full else {n: t[sel] for n, t in self.params.items()}
