@@ -123,3 +123,24 @@ def test_bench_numbers_are_identical_with_the_batched_and_the_single_executor(tm
             assert b.eq5[key][seed] == pytest.approx(s.eq5[key][seed], rel=1e-6, abs=1e-9)
             np.testing.assert_allclose(b.schedules[key][seed], s.schedules[key][seed], atol=1e-9)
     assert {k: v.best.label for k, v in b.oracles.items()} == {k: v.best.label for k, v in s.oracles.items()}
+
+
+@pytest.mark.parametrize("observation", ["extended", "paper"])
+def test_agent_evaluation_on_the_engine_equals_one_run_at_a_time(observation):
+    """A trained agent's evaluation episodes: the same records (through the benchmark's
+    observation, which the batched path rebuilds per run) on the engine and one at a time."""
+    from mmenv.agents.across_runs import bench_env, train_across_runs
+    from mmenv.agents.assembly import record_fields
+    from mmenv.experiments.bench_stages import _play
+
+    inst = _inst("a", learner="ogm-ge")
+    agent = train_across_runs("reinforce", [inst.env_kwargs()], runs=2, seed=0, reward="dus", observation=observation)
+    single = _play(bench_env, agent.policy, observation, inst, [0, 1, 2])
+    batched = _play(bench_env, agent.policy, observation, inst, [0, 1, 2], batched=True)
+    for a, b in zip(single, batched):
+        ra, rb = record_fields(a), record_fields(b)
+        assert ra["test"] == rb["test"] and ra["batch_sizes"] == rb["batch_sizes"]
+        np.testing.assert_allclose(ra["proportions"], rb["proportions"], atol=1e-9)
+        np.testing.assert_allclose(ra["initial_discrepancy"], rb["initial_discrepancy"], atol=1e-9)
+        np.testing.assert_allclose(ra["rewards"], rb["rewards"], rtol=1e-6, atol=1e-9)
+    assert len(np.asarray(single[0].initial_discrepancy)) == (9 if observation == "extended" else 2)
