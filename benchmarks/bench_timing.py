@@ -11,11 +11,11 @@ Two modes:
   played); a fixed subset of them is played by each executor in this process (one
   thread): per instance set, its first test instance's oracle grid on the first tuning
   seed and its reference policies on the first evaluation seed. Their CPU seconds per run
-  times the set's run count, plus ``--agent-runs-timed`` of each agent's training runs timed the
-  same way and scaled to the agent's run count, divided by the preset's ``workers``
-  (the runs of a stage are independent; the agents' training runs are played by
-  ``workers`` of their own), gives the wall time on a quiet machine with that many free
-  cores. Lines ``RESULT bench_<preset>_seconds_estimate <s>`` (batched) and
+  times the set's run count, divided by ``min(workers, --cores)`` (the runs of a stage
+  are independent), plus ``--agent-runs-timed`` of each agent's training runs timed the
+  same way, scaled to the agent's run count and divided by ``min(its workers, --cores)``,
+  plus the agents' evaluation and learning-curve runs at the single runs' cost, gives the
+  wall time on a quiet machine with ``--cores`` (default 2) free cores. Lines ``RESULT bench_<preset>_seconds_estimate <s>`` (batched) and
   ``RESULT bench_<preset>_seconds_estimate_single <s>``, and the stage-runs speed-up
   ``RESULT bench_<preset>_stage_speedup <x>`` (single CPU s / batched CPU s, same runs).
 
@@ -107,7 +107,7 @@ def time_executor(name: str, specs: list[RunSpec]) -> tuple[float, list[dict[str
         return CLOCK() - start, results
 
 
-def time_agents(cfg: BenchConfig, plan: BenchPlan, runs: int) -> float:
+def time_agents(cfg: BenchConfig, plan: BenchPlan, runs: int, cores: int) -> float:
     """CPU seconds of the preset's agents' training, from ``runs`` timed runs of each agent."""
     from mmenv.agents.across_runs import train_across_runs
 
@@ -119,9 +119,10 @@ def time_agents(cfg: BenchConfig, plan: BenchPlan, runs: int) -> float:
             train_across_runs(agent.algo, train, runs=runs, seed=agent.seed, reward=agent.reward,
                               observation=agent.observation, workers=1, **agent.options)
             per_run = (CLOCK() - start) / runs
-            total += per_run * agent.runs / max(1, agent.workers)
+            workers = max(1, min(agent.workers, cores))
+            total += per_run * agent.runs / workers
             print(f"  agent {agent.label} on {iset.name}: {per_run:.2f} CPU s per training run "
-                  f"(from {runs}) x {agent.runs} runs / {agent.workers} worker(s)", flush=True)
+                  f"(from {runs}) x {agent.runs} runs / {workers} worker(s)", flush=True)
     return total
 
 
@@ -129,9 +130,10 @@ def _load() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def estimate(cfg: BenchConfig, agent_runs: int) -> None:
+def estimate(cfg: BenchConfig, agent_runs: int, cores: int) -> None:
     plan = plan_bench(cfg, tempfile.mkdtemp(prefix="bench-timing-"))
-    print(f"{cfg.name}: workers {cfg.workers}; load average {_load()}", flush=True)
+    workers = max(1, min(cfg.workers, cores))
+    print(f"{cfg.name}: workers {cfg.workers}, estimate for {cores} free cores; load average {_load()}", flush=True)
     time_executor("batched", subset_specs(plan, plan.sets[0])[:2])   # warm-up: imports, first reset's costs
     stage = {"batched": 0.0, "single": 0.0}
     timed = {"batched": 0.0, "single": 0.0}
@@ -148,7 +150,7 @@ def estimate(cfg: BenchConfig, agent_runs: int) -> None:
             print(f"  {name}: {cpu:.1f} CPU s for {len(subset)} runs ({cpu / len(subset):.3f} s/run); load average "
                   f"{_load()}" + (f"; not ok: {bad}" if bad else ""), flush=True)
         single_per_run.append(timed["single"] / len(subset))
-    agents = time_agents(cfg, plan, agent_runs) if cfg.agents and agent_runs > 0 else 0.0
+    agents = time_agents(cfg, plan, agent_runs, cores) if cfg.agents and agent_runs > 0 else 0.0
     side = agent_side_runs(plan) if cfg.agents and agent_runs > 0 else 0
     agents += side * float(np.mean(single_per_run))
     print(f"  agents: {agents:.0f} s (training on their own workers, and {side} evaluation / curve runs one at a "
@@ -156,8 +158,9 @@ def estimate(cfg: BenchConfig, agent_runs: int) -> None:
     slug = cfg.name.replace("-", "_")
     print(f"RESULT bench_{slug}_stage_speedup {timed['single'] / timed['batched']:.2f}")
     for name, suffix in (("batched", ""), ("single", "_single")):
-        stages = stage[name] / cfg.workers
-        print(f"  estimate {name}: stages {stages:.0f} s + agents {agents:.0f} s (quiet machine, {cfg.workers} cores)")
+        stages = stage[name] / workers
+        print(f"  estimate {name}: stages {stages:.0f} s + agents {agents:.0f} s (quiet machine, {workers} worker(s) "
+              f"on {cores} cores)")
         print(f"RESULT bench_{slug}_seconds_estimate{suffix} {stages + agents:.0f}", flush=True)
 
 
@@ -187,13 +190,15 @@ def main() -> None:
     parser.add_argument("--whole", action="store_true", help="run the whole preset per executor (wall time)")
     parser.add_argument("--no-agents", action="store_true", help="leave the agents out (both modes)")
     parser.add_argument("--agent-runs-timed", type=int, default=4, help="training runs timed per agent (estimate)")
+    parser.add_argument("--cores", type=int, default=2,
+                        help="free cores of the machine estimated for (workers beyond them do not help)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     cfg = load_bench_config(args.preset)
     if args.whole:
         whole(cfg, args.no_agents)
     else:
-        estimate(cfg, 0 if args.no_agents else args.agent_runs_timed)
+        estimate(cfg, 0 if args.no_agents else args.agent_runs_timed, args.cores)
 
 
 if __name__ == "__main__":
