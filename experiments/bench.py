@@ -249,6 +249,9 @@ def run_bench(cfg: BenchConfig, force: bool = False, progress: bool = True,
     CPUs) serves the whole benchmark: the search, reference and scoring runs are Ray tasks,
     and the default trainer plays the agents' training runs in Ray actors.
     """
+    from .backends import leave_if_reimported
+
+    leave_if_reimported()  # a worker re-importing an unguarded script: the driver reports it
     if cfg.backend != "ray":
         return _run_bench(cfg, force, progress, trainer, env_factory, agent_loader, None)
     from mmenv.cluster import ray_session
@@ -523,12 +526,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         backend_help="process (this machine) or ray (Ray tasks; agents' runs in Ray actors)")
     p.add_argument("--agent-runs", type=int, default=None, help="training runs of every agent (overrides the preset)")
     p.add_argument("--no-agents", action="store_true", help="skip the agents trained across runs")
+    p.add_argument("--leaderboard", metavar="OUT", default=None,
+                   help="run nothing: rank every policy and agent of the benchmark output folder OUT "
+                        "(Markdown table; also written as OUT/leaderboard.csv)")
     p.set_defaults(func=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     """``mmenv bench``: run the preset, print the summary; the last lines are the RESULT lines."""
+    if getattr(args, "leaderboard", None):
+        from .leaderboard import main as leaderboard_main
+
+        return leaderboard_main(args.leaderboard)
     overrides: dict[str, Any] = {"out": args.out, "workers": args.workers, "backend": args.backend}
     if args.workers is not None and args.workers < 1:
         raise BenchConfigError(f"--workers must be >= 1, got {args.workers}")
