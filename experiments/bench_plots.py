@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 __all__ = ["make_bench_plots", "plot_headroom", "plot_scores", "plot_curves", "plot_schedules", "plot_alignment",
            "agent_curve_groups", "HEXBIN_MIN_POINTS"]
 
+#: Marker shapes of the reference policies' means on the alignment figure (others: circles).
+_MEAN_MARKERS = {"uniform": "s", "oracle": "*"}
 #: Above this many evaluation runs the alignment figure draws a hexbin density instead of points.
 HEXBIN_MIN_POINTS = 600
 
@@ -111,7 +113,7 @@ def plot_scores(rep: "Report", path: Path, colors: dict[str, str] | None = None)
 def agent_curve_groups(agents: dict[str, dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """Agent summaries with a learning curve, grouped by everything but the training seed.
 
-    Key: a display label ``"<set>: <algo>[, observation][, reward], m=<k>"``; agents of one
+    Key: a display label ``"<set>: <ALGO>[, observation][, reward], <k> modalities, <n> runs"``; agents of one
     group differ only in ``seed`` (and their preset label), so their curves are seeds of one
     learning curve.
     """
@@ -119,7 +121,7 @@ def agent_curve_groups(agents: dict[str, dict[str, Any]]) -> dict[str, list[dict
     for summary in agents.values():
         if not summary.get("curve"):
             continue
-        parts = [str(summary.get("algo", "?"))]
+        parts = [str(summary.get("algo", "?")).upper()]
         if summary.get("observation") not in (None, "paper"):
             parts.append(f"observation {summary['observation']}")
         if summary.get("reward") not in (None, "val-acc-gain"):
@@ -127,7 +129,8 @@ def agent_curve_groups(agents: dict[str, dict[str, Any]]) -> dict[str, list[dict
         options = summary.get("options")
         if options:
             parts.append(", ".join(f"{k}={v}" for k, v in sorted(options.items())))
-        key = f"{summary.get('set', '?')}: {', '.join(parts)}, m={summary.get('m', '?')}, {summary.get('runs')} runs"
+        key = (f"{summary.get('set', '?')}: {', '.join(parts)}, {summary.get('m', '?')} modalities, "
+               f"{summary.get('runs')} runs")
         groups.setdefault(key, []).append(summary)
     return groups
 
@@ -157,10 +160,12 @@ def plot_curves(data: "BenchData", path: Path) -> Path | None:
             seeds = sorted(int(s.get("seed", 0)) for s in summaries)
             ax.plot(xs, mean, color=color, lw=2.2, marker="o", ms=3.5,
                     label=f"{key} (seed{'s' if n > 1 else ''} {', '.join(map(str, seeds))})")
+    normalised = _has_headroom(data)
     ax.axhline(0.0, color="#8c8c8c", lw=1.0, label="Uniform (0)")
-    ax.axhline(1.0, color="black", lw=1.0, ls="--", label="Oracle (1)")
+    if normalised:
+        ax.axhline(1.0, color="black", lw=1.0, ls="--", label="Oracle (1)")
     ax.set_xlabel("training runs consumed")
-    ax.set_ylabel("held-out normalised score")
+    ax.set_ylabel("held-out normalised score" if normalised else "held-out accuracy − Uniform, points")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title("Across-run agents: held-out score during training", fontsize=11)
     ax.grid(alpha=0.3)
@@ -171,6 +176,18 @@ def plot_curves(data: "BenchData", path: Path) -> Path | None:
     fig.text(0.5, 0.01, note, ha="center", fontsize=7)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     return save_figure(fig, path, tight=False)
+
+
+def _has_headroom(data: "BenchData") -> bool:
+    """Whether the curves are normalised scores: the held-out score divides by the headroom of the
+    test instances whose Oracle mean beats Uniform's, and falls back to accuracy points without one."""
+    for iset in data.sets:
+        for inst in iset.test:
+            o = data.values(inst, "oracle", data.cfg.eval_seeds)
+            u = data.values(inst, "uniform", data.cfg.eval_seeds)
+            if np.isfinite(o).any() and np.isfinite(u).any() and np.nanmean(o) - np.nanmean(u) > 0:
+                return True
+    return False
 
 
 def plot_schedules(data: "BenchData", agent: str, path: Path) -> Path | None:
@@ -246,11 +263,15 @@ def plot_alignment(data: "BenchData", path: Path, rho: float | None = None,
         fig.colorbar(hb, ax=ax, label="runs per cell")
     for pol in order:
         p = np.asarray(points[pol])
-        c = colors.get(pol, "black")
         if len(allp) < HEXBIN_MIN_POINTS:
-            ax.scatter(p[:, 0], p[:, 1], s=14, color=c, alpha=0.35, lw=0)
-        ax.scatter(p[:, 0].mean(), p[:, 1].mean(), s=70, color=c, edgecolor="white", lw=1.2, zorder=3,
-                   label=f"{policy_label(pol)} ({len(p)})")
+            ax.scatter(p[:, 0], p[:, 1], s=14, color=colors.get(pol, "black"), alpha=0.4, lw=0)
+    # Means on top, outlined, in reverse order so the references (Uniform, Oracle) stay visible;
+    # the references get their own marker shapes.
+    for pol in reversed(order):
+        p = np.asarray(points[pol])
+        ax.scatter(p[:, 0].mean(), p[:, 1].mean(), s=90 if pol in _MEAN_MARKERS else 70,
+                   marker=_MEAN_MARKERS.get(pol, "o"), color=colors.get(pol, "black"), edgecolor="black", lw=0.8,
+                   zorder=3, label=f"{policy_label(pol)} ({len(p)})")
     if rho is None:
         from .stats import spearman
 
@@ -263,8 +284,9 @@ def plot_alignment(data: "BenchData", path: Path, rho: float | None = None,
             va="top", fontsize=9, bbox={"boxstyle": "round", "fc": "white", "ec": "#bdbdbd"})
     ax.set_title("Reward alignment on the test instances (evaluation seeds)", fontsize=11)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5), title="policy mean (runs)",
-              title_fontsize=7, frameon=False)
+    handles, labels = ax.get_legend_handles_labels()
+    ax.legend(handles[::-1], labels[::-1], fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5),
+              title="policy mean (runs); points: runs", title_fontsize=7, frameon=False)
     return _save(fig, path)
 
 

@@ -11,8 +11,9 @@
 * ``agents/*.json``: for the agents trained across runs, the algorithm, training runs and
   training seed.
 
-Rows are ranked by IQM (then mean; rows without a score last). Uniform is listed as the
-reference (score 0 by definition). The table prints as Markdown and is written as
+Rows are ranked by IQM (then mean); rows without a score (no test instance with headroom)
+follow, unranked, ordered by their accuracy difference to Uniform. Uniform is listed as the
+reference (score 0 by definition when any row is scored). Only test instances count. The table prints as Markdown and is written as
 ``OUT/leaderboard.csv``.
 """
 
@@ -70,10 +71,16 @@ def leaderboard(out: str | Path) -> list[dict[str, Any]]:
                                "pass the --out folder of a finished 'mmenv bench' run")
     results = _read_csv(results_path)
     aggregates = {r["policy"]: r for r in _read_csv(agg_path)}
+    # Only test instances count (uniform and the oracle also run on train instances with
+    # headroom_splits [train, test]); headroom.csv names each instance's split.
+    test_labels = None
+    if (out / "headroom.csv").is_file():
+        test_labels = {f"{r['set']}/{r['instance']}" for r in _read_csv(out / "headroom.csv") if r.get("split") == "test"}
+    scored = any(math.isfinite(_float(a.get("iqm"))) for a in aggregates.values())
     agents = _agent_summaries(out)
     evals: dict[str, dict[str, Any]] = {}
     for r in results:
-        if r.get("seed_role") != "evaluation":
+        if r.get("seed_role") != "evaluation" or (test_labels is not None and r["instance"] not in test_labels):
             continue
         e = evals.setdefault(r["policy"], {"seeds": set(), "instances": set(), "acc": []})
         e["seeds"].add(int(r["seed"]))
@@ -89,7 +96,8 @@ def leaderboard(out: str | Path) -> list[dict[str, Any]]:
                                                             else "policy")
         row: dict[str, Any] = {"policy": policy, "label": policy_label(policy), "kind": kind}
         if policy == "uniform":
-            row.update(iqm=0.0, iqm_lo=0.0, iqm_hi=0.0, mean=0.0, mean_lo=0.0, mean_hi=0.0,
+            zero = 0.0 if scored else float("nan")     # 0 by definition, where anything is scored
+            row.update(iqm=zero, iqm_lo=zero, iqm_hi=zero, mean=zero, mean_lo=zero, mean_hi=zero,
                        diff_points=0.0, diff_lo=0.0, diff_hi=0.0)
         else:
             row.update({k: _float(a.get(k)) for k in ("iqm", "iqm_lo", "iqm_hi", "mean", "mean_lo", "mean_hi")})
@@ -106,9 +114,11 @@ def leaderboard(out: str | Path) -> list[dict[str, Any]]:
         rows.append(row)
 
     def rank_key(r: dict[str, Any]) -> tuple[int, float, float]:
-        iqm, mean = r["iqm"], r["mean"]
-        return (0 if math.isfinite(iqm) else 1, -iqm if math.isfinite(iqm) else 0.0,
-                -mean if math.isfinite(mean) else 0.0)
+        """Scored rows by IQM then mean; the rest after them, by their accuracy difference to Uniform."""
+        iqm, mean, diff = r["iqm"], r["mean"], r["diff_points"]
+        if math.isfinite(iqm):
+            return (0, -iqm, -mean if math.isfinite(mean) else 0.0)
+        return (1, -diff if math.isfinite(diff) else math.inf, 0.0)
 
     rows.sort(key=rank_key)
     for i, r in enumerate(rows, 1):
