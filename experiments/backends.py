@@ -19,12 +19,17 @@ from mmenv.errors import MMEnvError
 
 from .grid import RunSpec, execute_run, new_result
 
-__all__ = ["run_serial", "run_processes", "run_ray", "run_specs", "init_worker", "MainGuardError",
+__all__ = ["run_serial", "run_processes", "run_ray", "run_specs", "init_worker", "PoolStartError",
            "main_lacks_guard", "leave_if_reimported"]
 
 
-class MainGuardError(MMEnvError, RuntimeError):
-    """Worker processes could not start: the main script starts a sweep without a ``__main__`` guard."""
+class PoolStartError(MMEnvError, RuntimeError):
+    """Worker processes could not start, so no run of the sweep could: usually a main script that
+    starts the sweep without the ``if __name__ == "__main__":`` guard that spawned workers need.
+
+    Raised here when the pool breaks and the main script has no guard (the message names the
+    script), and by :class:`mmenv.experiments.bench_runner.Runner` when every run of a stage
+    lost its worker."""
 
 
 def main_lacks_guard() -> str | None:
@@ -57,7 +62,7 @@ def leave_if_reimported() -> None:
     Called where a sweep starts (``run_comparison``, ``run_bench``, the process pool): in a
     worker still importing the main script (multiprocessing's bootstrapping phase) it exits
     with status 1 instead of printing a traceback per worker; the driver then reports the
-    missing ``__main__`` guard in one line (:class:`MainGuardError`).
+    missing ``__main__`` guard in one line (:class:`PoolStartError`).
     """
     import multiprocessing as mp
 
@@ -65,8 +70,8 @@ def leave_if_reimported() -> None:
         raise SystemExit(1)
 
 
-def _guard_error(script: str) -> MainGuardError:
-    return MainGuardError(
+def _guard_error(script: str) -> PoolStartError:
+    return PoolStartError(
         f"worker processes could not start: {script} starts the sweep at import time; put that call under "
         "'if __name__ == \"__main__\":' (workers > 1 start fresh processes that re-import the script), "
         "or use workers=1")

@@ -36,7 +36,7 @@ from .palette import SPLIT_COLORS, VECTOR_FORMAT, modality_color_map, policy_col
     save_figure  # noqa: E402
 
 if TYPE_CHECKING:
-    from .bench import BenchData
+    from .bench_data import BenchData
     from .bench_report import Report
 
 __all__ = ["make_bench_plots", "plot_headroom", "plot_scores", "plot_curves", "plot_schedules", "plot_alignment",

@@ -49,7 +49,7 @@ def test_unguarded_sweep_fails_with_one_line_naming_the_fix(tmp_path):
     proc = subprocess.run([sys.executable, "sweep.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("mmenv.experiments.backends.MainGuardError: ") and "sweep.py" in last
+    assert last.startswith("mmenv.experiments.backends.PoolStartError: ") and "sweep.py" in last
     assert 'if __name__ == "__main__":' in last
     # the workers leave quietly: no traceback of theirs, no run recorded as crashed
     assert proc.stderr.count("Traceback") == 1 and "BrokenProcessPool" not in proc.stderr
