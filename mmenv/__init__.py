@@ -40,4 +40,6 @@ if ENV_ID not in _gym_registration.registry:
                                vector_entry_point="mmenv.vector_env:make_vector_env",
                                kwargs={"action_space": "softmax"})
 if BENCH_ENV_ID not in _gym_registration.registry:
-    _gym_registration.register(id=BENCH_ENV_ID, entry_point="mmenv.wrappers:make_bench_env")
+    # The same softmax default as DUS-v0, for the same agents (bench_env keeps DUSEnv's unit space).
+    _gym_registration.register(id=BENCH_ENV_ID, entry_point="mmenv.wrappers:make_bench_env",
+                               kwargs={"action_space": "softmax"})
