@@ -11,9 +11,11 @@ pooled summary of all of them (Deep Sets, Zaheer et al. 2017)::
     p     = softmax(s)  or  Dirichlet(softplus(s))
 
 so permuting the modalities of the observation permutes the scores (and proportions), and
-the same weights run on any number of modalities. The pooled mean and the normalisations
-sum over a *sorted* copy of their inputs, so the permutation property holds bit for bit, not
-only up to float rounding.
+the same weights run on any number of modalities. It holds bit for bit, not only up to float
+rounding: the pooled mean sums a *sorted* copy of the embeddings (:func:`invariant_sum`), and
+the layers applied to each modality (:class:`RowLinear`) compute every row with the same
+elementwise product and sum, where a matrix product's blocking can round a row differently
+depending on its position.
 
 The observation must be laid out per modality: ``(m, k, g)`` = m blocks of k features, then
 g global features (:func:`mmenv.observations.observation_layout`: ``observation="modal"``,
@@ -44,7 +46,7 @@ from torch import nn
 
 from .policy import PolicyError
 
-__all__ = ["DeepSetsScorer", "EquivariantDirichletNet", "invariant_sum", "split_modalities",
+__all__ = ["RowLinear", "DeepSetsScorer", "EquivariantDirichletNet", "invariant_sum", "split_modalities",
            "DeepSetsExtractor", "EquivariantActorCriticPolicy", "EquivariantSACPolicy", "equivariant_policy_class",
            "is_equivariant_policy", "layout_of"]
 
@@ -66,15 +68,24 @@ def split_modalities(obs: torch.Tensor, k: int, g: int) -> tuple[torch.Tensor, t
     return x, glob
 
 
+class RowLinear(nn.Linear):
+    """``nn.Linear`` computed row by row (``(x[..., None, :] * W).sum(-1) + b``): a row's result does not
+    depend on its position among the others, bit for bit (a matrix product's blocking can make it do)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = (x.unsqueeze(-2) * self.weight).sum(-1)
+        return out + self.bias if self.bias is not None else out
+
+
 class DeepSetsScorer(nn.Module):
     """Per-modality scores ``[..., m, outputs]`` from ``[..., m, k]`` features and ``[..., g]`` globals."""
 
     def __init__(self, k: int, g: int, hidden: int = 64, outputs: int = 1) -> None:
         super().__init__()
         self.k, self.g, self.hidden, self.outputs = int(k), int(g), int(hidden), int(outputs)
-        self.phi = nn.Sequential(nn.Linear(self.k, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh())
-        self.rho = nn.Sequential(nn.Linear(2 * hidden + self.g, hidden), nn.Tanh())
-        self.head = nn.Linear(hidden, self.outputs)
+        self.phi = nn.Sequential(RowLinear(self.k, hidden), nn.Tanh(), RowLinear(hidden, hidden), nn.Tanh())
+        self.rho = nn.Sequential(RowLinear(2 * hidden + self.g, hidden), nn.Tanh())
+        self.head = RowLinear(hidden, self.outputs)
 
     def embed(self, x: torch.Tensor, glob: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-modality hidden states ``[..., m, hidden]`` and the pooled summary ``[..., hidden]``."""
@@ -269,7 +280,7 @@ class _EquivariantCritic(nn.Module):
         super().__init__()
         self.k, self.g = k, g
         self.scorers = nn.ModuleList([DeepSetsScorer(k + 1, g, hidden) for _ in range(n_critics)])
-        self.heads = nn.ModuleList([nn.Linear(hidden, 1) for _ in range(n_critics)])
+        self.heads = nn.ModuleList([RowLinear(hidden, 1) for _ in range(n_critics)])
 
     def forward(self, features: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
         x, glob = split_modalities(features, self.k, self.g)

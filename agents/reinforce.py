@@ -326,7 +326,12 @@ class ReinforcePolicy(Policy):
     def act(self, obs: np.ndarray, info: dict | None = None) -> np.ndarray:
         with torch.no_grad():
             conc = self.distribution(obs).concentration
-            mean = conc / conc.sum(-1, keepdim=True)
+            if self.equivariant:  # a sum that does not depend on the modalities' order, bit for bit
+                from .equivariant import invariant_sum
+
+                mean = conc / invariant_sum(conc, -1, keepdim=True)
+            else:
+                mean = conc / conc.sum(-1, keepdim=True)
             if self.deterministic:
                 p = mean
             else:

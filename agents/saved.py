@@ -169,7 +169,9 @@ def _read_zip(path: Path) -> AgentCard:
                           f"{obs_shape} and {act_shape}")
     if action["action_space"] is None and _is_symmetric_box(act_space):
         action["action_space"] = "softmax"   # the registered ids' default (module docstring)
-    return _infer(str(meta["algo"]), int(obs_shape[0]), int(act_shape[0]), **action)
+    module = (data.get("policy_class") or {}).get("__module__", "")
+    network = "equivariant" if module == "mmenv.agents.equivariant" else "mlp"
+    return _infer(str(meta["algo"]), int(obs_shape[0]), int(act_shape[0]), network=network, **action)
 
 
 def _is_symmetric_box(entry: Mapping[str, Any]) -> bool:

@@ -349,6 +349,11 @@ def _algo_from_saved_data(data: dict, path: Path) -> str:
     if module in _DISCRETE_POLICY_MODULES:
         raise PolicyError(f"{path} holds a {_DISCRETE_POLICY_MODULES[module]} agent, which needs a discrete "
                           "action space and does not apply to DUS")
+    if module == "mmenv.agents.equivariant":   # the package's equivariant policies (PPO / A2C, SAC)
+        text = " ".join(str(v) for v in (data.get("policy_class") or {}).values())
+        if "EquivariantSACPolicy" in text:
+            return "sac"
+        return "ppo" if "clip_range" in data else "a2c"
     if module == "stable_baselines3.common.policies":
         if "cg_max_steps" in data:
             return "trpo"
