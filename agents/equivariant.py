@@ -42,6 +42,9 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
+from stable_baselines3.common.policies import ActorCriticPolicy, ContinuousCritic
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.sac.policies import LOG_STD_MAX, LOG_STD_MIN, Actor, SACPolicy
 from torch import nn
 
 from .policy import PolicyError
@@ -148,16 +151,7 @@ def layout_of(observation_space_or_env: Any = None, layout: Sequence[int] | None
 
 
 # ---------------------------------------------------------------------- Stable-Baselines3
-def _sb3() -> Any:
-    from stable_baselines3.common import policies, torch_layers
-
-    return policies, torch_layers
-
-
-_policies, _torch_layers = _sb3()
-
-
-class DeepSetsExtractor(_torch_layers.BaseFeaturesExtractor):
+class DeepSetsExtractor(BaseFeaturesExtractor):
     """SB3 features extractor: per-modality Deep Sets embeddings and their pooled summary, flattened.
 
     ``policy_kwargs={"features_extractor_class": DeepSetsExtractor, "features_extractor_kwargs":
@@ -205,7 +199,7 @@ class _ModalityLatents(nn.Module):
         return self.forward_actor(features), self.forward_critic(features)
 
 
-class EquivariantActorCriticPolicy(_policies.ActorCriticPolicy):
+class EquivariantActorCriticPolicy(ActorCriticPolicy):
     """PPO / A2C policy whose action for modality j is modality j's Deep Sets score.
 
     ``policy_kwargs``: ``layout`` (``(k, g)`` or ``(m, k, g)``, required) and ``hidden`` (64).
@@ -222,14 +216,15 @@ class EquivariantActorCriticPolicy(_policies.ActorCriticPolicy):
 
     def _build_mlp_extractor(self) -> None:
         k, g = self.layout
-        self.mlp_extractor = _ModalityLatents(k, g, self.hidden)
+        self.mlp_extractor = _ModalityLatents(k, g, self.hidden)  # type: ignore[assignment]  # same interface
 
     def _build(self, lr_schedule: Any) -> None:
         super()._build(lr_schedule)
         # Scores are the means (no per-position head), one log-std shared by the modalities.
         self.action_net = nn.Identity()
         self.log_std = nn.Parameter(torch.full((1,), float(self.log_std_init)), requires_grad=True)
-        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1),  # type: ignore[call-arg]
+                                              **self.optimizer_kwargs)  # as SB3's own _build does
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
@@ -239,19 +234,11 @@ class EquivariantActorCriticPolicy(_policies.ActorCriticPolicy):
     def proportions_scores(self, obs: torch.Tensor) -> torch.Tensor:
         """The deterministic actions (scores) for ``obs`` of any m (SB3's ``predict`` is bound to one shape)."""
         with torch.no_grad():
-            return self.mlp_extractor.forward_actor(self.extract_features(obs, self.pi_features_extractor))
+            features: Any = self.extract_features(obs, self.pi_features_extractor)
+            return self.mlp_extractor.forward_actor(features)
 
 
-def _sac() -> Any:
-    from stable_baselines3.sac import policies as sac_policies
-
-    return sac_policies
-
-
-_sac_policies = _sac()
-
-
-class _EquivariantActor(_sac_policies.Actor):
+class _EquivariantActor(Actor):
     """SAC actor: modality j's mean and log-std from its own two Deep Sets outputs."""
 
     def __init__(self, *args: Any, layout: Sequence[int] = (), hidden: int = 64, **kwargs: Any) -> None:
@@ -259,17 +246,16 @@ class _EquivariantActor(_sac_policies.Actor):
         k, g = layout_of(layout=layout)
         self.k, self.g = k, g
         self.scorer = DeepSetsScorer(k, g, hidden, outputs=2)
-        self.latent_pi = nn.Identity()
+        # SB3's per-position heads are replaced by the shared scorer (get_action_dist_params).
+        self.latent_pi = nn.Identity()  # type: ignore[assignment]
         self.mu = nn.Identity()
-        self.log_std = nn.Identity()
+        self.log_std = nn.Identity()  # type: ignore[assignment]
 
     def get_action_dist_params(self, obs: Any) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         features = self.extract_features(obs, self.features_extractor)
         x, glob = split_modalities(features, self.k, self.g)
         out = self.scorer(x, glob)
         mean, log_std = out[..., 0], out[..., 1]
-        from stable_baselines3.sac.policies import LOG_STD_MAX, LOG_STD_MIN
-
         return mean, torch.clamp(log_std, LOG_STD_MIN, LOG_STD_MAX), {}
 
 
@@ -285,14 +271,19 @@ class _EquivariantCritic(nn.Module):
     def forward(self, features: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
         x, glob = split_modalities(features, self.k, self.g)
         xa = torch.cat([x, actions.unsqueeze(-1)], dim=-1)
-        return tuple(head(scorer.embed(xa, glob)[1]) for scorer, head in zip(self.scorers, self.heads))
+        out = []
+        for scorer, head in zip(self.scorers, self.heads):
+            assert isinstance(scorer, DeepSetsScorer)  # built above
+            _, pool = scorer.embed(xa, glob)
+            out.append(head(pool))
+        return tuple(out)
 
 
-class _EquivariantContinuousCritic(_policies.ContinuousCritic):
+class _EquivariantContinuousCritic(ContinuousCritic):
     def __init__(self, *args: Any, layout: Sequence[int] = (), hidden: int = 64, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         k, g = layout_of(layout=layout)
-        self.q_networks = nn.ModuleList()
+        self.q_networks = nn.ModuleList()  # type: ignore[assignment]  # replaced by the order-free critics
         self.sets = _EquivariantCritic(k, g, hidden, self.n_critics)
 
     def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -306,7 +297,7 @@ class _EquivariantContinuousCritic(_policies.ContinuousCritic):
         return self.sets(features, actions)[0]
 
 
-class EquivariantSACPolicy(_sac_policies.SACPolicy):
+class EquivariantSACPolicy(SACPolicy):
     """SAC policy with the equivariant actor and order-free critics (``policy_kwargs``: ``layout``, ``hidden``)."""
 
     def __init__(self, observation_space: Any, action_space: Any, lr_schedule: Any, layout: Sequence[int] = (),

@@ -156,7 +156,7 @@ def _read_zip(path: Path) -> AgentCard:
             data = json.loads(zf.read("data"))
     except (KeyError, ValueError, zipfile.BadZipFile, OSError) as exc:
         raise PolicyError(f"{path} is not a readable saved agent ({type(exc).__name__}: {exc})") from None
-    action = {"action_space": meta.get("action_space"), "softmax_scale": meta.get("softmax_scale")}
+    action: dict[str, Any] = {"action_space": meta.get("action_space"), "softmax_scale": meta.get("softmax_scale")}
     if isinstance(full.get("agent"), Mapping):
         return AgentCard.from_dict(full["agent"])
     if legacy is not None:

@@ -94,7 +94,7 @@ class InstanceCyclingEnv(gym.Env):
             raise InvalidArgumentError(f"order must be one of {list(ORDERS)}, got {order!r}")
         self.instances = resolve_instances(instances, split)
         self.order = order
-        self.envs = [make_bench_env(observation=observation, reward=reward, **inst.env_kwargs(), **env_options)
+        self.envs: list[Any] = [make_bench_env(observation=observation, reward=reward, **inst.env_kwargs(), **env_options)
                      for inst in self.instances]
         first = self.envs[0]
         for i, env in enumerate(self.envs[1:], start=1):
@@ -119,7 +119,7 @@ class InstanceCyclingEnv(gym.Env):
         self._run: dict[str, Any] = {}
 
     @property
-    def env(self) -> gym.Env:
+    def env(self) -> Any:
         """The benchmark environment of the current episode's instance."""
         return self.envs[self.current]
 

@@ -112,7 +112,8 @@ class DUSBench(gym.Wrapper):
         self._pending_seed = seed
         self.modalities: tuple[str, ...] = tuple(base.modalities)
         self.num_classes = int(base.dataset.num_classes)
-        self.observation_space = _space(observation, len(self.modalities), base.observation_space)
+        paper_space: Any = base.observation_space
+        self.observation_space = _space(observation, len(self.modalities), paper_space)
         self._builder = ObservationBuilder(observation, self.modalities, self.num_classes)
         self._val: float | None = None
         self._val_cache: dict[str, dict[str, float]] | None = None  # evaluate("val") of the current model
