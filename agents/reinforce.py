@@ -255,8 +255,6 @@ class ReinforcePolicy(Policy):
                                               c.conc_max, obs_dim=c.obs_dim)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=c.lr)
 
-    _build = build  # the name earlier versions used
-
     def weights(self) -> dict[str, torch.Tensor]:
         """A copy of the network's weights (what rollout workers act with)."""
         net, _ = self._built()

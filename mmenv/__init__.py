@@ -10,9 +10,11 @@ extended observation; :mod:`mmenv.wrappers`)::
     env = gym.make("mmenv/DUS-v0", dataset="synthetic", learner="baseline", epochs=5)
     obs, info = env.reset(seed=0)
 
-The registered id defaults to ``action_space="softmax"`` (``Box(-1, 1)`` logits), the form
+Both registered ids default to ``action_space="softmax"`` (``Box(-1, 1)`` logits), the form
 Gaussian agents such as SB3's expect and cannot misuse to starve a modality; pass
 ``action_space="unit"`` for the paper's ``[0, 1]`` proportions (``DUSEnv``'s own default).
+``gym.make("mmenv/DUSBench-v0", instances=...)`` cycles through an instance set, one
+training run per episode (:mod:`mmenv.cycling`).
 """
 
 from gymnasium.envs import registration as _gym_registration

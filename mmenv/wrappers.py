@@ -64,7 +64,8 @@ import gymnasium as gym
 import numpy as np
 
 from .env import DUSEnv
-from .observations import LOSS_CLIP, OBSERVATIONS, ObservationBuilder
+from .errors import InvalidArgumentError
+from .observations import LOSS_CLIP, OBSERVATIONS, ObservationBuilder, check_observation
 from .observations import observation_layout as _layout
 from .observations import observation_names as _names
 from .observations import observation_space as _space
@@ -90,8 +91,7 @@ class DUSBench(gym.Wrapper):
     def __init__(self, env: gym.Env, observation: str = "paper", reward: str = "val-acc-gain",
                  seed: int | None = None) -> None:
         super().__init__(env)
-        if observation not in BENCH_OBSERVATIONS:
-            raise ValueError(f"unknown observation {observation!r}; valid: {list(BENCH_OBSERVATIONS)}")
+        check_observation(observation)
         if reward not in BENCH_REWARDS:
             raise ValueError(f"unknown benchmark reward {reward!r}; valid: {list(BENCH_REWARDS)}")
         base = env.unwrapped
@@ -104,9 +104,9 @@ class DUSBench(gym.Wrapper):
             raise ValueError(f"reward {reward!r} needs a validation split; dataset {base.dataset.name!r} has none "
                              "(give it one, e.g. dataset_kwargs={'n_val': 500}, or use reward='dus')")
         if observation == "modal" and base.dataset.val is None:
-            raise ValueError(f"observation 'modal' reads per-modality validation accuracy; dataset "
-                             f"{base.dataset.name!r} has no validation split (give it one, e.g. "
-                             "dataset_kwargs={'n_val': 500}, or use observation='extended')")
+            raise InvalidArgumentError(f"observation 'modal' reads per-modality validation accuracy; dataset "
+                                       f"{base.dataset.name!r} has no validation split (give it one, e.g. "
+                                       "dataset_kwargs={'n_val': 500}, or use observation='extended')")
         self.observation_mode = observation
         self.reward_mode = reward
         self._pending_seed = seed
