@@ -92,7 +92,8 @@ def card_env(card: AgentCard, env_kwargs: Mapping[str, Any], seed: int | None = 
 
     ``mmenv/DUS-v0`` agents get a :class:`mmenv.DUSEnv`; benchmark agents a
     :class:`mmenv.wrappers.DUSBench` with the card's observation and reward (a ``reward`` in
-    ``env_kwargs`` is replaced by the card's: it is what the agent was trained on).
+    ``env_kwargs`` is replaced by the card's: it is what the agent was trained on; a card
+    without one, inferred from a plain file, gets the benchmark's default ``"val-acc-gain"``).
     """
     kwargs = dict(env_kwargs)
     if card.env_id == BENCH_ENV_ID:

@@ -354,7 +354,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     rows = episode_rows(records, label)
     summary = summarise(rows)
     payload = {"command": "evaluate", "policy": args.policy, "policy_kwargs": policy_kwargs, "learn": learn,
-               "env": env_kwargs, "seeds": seeds, "summary": summary,
+               "env": env_kwargs, "agent_card": policy.card.to_dict() if policy.card is not None else None,
+               "seeds": seeds, "summary": summary,
                "episodes": [r.to_dict() for r in records]}
     _write_json(out / "results.json", payload)
     write_csv(out / "results.csv", rows)

@@ -156,3 +156,22 @@ def test_sb3_equivariant_across_runs():
     assert isinstance(agent.policy.model.policy, EquivariantActorCriticPolicy)
     with pytest.raises(PolicyError, match="observation='modal'"):
         make_sb3_agent("ppo", gym.make("mmenv/DUSBench-v0", observation="extended", **TINY), policy="equivariant")
+
+
+def test_mmenv_evaluate_plays_a_benchmark_agent_in_its_environment(tmp_path):
+    """The CLI reads the card: a 'modal' equivariant agent trained on 2 modalities, evaluated on 3."""
+    import json
+
+    from mmenv.cli import main
+
+    agent = train_across_runs("reinforce", [TINY], runs=2, seed=0, observation="modal", policy="equivariant")
+    path = agent.save(tmp_path / "eq.pt")
+    out = tmp_path / "eval"
+    args = ["evaluate", "--policy", str(path), "--frozen", "--out", str(out), "--epochs", "2", "--batch-budget", "16",
+            "--dataset-kwargs", json.dumps(TINY3["dataset_kwargs"]), "--no-progress"]
+    assert main(args) == 0
+    payload = json.loads((out / "results.json").read_text())
+    card = payload["agent_card"]
+    assert (card["env_id"], card["observation"], card["network"]) == ("mmenv/DUSBench-v0", "modal", "equivariant")
+    episode = payload["episodes"][0]
+    assert len(episode["proportions"][0]) == 3 and len(episode["initial_discrepancy"]) == 31
