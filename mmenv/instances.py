@@ -32,7 +32,7 @@ from typing import Any, Mapping
 
 from .errors import MMEnvError
 
-__all__ = ["Instance", "InstanceError", "as_instance", "modality_names", "TASK_KEYS", "ENV_KEYS"]
+__all__ = ["Instance", "InstanceError", "as_instance", "modality_names", "with_defaults", "TASK_KEYS", "ENV_KEYS"]
 
 #: The environment settings an instance fixes (everything else is the benchmark's).
 ENV_KEYS = ("epochs", "batch_budget", "step_every")
@@ -78,9 +78,9 @@ class Instance:
 
     def task_key(self) -> str:
         """Hash of the task with every builder default filled in (equal tasks, equal keys)."""
-        payload = {"dataset": self.dataset, "dataset_kwargs": _with_defaults("dataset", self.dataset,
+        payload = {"dataset": self.dataset, "dataset_kwargs": with_defaults("dataset", self.dataset,
                                                                              self.dataset_kwargs),
-                   "learner": self.learner, "learner_kwargs": _with_defaults("learner", self.learner,
+                   "learner": self.learner, "learner_kwargs": with_defaults("learner", self.learner,
                                                                              self.learner_kwargs),
                    "env": {k: getattr(self, k) for k in ENV_KEYS}}
         text = json.dumps(payload, sort_keys=True, default=str)
@@ -145,7 +145,7 @@ def modality_names(inst: Instance) -> tuple[str, ...]:
     return _MODALITY_CACHE[key]
 
 
-def _with_defaults(kind: str, name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+def with_defaults(kind: str, name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """``kwargs`` with the builder's defaults filled in (unchanged when it cannot be inspected)."""
     try:
         if kind == "dataset":
