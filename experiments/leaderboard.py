@@ -121,9 +121,9 @@ def leaderboard(out: str | Path) -> list[dict[str, Any]]:
         return (1, -diff if math.isfinite(diff) else math.inf, 0.0)
 
     rows.sort(key=rank_key)
-    for i, r in enumerate(rows, 1):
-        r["rank"] = i if math.isfinite(r["iqm"]) else ""
-    return [{"rank": r.pop("rank"), **r} for r in rows]
+    for position, ranked in enumerate(rows, 1):
+        ranked["rank"] = position if math.isfinite(ranked["iqm"]) else ""
+    return [{"rank": ranked.pop("rank"), **ranked} for ranked in rows]
 
 
 def _ci(point: float, lo: float, hi: float, digits: int = 3) -> str:
