@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from ..env import DUSEnv, grad_mode_independent
 from .batched import BatchedRuns, EngineError, engine_support
 
-__all__ = ["play_batch", "execute_batch", "group_key", "schedule_policy"]
+__all__ = ["play_batch", "execute_batch", "iter_batches", "BatchedExecutor", "group_key", "schedule_policy"]
 
 
 def schedule_policy(schedule: Sequence[Sequence[float]]) -> Callable[[Any, Any], np.ndarray]:
@@ -154,6 +154,29 @@ def execute_batch(specs: Sequence[Any], max_batch: int = 256) -> list[dict[str, 
 
     A batch that fails is played again one run at a time, so one bad run fails alone.
     """
+    from mmenv.experiments.grid import RunSpec
+
+    specs = [RunSpec(**s) if isinstance(s, dict) else s for s in specs]
+    by_key = {}
+    for result in iter_batches(specs, max_batch):
+        by_key[result["key"]] = result
+    return [by_key[s.key] for s in specs]
+
+
+class BatchedExecutor:
+    """An executor for :class:`mmenv.experiments.bench_runner.Runner`: ``executor(specs, out)``
+    yields one result dict per spec (:func:`~mmenv.experiments.grid.execute_run`'s layout),
+    a batch of the same configuration at a time, in this process."""
+
+    def __init__(self, max_batch: int = 256) -> None:
+        self.max_batch = max_batch
+
+    def __call__(self, specs: Sequence[Any], out: Any = None) -> Iterator[dict[str, Any]]:
+        return iter_batches(list(specs), self.max_batch)
+
+
+def iter_batches(specs: Sequence[Any], max_batch: int = 256) -> Iterator[dict[str, Any]]:
+    """Yield the result dict of every spec, one batch (same configuration) after another."""
     from mmenv.agents.assembly import build_policy, close_policy, record_fields
     from mmenv.experiments.grid import RunSpec, execute_run, new_result
 
@@ -161,7 +184,6 @@ def execute_batch(specs: Sequence[Any], max_batch: int = 256) -> list[dict[str, 
     order: dict[str, list[int]] = {}
     for i, spec in enumerate(specs):
         order.setdefault(group_key(spec), []).append(i)
-    results: list[dict[str, Any] | None] = [None] * len(specs)
     for members in order.values():
         for lo in range(0, len(members), max_batch):
             chunk = members[lo:lo + max_batch]
@@ -178,7 +200,7 @@ def execute_batch(specs: Sequence[Any], max_batch: int = 256) -> list[dict[str, 
                                      sample_order_kwargs=first.sample_order_kwargs)
             except Exception:  # noqa: BLE001 - the ordinary path reports each run's own failure
                 for i in chunk:
-                    results[i] = execute_run(specs[i], out=None, tensorboard=False)
+                    yield execute_run(specs[i], out=None, tensorboard=False)
                 continue
             wall = (time.perf_counter() - start) / len(chunk)
             for i, (policy, _), record in zip(chunk, built, records):
@@ -188,5 +210,4 @@ def execute_batch(specs: Sequence[Any], max_batch: int = 256) -> list[dict[str, 
                     result["error"] = "training loss became NaN/inf (episode truncated with info['diverged'])"
                 close_policy(policy)
                 result["wall_time_s"] = wall
-                results[i] = result
-    return [r for r in results if r is not None]
+                yield result
