@@ -148,6 +148,22 @@ def test_batched_run_k_equals_the_single_env(learner):
         assert_same_run(single_infos(ds, learner, ACTIONS[k], seed, **kwargs), batched[k])
 
 
+def test_play_batch_copies_a_learner_object_per_run():
+    """A Learner object in env_kwargs is copied per run, as DUSVectorEnv does: run k of the
+    batch equals a single run with a fresh copy."""
+    from mmenv.agents import run_policy
+    from mmenv.engine import schedule_policy
+
+    ds = tiny()
+    kwargs = dict(dataset=ds, epochs=1, batch_budget=24, iters_per_epoch=5)
+    schedule = [[0.5, 0.5]]
+    records = play_batch(dict(kwargs, learner=LateFusionLearner()), [schedule] * 3, [0, 1, 2])
+    for seed, rec in zip([0, 1, 2], records):
+        alone = run_policy(DUSEnv(learner=LateFusionLearner(), **kwargs), schedule_policy(schedule), seeds=[seed])[0]
+        np.testing.assert_allclose(rec.discrepancy, alone.discrepancy, **TOL)
+        assert rec.test["fused"]["accuracy"] == pytest.approx(alone.test["fused"]["accuracy"], abs=2e-3)
+
+
 @pytest.mark.parametrize("learner", ["baseline", "mla", "di-mml", "pmr"])
 def test_a_run_with_an_empty_modality_batch_beside_full_ones(learner):
     """min_batch=0: one run gives a modality no rows (no paired core) while the others do."""

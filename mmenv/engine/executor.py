@@ -13,6 +13,7 @@ are played one run at a time by the ordinary path, with the same records.
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -78,7 +79,10 @@ def play_batch(env_kwargs: Mapping[str, Any], policies: Sequence[Any], seeds: Se
     learns = [bool(learn)] * k_all if isinstance(learn, (bool, np.bool_)) else [bool(x) for x in learn]
     pols = [as_policy(schedule_policy(p) if isinstance(p, (list, tuple, np.ndarray)) else p) for p in policies]
     kwargs = _shared_env_kwargs(env_kwargs)
-    envs: list[DUSEnv] = [make_run_env(kwargs, sample_order, dict(sample_order_kwargs or {})) for _ in range(k_all)]
+    # A learner (or sample order) given as an object is copied: every run trains its own model.
+    envs: list[DUSEnv] = [make_run_env({k: (copy.deepcopy(v) if k in ("learner", "sample_order")
+                                            and not isinstance(v, str) else v) for k, v in kwargs.items()},
+                                       sample_order, dict(sample_order_kwargs or {})) for _ in range(k_all)]
     if engine_support(envs[0]) is not None:  # one at a time, the ordinary path
         return [run_policy(env, pol, seeds=[seed], learn=lrn)[0] for env, pol, seed, lrn in
                 zip(envs, pols, seeds, learns)]
