@@ -19,8 +19,7 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
-from mmenv.errors import MMEnvError
-
+from .backends import PoolStartError
 from .bench_progress import stage_bar
 from .grid import RunSpec
 from .report import FINISHED, load_results, write_result
@@ -32,9 +31,6 @@ __all__ = ["Executor", "BackendExecutor", "BatchedExecutor", "make_executor", "E
 EXECUTORS = ("batched", "single")
 
 
-class PoolStartError(MMEnvError, RuntimeError):
-    """Every run of a stage lost its worker process: the pool could not start (usually a
-    script without the ``if __name__ == "__main__":`` guard that spawned workers need)."""
 
 
 class Executor(Protocol):

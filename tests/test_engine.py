@@ -148,6 +148,22 @@ def test_batched_run_k_equals_the_single_env(learner):
         assert_same_run(single_infos(ds, learner, ACTIONS[k], seed, **kwargs), batched[k])
 
 
+def test_play_batch_copies_a_learner_object_per_run():
+    """A Learner object in env_kwargs is copied per run, as DUSVectorEnv does: run k of the
+    batch equals a single run with a fresh copy."""
+    from mmenv.agents import run_policy
+    from mmenv.engine import schedule_policy
+
+    ds = tiny()
+    kwargs = dict(dataset=ds, epochs=1, batch_budget=24, iters_per_epoch=5)
+    schedule = [[0.5, 0.5]]
+    records = play_batch(dict(kwargs, learner=LateFusionLearner()), [schedule] * 3, [0, 1, 2])
+    for seed, rec in zip([0, 1, 2], records):
+        alone = run_policy(DUSEnv(learner=LateFusionLearner(), **kwargs), schedule_policy(schedule), seeds=[seed])[0]
+        np.testing.assert_allclose(rec.discrepancy, alone.discrepancy, **TOL)
+        assert rec.test["fused"]["accuracy"] == pytest.approx(alone.test["fused"]["accuracy"], abs=2e-3)
+
+
 @pytest.mark.parametrize("learner", ["baseline", "mla", "di-mml", "pmr"])
 def test_a_run_with_an_empty_modality_batch_beside_full_ones(learner):
     """min_batch=0: one run gives a modality no rows (no paired core) while the others do."""
@@ -231,3 +247,26 @@ def test_execute_batch_gives_execute_runs_results():
         for who in want["test"]:
             for metric, value in want["test"][who].items():
                 assert got["test"][who][metric] == pytest.approx(value, abs=2e-3)
+
+
+def test_the_batched_executor_behind_the_benchmark_runner_gives_the_backend_results(tmp_path):
+    """The bench Runner takes any executor: the batched one and the process backend's agree."""
+    from mmenv.engine import BatchedExecutor
+    from mmenv.experiments.bench_runner import BackendExecutor, Runner
+    from mmenv.experiments.grid import RunSpec
+
+    env = dict(epochs=2, batch_budget=24, iters_per_epoch=5)
+    dkw = dict(n_train=200, n_val=40, n_test=120, seed=1)
+    specs = [RunSpec(dataset="synthetic", learner="pmr", policy=pol, seed=s, env=env, dataset_kwargs=dkw)
+             for pol in ("uniform", "dus-h") for s in (0, 1, 2)]
+    batched = Runner(tmp_path / "batched", BatchedExecutor(), progress=False)
+    single = Runner(tmp_path / "single", BackendExecutor("process", workers=1), progress=False)
+    batched.run(specs, "test")
+    single.run(specs, "test")
+    for spec in specs:
+        got, want = batched.get(spec), single.get(spec)
+        assert got["status"] == want["status"] == "ok"
+        assert got["batch_sizes"] == want["batch_sizes"]
+        np.testing.assert_allclose(got["discrepancy"], want["discrepancy"], **TOL)
+        np.testing.assert_allclose(got["rewards"], want["rewards"], rtol=1e-4, atol=1e-5)
+        assert got["test"]["fused"]["accuracy"] == pytest.approx(want["test"]["fused"]["accuracy"], abs=2e-3)

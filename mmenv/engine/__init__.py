@@ -6,6 +6,7 @@ runs (policies or fixed schedules) and returns the same result dicts as one run 
 """
 
 from .batched import BatchedRuns, EngineError, engine_support
-from .executor import execute_batch, play_batch, schedule_policy
+from .executor import BatchedExecutor, execute_batch, play_batch, schedule_policy
 
-__all__ = ["BatchedRuns", "EngineError", "engine_support", "execute_batch", "play_batch", "schedule_policy"]
+__all__ = ["BatchedExecutor", "BatchedRuns", "EngineError", "engine_support", "execute_batch", "play_batch",
+           "schedule_policy"]

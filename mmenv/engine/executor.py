@@ -13,16 +13,17 @@ are played one run at a time by the ordinary path, with the same records.
 
 from __future__ import annotations
 
+import copy
 import json
 import time
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from ..env import DUSEnv, grad_mode_independent
 from .batched import BatchedRuns, EngineError, engine_support
 
-__all__ = ["play_batch", "execute_batch", "group_key", "schedule_policy"]
+__all__ = ["play_batch", "execute_batch", "iter_batches", "BatchedExecutor", "group_key", "schedule_policy"]
 
 
 def schedule_policy(schedule: Sequence[Sequence[float]]) -> Callable[[Any, Any], np.ndarray]:
@@ -78,7 +79,10 @@ def play_batch(env_kwargs: Mapping[str, Any], policies: Sequence[Any], seeds: Se
     learns = [bool(learn)] * k_all if isinstance(learn, (bool, np.bool_)) else [bool(x) for x in learn]
     pols = [as_policy(schedule_policy(p) if isinstance(p, (list, tuple, np.ndarray)) else p) for p in policies]
     kwargs = _shared_env_kwargs(env_kwargs)
-    envs: list[DUSEnv] = [make_run_env(kwargs, sample_order, dict(sample_order_kwargs or {})) for _ in range(k_all)]
+    # A learner (or sample order) given as an object is copied: every run trains its own model.
+    envs: list[DUSEnv] = [make_run_env({k: (copy.deepcopy(v) if k in ("learner", "sample_order")
+                                            and not isinstance(v, str) else v) for k, v in kwargs.items()},
+                                       sample_order, dict(sample_order_kwargs or {})) for _ in range(k_all)]
     if engine_support(envs[0]) is not None:  # one at a time, the ordinary path
         return [run_policy(env, pol, seeds=[seed], learn=lrn)[0] for env, pol, seed, lrn in
                 zip(envs, pols, seeds, learns)]
@@ -154,6 +158,29 @@ def execute_batch(specs: Sequence[Any], max_batch: int = 256) -> list[dict[str, 
 
     A batch that fails is played again one run at a time, so one bad run fails alone.
     """
+    from mmenv.experiments.grid import RunSpec
+
+    specs = [RunSpec(**s) if isinstance(s, dict) else s for s in specs]
+    by_key = {}
+    for result in iter_batches(specs, max_batch):
+        by_key[result["key"]] = result
+    return [by_key[s.key] for s in specs]
+
+
+class BatchedExecutor:
+    """An executor for :class:`mmenv.experiments.bench_runner.Runner`: ``executor(specs, out)``
+    yields one result dict per spec (:func:`~mmenv.experiments.grid.execute_run`'s layout),
+    a batch of the same configuration at a time, in this process."""
+
+    def __init__(self, max_batch: int = 256) -> None:
+        self.max_batch = max_batch
+
+    def __call__(self, specs: Sequence[Any], out: Any = None) -> Iterator[dict[str, Any]]:
+        return iter_batches(list(specs), self.max_batch)
+
+
+def iter_batches(specs: Sequence[Any], max_batch: int = 256) -> Iterator[dict[str, Any]]:
+    """Yield the result dict of every spec, one batch (same configuration) after another."""
     from mmenv.agents.assembly import build_policy, close_policy, record_fields
     from mmenv.experiments.grid import RunSpec, execute_run, new_result
 
@@ -161,7 +188,6 @@ def execute_batch(specs: Sequence[Any], max_batch: int = 256) -> list[dict[str, 
     order: dict[str, list[int]] = {}
     for i, spec in enumerate(specs):
         order.setdefault(group_key(spec), []).append(i)
-    results: list[dict[str, Any] | None] = [None] * len(specs)
     for members in order.values():
         for lo in range(0, len(members), max_batch):
             chunk = members[lo:lo + max_batch]
@@ -178,7 +204,7 @@ def execute_batch(specs: Sequence[Any], max_batch: int = 256) -> list[dict[str, 
                                      sample_order_kwargs=first.sample_order_kwargs)
             except Exception:  # noqa: BLE001 - the ordinary path reports each run's own failure
                 for i in chunk:
-                    results[i] = execute_run(specs[i], out=None, tensorboard=False)
+                    yield execute_run(specs[i], out=None, tensorboard=False)
                 continue
             wall = (time.perf_counter() - start) / len(chunk)
             for i, (policy, _), record in zip(chunk, built, records):
@@ -188,5 +214,4 @@ def execute_batch(specs: Sequence[Any], max_batch: int = 256) -> list[dict[str, 
                     result["error"] = "training loss became NaN/inf (episode truncated with info['diverged'])"
                 close_policy(policy)
                 result["wall_time_s"] = wall
-                results[i] = result
-    return [r for r in results if r is not None]
+                yield result
