@@ -189,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
         n_train, n_test = n_train + len(iset.train), n_test + len(iset.test)
     print(f"bench {cfg.name}: {len(cfg.instance_sets)} instance set(s), {n_train} train / {n_test} test instances; "
           f"tuning seeds {cfg.tuning_seeds}, evaluation seeds {cfg.eval_seeds}; "
-          f"{len(cfg.agents)} agent(s); {cfg.workers} worker(s) [{cfg.backend}, {cfg.executor}] -> {cfg.out}", flush=True)
+          f"{len(cfg.agents)} agent(s); {cfg.workers} worker(s) [{cfg.backend}] ({cfg.executor} executor) -> {cfg.out}", flush=True)
     summary = run_bench(cfg, force=args.force, progress=not args.no_progress, ray_address=args.ray_address)
     print()
     print(summary.report.console)
