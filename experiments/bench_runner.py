@@ -52,9 +52,13 @@ class BackendExecutor:
 
 
 def engine_reason(spec: RunSpec) -> str | None:
-    """``None`` when the batched engine trains ``spec``'s configuration, else why not
-    (:func:`mmenv.engine.engine_support` on the run's environment, built but not reset;
-    an environment that cannot be built is left to the one-run path, which reports it)."""
+    """``None`` when the batched engine trains ``spec``'s configuration and is worth it, else
+    why not: :func:`mmenv.engine.engine_support` on the run's environment, and on a CPU no
+    convolutional encoder (AV-digits' sequence and image encoders: batched, their runs
+    measured 0.5x-0.95x the speed of one at a time, so they are played one run per task).
+    An environment that cannot be built is left to the one-run path, which reports it."""
+    from torch import nn
+
     from mmenv.agents.assembly import make_run_env
     from mmenv.engine import engine_support
 
@@ -66,7 +70,15 @@ def engine_reason(spec: RunSpec) -> str | None:
     except Exception as exc:  # noqa: BLE001 - the run itself reports it, one at a time
         return f"the environment cannot be built ({type(exc).__name__}: {exc})"
     try:
-        return engine_support(env)
+        reason = engine_support(env)
+        if reason is None and str(getattr(env, "device", "cpu")).startswith("cpu"):
+            env.reset(seed=0)                      # builds the model (once per configuration)
+            if any(isinstance(m, nn.modules.conv._ConvNd) for m in env.learner.model.modules()):
+                reason = ("convolutional encoders on a CPU: the engine's batched convolutions measured slower than "
+                          "one run at a time (docs/performance.md, section 6)")
+        return reason
+    except Exception as exc:  # noqa: BLE001 - the run itself reports it, one at a time
+        return f"the environment cannot be reset ({type(exc).__name__}: {exc})"
     finally:
         env.close()
 

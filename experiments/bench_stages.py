@@ -47,7 +47,7 @@ from mmenv.errors import MMEnvError
 from .bench_config import REFERENCE_LABELS, AgentSpec, BenchConfig, BenchConfigError
 from .bench_data import BENCH_ENV, BenchData, accuracy, run_spec
 from .bench_progress import Bar, TrainingProgress, stage_bar
-from .bench_runner import Runner
+from .bench_runner import Runner, engine_reason
 from .grid import RESULT_VERSION, RunSpec, new_result, slugify
 from .instances import Instance, InstanceSet, modality_names, resolve_instance_set
 from .oracle import Candidate, OracleResult, TunedConstant, candidate_grid, constant_candidate, search_oracle, \
@@ -635,7 +635,8 @@ def _evaluate_agent(job: AgentJob, agent: Any, observation: str, plan: BenchPlan
     results = {}
     for inst in job.test:
         t0 = time.perf_counter()
-        records = _play(tools.env_factory, agent.policy, observation, inst, seeds, batched=_batched_eval(plan, tools))
+        batched = _batched_eval(plan, tools) and engine_reason(specs[(inst.label(), seeds[0])]) is None
+        records = _play(tools.env_factory, agent.policy, observation, inst, seeds, batched=batched)
         wall = (time.perf_counter() - t0) / max(1, len(seeds))
         for seed, rec in zip(seeds, records):
             res = _episode_result(specs[(inst.label(), seed)], rec, wall)

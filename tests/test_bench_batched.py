@@ -144,3 +144,11 @@ def test_agent_evaluation_on_the_engine_equals_one_run_at_a_time(observation):
         np.testing.assert_allclose(ra["initial_discrepancy"], rb["initial_discrepancy"], atol=1e-9)
         np.testing.assert_allclose(ra["rewards"], rb["rewards"], rtol=1e-6, atol=1e-9)
     assert len(np.asarray(single[0].initial_discrepancy)) == (9 if observation == "extended" else 2)
+
+
+def test_convolutional_encoders_on_a_cpu_are_played_one_run_at_a_time():
+    """AV-digits' sequence / image encoders: supported by the engine, but slower batched on a CPU."""
+    inst = Instance(set_name="s", name="av", split="test", dataset="av-digits", learner="baseline", epochs=1,
+                    batch_budget=16)
+    reason = engine_reason(_specs(inst, 1)[0])
+    assert reason is not None and "convolutional" in reason
