@@ -108,7 +108,7 @@ class BaselineLearner(FunctionalLearner):
         labels_all = rows_labels[0] if len(rows_labels) == 1 else torch.cat(rows_labels)
         fused_logits = model.fusion(feats_all)
         if weighted:
-            return weighted_scaled_ce(fused_logits, labels_all, torch.cat(rows_weights), self.loss_scale, self.share)
+            return weighted_scaled_ce(fused_logits, labels_all, torch.cat([w for w in rows_weights if w is not None]), self.loss_scale, self.share)
         return scaled_ce(fused_logits, labels_all, self.loss_scale, self.share)
 
     def loss(self, model: MultimodalModel, batch: Batch, state: Mapping[str, Any],
