@@ -69,6 +69,7 @@ from mmenv.wrappers import BENCH_OBSERVATIONS, BENCH_REWARDS, make_bench_env
 
 from .policy import Policy, PolicyError
 from .reinforce import ReinforcePolicy
+from .safe_load import agent_load_errors
 
 __all__ = ["ALGOS", "BACKENDS", "PRESETS", "TRAIN_SEED_MIN", "INSTANCE_KEYS", "bench_env", "train_across_runs",
            "TrainedAgent", "MultiInstanceEnv"]
@@ -253,6 +254,7 @@ class TrainedAgent:
         return path
 
     @classmethod
+    @agent_load_errors("across-run agent")
     def load(cls, path: str | Path) -> "TrainedAgent":
         """Restore an agent saved by :meth:`save` (deterministic policy)."""
         path = Path(path)
