@@ -56,7 +56,10 @@ def _first_line(exc: BaseException) -> str:
         text = text.split(marker, 1)[1]
     lines = [ln.strip() for ln in text.splitlines()
              if ln.strip() and "weights_only" not in ln and "Check the documentation" not in ln]
-    return lines[0][:200] if lines else type(exc).__name__
+    if not lines:
+        return type(exc).__name__
+    line = f"{lines[0]} {lines[1]}" if lines[0].endswith(":") and len(lines) > 1 else lines[0]
+    return line[:200]
 
 
 def _path_of(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:

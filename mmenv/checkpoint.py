@@ -93,19 +93,40 @@ def check_resume_fingerprint(saved: Any, current: dict[str, Any], ckpt: str | os
                              dataset: Any = None) -> None:
     """Refuse to resume from ``ckpt`` unless its recorded configuration ``saved`` equals ``current``.
 
-    A ``"data"`` entry (a :func:`~mmenv.datasets.base.data_fingerprint`) is compared first, with
-    its own :class:`DataMismatchError` naming the data set's files (``dataset``); a checkpoint
-    written before the entry existed is compared without it.
+    A ``"data"`` entry (a :func:`~mmenv.datasets.base.data_fingerprint`) is compared with its own
+    :class:`DataMismatchError` naming the data set's files (``dataset``); a checkpoint written
+    before the entry existed is compared without it. When both record the same data contents,
+    ``dataset_kwargs`` that name another existing path (the data set copied or moved to
+    another folder) are accepted: the contents, not their location, are what must match.
     """
     saved = dict(saved) if isinstance(saved, dict) else {}
     current = dict(current)
     saved_data, current_data = saved.pop("data", None), current.pop("data", None)
+    if saved_data is not None and saved_data == current_data:
+        saved = _moved_paths_as_current(saved, current)
     if saved != current:
         raise CheckpointError(f"{ckpt} was written by another configuration: {saved} != {current}; "
                               "use another --out or drop --resume")
     if saved_data is not None and current_data is not None and saved_data != current_data:
         raise data_mismatch_error(dataset, saved_data, current_data, what=str(ckpt),
                                   fix="resume on the data it was trained on, or drop --resume to start afresh")
+
+
+def _moved_paths_as_current(saved: Any, current: Any) -> Any:
+    """``saved`` with every ``dataset_kwargs`` string that differs from ``current``'s, where
+    ``current``'s names an existing path, replaced by ``current``'s (a moved data set)."""
+    if not isinstance(saved, dict) or not isinstance(current, dict):
+        return saved
+    out = {}
+    for key, value in saved.items():
+        now = current.get(key)
+        if key == "dataset_kwargs" and isinstance(value, dict) and isinstance(now, dict):
+            value = {k: (now[k] if isinstance(v, str) and isinstance(now.get(k), str) and v != now[k]
+                         and Path(now[k]).exists() else v) for k, v in value.items()}
+        elif isinstance(value, dict):
+            value = _moved_paths_as_current(value, now)
+        out[key] = value
+    return out
 
 
 def allow_type(cls: type) -> type:
