@@ -41,6 +41,7 @@ from typing import Any
 import yaml
 
 from mmenv.atomic import atomic_write_text
+from mmenv.errors import MMEnvError
 from mmenv.locks import FolderLock
 
 from .config import BACKENDS, CompareConfig, ConfigError, list_presets, load_config, parse_seeds
@@ -221,7 +222,7 @@ def add_sweep_arguments(p: argparse.ArgumentParser, out_help: str, backend_help:
 def _out_dir(text: str) -> str:
     try:
         return str(check_out_dir(text, "--out"))
-    except ConfigError as exc:
+    except MMEnvError as exc:   # a file in the way (ConfigError) or an unwritable folder (WriteError)
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 

@@ -387,6 +387,18 @@ def test_read_only_out_is_one_line_for_train_compare_bench(read_only_dir, capsys
     assert "cannot create files there" in err and str(out) in err
 
 
+@pytest.mark.parametrize("command", [["train", "--agent", "reinforce", *TRAIN_ARGS], ["compare", "--config", "tiny"],
+                                     ["bench", "--preset", "quick"]])
+def test_unwritable_out_is_one_line_even_as_root(tmp_path, monkeypatch, capsys, command):
+    """The same check where chmod does not bind (root): the folder reported unwritable by the OS."""
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if Path(p) == tmp_path else real_access(p, mode, **kw))
+    with pytest.raises(SystemExit) as info:
+        main([*command, "--out", str(tmp_path / "new")])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "Traceback" not in err and "cannot create files there" in err
+
+
 def test_run_comparison_into_a_read_only_folder_is_a_write_error(read_only_dir):
     from mmenv.experiments.compare import run_comparison
     from mmenv.experiments.config import load_config
