@@ -90,13 +90,14 @@ def check_finished_data(results: Mapping[str, dict[str, Any]], runs_dir: str | P
     """
     from mmenv.checkpoint import data_mismatch_error
     from mmenv.datasets import make_dataset
-    from mmenv.datasets.base import data_fingerprint
+    from mmenv.datasets.base import FINGERPRINT_VERSION, data_fingerprint
 
     current: dict[str, tuple[Any, str]] = {}
     for key, result in results.items():
         saved = result.get("data_fingerprint")
         spec = result.get("spec")
-        if result.get("status") not in FINISHED or not isinstance(saved, str) or not isinstance(spec, dict):
+        if (result.get("status") not in FINISHED or not isinstance(saved, str) or not isinstance(spec, dict)
+                or not saved.startswith(FINGERPRINT_VERSION)):
             continue
         name, kwargs = spec.get("dataset"), spec.get("dataset_kwargs") or {}
         ident = json.dumps([name, kwargs], sort_keys=True, default=str)

@@ -99,6 +99,8 @@ def check_resume_fingerprint(saved: Any, current: dict[str, Any], ckpt: str | os
     ``dataset_kwargs`` that name another existing path (the data set copied or moved to
     another folder) are accepted: the contents, not their location, are what must match.
     """
+    from .datasets.base import fingerprints_differ
+
     saved = dict(saved) if isinstance(saved, dict) else {}
     current = dict(current)
     saved_data, current_data = saved.pop("data", None), current.pop("data", None)
@@ -107,7 +109,7 @@ def check_resume_fingerprint(saved: Any, current: dict[str, Any], ckpt: str | os
     if saved != current:
         raise CheckpointError(f"{ckpt} was written by another configuration: {saved} != {current}; "
                               "use another --out or drop --resume")
-    if saved_data is not None and current_data is not None and saved_data != current_data:
+    if current_data is not None and fingerprints_differ(saved_data, current_data):
         raise data_mismatch_error(dataset, saved_data, current_data, what=str(ckpt),
                                   fix="resume on the data it was trained on, or drop --resume to start afresh")
 

@@ -19,7 +19,7 @@ import torch
 from gymnasium import spaces
 
 from .datasets import MultimodalDataset, TensorSplit, make_dataset
-from .datasets.base import data_fingerprint
+from .datasets.base import data_fingerprint, fingerprints_differ
 from .errors import EnvStateError, InvalidArgumentError
 from .discrepancy import DiscrepancyTracker, batch_discrepancy
 from .learners import Batch, Learner, LearnerContext, LearnerError, make_learner
@@ -730,7 +730,7 @@ class DUSEnv(gym.Env):
         # sizes: refused before the generic check, with its own error.
         saved_fp = saved.pop("data_fingerprint", None)
         mine_fp = mine.pop("data_fingerprint")
-        if saved_fp is not None and saved_fp != mine_fp and all(saved.get(k) == mine[k] for k in mine):
+        if fingerprints_differ(saved_fp, mine_fp) and all(saved.get(k) == mine[k] for k in mine):
             raise data_mismatch_error(self.dataset, saved_fp, mine_fp)
         diff = [k for k in mine if saved.get(k) != mine[k]]
         if diff:

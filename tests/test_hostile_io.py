@@ -98,6 +98,22 @@ def test_checkpoint_refuses_a_file_rewritten_in_place_and_accepts_a_copy(tmp_pat
     assert str(a / "train.h5") in text and "'features'" in text and "identical copy" in text
 
 
+def test_fingerprints_of_the_path_hashing_scheme_are_not_compared(tmp_path):
+    """Checkpoints written before contents were hashed hold an unprefixed fingerprint of paths:
+    it cannot be compared with one of contents, so they load as checkpoints without one did."""
+    from mmenv.checkpoint import atomic_save, load
+    from mmenv.datasets.base import FINGERPRINT_VERSION, fingerprints_differ
+
+    env = DUSEnv(epochs=1, batch_budget=8, dataset_kwargs=SMALL)
+    env.reset(seed=0)
+    state = env.state_dict()
+    assert state["config"]["data_fingerprint"].startswith(FINGERPRINT_VERSION)
+    state["config"]["data_fingerprint"] = "0123456789abcdef"      # the earlier scheme's layout
+    atomic_save(state, tmp_path / "old.ckpt")
+    DUSEnv(epochs=1, batch_budget=8, dataset_kwargs=SMALL).load_state_dict(load(tmp_path / "old.ckpt"))
+    assert not fingerprints_differ(None, "c1-x") and fingerprints_differ("c1-a", "c1-b")
+
+
 def _media_fingerprint(root: Path) -> str:
     return data_fingerprint(make_dataset("crema-d", root=str(root), frame_size=16, n_fft=64, hop_length=32,
                                          seconds=0.2, sample_rate=8000))

@@ -53,7 +53,7 @@ def file_digest(path: str | os.PathLike) -> str:
     cached = _cache.get(key)
     if cached is not None:
         return cached
-    h = hashlib.blake2b(digest_size=16)
+    h = hashlib.sha256()
     size = st.st_size
     h.update(size.to_bytes(8, "little"))
     with open(path, "rb") as fh:
