@@ -80,7 +80,7 @@ def agent_load_errors(what: str) -> Callable[[F], F]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
                 return load(*args, **kwargs)
-            except MMEnvError:
+            except (MMEnvError, ImportError):   # package errors; a missing optional dependency is not the file's
                 raise
             except pickle.UnpicklingError as exc:
                 raise UnsafeCheckpointError(
