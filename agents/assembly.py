@@ -104,6 +104,8 @@ def run_resumable(env, policy, seeds: Sequence[int], ckpt: str | Path, fingerpri
     """
     from mmenv.checkpoint import atomic_save, check_resume_fingerprint, load
 
+    from .safe_load import agent_file_errors
+
     ckpt = Path(ckpt)
     base = getattr(env, "unwrapped", env)
     fingerprint = json.loads(json.dumps(fingerprint, default=str))
@@ -111,10 +113,11 @@ def run_resumable(env, policy, seeds: Sequence[int], ckpt: str | Path, fingerpri
     tb_state: dict[str, Any] | None = None
     if resume and ckpt.exists():
         state = load(ckpt)
-        check_resume_fingerprint(state.get("fingerprint"), fingerprint, ckpt, getattr(base, "dataset", None))
-        records = [EpisodeRecord(**r) for r in json.loads(state["records"])]
-        policy.load_state_dict(state["policy"])
-        tb_state = json.loads(state["tensorboard"]) if "tensorboard" in state else None
+        with agent_file_errors(ckpt, "training checkpoint"):   # a damaged file: one CheckpointError
+            check_resume_fingerprint(state.get("fingerprint"), fingerprint, ckpt, getattr(base, "dataset", None))
+            records = [EpisodeRecord(**r) for r in json.loads(state["records"])]
+            policy.load_state_dict(state["policy"])
+            tb_state = json.loads(state["tensorboard"]) if "tensorboard" in state else None
         print(f"resuming after episode {len(records)} of {len(seeds)} from {ckpt}")
     if hasattr(base, "resume_tensorboard"):
         base.resume_tensorboard(tb_state)

@@ -4,7 +4,8 @@ A saved agent (``.pt`` REINFORCE, ``.zip`` SB3, across-run agents) is a file fro
 truncated, edited, or crafted. Two helpers make every way its loading fails one
 :class:`~mmenv.checkpoint.CheckpointError` naming the file:
 
-* :func:`agent_load_errors` (a decorator for the loaders): an exception that is not
+* :func:`agent_load_errors` (a decorator for the loaders; :func:`agent_file_errors` is its
+  context-manager form, used where ``mmenv train --resume`` restores ``train.ckpt``): an exception that is not
   already a package error (``KeyError`` / ``TypeError`` from malformed metadata,
   ``BadZipFile`` / ``EOFError`` from a truncated file, ``RuntimeError`` from weights of the
   wrong shape, ``MemoryError``) becomes a :class:`~mmenv.checkpoint.CheckpointError`; a pickle
@@ -23,16 +24,18 @@ truncated, edited, or crafted. Two helpers make every way its loading fails one
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
 import pickle
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, Callable, Iterator, Mapping, TypeVar
 
 from mmenv.checkpoint import CheckpointError, UnsafeCheckpointError
 from mmenv.errors import MMEnvError
 
 __all__ = ["MAX_LAYER_WIDTH", "MAX_LAYERS", "MAX_SPACE_SIZE", "MAX_AGENT_PARAMETERS", "agent_load_errors",
+           "agent_file_errors",
            "check_sb3_architecture", "check_reinforce_config", "mlp_parameters"]
 
 #: Units of one hidden layer (SB3's default is 64; the paper's REINFORCE uses 64).
@@ -69,32 +72,38 @@ def _path_of(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
     return "the agent file"
 
 
-def agent_load_errors(what: str) -> Callable[[F], F]:
-    """Decorate a loader of saved agents (its first ``str`` / path argument is the file) so that
-    any failure is a :class:`CheckpointError` (or :class:`UnsafeCheckpointError`) naming the file.
+@contextlib.contextmanager
+def agent_file_errors(path: Any, what: str) -> Iterator[None]:
+    """Turn any failure inside the block, which reads the file ``path`` (a ``what``), into a
+    :class:`CheckpointError` (:class:`UnsafeCheckpointError` for a refused pickle) naming it.
 
-    Package errors pass through unchanged. ``what`` names the kind of file (``"SB3 agent"``).
+    Package errors and a missing optional dependency (``ImportError``) pass through unchanged.
     """
+    try:
+        yield
+    except (MMEnvError, ImportError):
+        raise
+    except pickle.UnpicklingError as exc:
+        raise UnsafeCheckpointError(
+            f"refusing to load {what} {path}: the safe unpickler refused an entry ({_first_line(exc)}), so nothing "
+            "in it was run; saved agents hold tensors, numbers, strings and containers only") from None
+    except MemoryError:
+        raise CheckpointError(f"cannot load {what} {path}: it asks for more memory than there is; the file is "
+                              "damaged or not an agent of this package") from None
+    except Exception as exc:  # noqa: BLE001 - a damaged file fails anywhere in the readers
+        raise CheckpointError(
+            f"cannot load {what} {path}: {type(exc).__name__}: {_first_line(exc)}; the file is damaged (truncated "
+            "or edited) or was not written by this package; save or train the agent again") from None
+
+
+def agent_load_errors(what: str) -> Callable[[F], F]:
+    """Decorate a loader of saved agents (its first ``str`` / path argument is the file) with
+    :func:`agent_file_errors`: any failure is a package error naming the file."""
     def decorate(load: F) -> F:
         @functools.wraps(load)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            try:
+            with agent_file_errors(_path_of(args, kwargs), what):
                 return load(*args, **kwargs)
-            except (MMEnvError, ImportError):   # package errors; a missing optional dependency is not the file's
-                raise
-            except pickle.UnpicklingError as exc:
-                raise UnsafeCheckpointError(
-                    f"refusing to load {what} {_path_of(args, kwargs)}: the safe unpickler refused an entry "
-                    f"({_first_line(exc)}), so nothing in it was run; saved agents hold tensors, numbers, strings "
-                    "and containers only") from None
-            except MemoryError:
-                raise CheckpointError(f"cannot load {what} {_path_of(args, kwargs)}: it asks for more memory than "
-                                      "there is; the file is damaged or not an agent of this package") from None
-            except Exception as exc:  # noqa: BLE001 - a damaged file fails anywhere in the readers
-                raise CheckpointError(
-                    f"cannot load {what} {_path_of(args, kwargs)}: {type(exc).__name__}: {_first_line(exc)}; the file "
-                    "is damaged (truncated or edited) or was not written by this package; save or train the agent "
-                    "again") from None
         return wrapper  # type: ignore[return-value]
     return decorate
 

@@ -169,6 +169,22 @@ def test_train_resume_refuses_changed_data_and_accepts_a_moved_copy(tmp_path, ca
     assert "other data" in err and str(data / "train.h5") in err and "Traceback" not in err
 
 
+def test_damaged_train_checkpoint_is_one_line(tmp_path, capsys):
+    from mmenv.checkpoint import atomic_save, load
+
+    out = tmp_path / "out"
+    args = ["train", "--agent", "reinforce", "--episodes", "1", "--out", str(out), *TRAIN_ARGS,
+            "--dataset-kwargs", json.dumps(SMALL)]
+    assert main(args) == 0
+    state = load(out / "train.ckpt")
+    del state["records"]
+    atomic_save(state, out / "train.ckpt")
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot load training checkpoint" in err and str(out / "train.ckpt") in err and "Traceback" not in err
+
+
 def _compare_cfg(root: Path, out: Path):
     from mmenv.experiments.config import config_from_dict
 
