@@ -34,7 +34,7 @@ from ..errors import MMEnvError
 
 __all__ = ["ModalitySpec", "Split", "TensorSplit", "MultimodalDataset", "DatasetError", "stratified_holdout",
            "read_text_file", "data_fingerprint", "data_sources", "describe_sources", "FINGERPRINT_ROWS",
-           "FINGERPRINT_SEED", "FINGERPRINT_VERSION", "sampled_rows", "fingerprints_differ"]
+           "FINGERPRINT_SEED", "FINGERPRINT_VERSION", "FINGERPRINT_BYTES", "sampled_rows", "fingerprints_differ"]
 
 
 class DatasetError(MMEnvError, ValueError):
@@ -176,10 +176,10 @@ class TensorSplit(Split):
 
     def fingerprint_parts(self) -> Iterator[bytes]:
         """Each modality's shape and dtype and the :func:`sampled_rows` of it (as float32 bytes)."""
-        idx = sampled_rows(len(self))
         for m in self.modalities:
             x = self.inputs[m].detach()
             yield repr((m, tuple(x.shape), str(x.dtype))).encode()
+            idx = sampled_rows(len(self), row_bytes=4 * (x[0].numel() if len(x) else 1))
             if x.device.type == "cpu":   # NumPy indexing: no torch thread pool for 64 rows
                 rows = np.ascontiguousarray(x.numpy()[idx], dtype=np.float32)
             else:
@@ -297,8 +297,15 @@ FINGERPRINT_SEED = 0
 FINGERPRINT_VERSION = "c1-"
 
 
-def sampled_rows(n: int, k: int = FINGERPRINT_ROWS) -> np.ndarray:
-    """``min(n, k)`` distinct row indices out of ``n``, sorted, drawn with :data:`FINGERPRINT_SEED`."""
+#: Bytes of sampled rows hashed per modality and split at most (fewer rows when rows are large).
+FINGERPRINT_BYTES = 1 << 20
+
+
+def sampled_rows(n: int, k: int = FINGERPRINT_ROWS, row_bytes: int = 0) -> np.ndarray:
+    """``min(n, k)`` distinct row indices out of ``n``, sorted, drawn with :data:`FINGERPRINT_SEED`;
+    fewer (at least one) when ``k`` rows of ``row_bytes`` would exceed :data:`FINGERPRINT_BYTES`."""
+    if row_bytes > 0:
+        k = max(1, min(k, FINGERPRINT_BYTES // row_bytes))
     if n <= k:
         return np.arange(n, dtype=np.int64)
     rng = np.random.default_rng(FINGERPRINT_SEED)
@@ -312,7 +319,7 @@ def data_fingerprint(dataset: "MultimodalDataset") -> str:
     number of classes, each modality's name / shape / kind, and per split: its length, **all** labels (one small in-memory tensor: a reshuffle or another
     seed of the same generator changes it) and what :meth:`Split.fingerprint_parts`
     yields: for in-memory splits each modality's shape, dtype and :data:`FINGERPRINT_ROWS`
-    seeded sampled rows; for HDF5 splits the file's bytes
+    seeded sampled rows (fewer when they would exceed :data:`FINGERPRINT_BYTES`); for HDF5 splits the file's bytes
     (:func:`mmenv.datasets.content_hash.file_digest`: whole up to 4 MiB, else header, tail
     and sampled chunks), the selected rows and a sample of decoded rows; for media splits
     every clip's id and the bytes of its WAV and frame files. Paths are never hashed: an

@@ -286,10 +286,10 @@ class HDF5Split(Split):
         Never the path: a copy elsewhere fingerprints the same."""
         yield file_digest(self.path).encode()
         yield np.ascontiguousarray(self.rows, dtype=np.int64).tobytes()
-        idx = sampled_rows(len(self))
         try:
             with _h5py().File(self.path, "r") as f:
                 for m in self.modalities:
+                    idx = sampled_rows(len(self), row_bytes=4 * int(np.prod(f[m].shape[1:], dtype=np.int64)))
                     block = np.asarray(f[m][np.unique(self.rows[idx])], dtype=np.float32)
                     yield repr((m, tuple(f[m].shape[1:]), str(f[m].dtype))).encode()
                     yield block.tobytes()
