@@ -202,7 +202,8 @@ def check_reinforce_config(config: Any, path: Any, overrides: Mapping[str, Any] 
         raise CheckpointError(f"{path}: a saved REINFORCE policy's config must be a mapping, got "
                               f"{type(config).__name__}; the file is damaged")
     config = {**config, **(overrides or {})}
-    m = _positive_int(config.get("num_modalities"), "config.num_modalities", path, MAX_SPACE_SIZE)
+    m = config.get("num_modalities")   # None: built at the first environment (equivariant nets: any m)
+    m = 1 if m is None else _positive_int(m, "config.num_modalities", path, MAX_SPACE_SIZE)
     obs = config.get("obs_dim")
     obs = m if obs is None else _positive_int(obs, "config.obs_dim", path, MAX_SPACE_SIZE)
     hidden = _positive_int(config.get("hidden", 64), "config.hidden", path, MAX_LAYER_WIDTH)
