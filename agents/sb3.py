@@ -423,11 +423,14 @@ def _sb3_space(entry: Mapping[str, Any], key: str) -> Any:
         if kind.endswith(".Box'>"):
             shape = tuple(int(v) for v in entry["_shape"])
 
-            def bound(text: str) -> np.ndarray:
-                values = re.sub(r"[\[\]]", " ", text).split()
-                return np.array([float(v) for v in values], dtype=np.float64).reshape(shape)
+            dtype = np.dtype(entry["dtype"])
 
-            return spaces.Box(bound(entry["low"]), bound(entry["high"]), shape=shape, dtype=np.dtype(entry["dtype"]))
+            def bound(text: str) -> np.ndarray:
+                # In the space's own dtype: float64 bounds on a float32 Box warn on every load.
+                values = re.sub(r"[\[\]]", " ", text).split()
+                return np.array([float(v) for v in values], dtype=np.float64).astype(dtype).reshape(shape)
+
+            return spaces.Box(bound(entry["low"]), bound(entry["high"]), shape=shape, dtype=dtype)
         if kind.endswith(".Discrete'>"):
             return spaces.Discrete(int(entry["n"]), start=int(entry.get("start", 0)))
     except (KeyError, ValueError, TypeError) as exc:

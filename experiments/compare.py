@@ -156,6 +156,9 @@ def check_out_dir(path: str | Path, option: str = "out") -> Path:
 def run_comparison(cfg: CompareConfig, force: bool = False, progress: bool = True,
                    ray_address: str | None = None) -> ComparisonSummary:
     """Run (or resume) the sweep ``cfg`` and write the CSV, tables and plots under ``cfg.out``."""
+    from .backends import leave_if_reimported
+
+    leave_if_reimported()  # a worker re-importing an unguarded script: the driver reports it
     start = time.perf_counter()
     check_dataset_arguments(cfg)
     out = check_out_dir(cfg.out)
@@ -191,6 +194,45 @@ def _run_locked(cfg: CompareConfig, out: Path, start: float, force: bool, progre
 
 
 # ---------------------------------------------------------------------- command line
+#: Settings that do not change any run's result: a folder may be resumed with other values.
+_RUN_NEUTRAL_KEYS = ("out", "workers", "backend", "plots", "tensorboard", "name", "description")
+
+
+def _grid_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in settings.items() if k not in _RUN_NEUTRAL_KEYS}
+
+
+def default_out_dir(cfg: CompareConfig, now: float | None = None) -> str:
+    """The output folder of ``mmenv compare`` without ``--out``: never one that holds another sweep.
+
+    The config's ``out`` when it is new or holds this same sweep (a re-run resumes it);
+    when it holds a sweep with other settings (its ``config.yaml`` differs in the grid or
+    the run settings), a fresh time-stamped folder beside it, ``<out>-YYYYmmdd-HHMMSS``, so
+    old tables and plots never sit beside new results. An explicit ``--out`` is used as
+    given (resuming or extending the sweep there).
+    """
+    out = Path(cfg.out)
+    previous = out / "config.yaml"
+    if not previous.is_file():
+        return cfg.out
+    try:
+        old = yaml.safe_load(previous.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        old = {}
+    current = yaml.safe_load(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    if isinstance(old, dict) and _grid_settings(old) == _grid_settings(current):
+        return cfg.out
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    fresh = out.with_name(f"{out.name}-{stamp}")
+    i = 1
+    while fresh.exists():
+        fresh = out.with_name(f"{out.name}-{stamp}-{i}")
+        i += 1
+    print(f"{out} holds a comparison with other settings; writing this one to {fresh} (--out chooses the folder)",
+          flush=True)
+    return str(fresh)
+
+
 def _names(text: str) -> list[str]:
     names = [t.strip() for t in text.split(",") if t.strip()]
     if not names:
@@ -274,7 +316,8 @@ def add_compare_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="torch device for every run (env.device)")
     p.add_argument("--data-root", type=_data_root, action="append", default=[], metavar="NAME=PATH",
                    help="root folder of a data set (sets dataset_kwargs.NAME.root); repeatable")
-    add_sweep_arguments(p, out_help="output directory (default: the config's out)",
+    add_sweep_arguments(p, out_help="output directory (default: the config's out, or a fresh "
+                                        "<out>-<date>-<time> beside it when that holds a sweep with other settings)",
                         backend_help="process (this machine) or ray (a Ray cluster)")
     p.set_defaults(func=cmd_compare)
     return p
@@ -297,6 +340,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.no_tensorboard:
         overrides["tensorboard"] = False
     cfg = load_config(args.config, overrides=overrides)
+    if args.out is None:
+        cfg.out = default_out_dir(cfg)
     print(f"compare {cfg.name}: {len(cfg.datasets)} dataset(s) x {len(cfg.learners)} learner(s) x "
           f"{len(cfg.policies)} polic{'y' if len(cfg.policies) == 1 else 'ies'} x {len(cfg.seeds)} seed(s) = "
           f"{cfg.num_runs} runs on {cfg.workers} worker(s) [{cfg.backend}] -> {cfg.out}", flush=True)

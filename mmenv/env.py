@@ -824,7 +824,8 @@ class DUSEnv(gym.Env):
         ax_b.axhline(self.batch_budget / len(self.modalities), color="black", ls="--", lw=1)
         ax_b.set(title="batch size", xlabel="step", ylim=(0, self.batch_budget))
         ax_d.set(title="cumulative discrepancy", xlabel="step")
-        ax_b.legend(fontsize=7)
+        if self._history:  # no labelled lines before the first step: a legend would warn
+            ax_b.legend(fontsize=7)
         from matplotlib.ticker import MaxNLocator
 
         for ax in (ax_b, ax_d):
