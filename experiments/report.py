@@ -149,6 +149,8 @@ def check_finished_data(results: Mapping[str, dict[str, Any]], runs_dir: str | P
                 or not saved.startswith(FINGERPRINT_VERSION)):
             continue
         name, kwargs = spec.get("dataset"), dict(spec.get("dataset_kwargs") or {})
+        if not isinstance(name, str):  # a run record without a data-set name has nothing to check
+            continue
         now = _current_fingerprint(name, kwargs)
         if now != saved:
             raise data_mismatch_error(
