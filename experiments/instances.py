@@ -51,6 +51,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from mmenv.env_args import ENV_ARGS, check_arg, check_cross_field, dataset_modality_count, learner_requires_paired
 from mmenv.errors import MMEnvError
 
 __all__ = ["Instance", "InstanceSet", "InstanceSetError", "load_instance_set", "instance_set_from_dict",
@@ -59,7 +60,7 @@ __all__ = ["Instance", "InstanceSet", "InstanceSetError", "load_instance_set", "
 INSTANCE_SETS_DIR = Path(__file__).resolve().parent / "instance_sets"
 #: The environment settings an instance fixes (everything else is the benchmark's).
 ENV_KEYS = ("epochs", "batch_budget", "step_every")
-_ENV_DEFAULTS: dict[str, Any] = {"epochs": 5, "batch_budget": 64, "step_every": "epoch"}
+_ENV_DEFAULTS: dict[str, Any] = {key: ENV_ARGS[key].default for key in ENV_KEYS}
 _INSTANCE_KEYS = {"name", "dataset", "dataset_kwargs", "learner", "learner_kwargs", "env", "tags"}
 _SET_KEYS = {"name", "description", "defaults", "train", "test"}
 
@@ -236,13 +237,19 @@ def _instance(raw: Any, split: str, index: int, defaults: Mapping[str, Any], set
         raise InstanceSetError(f"{where}: env key {bad_env[0]!r} is not an instance setting; an instance fixes only "
                                f"{list(ENV_KEYS)} (the benchmark chooses reward, observation and seeds)")
     env = {**_ENV_DEFAULTS, **env}
-    if not (isinstance(env["epochs"], int) and env["epochs"] >= 1):
-        raise InstanceSetError(f"{where}: env.epochs must be a positive int, got {env['epochs']!r}")
-    if not (isinstance(env["batch_budget"], int) and env["batch_budget"] >= 2):
-        raise InstanceSetError(f"{where}: env.batch_budget must be an int >= 2, got {env['batch_budget']!r}")
-    if env["step_every"] != "epoch" and not (isinstance(env["step_every"], int) and env["step_every"] >= 1):
-        raise InstanceSetError(f"{where}: env.step_every must be 'epoch' or a positive int, got {env['step_every']!r}")
     _check_names(spec["dataset"], spec["learner"], where)
+    # The argument table's rules (mmenv.env_args), the same DUSEnv and the compare config apply.
+    for key in ENV_KEYS:
+        try:
+            env[key] = check_arg(key, env[key])
+        except MMEnvError as exc:
+            raise InstanceSetError(f"{where}: env.{key}: {exc}") from None
+    m = dataset_modality_count(spec["dataset"], spec.get("dataset_kwargs"))
+    if m is not None:
+        try:
+            check_cross_field(env, m, learner_requires_paired(spec["learner"]), spec["learner"])
+        except MMEnvError as exc:
+            raise InstanceSetError(f"{where}: env.batch_budget: {exc}") from None
     return Instance(name=name.strip(), split=split, dataset=spec["dataset"],
                     dataset_kwargs=dict(spec.get("dataset_kwargs", {})), learner=spec["learner"],
                     learner_kwargs=dict(spec.get("learner_kwargs", {})), epochs=env["epochs"],

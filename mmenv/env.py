@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import functools
 import math
-import os
 from typing import Any, Callable, ContextManager, Mapping, TypeVar
 
 import gymnasium as gym
@@ -19,18 +18,19 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from .datasets import MultimodalDataset, TensorSplit, make_dataset
+from .datasets import MultimodalDataset, TensorSplit
 from .datasets.base import data_fingerprint
 from .errors import EnvStateError, InvalidArgumentError
 from .discrepancy import DiscrepancyTracker, batch_discrepancy
-from .learners import Batch, Learner, LearnerContext, LearnerError, make_learner
+from .learners import Batch, Learner, LearnerContext, LearnerError
 from .metrics import classification_metrics
-from .rewards import RewardContext, RewardError, make_reward
-from .sampling import (ACTION_SPACES, SOFTMAX_SCALE, ModalitySampler, SampleOrder, action_to_proportions, allocate,
+from .rewards import RewardContext, make_reward, reward_name, reward_value, validation_need
+from .sampling import (SOFTMAX_SCALE, ModalitySampler, SampleOrder, action_to_proportions, allocate,
                        make_sample_order, proportions_to_action)
 from .sampling.scoring import ScoringContext, autocast_context, predict_split
 from .step_stats import StepStats
-from .validation import check_choice, check_float, check_int, is_int, is_real
+from .env_args import (autocast_dtype_of, build_dataset, build_learner, check_arg, check_cross_field,
+                       kwargs_mapping)
 
 __all__ = ["DUSEnv", "grad_mode_independent"]
 
@@ -59,55 +59,6 @@ def grad_mode_independent(fn: _F) -> _F:
 #: per-sample loss, so healthy runs stay orders of magnitude below 1e4, and a model whose
 #: losses reach it has logit gaps of thousands: its training state is lost.
 LOSS_DIVERGENCE_BOUND = 1e4
-
-#: Reduced precisions autocast can run in (torch.autocast refuses integer types).
-AUTOCAST_DTYPES = ("bfloat16", "float16")
-
-
-def _check_autocast_dtype(value: Any) -> torch.dtype | None:
-    """``None`` or a floating dtype autocast supports, given as a ``torch.dtype`` or its name."""
-    if value is None:
-        return None
-    dtype = getattr(torch, value, None) if isinstance(value, str) else value
-    if not isinstance(dtype, torch.dtype) or str(dtype).removeprefix("torch.") not in AUTOCAST_DTYPES + ("float32",):
-        raise InvalidArgumentError(f"autocast_dtype must be None or one of {list(AUTOCAST_DTYPES)} (a torch.dtype "
-                                   f"or its name), got {value!r}")
-    return None if dtype == torch.float32 else dtype
-
-
-def _is_real_scalar_array(value: Any) -> bool:
-    """A one-element real NumPy array or torch tensor (a reward written with array maths)."""
-    if isinstance(value, np.ndarray):
-        return value.size == 1 and value.dtype.kind in "iuf"
-    if isinstance(value, torch.Tensor):
-        return value.numel() == 1 and (value.dtype.is_floating_point or not value.dtype.is_complex) \
-            and value.dtype != torch.bool
-    return False
-
-
-def _kwargs_mapping(name: str, value: Any) -> dict[str, Any]:
-    """A ``*_kwargs`` argument as a dict of keyword arguments (``None``: none)."""
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-        raise InvalidArgumentError(f"{name} must be a mapping of keyword arguments, got {value!r}")
-    return dict(value)
-
-
-def _check_optimizer_settings(learner: Learner) -> None:
-    """The optimizer settings a built-in learner keeps (``opt_kwargs``), checked before training."""
-    opt = getattr(learner, "opt_kwargs", None)
-    if not isinstance(opt, Mapping):
-        return
-    owner = f"learner {learner.name!r}"
-    if "lr" in opt:
-        check_float("lr", opt["lr"], minimum=0.0, strict_minimum=True, owner=owner)
-    for key in ("momentum", "weight_decay"):
-        if key in opt:
-            check_float(key, opt[key], minimum=0.0, owner=owner)
-    if "optimizer" in opt:
-        check_choice("optimizer", opt["optimizer"], ("sgd", "adam"), owner=owner)
-
 
 # Iterations whose indices and inputs are drawn and gathered together (see _train_segment).
 SEGMENT_ITERS = 128
@@ -221,68 +172,30 @@ class DUSEnv(gym.Env):
         render_mode: str | None = None,
     ) -> None:
         super().__init__()
-        # Every argument is checked here, once, before any data is built or anything trains
-        # (mmenv.validation: InvalidArgumentError naming the argument and the fix).
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise InvalidArgumentError(f"render_mode must be None or one of {self.metadata['render_modes']}, "
-                                       f"got {render_mode!r}")
+        # Every argument is checked here, once, before any data is built or anything trains,
+        # by the one argument table (mmenv.env_args: InvalidArgumentError naming the argument).
+        args = {name: check_arg(name, value) for name, value in (
+            ("render_mode", render_mode), ("epochs", epochs), ("min_batch", min_batch), ("batch_budget", batch_budget),
+            ("step_every", step_every), ("iters_per_epoch", iters_per_epoch), ("eval_batch_size", eval_batch_size),
+            ("action_tol", action_tol), ("softmax_scale", softmax_scale), ("action_space", action_space),
+            ("discrepancy", discrepancy), ("log_dir", log_dir), ("reward", reward), ("device", device),
+            ("autocast_dtype", autocast_dtype), ("dataset", dataset), ("dataset_kwargs", dataset_kwargs),
+            ("learner", learner), ("learner_kwargs", learner_kwargs), ("sample_order", sample_order),
+            ("sample_order_kwargs", sample_order_kwargs))}
         self.render_mode = render_mode
         self._history: list[tuple[list[int], list[float], float]] = []   # (sizes, discrepancy, reward)
-        epochs = check_int("epochs", epochs, minimum=1)
-        min_batch = check_int("min_batch", min_batch, minimum=0)
-        batch_budget = check_int("batch_budget", batch_budget, minimum=1)
-        if not (isinstance(step_every, str) and step_every == "epoch"):
-            if not is_int(step_every) or int(step_every) < 1:
-                raise InvalidArgumentError(f"step_every must be 'epoch' or a positive int of iterations, "
-                                           f"got {step_every!r}")
-            step_every = int(step_every)
-        if iters_per_epoch is not None:
-            iters_per_epoch = check_int("iters_per_epoch", iters_per_epoch, minimum=1,
-                                        fix="pass None for the default ceil(N_train * m / N_B)")
-        eval_batch_size = check_int("eval_batch_size", eval_batch_size, minimum=1)
-        action_tol = check_float("action_tol", action_tol, minimum=0.0, maximum=0.5,
-                                 fix="it is the tolerated float overshoot of the action bounds, e.g. 1e-6")
-        softmax_scale = check_float("softmax_scale", softmax_scale, minimum=0.0, strict_minimum=True)
-        check_choice("action_space", action_space, ACTION_SPACES)
-        check_choice("discrepancy", discrepancy, ("sum", "mean"))
-        if log_dir is not None and not isinstance(log_dir, (str, os.PathLike)):
-            raise InvalidArgumentError(f"log_dir must be None or a folder path, got {log_dir!r}")
-        if not isinstance(reward, str) and not callable(reward):
-            raise InvalidArgumentError(f"reward must be a registered name or a callable f(RewardContext) -> float, "
-                                       f"got {reward!r}")
-        if not isinstance(device, (str, torch.device)):
-            raise InvalidArgumentError(f"device must be a string such as 'cpu' or 'cuda:0' or a torch.device, "
-                                       f"got {device!r}")
-        try:
-            self.device = torch.device(device)
-        except (RuntimeError, ValueError) as exc:
-            raise InvalidArgumentError(f"device {device!r} is not a torch device ({exc}); use e.g. 'cpu' or 'cuda'") \
-                from None
-        self.autocast_dtype: torch.dtype | None = _check_autocast_dtype(autocast_dtype)
-        if isinstance(dataset, str):
-            dataset = make_dataset(dataset, **_kwargs_mapping("dataset_kwargs", dataset_kwargs))
-        elif not isinstance(dataset, MultimodalDataset):
-            raise InvalidArgumentError(f"dataset must be a name or a MultimodalDataset, got {type(dataset).__name__}")
-        elif dataset_kwargs:
-            raise InvalidArgumentError("dataset_kwargs only apply when dataset is given by name")
-        self.dataset = dataset.to(self.device)
-        if isinstance(learner, str):
-            learner = make_learner(learner, **_kwargs_mapping("learner_kwargs", learner_kwargs))
-        elif not isinstance(learner, Learner):
-            raise InvalidArgumentError(f"learner must be a name or a Learner, got {type(learner).__name__}")
-        elif learner_kwargs:
-            raise InvalidArgumentError("learner_kwargs only apply when learner is given by name")
-        _check_optimizer_settings(learner)
+        epochs, min_batch, batch_budget = args["epochs"], args["min_batch"], args["batch_budget"]
+        step_every, iters_per_epoch = args["step_every"], args["iters_per_epoch"]
+        eval_batch_size, action_tol, softmax_scale = args["eval_batch_size"], args["action_tol"], args["softmax_scale"]
+        self.device = torch.device(device)
+        self.autocast_dtype: torch.dtype | None = autocast_dtype_of(autocast_dtype)
+        self.dataset = build_dataset(dataset, dataset_kwargs).to(self.device)
+        learner = build_learner(learner, learner_kwargs)
         self.learner = learner
         self.modalities: tuple[str, ...] = self.dataset.modality_names
         self.learner.check_modalities(self.modalities)
         m = len(self.modalities)
-
-        if batch_budget < m * max(min_batch, 1):
-            raise InvalidArgumentError(f"batch_budget must be an int >= {m * max(min_batch, 1)} for {m} modalities "
-                                       f"(min_batch {min_batch} each), got {batch_budget!r}")
-        if learner.requires_paired and min_batch < 1:
-            raise InvalidArgumentError(f"learner {learner.name!r} needs paired samples: min_batch must be >= 1")
+        check_cross_field(args, m, learner.requires_paired, learner.name)
         self.epochs = epochs
         self.batch_budget = batch_budget
         self.step_every = step_every
@@ -293,12 +206,15 @@ class DUSEnv(gym.Env):
         self.softmax_scale = float(softmax_scale)
         self.symmetric = action_space == "symmetric"
         self.reward_fn = make_reward(reward)
-        self.reward_name = reward if isinstance(reward, str) else getattr(reward, "__name__", repr(reward))
-        self.needs_validation = bool(getattr(self.reward_fn, "needs_validation", False))
-        if self.needs_validation and self.dataset.val is None:
-            raise InvalidArgumentError("this reward needs validation accuracy but the dataset has no val split")
-        self.sample_order = make_sample_order(sample_order, **_kwargs_mapping("sample_order_kwargs",
-                                                                              sample_order_kwargs))
+        self.reward_name = reward_name(reward)
+        validation = validation_need(self.reward_fn)
+        self.needs_validation = validation == "step"
+        self.needs_final_validation = validation == "final"
+        if validation is not None and self.dataset.val is None:
+            raise InvalidArgumentError(f"reward {self.reward_name!r} needs validation accuracy but dataset "
+                                       f"{self.dataset.name!r} has no val split (give it one, e.g. "
+                                       "dataset_kwargs={'n_val': 500}, or use another reward)")
+        self.sample_order = make_sample_order(sample_order, **kwargs_mapping("sample_order_kwargs", sample_order_kwargs))
         if self.sample_order.uses_masks and not (learner.supports_masks and not learner.requires_paired):
             raise LearnerError(
                 f"sample_order {self.sample_order.name!r} trains on single-modality (masked) batches, but learner "
@@ -584,7 +500,7 @@ class DUSEnv(gym.Env):
         terminated = self.iteration >= self.total_iters and not diverged
         truncated = diverged
         val_after = None
-        if self.needs_validation:
+        if self.needs_validation or (self.needs_final_validation and (terminated or truncated)):
             val_after = evaluate("val")["fused"]["accuracy"] if not diverged else 0.0
         info: dict[str, Any] = {
             "batch_sizes": sizes,
@@ -601,17 +517,8 @@ class DUSEnv(gym.Env):
         elif self.log_dir is not None and self.dataset.val is not None and not diverged:
             # Logged runs record validation accuracy too (one pass over the val split per step).
             info["val_accuracy"] = evaluate("val")["fused"]["accuracy"]
-        ctx = RewardContext(obs_before, proportions, obs, sizes, val_before, val_after, info)
-        raw_reward = self.reward_fn(ctx)
-        if not (is_real(raw_reward) or _is_real_scalar_array(raw_reward)):
-            raise RewardError(f"reward {self.reward_name!r} returned {raw_reward!r} ({type(raw_reward).__name__}); "
-                              "a reward function must return one float")
-        reward = float(raw_reward)
-        if not math.isfinite(reward):
-            reward = 0.0 if diverged else reward
-            if not math.isfinite(reward):
-                raise RewardError(f"reward {self.reward_name!r} returned {reward} on a healthy step (inputs: "
-                                  f"proportions {proportions}); a reward must be finite")
+        ctx = RewardContext(obs_before, proportions, obs, sizes, val_before, val_after, info, terminated or truncated)
+        reward = reward_value(self.reward_name, self.reward_fn(ctx), diverged, proportions)
         if terminated or truncated:
             info["test"] = evaluate("test") if not diverged else None
             self._needs_reset = True
