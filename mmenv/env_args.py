@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from .errors import InvalidArgumentError
+from .render import RENDER_MODES
 from .sampling.allocation import ACTION_SPACES, SOFTMAX_SCALE
 from .validation import check_choice, check_float, check_int, is_int
 
@@ -39,7 +40,6 @@ __all__ = ["EnvArg", "ENV_ARGS", "check_arg", "check_cross_field", "check_env_ar
 DISCREPANCY_MODES = ("sum", "mean")
 #: Reduced precisions autocast can run in (torch.autocast refuses integer types); "float32" = off.
 AUTOCAST_DTYPES = ("bfloat16", "float16")
-RENDER_MODES = ("ansi", "rgb_array")
 
 
 @dataclass(frozen=True)
