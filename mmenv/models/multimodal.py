@@ -48,6 +48,7 @@ class MultimodalModel(nn.Module):
     def fuse(self, features: Mapping[str, Tensor], batch: int | None = None) -> Tensor:
         """Concat-fusion logits; modalities missing from ``features`` are zero-filled."""
         if self.fusion is None:
+            # internal invariant: learners built without a head never fuse
             raise RuntimeError("this model was built without a fusion head")
         if batch is None:
             batch = next(iter(features.values())).shape[0]
