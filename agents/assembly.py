@@ -23,7 +23,9 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
+from .policies import POLICIES, is_saved_agent, make_policy
 from .policy import Policy
+from .reinforce import ReinforcePolicy
 from .runner import EpisodeRecord, run_policy, steps_per_episode
 
 __all__ = ["build_policy", "make_run_env", "record_fields", "run_resumable", "steps_per_episode",
@@ -47,8 +49,6 @@ def build_policy(name_or_path: str, seed: int | None = None, policy_kwargs: dict
         policy_kwargs: keyword arguments for the policy (or its ``load``).
         frozen: REINFORCE does not learn (no updates, deterministic actions).
     """
-    from . import POLICIES, ReinforcePolicy, is_saved_agent, make_policy
-
     kwargs = dict(policy_kwargs or {})
     by_name = not is_saved_agent(name_or_path)
     if by_name and seed is not None and POLICIES.get_factory(name_or_path) is ReinforcePolicy:

@@ -31,7 +31,7 @@ module imports nothing else::
     ├── ModelError (ValueError)                                an encoder got input it cannot take
     ├── SampleOrderError (RuntimeError)                        a sample order gave the sampler nothing
     ├── DatasetError (ValueError)                              mmenv.datasets.base
-    ├── LearnerError (ValueError)                              mmenv.learners.base
+    ├── LearnerError (ValueError)                              a learner cannot run so configured
     ├── RewardError (ValueError)                               mmenv.rewards
     ├── ActionError (ValueError)                               mmenv.sampling.allocation
     ├── CheckpointError (ValueError)                           mmenv.checkpoint
@@ -52,7 +52,6 @@ from typing import Any
 #: Error classes defined next to the code that raises them: name -> module.
 DEFINED_IN: dict[str, str] = {
     "DatasetError": "mmenv.datasets.base",
-    "LearnerError": "mmenv.learners.base",
     "RewardError": "mmenv.rewards",
     "ActionError": "mmenv.sampling.allocation",
     "CheckpointError": "mmenv.checkpoint",
@@ -68,7 +67,7 @@ DEFINED_IN: dict[str, str] = {
 }
 
 __all__ = ["MMEnvError", "RegistryError", "UnknownNameError", "ArgumentError", "InvalidArgumentError", "LockError",
-           "WriteError", "EnvStateError", "ClusterError", "ModelError", "SampleOrderError", *DEFINED_IN]
+           "WriteError", "EnvStateError", "ClusterError", "ModelError", "SampleOrderError", "LearnerError", *DEFINED_IN]
 
 
 def __getattr__(name: str) -> Any:
@@ -131,3 +130,7 @@ class ModelError(MMEnvError, ValueError):
 
 class SampleOrderError(MMEnvError, RuntimeError):
     """A sample order gave the sampler nothing to draw from (e.g. an empty pass over the data)."""
+
+
+class LearnerError(MMEnvError, ValueError):
+    """A learner cannot run in the requested configuration (also :mod:`mmenv.learners`'s)."""

@@ -31,13 +31,10 @@ import torch
 from torch import Tensor
 
 from ..datasets.base import ModalitySpec
-from ..errors import MMEnvError
+from ..errors import LearnerError
 
 __all__ = ["Batch", "StepOutput", "Prediction", "LearnerContext", "Learner", "LearnerError"]
 
-
-class LearnerError(MMEnvError, ValueError):
-    """A learner cannot run in the requested configuration."""
 
 
 @dataclass

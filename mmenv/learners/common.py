@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
 from ..discrepancy import true_class_probability
+from ..models.multimodal import SharedHeadModel
 from .base import LearnerError
-
-if TYPE_CHECKING:
-    from ..models.multimodal import SharedHeadModel
 
 LOSS_SCALES = ("mean", "budget")
 
@@ -131,18 +129,7 @@ def build_shared_head_model(ctx: Any, encoder_names: Mapping[str, str] | None,
     """Per-modality encoders feeding one classifier head shared by every modality
     (``model.head``), no unimodal or fusion heads: the model MLA and DI-MML train.
     Returns the model on ``ctx.device`` and the common feature width."""
-    from ..models.multimodal import SharedHeadModel
-
     model = SharedHeadModel(ctx.modalities, ctx.num_classes, encoder_names, encoder_kwargs, learner)
     return model.to(ctx.device), model.head.in_features
 
 
-def require_equal_feature_dims(feature_dims: Mapping[str, int], learner: str) -> int:
-    """A shared head needs one feature width for all modalities; return it or raise."""
-    dims = set(feature_dims.values())
-    if len(dims) != 1:
-        raise LearnerError(
-            f"learner {learner!r} uses one classifier head shared by all modalities, so every encoder must "
-            f"output the same feature width; got {dict(feature_dims)}. Pass encoder_kwargs with equal out_dim."
-        )
-    return dims.pop()
