@@ -34,7 +34,7 @@ from .env_args import ENV_ARGS
 from .errors import MMEnvError
 
 __all__ = ["main", "build_parser", "add_env_arguments", "env_kwargs_from_args", "SUBCOMMANDS",
-           "register_subcommand", "episode_rows", "summarise", "write_csv", "format_table"]
+           "episode_rows", "summarise", "write_csv", "format_table"]
 
 
 
@@ -404,11 +404,6 @@ def _add_compare(subparsers) -> None:
 SUBCOMMANDS: dict[str, Callable[[Any], None]] = {"compare": _add_compare, "train": _add_train,
                                                  "evaluate": _add_evaluate}
 SUBCOMMANDS["bench"] = lambda sub: import_module("mmenv.experiments.bench").add_parser(sub)  # mmenv bench
-
-
-def register_subcommand(name: str, add: Callable[[Any], None]) -> None:
-    """Register ``add(subparsers)``, which adds the sub-parser ``name`` and sets its ``func``."""
-    SUBCOMMANDS[name] = add
 
 
 def build_parser() -> argparse.ArgumentParser:

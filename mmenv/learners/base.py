@@ -82,9 +82,6 @@ class Batch:
     def sizes(self) -> dict[str, int]:
         return {m: int(y.shape[0]) for m, y in self.labels.items()}
 
-    def paired_inputs(self) -> dict[str, Tensor]:
-        return {m: x[: self.num_paired] for m, x in self.inputs.items()}
-
     def paired_labels(self) -> Tensor:
         first = next(iter(self.labels.values()))
         return first[: self.num_paired]

@@ -12,19 +12,19 @@ decides whether a modality's batch share scales its gradient magnitude.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Mapping
 
 import torch
 from torch import Tensor
 
 from ..models.multimodal import MultimodalModel
 from .base import Batch, Learner, LearnerContext, LearnerError, Prediction, StepOutput
-from .common import build_optimizer, check_loss_scale, scaled_ce, weighted_scaled_ce
+from .common import TrainingSettings, TrainingSettingsMixin, build_optimizer, scaled_ce, weighted_scaled_ce
 
 FUSION_INPUTS = ("paired", "zero-fill")
 
 
-class BaselineLearner(Learner):
+class BaselineLearner(TrainingSettingsMixin, Learner):
     """Joint training with a concat fusion head plus unimodal losses.
 
     Args:
@@ -54,14 +54,11 @@ class BaselineLearner(Learner):
         encoders: Mapping[str, str] | None = None,
         encoder_kwargs: Mapping[str, dict] | None = None,
     ) -> None:
-        self.loss_scale = check_loss_scale(loss_scale)
+        TrainingSettings.pick(locals()).apply(self)
         if fusion_input not in FUSION_INPUTS:
             raise LearnerError(f"unknown fusion_input {fusion_input!r}; valid: {list(FUSION_INPUTS)}")
         self.fusion_input = fusion_input
         self.unimodal_weight = unimodal_weight
-        self.opt_kwargs: dict[str, Any] = dict(optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay)
-        self.encoder_names = encoders
-        self.encoder_kwargs = encoder_kwargs
 
     def build_model(self, ctx: LearnerContext) -> MultimodalModel:
         return MultimodalModel(ctx.modalities, ctx.num_classes, self.encoder_names, self.encoder_kwargs,

@@ -45,7 +45,7 @@ environment episode is a few epochs), and the weighting covers the unimodal outp
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -53,7 +53,7 @@ from torch.nn import functional as F
 
 from ..models.multimodal import SharedHeadModel
 from .base import Batch, Learner, LearnerContext, LearnerError, Prediction, StepOutput
-from .common import build_optimizer, build_shared_head_model, check_loss_scale, scaled_ce
+from .common import TrainingSettings, TrainingSettingsMixin, build_optimizer, build_shared_head_model, scaled_ce
 
 
 def dimension_effectiveness(features: Tensor, labels: Tensor, head_weight: Tensor) -> Tensor:
@@ -82,7 +82,7 @@ def unidirectional_contrastive(student: Tensor, teacher: Tensor, mask: Tensor, t
     return F.cross_entropy(sim, torch.arange(sim.shape[0], device=sim.device))
 
 
-class DIMMLLearner(Learner):
+class DIMMLLearner(TrainingSettingsMixin, Learner):
     """Detached unimodal training through a shared head, plus a paired-part contrastive term.
 
     Args:
@@ -129,10 +129,7 @@ class DIMMLLearner(Learner):
         self.fusion_temperature = fusion_temperature
         self.contrastive_weight = contrastive_weight
         self.tau = tau
-        self.loss_scale = check_loss_scale(loss_scale)
-        self.opt_kwargs: dict[str, Any] = dict(optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay)
-        self.encoder_names = encoders
-        self.encoder_kwargs = encoder_kwargs
+        TrainingSettings.pick(locals()).apply(self)
 
     def setup(self, ctx: LearnerContext) -> None:
         self.check_modalities(ctx.modality_names)

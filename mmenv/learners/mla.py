@@ -46,8 +46,8 @@ from torch import Tensor
 
 from ..models.multimodal import SharedHeadModel
 from .base import Batch, Learner, LearnerContext, Prediction, StepOutput
-from .common import (build_optimizer, build_shared_head_model, check_loss_scale, entropy_weighted_fusion,
-                     scaled_ce)
+from .common import (TrainingSettings, TrainingSettingsMixin, build_optimizer, build_shared_head_model,
+                     entropy_weighted_fusion, scaled_ce)
 
 
 class GradientProjector:
@@ -72,7 +72,7 @@ class GradientProjector:
             weight.grad.copy_(weight.grad @ self.P.T)
 
 
-class MLALearner(Learner):
+class MLALearner(TrainingSettingsMixin, Learner):
     """Alternating unimodal training through one shared head, with gradient projection.
 
     Args:
@@ -102,11 +102,8 @@ class MLALearner(Learner):
         encoders: Mapping[str, str] | None = None,
         encoder_kwargs: Mapping[str, dict] | None = None,
     ) -> None:
-        self.loss_scale = check_loss_scale(loss_scale)
+        TrainingSettings.pick(locals()).apply(self)
         self.projection = projection
-        self.opt_kwargs: dict[str, Any] = dict(optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay)
-        self.encoder_names = encoders
-        self.encoder_kwargs = encoder_kwargs
 
     def setup(self, ctx: LearnerContext) -> None:
         self.check_modalities(ctx.modality_names)

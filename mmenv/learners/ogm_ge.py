@@ -59,7 +59,7 @@ from torch import Tensor
 
 from .base import Batch, LearnerError, Prediction, StepOutput
 from .baseline import BaselineLearner
-from .common import concat_head_slices, modality_scores
+from .common import TrainingSettings, concat_head_slices, modality_scores
 
 COEFFICIENTS = ("code", "continuous")
 PARAM_FILTERS = ("all", "conv")
@@ -119,9 +119,7 @@ class OGMGELearner(BaselineLearner):
         encoders: Mapping[str, str] | None = None,
         encoder_kwargs: Mapping[str, dict] | None = None,
     ) -> None:
-        super().__init__(loss_scale=loss_scale, fusion_input=fusion_input, unimodal_weight=0.0,
-                         optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                         encoders=encoders, encoder_kwargs=encoder_kwargs)
+        super().__init__(fusion_input=fusion_input, unimodal_weight=0.0, **TrainingSettings.pick(locals()).kwargs())
         if coefficient not in COEFFICIENTS:
             raise LearnerError(f"unknown coefficient {coefficient!r}; valid: {list(COEFFICIENTS)}")
         if params not in PARAM_FILTERS:
