@@ -170,3 +170,48 @@ def test_command_line_options_take_the_table_defaults_and_checks(tmp_path, capsy
         with pytest.raises(SystemExit):
             parser.parse_args([*base, option, value])
         assert culprit in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- docs/environment.md
+DOC = (__import__("pathlib").Path(__file__).resolve().parents[1] / "docs" / "environment.md").read_text()
+
+
+def _doc_rows() -> dict[str, str]:
+    """First cell -> whole row of every table row of docs/environment.md (the first row of
+    that name: DUSEnv's arguments come before DUSBench's)."""
+    import re
+
+    rows: dict[str, str] = {}
+    for m in re.finditer(r"^\| `([A-Za-z_-]+)` \|.*$", DOC, re.M):
+        rows.setdefault(m.group(1), m.group(0))
+    return rows
+
+
+def test_every_table_argument_is_documented_with_its_default():
+    rows = _doc_rows()
+    for name, arg in ENV_ARGS.items():
+        assert name in rows, f"{name} is not documented in docs/environment.md"
+        default = "ln(20) / 2" if name == "softmax_scale" else f"`{arg.default!r}`"
+        assert default in rows[name], f"{name}: the documented default is not {default}"
+
+
+def test_every_reward_and_info_key_is_documented():
+    import mmenv
+    from mmenv.rewards import REWARDS
+
+    rows = _doc_rows()
+    for name in REWARDS.names():
+        assert name in rows, f"reward {name!r} is not documented"
+    env = mmenv.DUSEnv(dataset_kwargs=SMALL, epochs=1, batch_budget=8, reward="val-acc-gain")
+    _, info = env.reset(seed=0)
+    keys = set(info)
+    _, _, terminated, _, info = env.step(env.uniform_action())
+    assert terminated
+    keys |= set(info)
+    import gymnasium as gym
+
+    bench = gym.make("mmenv/DUSBench-v0", dataset_kwargs=SMALL, epochs=1, batch_budget=8)
+    bench.reset(seed=0)
+    keys |= set(bench.step(bench.action_space.sample())[4])
+    missing = sorted(k for k in keys if k not in rows)
+    assert not missing, f"info keys not documented in docs/environment.md: {missing}"
