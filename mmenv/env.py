@@ -120,12 +120,11 @@ class DUSEnv(EnvStateMixin, RenderMixin, gym.Env):
         self.device = torch.device(device)
         self.autocast_dtype: torch.dtype | None = autocast_dtype_of(autocast_dtype)
         self.dataset = build_dataset(dataset, dataset_kwargs).to(self.device)
-        learner = build_learner(learner, learner_kwargs)
-        self.learner = learner
+        self.learner = built = build_learner(learner, learner_kwargs)
         self.modalities: tuple[str, ...] = self.dataset.modality_names
         self.learner.check_modalities(self.modalities)
         m = len(self.modalities)
-        check_cross_field(args, m, learner.requires_paired, learner.name)
+        check_cross_field(args, m, built.requires_paired, built.name)
         self.epochs = epochs
         self.batch_budget = batch_budget
         self.step_every = step_every
@@ -145,10 +144,10 @@ class DUSEnv(EnvStateMixin, RenderMixin, gym.Env):
                                        f"{self.dataset.name!r} has no val split (give it one, e.g. "
                                        "dataset_kwargs={'n_val': 500}, or use another reward)")
         self.sample_order = make_sample_order(sample_order, **kwargs_mapping("sample_order_kwargs", sample_order_kwargs))
-        if self.sample_order.uses_masks and not (learner.supports_masks and not learner.requires_paired):
+        if self.sample_order.uses_masks and not (built.supports_masks and not built.requires_paired):
             raise LearnerError(
                 f"sample_order {self.sample_order.name!r} trains on single-modality (masked) batches, but learner "
-                f"{learner.name!r} does not honour Batch.masks (supports_masks=False) or needs paired rows; "
+                f"{built.name!r} does not honour Batch.masks (supports_masks=False) or needs paired rows; "
                 "use a learner with supports_masks=True (e.g. 'baseline') or another sample order")
         n_train = len(self.dataset.train)
         self.iters_per_epoch = iters_per_epoch or max(1, math.ceil(n_train * m / batch_budget))
@@ -199,12 +198,12 @@ class DUSEnv(EnvStateMixin, RenderMixin, gym.Env):
     @grad_mode_independent
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        self.episode_seed = int(self.np_random.integers(0, 2**31 - 1))
+        self.episode_seed = episode_seed = int(self.np_random.integers(0, 2**31 - 1))
         gen = torch.Generator(device=self.device)
-        gen.manual_seed(self.episode_seed)
+        gen.manual_seed(episode_seed)
         self.generator = gen
         # Raw-media splits draw their augmentation from their own CPU generator.
-        self.dataset.train.reseed(self.episode_seed)
+        self.dataset.train.reseed(episode_seed)
         ctx = LearnerContext(
             modalities=self.dataset.modalities,
             num_classes=self.dataset.num_classes,
@@ -212,13 +211,13 @@ class DUSEnv(EnvStateMixin, RenderMixin, gym.Env):
             batch_budget=self.batch_budget,
             epochs=self.epochs,
             iters_per_epoch=self.iters_per_epoch,
-            seed=self.episode_seed,
+            seed=episode_seed,
             generator=gen,
         )
         # Model initialisation uses torch's global RNG: seed it inside a fork so the
         # caller's RNG state is untouched and the episode depends on `seed` alone.
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(self.episode_seed)
+            torch.manual_seed(episode_seed)
             self.learner.setup(ctx)
         self.learner.train()
         self.sample_order.setup(len(self.dataset.train), ("paired", *self.modalities), self.device, gen)
@@ -228,7 +227,7 @@ class DUSEnv(EnvStateMixin, RenderMixin, gym.Env):
         self.episode_step = 0
         self._epoch_started = -1
         self._needs_reset = False
-        self._obs = self._probe_observation()
+        self._obs = self._probe_observation(episode_seed)
         self._history = []
         self._tb.log_reset(self.modalities, self._obs.tolist())
         info = {"batch_sizes": allocate(np.full(len(self.modalities), 1 / len(self.modalities)),
@@ -237,7 +236,7 @@ class DUSEnv(EnvStateMixin, RenderMixin, gym.Env):
         return self._obs.copy(), info
 
     @torch.no_grad()
-    def _probe_observation(self) -> np.ndarray:
+    def _probe_observation(self, episode_seed: int) -> np.ndarray:
         """Discrepancy of the current model on one uniform probe batch (its own RNG).
 
         The probe batch is paired (the same N_B/m samples for every modality) and is
@@ -246,7 +245,7 @@ class DUSEnv(EnvStateMixin, RenderMixin, gym.Env):
         m = len(self.modalities)
         a = max(1, self.batch_budget // m)
         probe_gen = torch.Generator(device=self.device)
-        probe_gen.manual_seed(self.episode_seed + 1)
+        probe_gen.manual_seed(episode_seed + 1)
         train = self.dataset.train
         idx = torch.randperm(len(train), generator=probe_gen, device=self.device)[:a]
         self.learner.eval()

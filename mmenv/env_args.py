@@ -26,12 +26,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .errors import InvalidArgumentError
 from .render import RENDER_MODES
 from .sampling.allocation import ACTION_SPACES, SOFTMAX_SCALE
 from .validation import check_choice, check_float, check_int, is_int
+
+if TYPE_CHECKING:
+    from .datasets import MultimodalDataset
+    from .learners import Learner
 
 __all__ = ["EnvArg", "ENV_ARGS", "check_arg", "check_cross_field", "check_env_arguments", "dataset_modality_count",
            "learner_requires_paired", "build_dataset", "build_learner", "autocast_dtype_of",
@@ -302,20 +306,19 @@ def autocast_dtype_of(value: Any) -> Any:
     return None if dtype == torch.float32 else dtype
 
 
-def build_dataset(dataset: Any, dataset_kwargs: Mapping[str, Any] | None) -> Any:
+def build_dataset(dataset: Any, dataset_kwargs: Mapping[str, Any] | None) -> MultimodalDataset:
     """The :class:`~mmenv.datasets.MultimodalDataset` a ``dataset`` argument names (or is)."""
-    from .datasets import MultimodalDataset, make_dataset
+    from .datasets import make_dataset
 
     if isinstance(dataset, str):
         return make_dataset(dataset, **kwargs_mapping("dataset_kwargs", dataset_kwargs))
     check_arg("dataset", dataset)
     if dataset_kwargs:
         raise InvalidArgumentError("dataset_kwargs only apply when dataset is given by name")
-    assert isinstance(dataset, MultimodalDataset)  # internal invariant: check_arg refused anything else
     return dataset
 
 
-def build_learner(learner: Any, learner_kwargs: Mapping[str, Any] | None) -> Any:
+def build_learner(learner: Any, learner_kwargs: Mapping[str, Any] | None) -> Learner:
     """The :class:`~mmenv.learners.Learner` a ``learner`` argument names (or is), its optimizer
     settings checked before anything trains."""
     from .learners import make_learner

@@ -170,8 +170,7 @@ class DUSBench(gym.Wrapper):
         return self._observe(obs, None), info
 
     def step(self, action):
-        base: Any = self.env.unwrapped
-        obs_before = base.last_observation
+        obs_before = self.env.unwrapped.last_observation
         obs, reward_dus, terminated, truncated, info = self.env.step(action)
         info["reward_dus"] = float(reward_dus)
         diverged = bool(info.get("diverged", False))
