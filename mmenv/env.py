@@ -30,7 +30,7 @@ from .render import RENDER_MODES, RenderMixin
 from .step_stats import StepStats
 from .grad_mode import grad_mode_independent
 from .tb import EnvTensorBoard
-from .env_args import (autocast_dtype_of, build_dataset, build_learner, check_arg, check_cross_field,
+from .env_args import (ENV_ARGS, autocast_dtype_of, build_dataset, build_learner, check_arg, check_cross_field,
                        kwargs_mapping)
 
 __all__ = ["DUSEnv", "grad_mode_independent"]
@@ -104,14 +104,8 @@ class DUSEnv(EnvStateMixin, RenderMixin, gym.Env):
         super().__init__()
         # Every argument is checked here, once, before any data is built or anything trains,
         # by the one argument table (mmenv.env_args: InvalidArgumentError naming the argument).
-        args = {name: check_arg(name, value) for name, value in (
-            ("render_mode", render_mode), ("epochs", epochs), ("min_batch", min_batch), ("batch_budget", batch_budget),
-            ("step_every", step_every), ("iters_per_epoch", iters_per_epoch), ("eval_batch_size", eval_batch_size),
-            ("action_tol", action_tol), ("softmax_scale", softmax_scale), ("action_space", action_space),
-            ("discrepancy", discrepancy), ("log_dir", log_dir), ("reward", reward), ("device", device),
-            ("autocast_dtype", autocast_dtype), ("dataset", dataset), ("dataset_kwargs", dataset_kwargs),
-            ("learner", learner), ("learner_kwargs", learner_kwargs), ("sample_order", sample_order),
-            ("sample_order_kwargs", sample_order_kwargs))}
+        given = locals()
+        args = {name: check_arg(name, given[name]) for name in ENV_ARGS}
         self.render_mode = render_mode
         self._history: list[tuple[list[int], list[float], float]] = []   # (sizes, discrepancy, reward)
         epochs, min_batch, batch_budget = args["epochs"], args["min_batch"], args["batch_budget"]
