@@ -3,8 +3,11 @@
 * heuristics: ``"uniform"``, ``"dus-h"``, ``"fixed"`` (MLA-HB), ``"discrepancy"`` (DUS w/o RL);
 * ``"reinforce"``: the paper's REINFORCE (online by default: it learns inside the
   training run it controls);
-* Stable-Baselines3 presets (:mod:`mmenv.agents.sb3`), and saved agents (``.pt`` REINFORCE,
-  ``.zip`` SB3) loaded back as policies;
+* Stable-Baselines3 presets (:mod:`mmenv.agents.sb3`; one preset table per algorithm,
+  :mod:`mmenv.agents.presets`), and saved agents (``.pt`` REINFORCE, ``.zip`` SB3, with the
+  agent card of :mod:`mmenv.agents.saved`) loaded back as policies;
+* agents trained across runs (:mod:`mmenv.agents.across_runs`), with per-modality
+  (permutation-equivariant) networks (:mod:`mmenv.agents.equivariant`);
 * ``"schedule"``: open-loop constant shares and few-phase schedules (:mod:`mmenv.agents.schedule`);
 * :func:`run_policy` plays policies and records episodes.
 
@@ -22,11 +25,12 @@ Example::
 from __future__ import annotations
 
 from .assembly import build_policy
+from .catalog import POLICIES, is_saved_agent, load_policy, make_policy, register_policy
 from .heuristics import DiscrepancyPolicy, DUSHPolicy, FixedRatioPolicy, UniformPolicy
-from .policies import POLICIES, is_saved_agent, load_policy, make_policy, register_policy
 from .policy import CallablePolicy, Policy, PolicyError, UnknownPolicyError, normalise_proportions
 from .reinforce import ReinforceConfig, ReinforcePolicy
 from .runner import EpisodeRecord, as_policy, run_policy, steps_per_episode
+from .saved import AgentCard, read_card, save_agent
 from .schedule import SchedulePolicy, share_vector
 
 __all__ = [
@@ -35,4 +39,5 @@ __all__ = [
     "ReinforceConfig", "ReinforcePolicy",
     "EpisodeRecord", "run_policy", "as_policy", "steps_per_episode", "build_policy", "SchedulePolicy", "share_vector",
     "POLICIES", "make_policy", "load_policy", "register_policy", "is_saved_agent",
+    "AgentCard", "read_card", "save_agent",
 ]

@@ -30,6 +30,9 @@ Format (``experiments/instance_sets/<name>.yaml``)::
     test:
       - ...
 
+The :class:`Instance` type itself lives in :mod:`mmenv.instances` (the environment and the
+agents read it too); this module loads and validates sets of them.
+
 Example::
 
     from mmenv.experiments.instances import load_instance_set
@@ -42,26 +45,25 @@ from __future__ import annotations
 
 import copy
 import difflib
-import hashlib
-import inspect
 import json
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 from mmenv.env_args import ENV_ARGS, check_arg, check_cross_field, dataset_modality_count, learner_requires_paired
 from mmenv.errors import MMEnvError
+from mmenv.instances import ENV_KEYS, Instance, modality_names, with_defaults  # the one instance type, re-exported
+from mmenv.yamlio import load_yaml
 
 __all__ = ["Instance", "InstanceSet", "InstanceSetError", "load_instance_set", "instance_set_from_dict",
-           "list_instance_sets", "INSTANCE_SETS_DIR", "ENV_KEYS"]
+           "list_instance_sets", "resolve_instance_set", "check_env_arguments", "INSTANCE_SETS_DIR", "ENV_KEYS",
+           "modality_names"]
 
 INSTANCE_SETS_DIR = Path(__file__).resolve().parent / "instance_sets"
-#: The environment settings an instance fixes (everything else is the benchmark's).
-ENV_KEYS = ("epochs", "batch_budget", "step_every")
 _ENV_DEFAULTS: dict[str, Any] = {key: ENV_ARGS[key].default for key in ENV_KEYS}
 _INSTANCE_KEYS = {"name", "dataset", "dataset_kwargs", "learner", "learner_kwargs", "env", "tags"}
+_SCALAR = (str, int, float, bool, type(None))
 _SET_KEYS = {"name", "description", "defaults", "train", "test"}
 
 
@@ -69,86 +71,29 @@ class InstanceSetError(MMEnvError, ValueError):
     """An instance set is malformed; the message names the set, the instance and the fix."""
 
 
-@dataclass(frozen=True)
-class Instance:
-    """One benchmark task: data set x learner x environment settings (no run seed)."""
-
-    name: str
-    split: str                                   # "train" or "test"
-    dataset: str
-    dataset_kwargs: dict[str, Any] = field(default_factory=dict)
-    learner: str = "baseline"
-    learner_kwargs: dict[str, Any] = field(default_factory=dict)
-    epochs: int = 5
-    batch_budget: int = 64
-    step_every: str | int = "epoch"
-    tags: dict[str, Any] = field(default_factory=dict)
-    set_name: str = ""
-
-    def __hash__(self) -> int:  # the kwargs dicts are not hashable; an instance is named uniquely in its set
-        return hash((self.set_name, self.split, self.name))
-
-    def env_kwargs(self) -> dict[str, Any]:
-        """The :class:`mmenv.DUSEnv` keyword arguments of this task, as a fresh plain dict.
-
-        Exactly the keys ``dataset, dataset_kwargs, learner, learner_kwargs, epochs,
-        batch_budget, step_every`` (``DUSEnv(**inst.env_kwargs())`` builds the task;
-        ``mmenv.agents.across_runs.bench_env`` takes the same dict).
-        """
-        return {"dataset": self.dataset, "dataset_kwargs": copy.deepcopy(self.dataset_kwargs),
-                "learner": self.learner, "learner_kwargs": copy.deepcopy(self.learner_kwargs),
-                "epochs": self.epochs, "batch_budget": self.batch_budget, "step_every": self.step_every}
-
-    def task_key(self) -> str:
-        """Hash of the task with every builder default filled in (equal tasks, equal keys)."""
-        payload = {"dataset": self.dataset, "dataset_kwargs": _with_defaults("dataset", self.dataset,
-                                                                             self.dataset_kwargs),
-                   "learner": self.learner, "learner_kwargs": _with_defaults("learner", self.learner,
-                                                                             self.learner_kwargs),
-                   "env": {k: getattr(self, k) for k in ENV_KEYS}}
-        text = json.dumps(payload, sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-    def num_modalities(self) -> int:
-        """m, read from the built data set (cached per task)."""
-        return len(modality_names(self))
-
-    def label(self) -> str:
-        return f"{self.set_name}/{self.name}" if self.set_name else self.name
+def _normalised(value: Any) -> Any:
+    """Numbers as floats (``1`` is ``1.0``), tuples as lists, mappings with sorted keys: two
+    spellings of one value compare equal."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, Mapping):
+        return {str(k): _normalised(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [_normalised(v) for v in value]
+    return str(value)
 
 
-_MODALITY_CACHE: dict[str, tuple[str, ...]] = {}
-
-
-def modality_names(inst: Instance) -> tuple[str, ...]:
-    """The modality names of an instance's data set, in the environment's order."""
-    key = inst.task_key()
-    if key not in _MODALITY_CACHE:
-        from mmenv.datasets import make_dataset
-
-        _MODALITY_CACHE[key] = tuple(make_dataset(inst.dataset, **inst.dataset_kwargs).modality_names)
-    return _MODALITY_CACHE[key]
-
-
-def _with_defaults(kind: str, name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """``kwargs`` with the builder's defaults filled in (unchanged when it cannot be inspected)."""
-    try:
-        if kind == "dataset":
-            from mmenv.datasets import DATASETS as registry
-        else:
-            from mmenv.learners import LEARNERS as registry
-        builder = registry[name]
-        sig = inspect.signature(builder)
-        bound = sig.bind_partial(**kwargs)
-        bound.apply_defaults()
-        out = dict(bound.arguments)
-        for pname, param in sig.parameters.items():
-            if param.kind is inspect.Parameter.VAR_KEYWORD and pname in out:
-                out.update(out.pop(pname))
-        # tuples and lists are the same YAML value
-        return json.loads(json.dumps(out, default=str))
-    except (KeyError, TypeError, ValueError):
-        return dict(kwargs)
+def _task_identity(inst: Instance) -> str:
+    """What makes two instances one task, compared on normalised values: registered names in
+    their canonical spelling, every builder default filled in, numbers as floats."""
+    payload = {"dataset": inst.dataset.strip().lower(),
+               "dataset_kwargs": with_defaults("dataset", inst.dataset, inst.dataset_kwargs),
+               "learner": inst.learner.strip().lower(),
+               "learner_kwargs": with_defaults("learner", inst.learner, inst.learner_kwargs),
+               "env": {k: getattr(inst, k) for k in ENV_KEYS}}
+    return json.dumps(_normalised(payload), sort_keys=True, default=str)
 
 
 @dataclass
@@ -229,43 +174,84 @@ def _instance(raw: Any, split: str, index: int, defaults: Mapping[str, Any], set
         if not isinstance(spec.get(key), str):
             raise InstanceSetError(f"{where}: '{key}' must be a registered name (set it here or under defaults)")
     for key in ("dataset_kwargs", "learner_kwargs", "env", "tags"):
-        if not isinstance(spec.get(key, {}), Mapping):
-            raise InstanceSetError(f"{where}: '{key}' must be a mapping, got {spec.get(key)!r}")
-    env = dict(spec.get("env", {}))
+        value = spec.get(key, {})
+        if not (isinstance(value, Mapping) and all(isinstance(k, str) for k in value)):
+            raise InstanceSetError(f"{where}: '{key}' must be a mapping with string keys, got {value!r}")
+    bad_tag = next((k for k, v in spec.get("tags", {}).items() if not isinstance(v, _SCALAR)), None)
+    if bad_tag is not None:
+        raise InstanceSetError(f"{where}: tags.{bad_tag} must be a plain value (text, number, true/false), "
+                               f"got {spec['tags'][bad_tag]!r}")
+    env = check_env_arguments(spec.get("env", {}), where)
+    dataset, learner = _check_names(spec["dataset"], spec["learner"], where)
+    dataset_kwargs, learner_kwargs = dict(spec.get("dataset_kwargs", {})), dict(spec.get("learner_kwargs", {}))
+    _check_kwargs("dataset", dataset, dataset_kwargs, where)
+    _check_kwargs("learner", learner, learner_kwargs, where)
+    _check_env_cross_field(env, dataset, dataset_kwargs, learner, where)
+    return Instance(name=name.strip(), split=split, dataset=dataset, dataset_kwargs=dataset_kwargs, learner=learner,
+                    learner_kwargs=learner_kwargs, epochs=env["epochs"], batch_budget=env["batch_budget"],
+                    step_every=env["step_every"], tags=dict(spec.get("tags", {})), set_name=set_name)
+
+
+def check_env_arguments(env: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """An instance's ``env`` settings with defaults filled in, each checked by the argument
+    table (:mod:`mmenv.env_args`), as DUSEnv and ``mmenv compare`` check it.
+
+    Only :data:`ENV_KEYS`: the benchmark chooses reward, observation and seeds itself.
+    """
     bad_env = sorted(set(env) - set(ENV_KEYS))
     if bad_env:
         raise InstanceSetError(f"{where}: env key {bad_env[0]!r} is not an instance setting; an instance fixes only "
                                f"{list(ENV_KEYS)} (the benchmark chooses reward, observation and seeds)")
-    env = {**_ENV_DEFAULTS, **env}
-    _check_names(spec["dataset"], spec["learner"], where)
-    # The argument table's rules (mmenv.env_args), the same DUSEnv and the compare config apply.
+    out = {**_ENV_DEFAULTS, **env}
     for key in ENV_KEYS:
         try:
-            env[key] = check_arg(key, env[key])
+            out[key] = check_arg(key, out[key])
         except MMEnvError as exc:
             raise InstanceSetError(f"{where}: env.{key}: {exc}") from None
-    m = dataset_modality_count(spec["dataset"], spec.get("dataset_kwargs"))
-    if m is not None:
-        try:
-            check_cross_field(env, m, learner_requires_paired(spec["learner"]), spec["learner"])
-        except MMEnvError as exc:
-            raise InstanceSetError(f"{where}: env.batch_budget: {exc}") from None
-    return Instance(name=name.strip(), split=split, dataset=spec["dataset"],
-                    dataset_kwargs=dict(spec.get("dataset_kwargs", {})), learner=spec["learner"],
-                    learner_kwargs=dict(spec.get("learner_kwargs", {})), epochs=env["epochs"],
-                    batch_budget=env["batch_budget"], step_every=env["step_every"],
-                    tags=dict(spec.get("tags", {})), set_name=set_name)
+    return out
 
 
-def _check_names(dataset: str, learner: str, where: str) -> None:
+def _check_env_cross_field(env: Mapping[str, Any], dataset: str, dataset_kwargs: Mapping[str, Any], learner: str,
+                           where: str) -> None:
+    """The argument table's rules between arguments (``batch_budget >= m * max(min_batch, 1)``
+    with the instance's number of modalities), as DUSEnv and ``mmenv compare`` apply them."""
+    m = dataset_modality_count(dataset, dataset_kwargs)
+    if m is None:   # told only by building the data set: DUSEnv checks it then
+        return
+    try:
+        check_cross_field(env, m, learner_requires_paired(learner), learner)
+    except MMEnvError as exc:
+        raise InstanceSetError(f"{where}: env.batch_budget: {exc}") from None
+
+
+def _check_kwargs(kind: str, name: str, kwargs: dict[str, Any], where: str) -> None:
+    """``<kind>_kwargs`` through the registry's own keyword check (names, annotated types),
+    as compare configs are checked: a typo such as ``lrr`` or ``lr: fast`` fails here."""
     from mmenv.datasets import DATASETS
     from mmenv.learners import LEARNERS
 
+    registry = DATASETS if kind == "dataset" else LEARNERS
+    if not registry.is_loaded(name):   # a plugin's entry point: checked where it is built
+        return
+    try:
+        registry.check_arguments(name, registry.get_factory(name), (), kwargs)
+    except MMEnvError as exc:
+        raise InstanceSetError(f"{where}: {kind}_kwargs: {exc}") from None
+
+
+def _check_names(dataset: str, learner: str, where: str) -> tuple[str, str]:
+    """The registered (canonical) names: ``Baseline`` is ``baseline``, so one task has one key."""
+    from mmenv.datasets import DATASETS
+    from mmenv.learners import LEARNERS
+
+    out = []
     for kind, name, registry in (("dataset", dataset, DATASETS), ("learner", learner, LEARNERS)):
         if name not in registry:
-            hint = difflib.get_close_matches(name, sorted(registry), n=1)
+            hint = difflib.get_close_matches(name.lower(), [n.lower() for n in registry.names()], n=1)
             raise InstanceSetError(f"{where}: unknown {kind} {name!r}; registered: {sorted(registry)}"
                                    + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+        out.append(registry.canonical(name))
+    return out[0], out[1]
 
 
 def instance_set_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> InstanceSet:
@@ -274,9 +260,13 @@ def instance_set_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> I
         raise InstanceSetError(f"instance set {source}: expected a mapping at the top level")
     unknown = set(data) - _SET_KEYS
     if unknown:
-        raise InstanceSetError(f"instance set {source}: unknown key {sorted(unknown)[0]!r}; valid keys: "
+        raise InstanceSetError(f"instance set {source}: unknown key {sorted(map(str, unknown))[0]!r}; valid keys: "
                                f"{sorted(_SET_KEYS)}")
     name = data.get("name") or Path(source).stem
+    if not isinstance(name, str):
+        raise InstanceSetError(f"instance set {source}: 'name' must be a string, got {name!r}")
+    if not isinstance(data.get("description", ""), (str, type(None))):
+        raise InstanceSetError(f"instance set {name!r} ({source}): 'description' must be text")
     defaults = data.get("defaults", {}) or {}
     if not isinstance(defaults, Mapping) or "name" in defaults:
         raise InstanceSetError(f"instance set {name!r}: 'defaults' must be a mapping without 'name'")
@@ -292,7 +282,7 @@ def instance_set_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> I
         raise InstanceSetError(f"instance set {name!r}: instance names must be unique, repeated: {dupes}")
     by_task: dict[str, list[str]] = {}
     for inst in splits["train"] + splits["test"]:
-        by_task.setdefault(inst.task_key(), []).append(f"{inst.split}:{inst.name}")
+        by_task.setdefault(_task_identity(inst), []).append(f"{inst.split}:{inst.name}")
     same = [v for v in by_task.values() if len(v) > 1]
     if same:
         raise InstanceSetError(f"instance set {name!r}: instances {same[0]} are the same task (same data set, "
@@ -300,7 +290,16 @@ def instance_set_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> I
                                "another task, not a train task with other seeds — change a generator "
                                "parameter, the data seed, the views or the learner's settings")
     return InstanceSet(name=str(name), train=splits["train"], test=splits["test"],
-                       description=str(data.get("description", "")).strip(), source=source)
+                       description=str(data.get("description") or "").strip(), source=source)
+
+
+def resolve_instance_set(name_or_path: str | Path, base_dir: str | Path | None = None) -> InstanceSet:
+    """A shipped set by name, or the YAML file at a path; a relative path is read from
+    ``base_dir`` (the folder of the preset that names it), else from the working directory."""
+    path = Path(name_or_path)
+    if base_dir is not None and (path.suffix or os.sep in str(name_or_path)) and not path.is_absolute():
+        path = Path(base_dir) / path
+    return load_instance_set(path if path.suffix or path.exists() else name_or_path)
 
 
 def load_instance_set(name_or_path: str | Path) -> InstanceSet:
@@ -314,10 +313,7 @@ def load_instance_set(name_or_path: str | Path) -> InstanceSet:
             raise InstanceSetError(f"no instance set {str(name_or_path)!r}; shipped sets: {names}"
                                    + (f" (did you mean {hint[0]!r}?)" if hint else "")
                                    + ", or pass the path of a YAML file")
-    if not path.exists():
+    if not path.is_file():
         raise InstanceSetError(f"instance set file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise InstanceSetError(f"instance set {path}: not valid YAML: {exc}") from None
+    data = load_yaml(path, error=InstanceSetError, what="instance set")
     return instance_set_from_dict(data, source=str(path))

@@ -23,7 +23,7 @@ from typing import Any, Iterator
 
 from .errors import ClusterError, InvalidArgumentError
 
-__all__ = ["import_ray", "ray_session", "cluster_cpus", "require_cpus"]
+__all__ = ["import_ray", "ray_session", "cluster_cpus"]
 
 INSTALL_HINT = "pip install 'mmenv[ray]' (or pip install ray)"
 
@@ -73,11 +73,3 @@ def cluster_cpus(ray: Any) -> int:
     """CPUs the connected cluster declares (at least 1)."""
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
-
-def require_cpus(ray: Any, workers: int, what: str = "Ray actors") -> None:
-    """Refuse ``workers`` long-lived actors on a cluster with fewer CPUs (the extra ones would
-    wait forever): :class:`~mmenv.errors.ClusterError` naming both numbers and the fix."""
-    cpus = cluster_cpus(ray)
-    if workers > cpus:
-        raise ClusterError(f"workers={workers} {what} need {workers} CPUs, but the Ray cluster has {cpus}: "
-                           "lower workers or add nodes (ray start --address=HEAD:6379 on another machine)")

@@ -27,7 +27,7 @@ module imports nothing else::
     ├── InvalidArgumentError (ValueError, TypeError)           wrong type or range
     ├── LockError (RuntimeError), WriteError (OSError)         output folders and files
     ├── EnvStateError (RuntimeError)                           used out of order
-    ├── ClusterError (ValueError)                              Ray missing, too few CPUs
+    ├── ClusterError (ValueError)                              Ray is not installed
     ├── ModelError (ValueError)                                an encoder got input it cannot take
     ├── SampleOrderError (RuntimeError)                        a sample order gave the sampler nothing
     ├── DatasetError (ValueError)                              mmenv.datasets.base
@@ -41,7 +41,10 @@ module imports nothing else::
     ├── ConfigError (ValueError)                               mmenv.experiments.config
     ├── InstanceSetError (ValueError)                          mmenv.experiments.instances
     ├── BenchConfigError (ValueError)                          mmenv.experiments.bench_config
-    └── SeedOverlapError (ValueError)                          mmenv.experiments.oracle
+    ├── SeedOverlapError (ValueError)                          mmenv.experiments.oracle
+    ├── InstanceError (ValueError)                             mmenv.instances
+    ├── PoolStartError (RuntimeError)                          mmenv.experiments.bench_runner
+    └── BenchRunError, BenchAgentError (RuntimeError)          mmenv.experiments.bench_stages
 """
 
 from __future__ import annotations
@@ -64,6 +67,10 @@ DEFINED_IN: dict[str, str] = {
     "InstanceSetError": "mmenv.experiments.instances",
     "BenchConfigError": "mmenv.experiments.bench_config",
     "SeedOverlapError": "mmenv.experiments.oracle",
+    "InstanceError": "mmenv.instances",
+    "PoolStartError": "mmenv.experiments.bench_runner",
+    "BenchRunError": "mmenv.experiments.bench_stages",
+    "BenchAgentError": "mmenv.experiments.bench_stages",
 }
 
 __all__ = ["MMEnvError", "RegistryError", "UnknownNameError", "ArgumentError", "InvalidArgumentError", "LockError",
@@ -121,7 +128,7 @@ class EnvStateError(MMEnvError, RuntimeError):
 
 
 class ClusterError(MMEnvError, ValueError):
-    """A Ray backend cannot run: Ray is not installed, or the cluster has too few CPUs."""
+    """A Ray backend cannot run: Ray is not installed."""
 
 
 class ModelError(MMEnvError, ValueError):

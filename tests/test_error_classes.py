@@ -11,7 +11,7 @@ import pytest
 
 import mmenv
 import mmenv.errors
-from mmenv.errors import ClusterError, MMEnvError
+from mmenv.errors import MMEnvError
 
 
 def _all_modules() -> list[str]:
@@ -57,7 +57,7 @@ def test_compare_on_ray_without_ray_is_one_line(monkeypatch, tmp_path, capsys):
 
 
 class _FakeRay:
-    """What require_cpus reads of a connected ``ray`` module."""
+    """What the CPU check reads of a connected ``ray`` module."""
 
     def __init__(self, cpus: int) -> None:
         self.cpus = cpus
@@ -67,9 +67,9 @@ class _FakeRay:
 
 
 def test_more_workers_than_cluster_cpus_is_a_package_error():
-    from mmenv.cluster import require_cpus
+    """A package error, so the command line prints it as one line (main catches MMEnvError)."""
+    from mmenv.agents.ray_rollouts import check_cpus
 
-    require_cpus(_FakeRay(2), 2)
-    with pytest.raises(ClusterError, match="workers=3 Ray actors need 3 CPUs, but the Ray cluster has 2"):
-        require_cpus(_FakeRay(2), 3)
-    assert issubclass(ClusterError, MMEnvError) and issubclass(ClusterError, ValueError)
+    check_cpus(_FakeRay(2), 2)
+    with pytest.raises(MMEnvError, match="workers=3 Ray actors need 3 CPUs, but the Ray cluster has 2"):
+        check_cpus(_FakeRay(2), 3)

@@ -38,7 +38,7 @@ def test_other_rewards():
 
 
 # ---------------------------------------------------------------- one registry for both env ids
-TINY = {"epochs": 2, "batch_budget": 16, "dataset_kwargs": {"n_train": 64, "n_val": 32, "n_test": 32, "dims": 4}}
+TINY = {"epochs": 2, "batch_budget": 16, "action_space": "unit", "dataset_kwargs": {"n_train": 64, "n_val": 32, "n_test": 32, "dims": 4}}
 
 
 def _episode(env, actions):
@@ -60,7 +60,7 @@ def test_reward_names_mean_the_same_on_both_env_ids(name):
     import mmenv  # noqa: F401 - registers the ids
 
     actions = [np.array([0.3, 0.7], np.float32), np.array([0.8, 0.2], np.float32)]
-    plain, _ = _episode(gym.make("mmenv/DUS-v0", action_space="unit", reward=name, **TINY), actions)
+    plain, _ = _episode(gym.make("mmenv/DUS-v0", reward=name, **TINY), actions)
     bench, infos = _episode(gym.make("mmenv/DUSBench-v0", reward=name, **TINY), actions)
     assert len(plain) == len(bench) == 2
     assert bench == plain   # bit for bit: the same function on the same steps

@@ -1,8 +1,7 @@
-"""The registry of policies: names (``POLICIES``) and saved agents' files, made into a :class:`Policy`.
+"""The policies by name and the saved agents by path: :data:`POLICIES`, :func:`make_policy`.
 
-``make_policy("dus-h")`` builds a registered policy, ``make_policy("runs/ppo/agent.zip")``
-loads a saved agent; :func:`register_policy` adds a name. Kept apart from the package's
-``__init__`` so that modules of the package (``assembly``) import it without a cycle.
+(Its own module so that :mod:`mmenv.agents.assembly` and the package's ``__init__`` both
+import it without importing each other.)
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from .policy import Policy, PolicyError, UnknownPolicyError
 from .reinforce import ReinforcePolicy
 from .schedule import SchedulePolicy
 
-__all__ = ["POLICIES", "register_policy", "load_policy", "is_saved_agent", "make_policy"]
+__all__ = ["POLICIES", "make_policy", "load_policy", "register_policy", "is_saved_agent"]
 
 POLICIES: Registry = Registry("policy", "mmenv.policies", instance_of=Policy,
                               alternative="or the path of a saved agent: .pt REINFORCE, .zip SB3",
@@ -42,15 +41,14 @@ def register_policy(name: str, factory: Callable[..., Policy] | str, overwrite: 
 
 
 def load_policy(path: str | Path, **kwargs) -> Policy:
-    """Load a saved agent: a REINFORCE ``.pt`` or an SB3 ``.zip``."""
+    """Load a saved agent (a REINFORCE ``.pt`` or an SB3 ``.zip``) with its card (``policy.card``:
+    the environment, observation and reward it was trained with; :mod:`mmenv.agents.saved`)."""
+    from .saved import load_agent
+
     path = Path(path)
     if not path.exists():
         raise PolicyError(f"no saved agent at {path}")
-    if path.suffix == ".zip":
-        from .sb3 import SB3Policy
-
-        return SB3Policy.load(path, **kwargs)
-    return ReinforcePolicy.load(path, **kwargs)
+    return load_agent(path, **kwargs)
 
 
 def is_saved_agent(name_or_path: str) -> bool:
@@ -65,8 +63,8 @@ def make_policy(name_or_path: str | Policy, **kwargs) -> Policy:
     ``kwargs`` go to the policy's constructor (e.g. ``make_policy("dus-h", beta=0.4)``,
     ``make_policy("reinforce", seed=0, lr=1e-3)``) or to its ``load``
     (``make_policy("agent.pt", deterministic=True)``). A :class:`Policy` object passes through.
+    A saved agent comes with ``policy.card`` (:class:`mmenv.agents.saved.AgentCard`).
     """
     if isinstance(name_or_path, (str, Path)) and is_saved_agent(str(name_or_path)):
         return load_policy(name_or_path, **kwargs)
     return POLICIES.make(name_or_path, **kwargs)
-
