@@ -19,7 +19,11 @@ Outputs under ``out``: ``runs/<key>.json`` (one per run, the resume state),
 ``results.csv``, ``results.md`` (the printed tables), ``config.yaml`` (the resolved
 config), ``plots/*.png`` and ``tb/<dataset>/<learner>/<policy>/seed<k>/`` (TensorBoard).
 Re-running with the same config skips every run whose result file says ``ok`` or
-``diverged``; failed runs are tried again; ``--force`` re-runs everything. A sweep holds a
+``diverged``; failed runs are tried again; ``--force`` re-runs everything. A finished run
+records the fingerprint of its data's contents; when its data set holds other contents now
+(a file rewritten in place, another seed), the re-run refuses with
+:class:`~mmenv.checkpoint.DataMismatchError` instead of mixing two versions of the data
+(:func:`~mmenv.experiments.report.check_finished_data`). A sweep holds a
 lock on ``out`` (``out/.mmenv.lock``, :mod:`mmenv.locks`): a second sweep on the same
 folder fails at once with :class:`~mmenv.errors.LockError` naming the holder's PID; the
 lock of a killed sweep is taken over. Worker processes exit within a second when the
@@ -38,6 +42,7 @@ from typing import Any
 import yaml
 
 from mmenv.atomic import atomic_write_text
+from mmenv.errors import MMEnvError
 from mmenv.locks import FolderLock
 
 from .config import BACKENDS, CompareConfig, ConfigError, list_presets, load_config, parse_seeds
@@ -123,7 +128,16 @@ def check_dataset_arguments(cfg: CompareConfig) -> None:
 
 
 def check_out_dir(path: str | Path, option: str = "out") -> Path:
-    """``path`` as an output directory: refuse an existing file (or a file on the way to it) with one line."""
+    """``path`` as an output directory, checked without creating anything: an existing file (or a
+    file on the way to it) is a :class:`ConfigError`, a folder that cannot be written (the
+    folder itself, or the nearest existing one it would be created in: read-only, no
+    permission) a :class:`~mmenv.errors.WriteError`; one line each."""
+    import os
+
+    from mmenv.errors import WriteError
+
+    if isinstance(path, str) and not path.strip():
+        raise ConfigError(f"{option} is empty; name an output directory (it is created if missing)")
     path = Path(path)
     for p in (path, *path.parents):
         if p.exists():
@@ -131,6 +145,10 @@ def check_out_dir(path: str | Path, option: str = "out") -> Path:
                 what = "is" if p == path else f"lies under {str(p)!r}, which is"
                 raise ConfigError(f"{option} {str(path)!r} {what} an existing file, not a directory; "
                                   "name a directory (it is created if missing)")
+            if not os.access(p, os.W_OK | os.X_OK):
+                where = "" if p == path else f" (it would be created in {str(p)!r})"
+                raise WriteError(f"{option} {str(path)!r}: cannot create files there{where}: no write permission "
+                                 "or a read-only file system; choose another folder")
             break
     return path
 
@@ -159,7 +177,7 @@ def _run_locked(cfg: CompareConfig, out: Path, start: float, force: bool, progre
     skipped = [k for k in keys if existing.get(k, {}).get("status") in FINISHED]
     executed = [r["key"] for r in _execute(todo, cfg, out, progress, ray_address)] if todo else []
 
-    finished = load_results(out / "runs", keys)
+    finished = load_results(out / "runs", keys, check_data=False)   # checked above, or just run
     results = [finished[k] for k in keys if k in finished]
     order = {"datasets": cfg.datasets, "learners": cfg.learners, "policies": cfg.policies}
     table = markdown_tables(results, order)
@@ -247,7 +265,7 @@ def add_sweep_arguments(p: argparse.ArgumentParser, out_help: str, backend_help:
 def _out_dir(text: str) -> str:
     try:
         return str(check_out_dir(text, "--out"))
-    except ConfigError as exc:
+    except MMEnvError as exc:   # a file in the way (ConfigError) or an unwritable folder (WriteError)
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 

@@ -79,7 +79,8 @@ def engine_support(env: DUSEnv) -> str | None:
 def _same_data(a: DUSEnv, b: DUSEnv) -> bool:
     """The same training data: the same tensors (cheap), else the same data fingerprint."""
     ta, tb = a.dataset.train, b.dataset.train
-    if ta is tb or (ta.labels is tb.labels and all(ta.inputs[m] is tb.inputs[m] for m in a.modalities)):
+    if ta is tb or (isinstance(ta, TensorSplit) and isinstance(tb, TensorSplit) and ta.labels is tb.labels
+                    and all(ta.inputs[m] is tb.inputs[m] for m in a.modalities)):
         return True
     return a.modalities == b.modalities and a.data_fingerprint == b.data_fingerprint
 
@@ -199,8 +200,10 @@ class BatchedRuns:
         m = len(mods)
         full = runs == list(range(self.num_runs))
         sel = torch.tensor(runs, device=device)
+        # Internal invariant: reset() stacks the parameters and buffers before any step.
+        assert self.params is not None and self.buffers is not None
         params = self.params if full else {n: t[sel] for n, t in self.params.items()}
-        buffers = self.buffers if full else {n: t[sel] for n, t in self.buffers.items()}  # type: ignore[union-attr]
+        buffers = self.buffers if full else {n: t[sel] for n, t in self.buffers.items()}
         state = self.state if (full or not self.state) else tree_map(lambda t: t[sel], self.state)
         n_iters = env0.iterations_next_step()
         size_t = torch.tensor([list(s) for s in sizes], dtype=torch.float32, device=device)  # [g, m]
@@ -229,7 +232,7 @@ class BatchedRuns:
             with torch.no_grad():
                 for n in self.names:
                     self.params[n][sel] = params[n]
-                    self.buffers[n][sel] = buffers[n]  # type: ignore[index]
+                    self.buffers[n][sel] = buffers[n]
                 if self.state:
                     def put(slot: Tensor, value: Tensor) -> None:
                         slot[sel] = value
@@ -266,6 +269,7 @@ class BatchedRuns:
         device, mods = env0.device, env0.modalities
         g = len(envs)
         train = env0.dataset.train
+        assert isinstance(train, TensorSplit)  # internal invariant: the engine refuses other splits at build
         drawn = [env.sampler.sample_block(list(s), epoch, n) for env, s in zip(envs, sizes)]
         paired = [p for p, _ in drawn]
         p_max = max(paired)
@@ -290,7 +294,7 @@ class BatchedRuns:
         iteration0 = env0.iteration
         host = _Host(template, template.model)
         for i in range(n):
-            parts = {"inputs": {mod: inputs[mod][i] for mod in mods}, "labels": {mod: labels[mod][i] for mod in mods},
+            parts: dict[str, Any] = {"inputs": {mod: inputs[mod][i] for mod in mods}, "labels": {mod: labels[mod][i] for mod in mods},
                      "indices": {mod: index[mod][i] for mod in mods}, "weights": weights, "paired_weight": paired_w}
             if masks is not None:
                 parts["masks"] = masks

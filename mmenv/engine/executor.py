@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import json
 import time
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence, cast
 
 import numpy as np
 
@@ -77,7 +77,8 @@ def play_batch(env_kwargs: Mapping[str, Any], policies: Sequence[Any], seeds: Se
     if env_kwargs.get("log_dir") is not None:
         raise EngineError("play_batch does not write TensorBoard logs; drop log_dir (or play the run alone)")
     learns = [bool(learn)] * k_all if isinstance(learn, (bool, np.bool_)) else [bool(x) for x in learn]
-    pols = [as_policy(schedule_policy(p) if isinstance(p, (list, tuple, np.ndarray)) else p) for p in policies]
+    pols = [as_policy(schedule_policy(cast(Sequence[Sequence[float]], p)) if isinstance(p, (list, tuple, np.ndarray))
+                     else p) for p in policies]
     kwargs = _shared_env_kwargs(env_kwargs)
     # A learner (or sample order) given as an object is copied: every run trains its own model.
     envs: list[DUSEnv] = [make_run_env({k: (copy.deepcopy(v) if k in ("learner", "sample_order")

@@ -144,17 +144,17 @@ class FunctionalLearner(Learner):
         return {}
 
     @abstractmethod
-    def loss(self, model: nn.Module, batch: Batch, state: Mapping[str, Any],
+    def loss(self, model: Any, batch: Batch, state: Mapping[str, Any],
              info: StepInfo) -> tuple[Tensor, dict[str, Any]]:
         """One iteration's (phase's) loss and ``aux`` (see the module docstring)."""
 
-    def modulate(self, model: nn.Module, grads: dict[str, Tensor], batch: Batch, aux: Mapping[str, Any],
+    def modulate(self, model: Any, grads: dict[str, Tensor], batch: Batch, aux: Mapping[str, Any],
                  state: Mapping[str, Any], info: StepInfo,
                  noise: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], Mapping[str, Any]]:
         """Gradient hook before the optimizer step: returns ``(grads, state)`` (default unchanged)."""
         return grads, state
 
-    def noise_shapes(self, model: nn.Module, info: StepInfo) -> list[tuple[str, torch.Size]]:
+    def noise_shapes(self, model: Any, info: StepInfo) -> list[tuple[str, torch.Size]]:
         """``(name, shape)`` of the standard-normal tensors :meth:`modulate` needs this iteration,
         drawn in this order from ``ctx.generator`` (default none)."""
         return []
@@ -223,7 +223,7 @@ class FunctionalLearner(Learner):
             state = aux.get("state", self.fstate)
             if hook:
                 named = {n: p for n, p in self.model.named_parameters() if p.grad is not None}
-                grads = {n: p.grad for n, p in named.items()}
+                grads = {n: g for n, p in named.items() if (g := p.grad) is not None}
                 noise = self.draw_noise(info)
                 with torch.no_grad():
                     grads, state = self.modulate(self.model, grads, batch, aux, state, info, noise)
