@@ -9,7 +9,8 @@ the attribute or the file's stem):
   (``--agent-runs`` training runs, else as many as the preset's agent of that algorithm, else
   its first agent's), then evaluated; a registered policy (:data:`mmenv.agents.POLICIES`, e.g.
   ``dus-h``) is evaluated as it is;
-* **a Python path** ``my_pkg.module:attribute``: a trainer following the trainer protocol
+* **a Python path** ``my_pkg.module:attribute`` (imported from the installed packages,
+  ``PYTHONPATH`` or the working directory): a trainer following the trainer protocol
   (:mod:`mmenv.agents.across_runs`; recognised by its ``runs`` parameter), trained like a
   registered one; or a factory returning a policy (called with no argument, or with ``m=``
   the number of modalities when it takes ``m``; it may return an :class:`mmenv.agents.Policy`,
@@ -40,7 +41,9 @@ import hashlib
 import importlib
 import inspect
 import json
+import os
 import re
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -246,6 +249,7 @@ def _file_agent(spec: str, path: Path) -> BenchAgent:
 
 def _python_agent(spec: str, cfg: BenchConfig, runs: int | None) -> BenchAgent:
     module_name, _, attr = spec.partition(":")
+    _import_from_working_directory()
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # noqa: BLE001 - any failure of the user's module is one line
@@ -302,6 +306,15 @@ def _trainer_runs(spec: str, algo: str, cfg: BenchConfig, runs: int | None) -> i
         return int((same or cfg.agents)[0].runs)
     raise BenchAgentSpecError(f"--agent {spec}: how many training runs? The preset has no agent to copy them "
                               "from; add --agent-runs N")
+
+
+def _import_from_working_directory() -> None:
+    """Let ``my_agents:factory`` find ``./my_agents.py`` as ``python -m`` would (the ``mmenv``
+    script's own folder is on ``sys.path``, the working directory is not). Appended, so an
+    installed module of the same name wins and nothing the package imports is shadowed."""
+    cwd = os.getcwd()
+    if "" not in sys.path and cwd not in sys.path:
+        sys.path.append(cwd)
 
 
 def _parameters(obj: Callable[..., Any]) -> dict[str, inspect.Parameter]:

@@ -223,9 +223,14 @@ def test_plain_sb3_ppo_on_the_cycling_env_is_benchmarked_from_its_zip(tmp_path, 
     assert main(args) == 0
     first = _executed(capsys.readouterr().out)
     assert first > 0
-    assert main(args + ["--agent", str(tmp_path / "ppo-across.zip")]) == 0
+    assert main(args + ["--agent", str(tmp_path / "ppo-across.zip"), "--agent", "dus-h-copy=dus-h"]) == 0
     out = capsys.readouterr().out
     assert _executed(out) == 0 and f"{first} reused" in out
-    rows = [r for r in _csv_rows(tmp_path / "out" / "scores.csv") if r["policy"] == "agent:ppo-across"]
+    scores = _csv_rows(tmp_path / "out" / "scores.csv")
+    rows = [r for r in scores if r["policy"] == "agent:ppo-across"]
     assert sorted((r["instance"], r["seed"]) for r in rows) == [("te-a", "0"), ("te-a", "1")]
     assert all(0.0 < float(r["acc"]) <= 1.0 for r in rows)
+    # a registered policy played through the agent route scores exactly its reference runs
+    acc = {(r["policy"], r["seed"]): float(r["acc"]) for r in scores if r["instance"] == "te-a"}
+    for seed in ("0", "1"):
+        assert acc[("agent:dus-h-copy", seed)] == acc[("dus-h", seed)]
