@@ -37,6 +37,7 @@ Example::
     mmenv bench --preset quick                    # progress bars on stderr throughout
     mmenv bench --preset full --workers 8 --out runs/bench-full
     mmenv bench --preset full --backend ray --ray-address auto   # on a running Ray cluster
+    mmenv bench --preset quick --agent my_pkg.agents:factory --agent ppo.zip   # agents of one's own
 
 From Python::
 
