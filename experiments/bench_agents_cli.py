@@ -29,8 +29,8 @@ code as the preset's agents (:func:`mmenv.experiments.bench_stages.run_agents`),
 aggregated in the same tables. The search, reference and scoring runs are the preset's: run
 keys depend on the preset's tasks, policies and seeds only, so in an output folder where the
 preset ran already they are all reused (0 executed). An agent's own evaluation runs are keyed
-by a digest of what it is (the file's bytes, the module's source, the trainer's settings), so
-they are reused as long as the agent is unchanged.
+by a digest of what it is (the file's bytes, the module's source, the trainer's settings and
+train instances), so they are reused as long as the agent is unchanged.
 """
 
 from __future__ import annotations
@@ -96,7 +96,16 @@ class BenchAgent:
         if self.kind == "trainer":
             cfg = copy.copy(plan.cfg)
             cfg.agents = [self.spec()]
-            return agent_jobs(replace(plan, cfg=cfg))
+            jobs = agent_jobs(replace(plan, cfg=cfg))
+            if not self.fingerprint:
+                return jobs
+            # a trainer of one's own: an edited module is another agent (trained and evaluated again)
+            out = []
+            for job in jobs:
+                digest = hashlib.sha256(f"{job.digest}/{self.fingerprint}".encode()).hexdigest()[:10]
+                out.append(replace(job, digest=digest, path=job.path.with_name(job.path.name.replace(job.digest,
+                                                                                                      digest))))
+            return out
         jobs = []
         for iset in plan.sets:
             groups: dict[int, list[Any]] = {}

@@ -121,6 +121,12 @@ def test_a_python_path_trainer_trains_on_the_train_instances(tmp_path, monkeypat
     # resumed: the trained agent's results are reused, it is not trained again
     assert main(args + ["--agent", f"mine={my_agents}:my_trainer", "--agent-runs", "3"]) == 0
     assert len(calls) == 1 and _executed(capsys.readouterr().out) == 0
+    # an edited module is another agent: trained again (the preset's runs still reused)
+    source = Path(sys.modules[my_agents].__file__)
+    source.write_text(source.read_text() + "\n# edited\n")
+    assert main(args + ["--agent", f"mine={my_agents}:my_trainer", "--agent-runs", "3"]) == 0
+    assert len(calls) == 2 and _executed(capsys.readouterr().out) == 0
+    assert len(list((tmp_path / "out" / "agents").glob("*mine*.json"))) == 2
 
 
 @pytest.mark.parametrize("spec, message", [
