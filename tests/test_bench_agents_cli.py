@@ -139,18 +139,37 @@ def test_a_python_path_trainer_trains_on_the_train_instances(tmp_path, monkeypat
     ("{tmp}/garbage.zip", "not a saved agent"),
     ("{tmp}/notes.txt", "not a saved agent"),
     ("ppo", "how many training runs"),
+    ("{tmp}/pickled.pt", "not a saved agent"),
 ])
 def test_an_agent_that_is_not_one_is_one_line(tmp_path, capsys, my_agents, spec, message):
     from mmenv.cli import main
 
     (tmp_path / "garbage.zip").write_bytes(b"not a zip")
     (tmp_path / "notes.txt").write_text("hello")
+    _write_malicious_pt(tmp_path / "pickled.pt", tmp_path / "pwned")
     preset = tiny_preset(tmp_path, agents=[])
     spec = spec.format(mod=my_agents, tmp=tmp_path)
     assert main(["bench", "--preset", str(preset), "--no-progress", "--agent", spec]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert not (tmp_path / "out").exists()        # refused before the first run
+    assert not (tmp_path / "pwned").exists()      # nothing in a file is unpickled
+
+
+class _Planted:
+    """Unpickling this would create a file (a stand-in for code a file names)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.path),))
+
+
+def _write_malicious_pt(path: Path, marker: Path) -> None:
+    import torch
+
+    torch.save({"config": {"num_modalities": 2}, "agent": _Planted(marker)}, path)
 
 
 def test_agent_labels_must_differ_from_the_presets(tmp_path):
