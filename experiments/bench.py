@@ -109,8 +109,11 @@ def run_bench(cfg: BenchConfig, force: bool = False, progress: bool = True,
     read, the instances' modalities here); the output folder is locked for the whole
     benchmark (:class:`mmenv.locks.FolderLock`, shared with ``mmenv compare``).
     """
+    from .backends import leave_if_reimported
     from .compare import check_out_dir
     from .config import ConfigError
+
+    leave_if_reimported()  # a worker re-importing an unguarded script: the driver reports it
 
     start = time.perf_counter()
     try:
@@ -173,6 +176,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         "saved agent file (SB3 .zip, mmenv .pt); LABEL=SPEC names its row. Reuses the search, "
                         "reference and scoring runs already in --out")
     p.add_argument("--no-agents", action="store_true", help="skip the preset's agents (not those given with --agent)")
+    p.add_argument("--leaderboard", metavar="OUT", default=None,
+                   help="run nothing: rank every policy and agent of the benchmark output folder OUT "
+                        "(Markdown table; also written as OUT/leaderboard.csv)")
     p.set_defaults(func=run)
     return p
 
@@ -180,8 +186,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """``mmenv bench``: run the preset, print the summary; the last lines are the RESULT lines.
 
-    Exit status 1 (after the RESULT lines and a one-line summary) when any run crashed.
+    Exit status 1 (after the RESULT lines and a one-line summary) when any run crashed. With
+    ``--leaderboard OUT`` it runs nothing and prints the ranking of the folder OUT instead.
     """
+    if getattr(args, "leaderboard", None):
+        from .leaderboard import main as leaderboard_main
+
+        return leaderboard_main(args.leaderboard)
     cfg = _cli_config(args)
     agents = resolve_bench_agents(args.agent, cfg, args.agent_runs)
     n_train = n_test = 0

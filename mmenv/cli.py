@@ -29,7 +29,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .atomic import atomic_write_text
+from .atomic import atomic_write_text, ensure_out_dir
 from .errors import MMEnvError
 
 __all__ = ["main", "build_parser", "add_env_arguments", "env_kwargs_from_args", "SUBCOMMANDS",
@@ -248,8 +248,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print("mmenv train: error: --resume is supported for --agent reinforce only; "
               "run the SB3 agent again without --resume", file=sys.stderr)
         return 2
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
+    out: Path = ensure_out_dir(args.out)   # created and writable, or one WriteError line
     env_kwargs = env_kwargs_from_args(args)
     if env_kwargs["log_dir"] is None:
         env_kwargs["log_dir"] = str(out / "tb" / "env")
@@ -268,7 +267,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                                  **agent_kwargs)
         seeds = [args.seed + i for i in range(args.episodes)]
         fingerprint = {k: summary[k] for k in ("agent", "seed", "env", "agent_kwargs")}
-        fingerprint.update(mode=args.mode, episodes=len(seeds))
+        # The data's contents too: a resume over changed files is refused (DataMismatchError).
+        fingerprint.update(mode=args.mode, episodes=len(seeds), data=env.unwrapped.data_fingerprint)
         records = run_resumable(env, policy, seeds, out / "train.ckpt", fingerprint, resume=args.resume,
                                 progress=not args.no_progress)
         # Written whole from the records: purge_step=0 replaces what an earlier attempt wrote.
@@ -335,8 +335,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from .results import std_note
 
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
+    out: Path = ensure_out_dir(args.out)   # created and writable, or one WriteError line
     env_kwargs = env_kwargs_from_args(args)
     policy_kwargs = dict(args.policy_kwargs)
     # The same decision as mmenv compare: online REINFORCE learns inside the run it

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import functools
 import math
-import os
 from typing import Any, Callable, ContextManager, Mapping, TypeVar
 
 import gymnasium as gym
@@ -20,7 +19,7 @@ import torch
 from gymnasium import spaces
 
 from .datasets import MultimodalDataset, TensorSplit, make_dataset
-from .datasets.base import data_fingerprint
+from .datasets.base import data_fingerprint, fingerprints_differ
 from .errors import EnvStateError, InvalidArgumentError
 from .discrepancy import DiscrepancyTracker, batch_discrepancy
 from .learners import Batch, Learner, LearnerContext, LearnerError, make_learner
@@ -30,7 +29,7 @@ from .sampling import (ACTION_SPACES, SOFTMAX_SCALE, ModalitySampler, SampleOrde
                        make_sample_order, proportions_to_action)
 from .sampling.scoring import ScoringContext, autocast_context, predict_split
 from .step_stats import StepStats
-from .validation import check_choice, check_float, check_int, is_int, is_real
+from .validation import check_batch_budget, check_choice, check_float, check_int, check_log_dir, is_int, is_real
 
 __all__ = ["DUSEnv", "grad_mode_independent"]
 
@@ -245,8 +244,7 @@ class DUSEnv(gym.Env):
         softmax_scale = check_float("softmax_scale", softmax_scale, minimum=0.0, strict_minimum=True)
         check_choice("action_space", action_space, ACTION_SPACES)
         check_choice("discrepancy", discrepancy, ("sum", "mean"))
-        if log_dir is not None and not isinstance(log_dir, (str, os.PathLike)):
-            raise InvalidArgumentError(f"log_dir must be None or a folder path, got {log_dir!r}")
+        check_log_dir(log_dir)
         if not isinstance(reward, str) and not callable(reward):
             raise InvalidArgumentError(f"reward must be a registered name or a callable f(RewardContext) -> float, "
                                        f"got {reward!r}")
@@ -278,9 +276,7 @@ class DUSEnv(gym.Env):
         self.learner.check_modalities(self.modalities)
         m = len(self.modalities)
 
-        if batch_budget < m * max(min_batch, 1):
-            raise InvalidArgumentError(f"batch_budget must be an int >= {m * max(min_batch, 1)} for {m} modalities "
-                                       f"(min_batch {min_batch} each), got {batch_budget!r}")
+        check_batch_budget(batch_budget, m, min_batch, len(self.dataset.train))
         if learner.requires_paired and min_batch < 1:
             raise InvalidArgumentError(f"learner {learner.name!r} needs paired samples: min_batch must be >= 1")
         self.epochs = epochs
@@ -727,18 +723,15 @@ class DUSEnv(gym.Env):
         streams of the right shapes) and then overwritten with the saved state, so the next
         ``step`` gives exactly what the saved environment's next ``step`` would have given.
         """
-        from .checkpoint import CheckpointError, DataMismatchError
+        from .checkpoint import CheckpointError, data_mismatch_error
 
         saved, mine = dict(state["config"]), self._checkpoint_config()
         # Another data set (or another seed of the same generator) with the same name and
         # sizes: refused before the generic check, with its own error.
         saved_fp = saved.pop("data_fingerprint", None)
         mine_fp = mine.pop("data_fingerprint")
-        if saved_fp is not None and saved_fp != mine_fp and all(saved.get(k) == mine[k] for k in mine):
-            raise DataMismatchError(
-                f"checkpoint was written for other data: data set {self.dataset.name!r} has fingerprint "
-                f"{mine_fp} here but {saved_fp} in the checkpoint (other contents, e.g. another seed or other "
-                "files); build the environment on the data the checkpoint was trained on")
+        if fingerprints_differ(saved_fp, mine_fp) and all(saved.get(k) == mine[k] for k in mine):
+            raise data_mismatch_error(self.dataset, saved_fp, mine_fp)
         diff = [k for k in mine if saved.get(k) != mine[k]]
         if diff:
             detail = ", ".join(f"{k}: saved {saved.get(k)!r}, this env {mine[k]!r}" for k in diff)
@@ -831,7 +824,8 @@ class DUSEnv(gym.Env):
         ax_b.axhline(self.batch_budget / len(self.modalities), color="black", ls="--", lw=1)
         ax_b.set(title="batch size", xlabel="step", ylim=(0, self.batch_budget))
         ax_d.set(title="cumulative discrepancy", xlabel="step")
-        ax_b.legend(fontsize=7)
+        if self._history:  # no labelled lines before the first step: a legend would warn
+            ax_b.legend(fontsize=7)
         from matplotlib.ticker import MaxNLocator
 
         for ax in (ax_b, ax_d):

@@ -28,7 +28,7 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -38,6 +38,7 @@ from ..atomic import atomic_write
 from ..errors import WriteError
 from .base import DatasetError, Split
 from .clip_lists import MediaClip
+from .content_hash import file_digest
 from .frames import FrameConfig, image_tensor, load_rgb, random_resized_crop_box
 from .wav import AudioConfig, log_spectrogram, read_wav, resample_linear
 
@@ -231,6 +232,24 @@ class MediaSplit(Split):
     def spec_shape(self, modality: str) -> tuple[int, ...]:
         role = {v: k for k, v in self.role.items()}[modality]
         return self.audio_cfg.shape if role == "audio" else self.frame_cfg.shape
+
+    def fingerprint_parts(self) -> Iterator[bytes]:
+        """The decoding settings, then per clip its id and the bytes of its WAV and frame files
+        (:func:`~mmenv.datasets.content_hash.file_digest`; frames named by their file name within the
+        clip's folder). Never a path: a copy of the data set elsewhere fingerprints the same."""
+        yield repr((self.audio_cfg, self.frame_cfg, self.train_mode, sorted(self.role.items()))).encode()
+        for clip in self.clips:
+            audio = "" if clip.audio is None else file_digest(clip.audio)
+            frames = [(f.name, file_digest(f)) for f in clip.frames]
+            yield repr((clip.clip_id, clip.label, audio, frames)).encode()
+
+    def source_files(self) -> list[Path]:
+        out: list[Path] = []
+        for clip in self.clips:
+            if clip.audio is not None:
+                out.append(clip.audio)
+            out.extend(clip.frames)
+        return out
 
     def to(self, device: torch.device | str) -> "MediaSplit":
         out = MediaSplit(self.clips, self.audio_cfg, self.frame_cfg, self.train_mode, self.role, device,

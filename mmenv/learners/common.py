@@ -62,7 +62,10 @@ def weighted_scaled_ce(logits: Tensor, labels: Tensor, weights: Tensor, loss_sca
     """
     if logits.shape[0] == 0:
         return logits.sum() * 0.0
-    ce = (F.cross_entropy(logits, labels, reduction="none") * weights).sum()
+    # log_softmax + gather rather than F.cross_entropy: the same per-row CE, and under
+    # torch.func.vmap (the batched engine) it runs native batching rules instead of the
+    # Python decomposition cross_entropy gets there.
+    ce = -(torch.log_softmax(logits, dim=-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1) * weights).sum()
     if loss_scale == "mean":
         return ce / weights.sum().clamp_min(1.0)
     return ce / budget_share
