@@ -18,6 +18,7 @@ from typing import Any, Iterator, Sequence
 from mmenv.errors import MMEnvError
 
 from .grid import RunSpec, execute_run, new_result
+from mmenv.errors import InvalidArgumentError
 
 __all__ = ["run_serial", "run_processes", "run_ray", "run_specs", "init_worker", "PoolStartError",
            "main_lacks_guard", "leave_if_reimported"]
@@ -215,7 +216,7 @@ def run_specs(specs: Sequence[RunSpec], out: str, tensorboard: bool, backend: st
     if backend == "ray":
         return run_ray(specs, out, tensorboard, address=ray_address, num_cpus=workers)
     if backend != "process":
-        raise ValueError(f"unknown backend {backend!r}; valid: 'process', 'ray'")
+        raise InvalidArgumentError(f"unknown backend {backend!r}; valid: 'process', 'ray'")
     if workers > 1 and len(specs) > 1:
         return run_processes(specs, out, tensorboard, min(workers, len(specs)))
     return run_serial(specs, out, tensorboard)

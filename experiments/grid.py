@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mmenv.errors import InvalidArgumentError
+
 __all__ = ["RunSpec", "build_grid", "split_policy", "slugify", "execute_run", "new_result", "RESULT_VERSION",
            "log_hparams", "run_hparams", "run_metrics"]
 
@@ -40,7 +42,7 @@ def split_policy(entry: str) -> tuple[str | None, str]:
     if "+" in entry and not Path(entry).exists():
         order, policy = entry.split("+", 1)
         if not order or not policy:
-            raise ValueError(f"malformed policy entry {entry!r}: expected '<sample_order>+<policy>', "
+            raise InvalidArgumentError(f"malformed policy entry {entry!r}: expected '<sample_order>+<policy>', "
                              "e.g. 'bss-curriculum+reinforce'")
         return order, policy
     return None, entry

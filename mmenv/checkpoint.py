@@ -39,7 +39,7 @@ from typing import Any
 import torch
 
 from .atomic import atomic_write
-from .errors import MMEnvError
+from .errors import InvalidArgumentError, MMEnvError
 
 __all__ = ["ALLOWED_TYPES", "CheckpointError", "DataMismatchError", "UnsafeCheckpointError", "allow_type", "atomic_save", "load",
            "save_env_checkpoint", "load_env_checkpoint", "data_mismatch_error", "check_resume_fingerprint"]
@@ -138,7 +138,7 @@ def allow_type(cls: type) -> type:
     acts on the outside world: unpickling calls them with arguments from the file.
     """
     if not isinstance(cls, type):
-        raise TypeError(f"allow_type takes a class, got {cls!r}")
+        raise InvalidArgumentError(f"allow_type takes a class, got {cls!r}")
     _user_types[f"{cls.__module__}.{cls.__qualname__}"] = cls
     return cls
 

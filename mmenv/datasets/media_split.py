@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from ..atomic import atomic_write
-from ..errors import WriteError
+from ..errors import InvalidArgumentError, WriteError
 from .base import DatasetError, Split
 from .clip_lists import MediaClip
 from .content_hash import file_digest
@@ -158,7 +158,7 @@ class MediaSplit(Split):
                  cache_dir: str | os.PathLike | None = None, seed: int = 0, name: str = "media",
                  memory_cache: bool = True) -> None:
         if num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+            raise InvalidArgumentError(f"num_workers must be >= 0, got {num_workers}")
         self.clips = list(clips)
         self.device = torch.device(device)
         self.labels = torch.tensor([c.label for c in self.clips], dtype=torch.long, device=self.device)
@@ -198,6 +198,7 @@ class MediaSplit(Split):
 
     def gather(self, modality: str, indices: Tensor) -> Tensor:
         if modality not in self.modalities:
+            # internal invariant: the env gathers only the split's own modalities
             raise KeyError(f"{self.name}: no modality {modality!r}; this split has {list(self.modalities)}")
         idx = indices.tolist()  # the host sync of raw media: files are read by the CPU
         if self.train_mode:

@@ -31,13 +31,10 @@ import torch
 from torch import Tensor
 
 from ..datasets.base import ModalitySpec
-from ..errors import MMEnvError
+from ..errors import LearnerError
 
 __all__ = ["Batch", "StepOutput", "Prediction", "LearnerContext", "Learner", "LearnerError"]
 
-
-class LearnerError(MMEnvError, ValueError):
-    """A learner cannot run in the requested configuration."""
 
 
 @dataclass
@@ -91,9 +88,6 @@ class Batch:
     @property
     def sizes(self) -> dict[str, int]:
         return {m: int(y.shape[0]) for m, y in self.labels.items()}
-
-    def paired_inputs(self) -> dict[str, Tensor]:
-        return {m: x[: self.num_paired] for m, x in self.inputs.items()}
 
     def paired_labels(self) -> Tensor:
         first = next(iter(self.labels.values()))

@@ -19,13 +19,13 @@ from torch import Tensor
 
 from ..models.multimodal import MultimodalModel
 from .base import Batch, LearnerContext, LearnerError, Prediction
-from .common import check_loss_scale, scaled_ce, weighted_scaled_ce
+from .common import TrainingSettings, TrainingSettingsMixin, scaled_ce, weighted_scaled_ce
 from .functional import FunctionalLearner, StepInfo, paired_weights, row_weights, unpaired_rows, weighted_ce
 
 FUSION_INPUTS = ("paired", "zero-fill")
 
 
-class BaselineLearner(FunctionalLearner):
+class BaselineLearner(TrainingSettingsMixin, FunctionalLearner):
     """Joint training with a concat fusion head plus unimodal losses.
 
     Args:
@@ -55,14 +55,11 @@ class BaselineLearner(FunctionalLearner):
         encoders: Mapping[str, str] | None = None,
         encoder_kwargs: Mapping[str, dict] | None = None,
     ) -> None:
-        self.loss_scale = check_loss_scale(loss_scale)
+        TrainingSettings.pick(locals()).apply(self)
         if fusion_input not in FUSION_INPUTS:
             raise LearnerError(f"unknown fusion_input {fusion_input!r}; valid: {list(FUSION_INPUTS)}")
         self.fusion_input = fusion_input
         self.unimodal_weight = unimodal_weight
-        self.opt_kwargs: dict[str, Any] = dict(optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay)
-        self.encoder_names = encoders
-        self.encoder_kwargs = encoder_kwargs
 
     def build_model(self, ctx: LearnerContext) -> MultimodalModel:
         return MultimodalModel(ctx.modalities, ctx.num_classes, self.encoder_names, self.encoder_kwargs,

@@ -53,7 +53,7 @@ from torch.nn import functional as F
 
 from ..models.multimodal import SharedHeadModel
 from .base import Batch, LearnerContext, LearnerError, Prediction
-from .common import build_shared_head_model, check_loss_scale
+from .common import TrainingSettings, TrainingSettingsMixin, build_shared_head_model
 from .functional import FunctionalLearner, StepInfo, paired_weights, row_weights, weighted_ce, weighted_mean
 
 
@@ -92,7 +92,7 @@ def unidirectional_contrastive(student: Tensor, teacher: Tensor, mask: Tensor, t
     return weighted_mean(F.cross_entropy(sim, target, reduction="none"), weights)
 
 
-class DIMMLLearner(FunctionalLearner):
+class DIMMLLearner(TrainingSettingsMixin, FunctionalLearner):
     """Detached unimodal training through a shared head, plus a paired-part contrastive term.
 
     Args:
@@ -139,10 +139,7 @@ class DIMMLLearner(FunctionalLearner):
         self.fusion_temperature = fusion_temperature
         self.contrastive_weight = contrastive_weight
         self.tau = tau
-        self.loss_scale = check_loss_scale(loss_scale)
-        self.opt_kwargs: dict[str, Any] = dict(optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay)
-        self.encoder_names = encoders
-        self.encoder_kwargs = encoder_kwargs
+        TrainingSettings.pick(locals()).apply(self)
 
     def build_model(self, ctx: LearnerContext) -> SharedHeadModel:
         return build_shared_head_model(ctx, self.encoder_names, self.encoder_kwargs, self.name)[0]

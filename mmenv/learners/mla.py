@@ -46,7 +46,7 @@ from torch import Tensor
 
 from ..models.multimodal import SharedHeadModel
 from .base import Batch, LearnerContext, Prediction
-from .common import build_shared_head_model, check_loss_scale, entropy_weighted_fusion
+from .common import TrainingSettings, TrainingSettingsMixin, build_shared_head_model, entropy_weighted_fusion
 from .functional import FunctionalLearner, StepInfo, row_weights, weighted_ce, weighted_mean
 
 
@@ -79,7 +79,7 @@ class GradientProjector:
             weight.grad.copy_(weight.grad @ self.P.T)
 
 
-class MLALearner(FunctionalLearner):
+class MLALearner(TrainingSettingsMixin, FunctionalLearner):
     """Alternating unimodal training through one shared head, with gradient projection.
 
     Args:
@@ -109,11 +109,8 @@ class MLALearner(FunctionalLearner):
         encoders: Mapping[str, str] | None = None,
         encoder_kwargs: Mapping[str, dict] | None = None,
     ) -> None:
-        self.loss_scale = check_loss_scale(loss_scale)
+        TrainingSettings.pick(locals()).apply(self)
         self.projection = projection
-        self.opt_kwargs: dict[str, Any] = dict(optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay)
-        self.encoder_names = encoders
-        self.encoder_kwargs = encoder_kwargs
 
     def build_model(self, ctx: LearnerContext) -> SharedHeadModel:
         return build_shared_head_model(ctx, self.encoder_names, self.encoder_kwargs, self.name)[0]

@@ -61,7 +61,7 @@ from ..discrepancy import true_class_probability
 from ..models.multimodal import MultimodalModel
 from .base import Batch, LearnerError, Prediction
 from .baseline import BaselineLearner
-from .common import concat_head_slices
+from .common import TrainingSettings, concat_head_slices
 from .functional import StepInfo, paired_mean
 
 COEFFICIENTS = ("code", "continuous")
@@ -122,9 +122,7 @@ class OGMGELearner(BaselineLearner):
         encoders: Mapping[str, str] | None = None,
         encoder_kwargs: Mapping[str, dict] | None = None,
     ) -> None:
-        super().__init__(loss_scale=loss_scale, fusion_input=fusion_input, unimodal_weight=0.0,
-                         optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                         encoders=encoders, encoder_kwargs=encoder_kwargs)
+        super().__init__(fusion_input=fusion_input, unimodal_weight=0.0, **TrainingSettings.pick(locals()).kwargs())
         if coefficient not in COEFFICIENTS:
             raise LearnerError(f"unknown coefficient {coefficient!r}; valid: {list(COEFFICIENTS)}")
         if params not in PARAM_FILTERS:

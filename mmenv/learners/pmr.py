@@ -51,7 +51,7 @@ from ..discrepancy import true_class_probability
 from ..models.multimodal import MultimodalModel
 from .base import Batch, LearnerContext, LearnerError, Prediction
 from .baseline import BaselineLearner
-from .common import prediction_entropy
+from .common import TrainingSettings, prediction_entropy
 from .functional import StepInfo, paired_mean, row_weights, weighted_ce, weighted_mean
 
 
@@ -112,9 +112,7 @@ class PMRLearner(BaselineLearner):
         encoders: Mapping[str, str] | None = None,
         encoder_kwargs: Mapping[str, dict] | None = None,
     ) -> None:
-        super().__init__(loss_scale=loss_scale, fusion_input=fusion_input, unimodal_weight=0.0,
-                         optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                         encoders=encoders, encoder_kwargs=encoder_kwargs)
+        super().__init__(fusion_input=fusion_input, unimodal_weight=0.0, **TrainingSettings.pick(locals()).kwargs())
         if not 0.0 <= prototype_momentum < 1.0:
             raise LearnerError(f"prototype_momentum must be in [0, 1), got {prototype_momentum}")
         if coefficient not in COEFFICIENTS:
