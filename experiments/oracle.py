@@ -28,10 +28,14 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from mmenv.agents.schedule import share_vector
-from mmenv.errors import MMEnvError
+from mmenv.errors import InvalidArgumentError, MMEnvError
 
 __all__ = ["Candidate", "candidate_grid", "constant_candidate", "search_oracle", "OracleResult", "tuned_constant",
-           "TunedConstant", "check_disjoint_seeds", "SeedOverlapError"]
+           "TunedConstant", "check_disjoint_seeds", "SeedOverlapError", "SearchError"]
+
+
+class SearchError(MMEnvError, ValueError):
+    """A search cannot choose: no candidate, no seed or train instance, or every candidate failed."""
 
 
 class SeedOverlapError(MMEnvError, ValueError):
@@ -99,12 +103,12 @@ def candidate_grid(m: int, shares: Sequence[float] = (0.1, 0.2, 0.3, 0.4, 0.6, 0
     fractions) adds every three-phase schedule of ``phase_shares`` whose consecutive phases differ.
     """
     if m < 2:
-        raise ValueError(f"an oracle grid needs at least 2 modalities, got {m}")
+        raise InvalidArgumentError(f"an oracle grid needs at least 2 modalities, got {m}")
     for name, vals in (("shares", shares), ("phase_shares", phase_shares)):
         if any(not 0.0 <= s <= 1.0 for s in vals):
-            raise ValueError(f"{name} must lie in [0, 1], got {list(vals)}")
+            raise InvalidArgumentError(f"{name} must lie in [0, 1], got {list(vals)}")
     if any(not 0.0 < x < 1.0 for x in switches):
-        raise ValueError(f"switches must be fractions in (0, 1), got {list(switches)}")
+        raise InvalidArgumentError(f"switches must be fractions in (0, 1), got {list(switches)}")
     out: list[Candidate] = [constant_candidate(m, 0, 1.0 / m)]
     seen = {out[0].vector_key}
 
@@ -124,7 +128,7 @@ def candidate_grid(m: int, shares: Sequence[float] = (0.1, 0.2, 0.3, 0.4, 0.6, 0
     if three_phase_switches is not None:
         x1, x2 = sorted(float(x) for x in three_phase_switches)
         if not 0.0 < x1 < x2 < 1.0:
-            raise ValueError(f"three_phase_switches must be two increasing fractions in (0, 1), got "
+            raise InvalidArgumentError(f"three_phase_switches must be two increasing fractions in (0, 1), got "
                              f"{list(three_phase_switches)}")
         for j in range(m):
             for s1, s2, s3 in itertools.product(phase_shares, repeat=3):
@@ -153,9 +157,9 @@ def search_oracle(candidates: Sequence[Candidate], objective: Callable[[Candidat
     Ties keep the earlier candidate.
     """
     if not candidates:
-        raise ValueError("search_oracle needs at least one candidate")
+        raise SearchError("search_oracle needs at least one candidate")
     if not tuning_seeds:
-        raise ValueError("search_oracle needs at least one tuning seed")
+        raise SearchError("search_oracle needs at least one tuning seed")
     means: dict[str, float] = {}
     best: Candidate | None = None
     for c in candidates:
@@ -165,7 +169,7 @@ def search_oracle(candidates: Sequence[Candidate], objective: Callable[[Candidat
         if np.isfinite(mean) and (best is None or mean > means[best.label]):
             best = c
     if best is None:
-        raise ValueError("every oracle candidate failed on some tuning seed: no oracle can be chosen")
+        raise SearchError("every oracle candidate failed on some tuning seed: no oracle can be chosen")
     return OracleResult(best, means, [int(s) for s in tuning_seeds])
 
 
@@ -185,7 +189,7 @@ class TunedConstant:
     def candidate(self, m: int) -> Candidate:
         """The constant for an instance with ``m`` modalities."""
         if self.modality >= m:
-            raise ValueError(f"the tuned constant gives modality {self.modality} a share, but the instance has "
+            raise InvalidArgumentError(f"the tuned constant gives modality {self.modality} a share, but the instance has "
                              f"only {m} modalities")
         return constant_candidate(m, self.modality, self.share)
 
@@ -201,7 +205,7 @@ def tuned_constant(instances: Sequence[Any], num_modalities: Mapping[Any, int],
     worse than uniform on the tuning seeds.
     """
     if not instances:
-        raise ValueError("tuned_constant needs at least one train instance")
+        raise SearchError("tuned_constant needs at least one train instance")
     m_min = min(num_modalities[i] for i in instances)
     best: TunedConstant | None = None
     gains: dict[str, float] = {}
@@ -220,6 +224,6 @@ def tuned_constant(instances: Sequence[Any], num_modalities: Mapping[Any, int],
             if np.isfinite(g) and (best is None or g > best.gain):
                 best = TunedConstant(j, float(s), g)
     if best is None:
-        raise ValueError("every constant share failed on some train instance: no tuned constant can be chosen")
+        raise SearchError("every constant share failed on some train instance: no tuned constant can be chosen")
     best.gains = gains
     return best

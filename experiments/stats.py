@@ -26,6 +26,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from mmenv.errors import InvalidArgumentError
+
 __all__ = ["t_quantile", "student_t_cdf", "paired_ci", "iqm", "stratified_bootstrap_ci", "normalised_scores",
            "spearman", "rankdata"]
 
@@ -52,7 +54,7 @@ def _abs_t_prob(t: float, df: int) -> float:
 def student_t_cdf(t: float, df: int) -> float:
     """P(T <= t) for Student's t with a positive integer number of degrees of freedom."""
     if not (isinstance(df, (int, np.integer)) and df >= 1):
-        raise ValueError(f"df must be a positive integer, got {df!r}")
+        raise InvalidArgumentError(f"df must be a positive integer, got {df!r}")
     a = _abs_t_prob(abs(t), int(df))
     return 0.5 + 0.5 * a if t >= 0 else 0.5 - 0.5 * a
 
@@ -60,7 +62,7 @@ def student_t_cdf(t: float, df: int) -> float:
 def t_quantile(q: float, df: int) -> float:
     """The ``q`` quantile of Student's t with integer ``df`` (e.g. ``t_quantile(0.975, 4) = 2.776``)."""
     if not 0.0 < q < 1.0:
-        raise ValueError(f"q must lie in (0, 1), got {q}")
+        raise InvalidArgumentError(f"q must lie in (0, 1), got {q}")
     if q == 0.5:
         return 0.0
     if q < 0.5:
@@ -84,7 +86,7 @@ def paired_ci(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray,
     """``(mean, lo, hi)`` of the paired differences ``a - b`` (t interval; NaN bounds for n < 2)."""
     d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
     if d.ndim != 1 or d.size == 0:
-        raise ValueError(f"paired_ci needs two equal-length non-empty sequences, got shapes "
+        raise InvalidArgumentError(f"paired_ci needs two equal-length non-empty sequences, got shapes "
                          f"{np.shape(a)} and {np.shape(b)}")
     mean = float(d.mean())
     if d.size < 2:
@@ -128,10 +130,10 @@ def normalised_scores(acc: Sequence[float], uniform: Sequence[float], oracle: Se
     """Per seed ``(acc_s - uniform_s) / (mean(oracle) - mean(uniform))`` (seeds aligned by position)."""
     a, u, o = (np.asarray(v, dtype=np.float64) for v in (acc, uniform, oracle))
     if a.shape != u.shape:
-        raise ValueError(f"acc and uniform must be paired by seed, got shapes {a.shape} and {u.shape}")
+        raise InvalidArgumentError(f"acc and uniform must be paired by seed, got shapes {a.shape} and {u.shape}")
     headroom = float(o.mean() - u.mean())
     if not headroom > 0:
-        raise ValueError(f"the oracle is not above uniform (headroom {headroom:.4g}): a normalised score is "
+        raise InvalidArgumentError(f"the oracle is not above uniform (headroom {headroom:.4g}): a normalised score is "
                          "undefined; report raw accuracy differences for this instance")
     return (a - u) / headroom
 
@@ -156,7 +158,7 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     """Spearman's rank correlation (NaN when fewer than 3 pairs or a constant input)."""
     a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(f"spearman needs two equal-length 1-d sequences, got {a.shape} and {b.shape}")
+        raise InvalidArgumentError(f"spearman needs two equal-length 1-d sequences, got {a.shape} and {b.shape}")
     if a.size < 3:
         return float("nan")
     ra, rb = rankdata(a), rankdata(b)

@@ -42,6 +42,7 @@ module imports nothing else::
     ├── InstanceSetError (ValueError)                          mmenv.experiments.instances
     ├── BenchConfigError (ValueError)                          mmenv.experiments.bench_config
     ├── SeedOverlapError (ValueError)                          mmenv.experiments.oracle
+    ├── SearchError (ValueError)                               mmenv.experiments.oracle
     ├── InstanceError (ValueError)                             mmenv.instances
     ├── PoolStartError (RuntimeError)                          mmenv.experiments.bench_runner
     ├── BenchRunError, BenchAgentError (RuntimeError)          mmenv.experiments.bench_stages
@@ -70,6 +71,7 @@ DEFINED_IN: dict[str, str] = {
     "InstanceSetError": "mmenv.experiments.instances",
     "BenchConfigError": "mmenv.experiments.bench_config",
     "SeedOverlapError": "mmenv.experiments.oracle",
+    "SearchError": "mmenv.experiments.oracle",
     "InstanceError": "mmenv.instances",
     "PoolStartError": "mmenv.experiments.bench_runner",
     "BenchRunError": "mmenv.experiments.bench_stages",
