@@ -26,6 +26,11 @@ seed, ``acc`` reads a finished run's fused test accuracy)::
                             cfg.tuning_seeds, cfg.eval_seeds, grid)
     for name, t in tuned.heuristics.items():     # then score t.policy / t.policy_kwargs on the test
         print(t.label, t.gain)                   # instances x evaluation seeds, as the references
+
+:class:`TunedHeuristicBaseline` wraps one rule in the benchmark's tuned-baseline protocol
+(``label``, ``search_specs(plan, iset)``, ``choose(plan, iset, runner)``,
+``candidate(choice, m)``), so a staged benchmark adds the tuned rules with
+``run_tuned(plan, runner, TUNED_BASELINES + tuned_heuristic_baselines())``.
 """
 
 from __future__ import annotations
@@ -42,7 +47,8 @@ from mmenv.errors import MMEnvError
 from .oracle import check_disjoint_seeds
 
 __all__ = ["HeuristicCandidate", "heuristic_grid", "tuning_specs", "tune_heuristics", "TunedHeuristic",
-           "TuningResult", "TuningError", "DEFAULT_RATIOS", "DEFAULT_BETAS", "UNIFORM"]
+           "TuningResult", "TuningError", "TunedHeuristicBaseline", "tuned_heuristic_baselines", "run_accuracy",
+           "DEFAULT_RATIOS", "DEFAULT_BETAS", "UNIFORM"]
 
 #: The fixed ratio's candidate strengths (smaller-to-larger batch ratio; 0.5 is the paper's).
 DEFAULT_RATIOS: tuple[float, ...] = (0.25, 0.5, 0.75)
@@ -210,3 +216,59 @@ def tune_heuristics(instances: Sequence[Any], accuracy: Callable[[Any, str, dict
         best.gains = gains
         out[name] = best
     return TuningResult(out, seeds, [_label(i) for i in instances])
+
+
+# ---------------------------------------------------------------------- the benchmark's tuned-baseline stage
+def run_accuracy(result: Mapping[str, Any] | None) -> float:
+    """Fused test accuracy of a finished run's result; NaN for a missing, failed or diverged one."""
+    if not result or result.get("status") != "ok":
+        return float("nan")
+    return float(((result.get("test") or {}).get("fused") or {}).get("accuracy", float("nan")))
+
+
+class TunedHeuristicBaseline:
+    """One rule (``"fixed"`` or ``"dus-h"``) tuned per instance set, as a benchmark tuned baseline.
+
+    Duck-types the staged benchmark's ``TunedBaseline`` protocol: ``plan`` provides
+    ``cfg.tuning_seeds``, ``cfg.eval_seeds`` and ``spec(instance, candidate, seed)`` (which reads
+    the candidate's ``policy`` and ``policy_kwargs``); ``runner.get(spec)`` returns a finished
+    run's result. The choice is a :class:`TunedHeuristic`; on a test instance it plays its
+    :class:`HeuristicCandidate` (any number of modalities).
+    """
+
+    def __init__(self, rule: str, candidates: Sequence[HeuristicCandidate] | None = None) -> None:
+        if rule not in _TUNABLE:
+            raise TuningError(f"TunedHeuristicBaseline: rule must be one of {sorted(_TUNABLE)}, got {rule!r}")
+        self.rule = rule
+        self.candidates = list(candidates) if candidates is not None else heuristic_grid()[rule]
+        if not self.candidates or any(c.policy != rule for c in self.candidates):
+            raise TuningError(f"TunedHeuristicBaseline({rule!r}): candidates must be non-empty settings of {rule!r}")
+        self.label = f"{_TUNABLE[rule][1]}-tuned"
+
+    def _spec(self, plan: Any) -> Callable[[Any, str, dict[str, Any], int], Any]:
+        return lambda inst, policy, kwargs, seed: plan.spec(inst, HeuristicCandidate(policy, tuple(kwargs.items())),
+                                                            seed)
+
+    def search_specs(self, plan: Any, iset: Any) -> list[Any]:
+        """Uniform and every candidate on the set's train instances x tuning seeds."""
+        return tuning_specs(iset.train, {self.rule: self.candidates}, plan.cfg.tuning_seeds, self._spec(plan))
+
+    def choose(self, plan: Any, iset: Any, runner: Any) -> TunedHeuristic:
+        spec = self._spec(plan)
+
+        def accuracy(inst: Any, policy: str, kwargs: dict[str, Any], seed: int) -> float:
+            return run_accuracy(runner.get(spec(inst, policy, kwargs, seed)))
+
+        result = tune_heuristics(iset.train, accuracy, plan.cfg.tuning_seeds, plan.cfg.eval_seeds,
+                                 {self.rule: self.candidates})
+        return result.heuristics[self.rule]
+
+    def candidate(self, choice: TunedHeuristic, m: int) -> HeuristicCandidate:
+        return choice.best
+
+
+def tuned_heuristic_baselines(grid: Mapping[str, Sequence[HeuristicCandidate]] | None = None
+                              ) -> tuple[TunedHeuristicBaseline, ...]:
+    """The tuned fixed ratio and the tuned DUS-H, in report order (``grid``: :func:`heuristic_grid`)."""
+    grid = heuristic_grid() if grid is None else grid
+    return tuple(TunedHeuristicBaseline(rule, grid[rule]) for rule in ("fixed", "dus-h") if rule in grid)

@@ -231,3 +231,35 @@ def test_agent_seed_tables_must_be_complete_and_paired():
         paired_seed_difference(TABLE, {"i1": HEUR["i1"]})
     with pytest.raises(ValueError, match="empty"):
         aggregate_agent_seeds({})
+
+
+def test_tuned_heuristic_baseline_stage_reads_tuning_seeds_only():
+    from types import SimpleNamespace
+
+    from mmenv.experiments.grid import RunSpec
+    from mmenv.experiments.tuning import tuned_heuristic_baselines
+
+    train = [_Inst("a", "more"), _Inst("b", "more"), _Inst("c", "less")]
+    iset = SimpleNamespace(train=train, test=[_Inst("t", "less")])
+    plan = SimpleNamespace(cfg=SimpleNamespace(tuning_seeds=[100, 101], eval_seeds=[0, 1, 2]),
+                           spec=lambda inst, c, seed: RunSpec(dataset=inst.name, learner="baseline", policy=c.policy,
+                                                              seed=seed, policy_kwargs=c.policy_kwargs))
+    acc, asked = _accuracy([]), []
+
+    class Runner:
+        def get(self, spec):
+            asked.append(spec.seed)
+            inst = next(i for i in train if i.name == spec.dataset)
+            return {"status": "ok", "test": {"fused": {"accuracy": acc(inst, spec.policy, spec.policy_kwargs,
+                                                                        spec.seed)}}}
+
+    fixed, dush = tuned_heuristic_baselines()
+    assert (fixed.label, dush.label) == ("fixed-ratio-tuned", "dus-h-tuned")
+    specs = fixed.search_specs(plan, iset)
+    assert {s.seed for s in specs} == {100, 101} and {s.dataset for s in specs} == {"a", "b", "c"}
+    assert len(specs) == 3 * (1 + 6) * 2
+    choice = fixed.choose(plan, iset, Runner())
+    assert set(asked) == {100, 101}
+    assert choice.policy_kwargs == {"ratio": 0.25, "direction": "more"}
+    c = fixed.candidate(choice, 3)
+    assert (c.policy, c.policy_kwargs) == ("fixed", {"ratio": 0.25, "direction": "more"})
