@@ -263,3 +263,27 @@ def test_tuned_heuristic_baseline_stage_reads_tuning_seeds_only():
     assert choice.policy_kwargs == {"ratio": 0.25, "direction": "more"}
     c = fixed.candidate(choice, 3)
     assert (c.policy, c.policy_kwargs) == ("fixed", {"ratio": 0.25, "direction": "more"})
+
+
+# ---------------------------------------------------------------------- the standard preset
+def test_standard_preset_is_the_mixed_family_with_both_directions_and_agent_seeds():
+    from pathlib import Path
+
+    import yaml
+
+    from mmenv.experiments.instances import load_instance_set
+
+    root = Path(__file__).resolve().parents[1]
+    raw = yaml.safe_load((root / "experiments" / "bench_presets" / "standard.yaml").read_text())
+    (entry,) = raw["instance_sets"]
+    iset = load_instance_set(entry["name"])
+    test = [iset.get(n) for n in entry["test"]]
+    assert all(t.split == "test" for t in test) and len(test) >= 8
+    kinds = [t.tags["kind"] for t in test]            # slow = the modality behind needs more ("up")
+    assert kinds.count("slow") == kinds.count("noisy")
+    assert {t.learner for t in iset.instances} >= {"ogm-ge", "pmr", "mla", "agm", "di-mml", "baseline"}
+    assert {t.num_modalities() for t in test if t.dataset == "synthetic"} == {2, 3}
+    assert len(raw["eval_seeds"]) == 5 and not set(raw["tuning_seeds"]) & set(raw["eval_seeds"])
+    assert all(len(a["seeds"]) >= 5 and "seed" not in a for a in raw["agents"])
+    grid = heuristic_grid(**raw["tuned_heuristics"])
+    assert {c.policy_kwargs["direction"] for c in grid["fixed"]} == {"less", "more"}
