@@ -285,5 +285,4 @@ def test_standard_preset_is_the_mixed_family_with_both_directions_and_agent_seed
     assert {t.num_modalities() for t in test if t.dataset == "synthetic"} == {2, 3}
     assert len(raw["eval_seeds"]) == 5 and not set(raw["tuning_seeds"]) & set(raw["eval_seeds"])
     assert all(len(a["seeds"]) >= 5 and "seed" not in a for a in raw["agents"])
-    grid = heuristic_grid(**raw["tuned_heuristics"])
-    assert {c.policy_kwargs["direction"] for c in grid["fixed"]} == {"less", "more"}
+    assert {c.policy_kwargs["direction"] for c in heuristic_grid()["fixed"]} == {"less", "more"}
