@@ -12,7 +12,9 @@
   test accuracy over every policy's evaluation runs, per test instance and pooled (accuracy
   taken relative to the instance's mean uniform accuracy).
 
-The RESULT lines (:attr:`Report.result_lines`) close ``mmenv bench``'s output.
+The RESULT lines (:attr:`Report.result_lines`) close ``mmenv bench``'s output: ``RESULT <name>
+<IQM> [<lo>, <hi>]``, or ``RESULT <name> none`` where nothing could be scored (no test
+instance with headroom, or no such policy in the preset).
 """
 
 from __future__ import annotations
@@ -20,17 +22,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from mmenv.atomic import atomic_write_text
 
+from .bench_data import BenchData
 from .report import write_csv
 from .stats import iqm, paired_ci, spearman, stratified_bootstrap_ci
-
-if TYPE_CHECKING:
-    from .bench import BenchData
 
 __all__ = ["Report", "build_report", "write_outputs", "format_ci"]
 
@@ -65,7 +65,7 @@ def _nanmean(x: Sequence[float] | np.ndarray) -> float:
     return float(a.mean()) if a.size else float("nan")
 
 
-def build_report(data: "BenchData") -> Report:
+def build_report(data: BenchData) -> Report:
     cfg = data.cfg
     evals = cfg.eval_seeds
     rep = Report()
@@ -153,8 +153,9 @@ def build_report(data: "BenchData") -> Report:
     n_test = len(test_instances)
 
     def line(name: str, agg: dict[str, Any] | None) -> str:
-        if agg is None:
-            return f"RESULT {name} nan [nan, nan]"
+        # "none": no test instance with headroom (or no such policy) to score it on
+        if agg is None or not math.isfinite(agg["iqm"]):
+            return f"RESULT {name} none"
         return f"RESULT {name} {format_ci(agg['iqm'], agg['iqm_lo'], agg['iqm_hi'])}"
 
     agents = [by_pol[a] for a in data.agent_labels if a in by_pol and math.isfinite(by_pol[a]["iqm"])]
@@ -183,7 +184,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def _markdown(data: "BenchData", rep: Report, best_agent: dict[str, Any] | None) -> tuple[str, str]:
+def _markdown(data: BenchData, rep: Report, best_agent: dict[str, Any] | None) -> tuple[str, str]:
     cfg = data.cfg
     parts: list[str] = []
     sets = ", ".join(f"`{s.name}` ({len(s.train)} train / {len(s.test)} test)" for s in data.sets)
@@ -252,7 +253,7 @@ def _markdown(data: "BenchData", rep: Report, best_agent: dict[str, Any] | None)
 
 
 # ---------------------------------------------------------------------- files
-def write_outputs(rep: Report, data: "BenchData", out: Path) -> list[Path]:
+def write_outputs(rep: Report, data: BenchData, out: Path) -> list[Path]:
     """results.md, results.csv (every recorded run), headroom.csv, scores.csv, aggregates.csv, plots."""
     files = []
     path = out / "results.md"

@@ -29,6 +29,7 @@ sweep's process dies (:func:`~mmenv.experiments.backends.init_worker`).
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -293,4 +294,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(f"plot: {path}")
     if cfg.tensorboard:
         print(f"TensorBoard: tensorboard --logdir {Path(cfg.out) / 'tb'}")
-    return 0 if summary.status_counts.get("failed", 0) == 0 else 1
+    failed = summary.status_counts.get("failed", 0)
+    if failed:
+        # A sweep with crashed runs fails (exit status 1), with one line that says where the errors are.
+        print(f"FAILED: {failed} of {len(summary.results)} run(s) crashed; their errors are in "
+              f"{Path(cfg.out) / 'runs'}/*.json (\"status\": \"failed\") and the error column of {summary.csv_path}",
+              file=sys.stderr, flush=True)
+        return 1
+    return 0

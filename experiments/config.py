@@ -40,10 +40,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 from mmenv.errors import InvalidArgumentError, MMEnvError
 from mmenv.validation import check_choice, check_float, check_int
+from mmenv.yamlio import load_yaml, parse_yaml
 
 __all__ = ["ConfigError", "CompareConfig", "load_config", "config_from_dict", "preset_path", "PRESETS_DIR",
            "list_presets", "BACKENDS"]
@@ -97,28 +96,10 @@ class CompareConfig:
 
 
 # ---------------------------------------------------------------------- validation helpers
-class _Loader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that also reads ``1e-3`` / ``5E+2`` as floats.
-
-    YAML 1.1 (PyYAML) only takes floats with a dot (``1.0e-3``), so ``lr: 1e-3`` was read
-    as the *string* ``"1e-3"``; YAML 1.2 and every other reader take it as a number.
-    """
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-                |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-                |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-                |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
-                |[-+]?\.(?:inf|Inf|INF)
-                |\.(?:nan|NaN|NAN))$""", re.X),
-    list("-+0123456789."))
-
-
-def read_yaml(text: str) -> Any:
-    """Parse config YAML with :class:`_Loader` (safe, and ``1e-3`` is a float)."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+def read_yaml(text: str | bytes, source: str = "<string>") -> Any:
+    """Parse config YAML with the package's one reader (:mod:`mmenv.yamlio`: YAML 1.2 numbers,
+    so ``1e-3`` is a float; duplicate keys and alias bombs refused; any problem a :class:`ConfigError`)."""
+    return parse_yaml(text, source=source, error=ConfigError, what="config")
 
 
 def _fail(source: str, key: str, problem: str) -> ConfigError:
@@ -366,10 +347,7 @@ def load_config(name_or_path: str | os.PathLike = "default", overrides: Mapping[
                 ) -> CompareConfig:
     """Read a preset or YAML file, apply ``overrides`` (top-level keys; ``env.X`` for env), validate."""
     path = preset_path(name_or_path)
-    try:
-        raw = read_yaml(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config {path}: not valid YAML: {exc}") from exc
+    raw = load_yaml(path, error=ConfigError, what="config")
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

@@ -45,22 +45,23 @@ import difflib
 import hashlib
 import inspect
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 from mmenv.errors import MMEnvError
+from mmenv.yamlio import load_yaml
 
 __all__ = ["Instance", "InstanceSet", "InstanceSetError", "load_instance_set", "instance_set_from_dict",
-           "list_instance_sets", "INSTANCE_SETS_DIR", "ENV_KEYS"]
+           "list_instance_sets", "resolve_instance_set", "check_env_arguments", "INSTANCE_SETS_DIR", "ENV_KEYS"]
 
 INSTANCE_SETS_DIR = Path(__file__).resolve().parent / "instance_sets"
 #: The environment settings an instance fixes (everything else is the benchmark's).
 ENV_KEYS = ("epochs", "batch_budget", "step_every")
 _ENV_DEFAULTS: dict[str, Any] = {"epochs": 5, "batch_budget": 64, "step_every": "epoch"}
 _INSTANCE_KEYS = {"name", "dataset", "dataset_kwargs", "learner", "learner_kwargs", "env", "tags"}
+_SCALAR = (str, int, float, bool, type(None))
 _SET_KEYS = {"name", "description", "defaults", "train", "test"}
 
 
@@ -114,6 +115,31 @@ class Instance:
 
     def label(self) -> str:
         return f"{self.set_name}/{self.name}" if self.set_name else self.name
+
+
+def _normalised(value: Any) -> Any:
+    """Numbers as floats (``1`` is ``1.0``), tuples as lists, mappings with sorted keys: two
+    spellings of one value compare equal."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, Mapping):
+        return {str(k): _normalised(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [_normalised(v) for v in value]
+    return str(value)
+
+
+def _task_identity(inst: Instance) -> str:
+    """What makes two instances one task, compared on normalised values: registered names in
+    their canonical spelling, every builder default filled in, numbers as floats."""
+    payload = {"dataset": inst.dataset.strip().lower(),
+               "dataset_kwargs": _with_defaults("dataset", inst.dataset, inst.dataset_kwargs),
+               "learner": inst.learner.strip().lower(),
+               "learner_kwargs": _with_defaults("learner", inst.learner, inst.learner_kwargs),
+               "env": {k: getattr(inst, k) for k in ENV_KEYS}}
+    return json.dumps(_normalised(payload), sort_keys=True, default=str)
 
 
 _MODALITY_CACHE: dict[str, tuple[str, ...]] = {}
@@ -228,37 +254,72 @@ def _instance(raw: Any, split: str, index: int, defaults: Mapping[str, Any], set
         if not isinstance(spec.get(key), str):
             raise InstanceSetError(f"{where}: '{key}' must be a registered name (set it here or under defaults)")
     for key in ("dataset_kwargs", "learner_kwargs", "env", "tags"):
-        if not isinstance(spec.get(key, {}), Mapping):
-            raise InstanceSetError(f"{where}: '{key}' must be a mapping, got {spec.get(key)!r}")
-    env = dict(spec.get("env", {}))
+        value = spec.get(key, {})
+        if not (isinstance(value, Mapping) and all(isinstance(k, str) for k in value)):
+            raise InstanceSetError(f"{where}: '{key}' must be a mapping with string keys, got {value!r}")
+    bad_tag = next((k for k, v in spec.get("tags", {}).items() if not isinstance(v, _SCALAR)), None)
+    if bad_tag is not None:
+        raise InstanceSetError(f"{where}: tags.{bad_tag} must be a plain value (text, number, true/false), "
+                               f"got {spec['tags'][bad_tag]!r}")
+    env = check_env_arguments(spec.get("env", {}), where)
+    dataset, learner = _check_names(spec["dataset"], spec["learner"], where)
+    dataset_kwargs, learner_kwargs = dict(spec.get("dataset_kwargs", {})), dict(spec.get("learner_kwargs", {}))
+    _check_kwargs("dataset", dataset, dataset_kwargs, where)
+    _check_kwargs("learner", learner, learner_kwargs, where)
+    return Instance(name=name.strip(), split=split, dataset=dataset, dataset_kwargs=dataset_kwargs, learner=learner,
+                    learner_kwargs=learner_kwargs, epochs=env["epochs"], batch_budget=env["batch_budget"],
+                    step_every=env["step_every"], tags=dict(spec.get("tags", {})), set_name=set_name)
+
+
+def check_env_arguments(env: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """An instance's ``env`` settings with defaults filled in, each checked by the rule
+    ``mmenv compare`` applies to the same DUSEnv argument (one rule per argument).
+
+    Only :data:`ENV_KEYS`: the benchmark chooses reward, observation and seeds itself.
+    """
+    from .config import ENV_SCHEMA
+
     bad_env = sorted(set(env) - set(ENV_KEYS))
     if bad_env:
         raise InstanceSetError(f"{where}: env key {bad_env[0]!r} is not an instance setting; an instance fixes only "
                                f"{list(ENV_KEYS)} (the benchmark chooses reward, observation and seeds)")
-    env = {**_ENV_DEFAULTS, **env}
-    if not (isinstance(env["epochs"], int) and env["epochs"] >= 1):
-        raise InstanceSetError(f"{where}: env.epochs must be a positive int, got {env['epochs']!r}")
-    if not (isinstance(env["batch_budget"], int) and env["batch_budget"] >= 2):
-        raise InstanceSetError(f"{where}: env.batch_budget must be an int >= 2, got {env['batch_budget']!r}")
-    if env["step_every"] != "epoch" and not (isinstance(env["step_every"], int) and env["step_every"] >= 1):
-        raise InstanceSetError(f"{where}: env.step_every must be 'epoch' or a positive int, got {env['step_every']!r}")
-    _check_names(spec["dataset"], spec["learner"], where)
-    return Instance(name=name.strip(), split=split, dataset=spec["dataset"],
-                    dataset_kwargs=dict(spec.get("dataset_kwargs", {})), learner=spec["learner"],
-                    learner_kwargs=dict(spec.get("learner_kwargs", {})), epochs=env["epochs"],
-                    batch_budget=env["batch_budget"], step_every=env["step_every"],
-                    tags=dict(spec.get("tags", {})), set_name=set_name)
+    out = {**_ENV_DEFAULTS, **env}
+    for key in ENV_KEYS:
+        try:
+            out[key] = ENV_SCHEMA[key](f"env.{key}", out[key])
+        except MMEnvError as exc:
+            raise InstanceSetError(f"{where}: {exc}") from None
+    return out
 
 
-def _check_names(dataset: str, learner: str, where: str) -> None:
+def _check_kwargs(kind: str, name: str, kwargs: dict[str, Any], where: str) -> None:
+    """``<kind>_kwargs`` through the registry's own keyword check (names, annotated types),
+    as compare configs are checked: a typo such as ``lrr`` or ``lr: fast`` fails here."""
     from mmenv.datasets import DATASETS
     from mmenv.learners import LEARNERS
 
+    registry = DATASETS if kind == "dataset" else LEARNERS
+    if not registry.is_loaded(name):   # a plugin's entry point: checked where it is built
+        return
+    try:
+        registry.check_arguments(name, registry.get_factory(name), (), kwargs)
+    except MMEnvError as exc:
+        raise InstanceSetError(f"{where}: {kind}_kwargs: {exc}") from None
+
+
+def _check_names(dataset: str, learner: str, where: str) -> tuple[str, str]:
+    """The registered (canonical) names: ``Baseline`` is ``baseline``, so one task has one key."""
+    from mmenv.datasets import DATASETS
+    from mmenv.learners import LEARNERS
+
+    out = []
     for kind, name, registry in (("dataset", dataset, DATASETS), ("learner", learner, LEARNERS)):
         if name not in registry:
-            hint = difflib.get_close_matches(name, sorted(registry), n=1)
+            hint = difflib.get_close_matches(name.lower(), [n.lower() for n in registry.names()], n=1)
             raise InstanceSetError(f"{where}: unknown {kind} {name!r}; registered: {sorted(registry)}"
                                    + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+        out.append(registry.canonical(name))
+    return out[0], out[1]
 
 
 def instance_set_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> InstanceSet:
@@ -267,9 +328,13 @@ def instance_set_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> I
         raise InstanceSetError(f"instance set {source}: expected a mapping at the top level")
     unknown = set(data) - _SET_KEYS
     if unknown:
-        raise InstanceSetError(f"instance set {source}: unknown key {sorted(unknown)[0]!r}; valid keys: "
+        raise InstanceSetError(f"instance set {source}: unknown key {sorted(map(str, unknown))[0]!r}; valid keys: "
                                f"{sorted(_SET_KEYS)}")
     name = data.get("name") or Path(source).stem
+    if not isinstance(name, str):
+        raise InstanceSetError(f"instance set {source}: 'name' must be a string, got {name!r}")
+    if not isinstance(data.get("description", ""), (str, type(None))):
+        raise InstanceSetError(f"instance set {name!r} ({source}): 'description' must be text")
     defaults = data.get("defaults", {}) or {}
     if not isinstance(defaults, Mapping) or "name" in defaults:
         raise InstanceSetError(f"instance set {name!r}: 'defaults' must be a mapping without 'name'")
@@ -285,7 +350,7 @@ def instance_set_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> I
         raise InstanceSetError(f"instance set {name!r}: instance names must be unique, repeated: {dupes}")
     by_task: dict[str, list[str]] = {}
     for inst in splits["train"] + splits["test"]:
-        by_task.setdefault(inst.task_key(), []).append(f"{inst.split}:{inst.name}")
+        by_task.setdefault(_task_identity(inst), []).append(f"{inst.split}:{inst.name}")
     same = [v for v in by_task.values() if len(v) > 1]
     if same:
         raise InstanceSetError(f"instance set {name!r}: instances {same[0]} are the same task (same data set, "
@@ -293,7 +358,16 @@ def instance_set_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> I
                                "another task, not a train task with other seeds — change a generator "
                                "parameter, the data seed, the views or the learner's settings")
     return InstanceSet(name=str(name), train=splits["train"], test=splits["test"],
-                       description=str(data.get("description", "")).strip(), source=source)
+                       description=str(data.get("description") or "").strip(), source=source)
+
+
+def resolve_instance_set(name_or_path: str | Path, base_dir: str | Path | None = None) -> InstanceSet:
+    """A shipped set by name, or the YAML file at a path; a relative path is read from
+    ``base_dir`` (the folder of the preset that names it), else from the working directory."""
+    path = Path(name_or_path)
+    if base_dir is not None and (path.suffix or os.sep in str(name_or_path)) and not path.is_absolute():
+        path = Path(base_dir) / path
+    return load_instance_set(path if path.suffix or path.exists() else name_or_path)
 
 
 def load_instance_set(name_or_path: str | Path) -> InstanceSet:
@@ -307,10 +381,7 @@ def load_instance_set(name_or_path: str | Path) -> InstanceSet:
             raise InstanceSetError(f"no instance set {str(name_or_path)!r}; shipped sets: {names}"
                                    + (f" (did you mean {hint[0]!r}?)" if hint else "")
                                    + ", or pass the path of a YAML file")
-    if not path.exists():
+    if not path.is_file():
         raise InstanceSetError(f"instance set file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise InstanceSetError(f"instance set {path}: not valid YAML: {exc}") from None
+    data = load_yaml(path, error=InstanceSetError, what="instance set")
     return instance_set_from_dict(data, source=str(path))

@@ -346,7 +346,7 @@ def test_run_bench_end_to_end_with_a_stand_in_agent(tmp_path):
 
 
 RESULT_RE = [r"RESULT headroom_instances \d+ of 2",
-             *[rf"RESULT {k} (nan|-?\d+\.\d{{3}}) \[(nan|-?\d+\.\d{{3}}), (nan|-?\d+\.\d{{3}})\]"
+             *[rf"RESULT {k} (none|-?\d+\.\d{{3}} \[-?\d+\.\d{{3}}, -?\d+\.\d{{3}}\])"
                for k in ("agent_iqm", "tuned_constant_iqm", "dus_h_iqm", "paper_online_iqm")]]
 
 
