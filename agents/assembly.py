@@ -23,7 +23,9 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
+from .catalog import POLICIES, is_saved_agent, make_policy
 from .policy import Policy
+from .reinforce import ReinforcePolicy
 from .runner import EpisodeRecord, run_policy, steps_per_episode
 
 __all__ = ["build_policy", "make_run_env", "record_fields", "run_resumable", "steps_per_episode",
@@ -47,8 +49,6 @@ def build_policy(name_or_path: str, seed: int | None = None, policy_kwargs: dict
         policy_kwargs: keyword arguments for the policy (or its ``load``).
         frozen: REINFORCE does not learn (no updates, deterministic actions).
     """
-    from . import POLICIES, ReinforcePolicy, is_saved_agent, make_policy
-
     kwargs = dict(policy_kwargs or {})
     by_name = not is_saved_agent(name_or_path)
     if by_name and seed is not None and POLICIES.get_factory(name_or_path) is ReinforcePolicy:
@@ -61,15 +61,24 @@ def build_policy(name_or_path: str, seed: int | None = None, policy_kwargs: dict
 
 
 def make_run_env(env_kwargs: dict[str, Any], sample_order: str | None = None,
-                 sample_order_kwargs: dict[str, Any] | None = None):
-    """A :class:`mmenv.DUSEnv` from keyword arguments; ``sample_order`` (when given) wins over theirs."""
-    from mmenv import DUSEnv
+                 sample_order_kwargs: dict[str, Any] | None = None, policy: Policy | None = None):
+    """A :class:`mmenv.DUSEnv` from keyword arguments; ``sample_order`` (when given) wins over theirs.
+
+    ``policy``: a saved agent trained on the benchmark environment (its
+    :class:`~mmenv.agents.saved.AgentCard` says ``mmenv/DUSBench-v0``) gets that environment,
+    with the observation and reward it was trained with (:func:`mmenv.agents.saved.card_env`).
+    """
+    from .saved import card_env
 
     kwargs = dict(env_kwargs)
     if sample_order is not None:
         kwargs["sample_order"] = sample_order
         if sample_order_kwargs:
             kwargs["sample_order_kwargs"] = dict(sample_order_kwargs)
+    if policy is not None and policy.card is not None:
+        return card_env(policy.card, kwargs)
+    from mmenv import DUSEnv
+
     return DUSEnv(**kwargs)
 
 

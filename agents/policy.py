@@ -60,6 +60,9 @@ class Policy:
     """
 
     name: str = "policy"
+    #: the :class:`mmenv.agents.saved.AgentCard` of a saved agent (environment, observation, reward
+    #: it was trained with); ``None`` for policies that were not loaded from a file
+    card: Any = None
 
     def reset(self, env: Any) -> None:
         """Start of an episode. ``env`` is the unwrapped :class:`mmenv.DUSEnv`."""

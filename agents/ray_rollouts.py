@@ -12,7 +12,7 @@ nodes adds runs per hour:
   its transitions. The plan is fixed in advance and each actor plays with the driver's
   weights, so the result is the same as on local worker processes (or in one process).
 * **SB3** (:class:`RayVecEnv`): an SB3 ``VecEnv`` whose sub-environments
-  (:class:`~mmenv.agents.across_runs.MultiInstanceEnv`) live in actors, one per worker; a
+  (:class:`~mmenv.cycling.InstanceCyclingEnv`) live in actors, one per worker; a
   step is one epoch of a training run. It follows ``SubprocVecEnv``'s protocol exactly
   (auto-reset, ``terminal_observation``, seeds), so for the same ``workers`` the result is
   the same as with local processes.
@@ -25,11 +25,15 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
+import contextlib
+
 import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
-__all__ = ["RolloutHost", "EnvHost", "RayVecEnv", "play_on_actors"]
+from .rollouts import RolloutWorker
+
+__all__ = ["RolloutHost", "EnvHost", "RayVecEnv", "play_on_actors", "join_ray", "check_cpus", "kill_actors"]
 
 
 def _one_thread() -> None:
@@ -38,25 +42,43 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-class RolloutHost:
-    """Plays whole REINFORCE training runs (an actor's state: the train instances' environments)."""
+class RolloutHost(RolloutWorker):
+    """Plays whole REINFORCE training runs in an actor (:class:`~mmenv.agents.rollouts.RolloutWorker`)."""
 
-    def __init__(self, instances: list[dict], observation: str, reward: str) -> None:
-        from .across_runs import _init_worker
 
-        _init_worker(instances, observation, reward)
+def join_ray(stack: contextlib.ExitStack, ray_address: str | None, workers: int) -> Any:
+    """Enter a Ray session on ``stack`` and check it has CPUs for ``workers`` actors; on an
+    error the stack is closed (the session ended) before it propagates."""
+    from mmenv.cluster import ray_session
 
-    def play(self, config: dict, weights: dict, task: tuple[int, int, int]) -> tuple[list, dict]:
-        """Play the run ``task = (instance index, environment seed, sampling seed)`` with ``weights``."""
-        from .across_runs import _worker_play
+    ray = stack.enter_context(ray_session(ray_address, num_cpus=workers))
+    try:
+        check_cpus(ray, workers)
+    except ValueError:
+        stack.close()
+        raise
+    return ray
 
-        return _worker_play(config, weights, task)
 
-    def close(self) -> None:
-        from .across_runs import _WORKER
+def check_cpus(ray: Any, workers: int) -> None:
+    """Refuse more actors than the cluster has CPUs: the extra ones would wait forever."""
+    from mmenv.cluster import cluster_cpus
+    from mmenv.errors import InvalidArgumentError
 
-        for env in _WORKER.get("envs", {}).values():
-            env.close()
+    cpus = cluster_cpus(ray)
+    if workers > cpus:
+        raise InvalidArgumentError(f"workers={workers} Ray actors need {workers} CPUs, but the Ray cluster has "
+                                   f"{cpus}: lower workers or add nodes (ray start --address=HEAD:6379 on another "
+                                   "machine)")
+
+
+def kill_actors(ray: Any, actors: Sequence[Any]) -> None:
+    """Free the actors' CPUs (on a joined cluster they would outlive the training otherwise)."""
+    with contextlib.suppress(Exception):
+        ray.get([a.close.remote() for a in actors])
+    for a in actors:
+        with contextlib.suppress(Exception):
+            ray.kill(a)
 
 
 def play_on_actors(ray: Any, pool: Any, config: dict, weights: dict, tasks: Sequence[tuple[int, int, int]]

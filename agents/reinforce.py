@@ -34,7 +34,15 @@ Read top to bottom:
      advantages ``G_t - b_t`` with ``b_t`` a moving average of past returns *at the same
      step index* (episodes have a fixed horizon), and one gradient step is taken on the
      episode. :meth:`ReinforcePolicy.train_episodic` trains across many runs.
-5. **Saving**: the config (a plain dict), network and optimiser state, and baselines,
+5. **Network choice** (``policy=``): ``"mlp"`` (above, the default) reads the concatenated
+   observation and is built for one m; ``"equivariant"``
+   (:class:`~mmenv.agents.equivariant.EquivariantDirichletNet`) scores every modality with
+   one shared Deep Sets network from its own features plus a pooled summary, so permuting the
+   modalities permutes the proportions and the same weights run on any m. It reads an
+   observation laid out per modality (``observation="modal"`` of ``mmenv/DUSBench-v0``, or
+   the paper's discrepancy as one feature per modality); the layout ``(k, g)`` is taken from
+   the first observation and saved in the config.
+6. **Saving**: the config (a plain dict), network and optimiser state, and baselines,
    written atomically by :func:`mmenv.checkpoint.atomic_save`;
    :meth:`ReinforcePolicy.load` (or ``mmenv.agents.make_policy("agent.pt")``) restores
    it through :func:`mmenv.checkpoint.load`: tensors, numbers, strings and containers
@@ -69,10 +77,11 @@ from mmenv.checkpoint import atomic_save
 from mmenv.checkpoint import load as load_checkpoint
 from .policy import Policy, PolicyError
 
-__all__ = ["ReinforceConfig", "DirichletPolicyNet", "ReinforcePolicy"]
+__all__ = ["ReinforceConfig", "DirichletPolicyNet", "ReinforcePolicy", "NETWORKS"]
 
 FORMAT = "mmenv-reinforce-v1"
 MODES = ("online", "episodic")
+NETWORKS = ("mlp", "equivariant")
 
 
 @dataclass
@@ -93,6 +102,9 @@ class ReinforceConfig:
     conc_max: float = 1e3
     prop_eps: float = 1e-6              # proportions are clamped to >= this for log_prob
     seed: int | None = None
+    policy: str = "mlp"                 # the network: "mlp" or "equivariant" (per-modality, any m)
+    modality_features: int | None = None  # equivariant: per-modality width k of the observation
+    global_features: int | None = None    # equivariant: global width g (after the m blocks)
 
 
 class DirichletPolicyNet(nn.Module):
@@ -158,11 +170,13 @@ class ReinforcePolicy(Policy):
         self.config = ReinforceConfig(seed=seed, **config)
         if self.config.mode not in MODES:
             raise PolicyError(f"unknown mode {self.config.mode!r}; valid: {list(MODES)}")
+        if self.config.policy not in NETWORKS:
+            raise PolicyError(f"unknown REINFORCE network policy={self.config.policy!r}; valid: {list(NETWORKS)}")
         if self.config.seed is None:
             self.config.seed = int(np.random.SeedSequence().generate_state(1)[0] % (2**31 - 1))
         self.deterministic = deterministic
         self.generator = torch.Generator().manual_seed(self.config.seed)
-        self.net: DirichletPolicyNet | None = None
+        self.net: nn.Module | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.reward_baseline: float | None = None          # online mode
         self.return_baselines: dict[int, float] = {}       # episodic mode, per step index
@@ -171,8 +185,9 @@ class ReinforcePolicy(Policy):
         self._episode: list[tuple[np.ndarray, np.ndarray, float]] = []
         self.log_dir = log_dir
         self._writer: Any = None  # a SummaryWriter, created at the first logged update
-        if self.config.num_modalities is not None:
-            self._build(self.config.num_modalities)
+        self._purge_step: int | None = None  # where a resumed log continues (resume_logging)
+        if self.config.num_modalities is not None or self.config.modality_features is not None:
+            self.build(self.config.num_modalities, self.config.obs_dim)
 
     @property
     def mode(self) -> str:
@@ -185,24 +200,92 @@ class ReinforcePolicy(Policy):
         self.config.mode = value
 
     # ------------------------------------------------------------------ network
-    def _build(self, m: int, obs_dim: int | None = None) -> None:
-        """Build the network for ``m`` modalities and observations of length ``obs_dim`` (default m)."""
+    @property
+    def equivariant(self) -> bool:
+        """Whether the network is the per-modality (Deep Sets) one, which runs on any m."""
+        return self.config.policy == "equivariant"
+
+    def build(self, m: int | None, obs_dim: int | None = None) -> None:
+        """Build the network for ``m`` modalities and observations of length ``obs_dim`` (default m).
+
+        The equivariant network needs the per-modality layout ``(k, g)``: the configured
+        ``modality_features`` / ``global_features``, else the layout of the observation mode whose
+        length is ``obs_dim`` for m modalities (:func:`mmenv.observations.infer_observation`).
+        It does not depend on m once built.
+        """
         c = self.config
         if self.net is not None:
-            if m != c.num_modalities:
+            if not self.equivariant and m is not None and m != c.num_modalities:
                 raise PolicyError(f"this policy was built for {c.num_modalities} modalities, "
                                   f"the environment has {m}")
             return
-        c.num_modalities = m
-        c.obs_dim = int(obs_dim) if obs_dim is not None else (c.obs_dim or m)
+        if self.equivariant:
+            if c.modality_features is None or c.global_features is None:
+                from mmenv.observations import infer_observation, observation_layout
+
+                if m is None:
+                    raise PolicyError("the equivariant network needs m or its layout (modality_features, "
+                                      "global_features) to be built")
+                n = int(obs_dim) if obs_dim is not None else m
+                mode = infer_observation(n, m)
+                layout = observation_layout(mode, m) if mode is not None else None
+                if layout is None:
+                    raise PolicyError(f"policy='equivariant' reads an observation laid out per modality; an "
+                                      f"observation of length {n} for {m} modalities is not (use "
+                                      "observation='modal' of mmenv/DUSBench-v0, or the paper's)")
+                c.modality_features, c.global_features = layout[1], layout[2]
+            c.num_modalities, c.obs_dim = None, None   # not tied to one m
+        else:
+            if m is None:
+                raise PolicyError("the network is built for a number of modalities: pass m")
+            c.num_modalities = m
+            c.obs_dim = int(obs_dim) if obs_dim is not None else (c.obs_dim or m)
         # Parameter initialisation draws from torch's global RNG: seed it inside a fork.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(c.seed)
-            self.net = DirichletPolicyNet(m, c.hidden, c.init_concentration, c.conc_min, c.conc_max,
-                                          obs_dim=c.obs_dim)
+            if self.equivariant:
+                from .equivariant import EquivariantDirichletNet
+
+                assert c.modality_features is not None and c.global_features is not None  # set just above
+                self.net = EquivariantDirichletNet(c.modality_features, c.global_features, c.hidden,
+                                                   c.init_concentration, c.conc_min, c.conc_max)
+            else:
+                assert c.num_modalities is not None  # set just above
+                self.net = DirichletPolicyNet(c.num_modalities, c.hidden, c.init_concentration, c.conc_min,
+                                              c.conc_max, obs_dim=c.obs_dim)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=c.lr)
 
-    def _built(self) -> tuple[DirichletPolicyNet, torch.optim.Optimizer]:
+    def weights(self) -> dict[str, torch.Tensor]:
+        """A copy of the network's weights (what rollout workers act with)."""
+        net, _ = self._built()
+        return {k: v.clone() for k, v in net.state_dict().items()}
+
+    def load_weights(self, weights: dict[str, torch.Tensor]) -> None:
+        """Act with ``weights`` (from :meth:`weights` of a policy with the same configuration)."""
+        net, _ = self._built()
+        net.load_state_dict(weights)
+
+    @classmethod
+    def from_weights(cls, config: dict[str, Any], weights: dict[str, torch.Tensor]) -> "ReinforcePolicy":
+        """A policy with configuration ``config`` (``asdict(policy.config)``) acting with ``weights``."""
+        options = {k: v for k, v in config.items() if k != "seed"}
+        policy = cls(seed=config["seed"], **options)
+        policy.build(config.get("num_modalities"), config.get("obs_dim"))
+        policy.load_weights(weights)
+        return policy
+
+    def snapshot(self, deterministic: bool = True) -> "ReinforcePolicy":
+        """A copy acting with the current weights, without this policy's TensorBoard writer."""
+        writer, self._writer = self._writer, None
+        try:
+            snap = copy.deepcopy(self)
+        finally:
+            self._writer = writer
+        snap.deterministic = deterministic
+        snap.log_dir = None
+        return snap
+
+    def _built(self) -> tuple[nn.Module, torch.optim.Optimizer]:
         """The network and its optimiser (an error before they are built)."""
         if self.net is None or self.optimizer is None:
             raise PolicyError("the network is built at the first reset(env)/act(obs)")
@@ -213,7 +296,7 @@ class ReinforcePolicy(Policy):
         obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32))
         if self.net is None:
             # Not built by reset(env): the observation is the paper's unless m was configured.
-            self._build(self.config.num_modalities or obs_t.shape[-1], obs_t.shape[-1])
+            self.build(self.config.num_modalities or obs_t.shape[-1], obs_t.shape[-1])
         net, _ = self._built()
         return Dirichlet(net(obs_t).double(), validate_args=False)
 
@@ -235,13 +318,18 @@ class ReinforcePolicy(Policy):
         if self.net is None and self.config.obs_dim is None:
             self.config.num_modalities = m  # the network is built at the first act(obs)
         else:
-            self._build(m)
+            self.build(m)
         self._episode = []
 
     def act(self, obs: np.ndarray, info: dict | None = None) -> np.ndarray:
         with torch.no_grad():
             conc = self.distribution(obs).concentration
-            mean = conc / conc.sum(-1, keepdim=True)
+            if self.equivariant:  # a sum that does not depend on the modalities' order, bit for bit
+                from .equivariant import invariant_sum
+
+                mean = conc / invariant_sum(conc, -1, keepdim=True)
+            else:
+                mean = conc / conc.sum(-1, keepdim=True)
             if self.deterministic:
                 p = mean
             else:
@@ -335,7 +423,7 @@ class ReinforcePolicy(Policy):
         if self._writer is None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(self.log_dir, purge_step=getattr(self, "_purge_step", None))
+            self._writer = SummaryWriter(self.log_dir, purge_step=self._purge_step)
         for key, value in scalars.items():
             self._writer.add_scalar(f"reinforce/{key}", value, self.num_updates)
 
@@ -371,9 +459,18 @@ class ReinforcePolicy(Policy):
             "num_updates": int(self.num_updates),
         }
 
-    def save(self, path: str | Path) -> None:
-        """Write the trained policy to ``path`` atomically (a kill mid-write keeps the old file)."""
-        atomic_save(self.save_payload(), path)
+    def save(self, path: str | Path, card: dict[str, Any] | None = None) -> None:
+        """Write the trained policy to ``path`` atomically (a kill mid-write keeps the old file).
+
+        ``card``: the agent card (:mod:`mmenv.agents.saved`) stored beside the weights; by
+        default the card the policy was loaded with, if any.
+        """
+        payload = self.save_payload()
+        if card is None and self.card is not None:
+            card = self.card.to_dict()
+        if card is not None:
+            payload["agent"] = card
+        atomic_save(payload, path)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume learning mid-run (for checkpoints; see mmenv.checkpoint).
@@ -398,7 +495,7 @@ class ReinforcePolicy(Policy):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` into a policy built with the same configuration."""
-        self._build(int(state["config"]["num_modalities"]), state["config"].get("obs_dim"))
+        self.build(state["config"].get("num_modalities"), state["config"].get("obs_dim"))
         net, optimizer = self._built()
         net.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
@@ -422,7 +519,7 @@ class ReinforcePolicy(Policy):
         config = {**state["config"], **overrides}
         saved_seed = config.pop("seed")
         policy = cls(seed=saved_seed if seed is None else seed, deterministic=deterministic, **config)
-        policy._build(config["num_modalities"], config.get("obs_dim"))
+        policy.build(config.get("num_modalities"), config.get("obs_dim"))
         net, optimizer = policy._built()
         net.load_state_dict(state["state_dict"])
         if "lr" not in overrides:

@@ -67,8 +67,9 @@ from mmenv.checkpoint import CheckpointError, UnsafeCheckpointError
 from mmenv.registry import Registry
 
 from .policy import Policy, PolicyError, UnknownPolicyError, normalise_proportions
+from .presets import PRESETS, preset
 
-__all__ = ["SB3_ALGOS", "SB3_DEFAULTS", "NOT_APPLICABLE", "AlgoInfo", "algo_info", "make_sb3_env",
+__all__ = ["SB3_ALGOS", "SB3_DEFAULTS", "NOT_APPLICABLE", "AlgoInfo", "algo_info", "algo_class", "make_sb3_env",
            "make_sb3_agent", "InfoCallback", "learn", "TqdmCallback", "SB3Policy", "save_sb3_model",
            "load_sb3_model", "safe_sb3_custom_objects", "read_sb3_metadata", "METADATA_ENTRY"]
 
@@ -115,20 +116,13 @@ NOT_APPLICABLE = {"dqn": "DQN", "qrdqn": "QR-DQN", "qr-dqn": "QR-DQN", "maskable
 _DISCRETE_POLICY_MODULES = {"stable_baselines3.dqn.policies": "DQN", "sb3_contrib.qrdqn.policies": "QR-DQN",
                             "sb3_contrib.common.maskable.policies": "MaskablePPO"}
 
-_OFF_POLICY = dict(learning_starts=4, batch_size=8, train_freq=1, gradient_steps=1, buffer_size=10_000,
-                   learning_rate=1e-4)
+#: Keys of :data:`mmenv.agents.presets.PRESETS` that :func:`make_sb3_agent` translates (not constructor arguments).
+PRESET_ONLY_KEYS = ("log_std_init", "action_noise_sigma", "policy")
+#: The within-run presets as constructor keyword arguments (a view of :data:`mmenv.agents.presets.PRESETS`;
+#: TD3 and DDPG also get Gaussian action noise, sigma 0.1, from :func:`make_sb3_agent`).
 SB3_DEFAULTS: dict[str, dict[str, Any]] = {
-    "ppo": dict(n_steps=8, batch_size=8, n_epochs=4, learning_rate=1e-4),
-    "a2c": dict(n_steps=4, learning_rate=1e-4),
-    "sac": dict(_OFF_POLICY),
-    "td3": dict(_OFF_POLICY),
-    "ddpg": dict(_OFF_POLICY),
-    "tqc": dict(_OFF_POLICY),
-    "crossq": dict(_OFF_POLICY),
-    "trpo": dict(n_steps=8, batch_size=8, learning_rate=1e-4),
-    "recurrentppo": dict(n_steps=8, batch_size=8, n_epochs=4, learning_rate=1e-4),
-    "ars": dict(n_delta=2),
-}
+    algo: {k: v for k, v in settings["within-run"].items() if k not in PRESET_ONLY_KEYS}
+    for algo, settings in PRESETS.items() if algo != "reinforce"}
 
 
 def algo_info(algo: str) -> AlgoInfo:
@@ -148,7 +142,8 @@ def algo_info(algo: str) -> AlgoInfo:
     return AlgoInfo(key, cls.__module__.split(".")[0], cls.__name__)
 
 
-def _algo_class(algo: str):
+def algo_class(algo: str) -> Any:
+    """The SB3 / sb3-contrib class of ``algo`` (an error naming the package to install if missing)."""
     info = algo_info(algo)
     try:
         return SB3_ALGOS.make(info.key)
@@ -182,10 +177,18 @@ def _action_space_of(env) -> str | None:
 
 
 def make_sb3_agent(algo: str, env, tensorboard_log: str | None = None, seed: int | None = None,
-                   verbose: int = 0, **overrides: Any):
-    """An ``algo`` model (SB3 or sb3-contrib) on ``env`` with the presets above; ``overrides`` win."""
+                   verbose: int = 0, setting: str = "within-run", **overrides: Any):
+    """An ``algo`` model (SB3 or sb3-contrib) on ``env`` with its preset; ``overrides`` win.
+
+    ``setting``: which preset of :data:`mmenv.agents.presets.PRESETS` (``"within-run"``, the
+    default, or ``"across-runs"``). Besides constructor arguments, the preset and the overrides
+    may hold ``log_std_init`` (the initial log-std of a Gaussian policy: PPO, A2C, TRPO,
+    RecurrentPPO; ignored by the others), ``action_noise_sigma`` (TD3 / DDPG Gaussian noise) and
+    ``policy`` (``"mlp"``, the default, or ``"equivariant"``: the per-modality policy of
+    :mod:`mmenv.agents.equivariant` for PPO, A2C, SAC, reading ``env``'s ``observation_layout``).
+    """
     info = algo_info(algo)
-    cls = _algo_class(algo)
+    cls = algo_class(algo)
     base = getattr(env, "unwrapped", env)
     space = _action_space_of(env)
     if space == "unit" or (space is None and float(np.min(base.action_space.low)) >= 0.0):
@@ -193,13 +196,27 @@ def make_sb3_agent(algo: str, env, tensorboard_log: str | None = None, seed: int
             f"{info.cls} needs the environment's action space to be Box(-1, 1) (SB3's convention); "
             "create it with gym.make('mmenv/DUS-v0') (softmax by default), DUSEnv(..., action_space='softmax') "
             "or action_space='symmetric', or with mmenv.agents.sb3.make_sb3_env(...)")
-    kwargs: dict[str, Any] = dict(SB3_DEFAULTS.get(info.key, {}))
-    if info.key in ("td3", "ddpg") and "action_noise" not in overrides:
-        m = base.action_space.shape[0]
-        kwargs["action_noise"] = NormalActionNoise(np.zeros(m), 0.1 * np.ones(m))
-    kwargs.update(overrides)
-    return cls(info.policy, env, tensorboard_log=tensorboard_log, seed=seed, verbose=verbose, device="cpu",
-               **kwargs)
+    kwargs: dict[str, Any] = {**preset(info.key, setting), **overrides}
+    policy_kwargs = dict(kwargs.pop("policy_kwargs", None) or {})
+    log_std_init = kwargs.pop("log_std_init", None)
+    if log_std_init is not None and info.key in ("ppo", "a2c", "trpo", "recurrentppo"):
+        policy_kwargs.setdefault("log_std_init", log_std_init)  # SAC / TD3 have no initial log-std
+    sigma = kwargs.pop("action_noise_sigma", None)
+    if info.key in ("td3", "ddpg") and sigma is not None and "action_noise" not in kwargs:
+        m = int(np.prod(base.action_space.shape or (1,)))
+        kwargs["action_noise"] = NormalActionNoise(np.zeros(m), sigma * np.ones(m))
+    network = kwargs.pop("policy", "mlp")
+    policy: Any = info.policy
+    if network == "equivariant":
+        from .equivariant import equivariant_policy_class, layout_of
+
+        policy = equivariant_policy_class(info.key)
+        policy_kwargs.setdefault("layout", list(layout_of(env)))
+    elif network != "mlp":
+        raise PolicyError(f"unknown network policy={network!r}; valid: 'mlp', 'equivariant'")
+    if policy_kwargs:
+        kwargs["policy_kwargs"] = policy_kwargs
+    return cls(policy, env, tensorboard_log=tensorboard_log, seed=seed, verbose=verbose, device="cpu", **kwargs)
 
 
 class InfoCallback(BaseCallback):
@@ -271,12 +288,14 @@ def algo_key(model) -> str:
     raise PolicyError(f"{type(model).__name__} is not one of the algorithms mmenv knows: {list(SB3_ALGOS)}")
 
 
-def save_sb3_model(model, path: str | Path, action_space: str | None = None) -> Path:
+def save_sb3_model(model, path: str | Path, action_space: str | None = None,
+                   card: Mapping[str, Any] | None = None) -> Path:
     """``model.save(path)`` plus an ``mmenv.json`` entry in the zip naming the algorithm.
 
     The entry also records the DUS action space the agent acted in (read from the model's
     environment unless ``action_space`` is given), so a loaded agent maps its actions back
-    to proportions the way they were meant. SB3 ignores the extra entry when loading.
+    to proportions the way they were meant, and ``card`` (the agent card,
+    :mod:`mmenv.agents.saved`) under ``"agent"``. SB3 ignores the extra entry when loading.
     """
     path = Path(path)
     if path.suffix != ".zip":
@@ -292,6 +311,8 @@ def save_sb3_model(model, path: str | Path, action_space: str | None = None) -> 
             scale = None
     meta = {"format": 1, "algo": info.key, "class": f"{info.module}.{info.cls}", "action_space": space,
             "softmax_scale": scale}
+    if card is not None:
+        meta["agent"] = dict(card)
     with zipfile.ZipFile(path, "a") as zf:
         zf.writestr(METADATA_ENTRY, json.dumps(meta))
     return path
@@ -328,6 +349,11 @@ def _algo_from_saved_data(data: dict, path: Path) -> str:
     if module in _DISCRETE_POLICY_MODULES:
         raise PolicyError(f"{path} holds a {_DISCRETE_POLICY_MODULES[module]} agent, which needs a discrete "
                           "action space and does not apply to DUS")
+    if module == "mmenv.agents.equivariant":   # the package's equivariant policies (PPO / A2C, SAC)
+        text = " ".join(str(v) for v in (data.get("policy_class") or {}).values())
+        if "EquivariantSACPolicy" in text:
+            return "sac"
+        return "ppo" if "clip_range" in data else "a2c"
     if module == "stable_baselines3.common.policies":
         if "cg_max_steps" in data:
             return "trpo"
@@ -349,12 +375,14 @@ def load_sb3_model(path: str | Path, algo: str | None = None):
     """
     path = Path(path)
     key = algo_info(algo).key if algo is not None else read_sb3_metadata(path)["algo"]
-    cls = _algo_class(key)
+    cls = algo_class(key)
     return cls.load(path, device="cpu", custom_objects=safe_sb3_custom_objects(path, cls))
 
 
 # ---------------------------------------------------------------------- safe loading of SB3 zips
 _SB3_PACKAGES = ("stable_baselines3.", "sb3_contrib.")
+#: This package's own SB3 policies (the equivariant ones) are trusted like SB3's.
+_OWN_POLICIES = ("mmenv.agents.",)
 _CLASS_REPR = re.compile(r"^<class '([A-Za-z_][\w.]*)'>$")
 _FUNCTION_REPR = re.compile(r"^<function ([A-Za-z_][\w]*)\.")
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
@@ -371,7 +399,7 @@ def _sb3_class(entry: Mapping[str, Any], key: str) -> type:
 
     module = entry.get("__module__")
     names = {m.group(1) for v in entry.values() if isinstance(v, str) for m in [_FUNCTION_REPR.match(v)] if m}
-    if not isinstance(module, str) or not module.startswith(_SB3_PACKAGES) or len(names) != 1:
+    if not isinstance(module, str) or not module.startswith(_SB3_PACKAGES + _OWN_POLICIES) or len(names) != 1:
         raise UnsafeCheckpointError(f"SB3 zip: {key!r} names a class outside stable_baselines3 / sb3_contrib "
                                     f"(module {module!r}); refusing to unpickle it")
     obj = getattr(importlib.import_module(module), names.pop(), None)
@@ -437,7 +465,7 @@ def _sb3_kwargs(entry: Mapping[str, Any], key: str) -> dict[str, Any]:
             continue
         if isinstance(value, str) and (m := _CLASS_REPR.match(value)):
             module, _, attr = m.group(1).rpartition(".")
-            if not module.startswith(("torch.nn.", "torch.optim.", *_SB3_PACKAGES)):
+            if not module.startswith(("torch.nn.", "torch.optim.", *_SB3_PACKAGES, *_OWN_POLICIES)):
                 raise UnsafeCheckpointError(f"SB3 zip: {key}.{name} names {m.group(1)}, outside torch.nn / "
                                             "torch.optim / SB3; refusing to unpickle it")
             out[name] = getattr(importlib.import_module(module), attr)
@@ -518,7 +546,9 @@ class SB3Policy(Policy):
     :func:`save_sb3_model`; when unknown, the space of the model's own environment, else
     that of the environment the policy plays in (read at :meth:`reset`), else the affine
     map of the model's Box to ``[0, 1]``. Recurrent policies (RecurrentPPO) carry their
-    LSTM state from step to step and start afresh at each episode.
+    LSTM state from step to step and start afresh at each episode. An equivariant policy
+    (:mod:`mmenv.agents.equivariant`) also acts on observations of another number of
+    modalities than it was built for (deterministically, with the same weights).
     """
 
     def __init__(self, model, deterministic: bool = True, action_space: str | None = None,
@@ -535,11 +565,13 @@ class SB3Policy(Policy):
         self._episode_start = np.ones((1,), dtype=bool)
 
     @classmethod
-    def load(cls, path: str | Path, algo: str | None = None, deterministic: bool = True, **_: Any) -> "SB3Policy":
+    def load(cls, path: str | Path, algo: str | None = None, deterministic: bool = True,
+             action_space: str | None = None, softmax_scale: float | None = None, **_: Any) -> "SB3Policy":
+        """Load a zip; the action space comes from ``action_space`` or the file's metadata."""
         meta = read_sb3_metadata(path)
         model = load_sb3_model(path, algo)
-        return cls(model, deterministic=deterministic, action_space=meta.get("action_space"),
-                   softmax_scale=meta.get("softmax_scale"))
+        return cls(model, deterministic=deterministic, action_space=action_space or meta.get("action_space"),
+                   softmax_scale=softmax_scale if softmax_scale is not None else meta.get("softmax_scale"))
 
     def save(self, path: str | Path) -> None:
         save_sb3_model(self.model, path, action_space=self.action_space)
@@ -552,17 +584,33 @@ class SB3Policy(Policy):
         self._state = None
         self._episode_start = np.ones((1,), dtype=bool)
 
+    def _other_m(self, obs: np.ndarray) -> np.ndarray | None:
+        """Deterministic actions of an equivariant policy for an observation of another m (else None)."""
+        space = self.model.observation_space
+        if np.asarray(obs).shape == space.shape or not hasattr(self.model.policy, "deterministic_actions"):
+            return None
+        import torch
+
+        with torch.no_grad():
+            out = self.model.policy.deterministic_actions(torch.as_tensor(np.asarray(obs, dtype=np.float32))[None])
+        return np.clip(out[0].numpy().astype(np.float64), float(self.low.min()), float(self.high.max()))
+
     def act(self, obs: np.ndarray, info: dict) -> np.ndarray:
-        action, self._state = self.model.predict(np.asarray(obs, dtype=np.float32), state=self._state,
-                                                 episode_start=self._episode_start,
-                                                 deterministic=self.deterministic)
+        other = self._other_m(obs)
+        if other is not None:   # the same weights on another number of modalities
+            a = other
+        else:
+            action, self._state = self.model.predict(np.asarray(obs, dtype=np.float32), state=self._state,
+                                                     episode_start=self._episode_start,
+                                                     deterministic=self.deterministic)
+            a = np.clip(np.asarray(action, dtype=np.float64).reshape(-1), self.low, self.high)
         self._episode_start = np.zeros((1,), dtype=bool)
-        a = np.clip(np.asarray(action, dtype=np.float64).reshape(-1), self.low, self.high)
-        if self.action_space in ("softmax", "symmetric", "unit") and a.shape == self.low.shape:
+        if self.action_space in ("softmax", "symmetric", "unit") and (other is not None or a.shape == self.low.shape):
             from mmenv.sampling import SOFTMAX_SCALE, action_to_proportions
 
             return action_to_proportions(a, a.shape[0], tol=1e-6, space=self.action_space,
                                          softmax_scale=self.softmax_scale or SOFTMAX_SCALE)
         # Unknown space: the model's Box -> [0, 1] -> proportions.
-        unit = (a - self.low) / (self.high - self.low)
+        low, high = (self.low, self.high) if other is None else (self.low.min(), self.high.max())
+        unit = (a - low) / (high - low)
         return normalise_proportions(unit)

@@ -59,9 +59,8 @@ def ray_overhead(calls: int = 200) -> dict[str, float]:
     from mmenv.cluster import ray_session
 
     policy = ReinforcePolicy(seed=0, mode="episodic")
-    policy._build(2, 2)
-    assert policy.net is not None
-    weights = {k: v.clone() for k, v in policy.net.state_dict().items()}
+    policy.build(2, 2)
+    weights = policy.weights()
     with ray_session(num_cpus=1) as ray:
         actor = ray.remote(num_cpus=1)(_Echo).remote()
         ray.get(actor.play.remote({}, weights, (0, 0, 0)))  # the actor is up

@@ -35,7 +35,7 @@ import gymnasium as gym
 import numpy as np
 
 import mmenv  # noqa: F401  (registers the id)
-from mmenv.agents.sb3 import SB3_ALGOS, SB3_DEFAULTS, _algo_class, algo_info
+from mmenv.agents.sb3 import SB3_ALGOS, SB3_DEFAULTS, algo_class, algo_info
 from mmenv.sampling import allocate
 
 DATA = {"n_train": 128, "n_val": 32, "n_test": 128}
@@ -67,7 +67,7 @@ def _starved(sizes, threshold: int = 2) -> float:
 
 def fresh_share(algo: str, space: str, seed: int, draws: int = 1000) -> float:
     env = _make_env(space, 2)
-    model = _algo_class(algo)(algo_info(algo).policy, env, seed=seed, device="cpu")
+    model = algo_class(algo)(algo_info(algo).policy, env, seed=seed, device="cpu")
     base = env.unwrapped
     obs = np.random.default_rng(seed).uniform(0.0, 0.3, size=(draws, 2)).astype(np.float32)
     if algo == "recurrentppo":   # one LSTM state per row, all at an episode start
@@ -81,7 +81,7 @@ def fresh_share(algo: str, space: str, seed: int, draws: int = 1000) -> float:
 
 def learn_share(algo: str, space: str, seed: int, steps: int) -> float:
     env = _make_env(space, 4)
-    model = _algo_class(algo)(algo_info(algo).policy, env, seed=seed, device="cpu")
+    model = algo_class(algo)(algo_info(algo).policy, env, seed=seed, device="cpu")
     model.learn(total_timesteps=steps)
     return _starved(env.sizes[:steps])
 
@@ -90,7 +90,7 @@ def learning_row(algo: str, seed: int, timesteps: int) -> dict[str, Any]:
     env = _make_env("softmax", 4)
     info = algo_info(algo)
     kwargs = dict(SB3_DEFAULTS[algo])
-    model = _algo_class(algo)(info.policy, env, seed=seed, device="cpu", **kwargs)
+    model = algo_class(algo)(info.policy, env, seed=seed, device="cpu", **kwargs)
     start = time.perf_counter()
     model.learn(total_timesteps=timesteps)
     wall = time.perf_counter() - start

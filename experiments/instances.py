@@ -30,6 +30,9 @@ Format (``experiments/instance_sets/<name>.yaml``)::
     test:
       - ...
 
+The :class:`Instance` type itself lives in :mod:`mmenv.instances` (the environment and the
+agents read it too); this module loads and validates sets of them.
+
 Example::
 
     from mmenv.experiments.instances import load_instance_set
@@ -42,23 +45,21 @@ from __future__ import annotations
 
 import copy
 import difflib
-import hashlib
-import inspect
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from mmenv.errors import MMEnvError
+from mmenv.instances import ENV_KEYS, Instance, modality_names, with_defaults  # the one instance type, re-exported
 from mmenv.yamlio import load_yaml
 
 __all__ = ["Instance", "InstanceSet", "InstanceSetError", "load_instance_set", "instance_set_from_dict",
-           "list_instance_sets", "resolve_instance_set", "check_env_arguments", "INSTANCE_SETS_DIR", "ENV_KEYS"]
+           "list_instance_sets", "resolve_instance_set", "check_env_arguments", "INSTANCE_SETS_DIR", "ENV_KEYS",
+           "modality_names"]
 
 INSTANCE_SETS_DIR = Path(__file__).resolve().parent / "instance_sets"
-#: The environment settings an instance fixes (everything else is the benchmark's).
-ENV_KEYS = ("epochs", "batch_budget", "step_every")
 _ENV_DEFAULTS: dict[str, Any] = {"epochs": 5, "batch_budget": 64, "step_every": "epoch"}
 _INSTANCE_KEYS = {"name", "dataset", "dataset_kwargs", "learner", "learner_kwargs", "env", "tags"}
 _SCALAR = (str, int, float, bool, type(None))
@@ -67,54 +68,6 @@ _SET_KEYS = {"name", "description", "defaults", "train", "test"}
 
 class InstanceSetError(MMEnvError, ValueError):
     """An instance set is malformed; the message names the set, the instance and the fix."""
-
-
-@dataclass(frozen=True)
-class Instance:
-    """One benchmark task: data set x learner x environment settings (no run seed)."""
-
-    name: str
-    split: str                                   # "train" or "test"
-    dataset: str
-    dataset_kwargs: dict[str, Any] = field(default_factory=dict)
-    learner: str = "baseline"
-    learner_kwargs: dict[str, Any] = field(default_factory=dict)
-    epochs: int = 5
-    batch_budget: int = 64
-    step_every: str | int = "epoch"
-    tags: dict[str, Any] = field(default_factory=dict)
-    set_name: str = ""
-
-    def __hash__(self) -> int:  # the kwargs dicts are not hashable; an instance is named uniquely in its set
-        return hash((self.set_name, self.split, self.name))
-
-    def env_kwargs(self) -> dict[str, Any]:
-        """The :class:`mmenv.DUSEnv` keyword arguments of this task, as a fresh plain dict.
-
-        Exactly the keys ``dataset, dataset_kwargs, learner, learner_kwargs, epochs,
-        batch_budget, step_every`` (``DUSEnv(**inst.env_kwargs())`` builds the task;
-        ``mmenv.agents.across_runs.bench_env`` takes the same dict).
-        """
-        return {"dataset": self.dataset, "dataset_kwargs": copy.deepcopy(self.dataset_kwargs),
-                "learner": self.learner, "learner_kwargs": copy.deepcopy(self.learner_kwargs),
-                "epochs": self.epochs, "batch_budget": self.batch_budget, "step_every": self.step_every}
-
-    def task_key(self) -> str:
-        """Hash of the task with every builder default filled in (equal tasks, equal keys)."""
-        payload = {"dataset": self.dataset, "dataset_kwargs": _with_defaults("dataset", self.dataset,
-                                                                             self.dataset_kwargs),
-                   "learner": self.learner, "learner_kwargs": _with_defaults("learner", self.learner,
-                                                                             self.learner_kwargs),
-                   "env": {k: getattr(self, k) for k in ENV_KEYS}}
-        text = json.dumps(payload, sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-    def num_modalities(self) -> int:
-        """m, read from the built data set (cached per task)."""
-        return len(modality_names(self))
-
-    def label(self) -> str:
-        return f"{self.set_name}/{self.name}" if self.set_name else self.name
 
 
 def _normalised(value: Any) -> Any:
@@ -135,45 +88,11 @@ def _task_identity(inst: Instance) -> str:
     """What makes two instances one task, compared on normalised values: registered names in
     their canonical spelling, every builder default filled in, numbers as floats."""
     payload = {"dataset": inst.dataset.strip().lower(),
-               "dataset_kwargs": _with_defaults("dataset", inst.dataset, inst.dataset_kwargs),
+               "dataset_kwargs": with_defaults("dataset", inst.dataset, inst.dataset_kwargs),
                "learner": inst.learner.strip().lower(),
-               "learner_kwargs": _with_defaults("learner", inst.learner, inst.learner_kwargs),
+               "learner_kwargs": with_defaults("learner", inst.learner, inst.learner_kwargs),
                "env": {k: getattr(inst, k) for k in ENV_KEYS}}
     return json.dumps(_normalised(payload), sort_keys=True, default=str)
-
-
-_MODALITY_CACHE: dict[str, tuple[str, ...]] = {}
-
-
-def modality_names(inst: Instance) -> tuple[str, ...]:
-    """The modality names of an instance's data set, in the environment's order."""
-    key = inst.task_key()
-    if key not in _MODALITY_CACHE:
-        from mmenv.datasets import make_dataset
-
-        _MODALITY_CACHE[key] = tuple(make_dataset(inst.dataset, **inst.dataset_kwargs).modality_names)
-    return _MODALITY_CACHE[key]
-
-
-def _with_defaults(kind: str, name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """``kwargs`` with the builder's defaults filled in (unchanged when it cannot be inspected)."""
-    try:
-        if kind == "dataset":
-            from mmenv.datasets import DATASETS as registry
-        else:
-            from mmenv.learners import LEARNERS as registry
-        builder = registry[name]
-        sig = inspect.signature(builder)
-        bound = sig.bind_partial(**kwargs)
-        bound.apply_defaults()
-        out = dict(bound.arguments)
-        for pname, param in sig.parameters.items():
-            if param.kind is inspect.Parameter.VAR_KEYWORD and pname in out:
-                out.update(out.pop(pname))
-        # tuples and lists are the same YAML value
-        return json.loads(json.dumps(out, default=str))
-    except (KeyError, TypeError, ValueError):
-        return dict(kwargs)
 
 
 @dataclass

@@ -10,9 +10,11 @@ extended observation; :mod:`mmenv.wrappers`)::
     env = gym.make("mmenv/DUS-v0", dataset="synthetic", learner="baseline", epochs=5)
     obs, info = env.reset(seed=0)
 
-The registered id defaults to ``action_space="softmax"`` (``Box(-1, 1)`` logits), the form
+Both registered ids default to ``action_space="softmax"`` (``Box(-1, 1)`` logits), the form
 Gaussian agents such as SB3's expect and cannot misuse to starve a modality; pass
 ``action_space="unit"`` for the paper's ``[0, 1]`` proportions (``DUSEnv``'s own default).
+``gym.make("mmenv/DUSBench-v0", instances=...)`` cycles through an instance set, one
+training run per episode (:mod:`mmenv.cycling`).
 """
 
 from gymnasium.envs import registration as _gym_registration
@@ -40,4 +42,6 @@ if ENV_ID not in _gym_registration.registry:
                                vector_entry_point="mmenv.vector_env:make_vector_env",
                                kwargs={"action_space": "softmax"})
 if BENCH_ENV_ID not in _gym_registration.registry:
-    _gym_registration.register(id=BENCH_ENV_ID, entry_point="mmenv.wrappers:make_bench_env")
+    # The same softmax default as DUS-v0, for the same agents (bench_env keeps DUSEnv's unit space).
+    _gym_registration.register(id=BENCH_ENV_ID, entry_point="mmenv.wrappers:make_bench_env",
+                               kwargs={"action_space": "softmax"})

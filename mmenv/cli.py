@@ -345,7 +345,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     policy, learn = build_policy(args.policy, seed=args.seed, policy_kwargs=policy_kwargs, frozen=args.frozen)
     if isinstance(policy, ReinforcePolicy) and not is_saved_agent(args.policy):
         policy_kwargs.setdefault("seed", policy.config.seed)   # results.json records the agent's seed
-    env = make_run_env(env_kwargs)
+    env = make_run_env(env_kwargs, policy=policy)   # a saved agent gets the environment it was trained in
     seeds = [args.seed + i for i in range(args.episodes)]
     records = run_policy(env, policy, episodes=args.episodes, seeds=seeds, progress=not args.no_progress,
                          learn=learn)
@@ -354,7 +354,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     rows = episode_rows(records, label)
     summary = summarise(rows)
     payload = {"command": "evaluate", "policy": args.policy, "policy_kwargs": policy_kwargs, "learn": learn,
-               "env": env_kwargs, "seeds": seeds, "summary": summary,
+               "env": env_kwargs, "agent_card": policy.card.to_dict() if policy.card is not None else None,
+               "seeds": seeds, "summary": summary,
                "episodes": [r.to_dict() for r in records]}
     _write_json(out / "results.json", payload)
     write_csv(out / "results.csv", rows)

@@ -19,7 +19,7 @@ environment's ``info`` and public attributes. ``mmenv/DUSBench-v0`` registers it
     env = gym.make("mmenv/DUSBench-v0", learner="ogm-ge", epochs=5, observation="extended")
     obs, info = env.reset(seed=0)      # obs: 4m + 1 values, names in env.unwrapped... see below
 
-Observation (``observation=``)
+Observation (``observation=``; built by :mod:`mmenv.observations`)
     ``"paper"``: the cumulative discrepancy ``s^`` (Eq. 3), ``Box(0, 1, (m,))``, exactly DUS-v0's.
     ``"extended"``: ``Box((4m + 1,))``, in this order (names in :attr:`DUSBench.observation_names`):
 
@@ -35,6 +35,11 @@ Observation (``observation=``)
       loss) in every modality's entry. Before the first action: 1 (chance);
     * ``train_accuracy/<mod>`` (m): training accuracy of that modality's own output over the
       last step's batches (``info["train_accuracy"]``); ``1/C`` (chance) before the first action.
+
+    ``"modal"``: ``Box((10m + 1,))`` laid out per modality (for permutation-equivariant
+    policies): per modality [discrepancy, proportion, train loss, train accuracy, validation
+    accuracy of its own output] and the change of each since the last step, then [progress].
+    :attr:`DUSBench.observation_layout` is ``(m, 10, 1)``. It needs a validation split.
 
 Reward (``reward=``)
     ``"val-acc-gain"`` (default): fused validation accuracy after the step minus before it.
@@ -53,20 +58,22 @@ value before the next one), where ``DUSEnv(reward="val-acc-gain")`` evaluates tw
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
 
 from .env import DUSEnv
+from .errors import InvalidArgumentError
+from .observations import LOSS_CLIP, OBSERVATIONS, ObservationBuilder, check_observation
+from .observations import observation_layout as _layout
+from .observations import observation_names as _names
+from .observations import observation_space as _space
 
 __all__ = ["DUSBench", "make_bench_env", "BENCH_OBSERVATIONS", "BENCH_REWARDS", "LOSS_CLIP"]
 
-BENCH_OBSERVATIONS = ("paper", "extended")
+BENCH_OBSERVATIONS = OBSERVATIONS
 BENCH_REWARDS = ("val-acc-gain", "final-val-acc", "dus")
-LOSS_CLIP = 4.0
 
 
 class DUSBench(gym.Wrapper):
@@ -75,7 +82,7 @@ class DUSBench(gym.Wrapper):
     Args:
         env: the DUS environment (possibly wrapped); its reward must be the paper's
             (``"dus"``), which this wrapper reports as ``info["reward_dus"]``.
-        observation: ``"paper"`` or ``"extended"`` (module docstring).
+        observation: ``"paper"``, ``"extended"`` or ``"modal"`` (module docstring).
         reward: ``"val-acc-gain"``, ``"final-val-acc"`` or ``"dus"``.
         seed: if given, the first ``reset()`` without a seed uses it (later ones continue
             the environment's RNG, as Gymnasium's convention is).
@@ -84,8 +91,7 @@ class DUSBench(gym.Wrapper):
     def __init__(self, env: gym.Env, observation: str = "paper", reward: str = "val-acc-gain",
                  seed: int | None = None) -> None:
         super().__init__(env)
-        if observation not in BENCH_OBSERVATIONS:
-            raise ValueError(f"unknown observation {observation!r}; valid: {list(BENCH_OBSERVATIONS)}")
+        check_observation(observation)
         if reward not in BENCH_REWARDS:
             raise ValueError(f"unknown benchmark reward {reward!r}; valid: {list(BENCH_REWARDS)}")
         base = env.unwrapped
@@ -97,69 +103,61 @@ class DUSBench(gym.Wrapper):
         if reward != "dus" and base.dataset.val is None:
             raise ValueError(f"reward {reward!r} needs a validation split; dataset {base.dataset.name!r} has none "
                              "(give it one, e.g. dataset_kwargs={'n_val': 500}, or use reward='dus')")
+        if observation == "modal" and base.dataset.val is None:
+            raise InvalidArgumentError(f"observation 'modal' reads per-modality validation accuracy; dataset "
+                                       f"{base.dataset.name!r} has no validation split (give it one, e.g. "
+                                       "dataset_kwargs={'n_val': 500}, or use observation='extended')")
         self.observation_mode = observation
         self.reward_mode = reward
         self._pending_seed = seed
         self.modalities: tuple[str, ...] = tuple(base.modalities)
         self.num_classes = int(base.dataset.num_classes)
-        m = len(self.modalities)
-        if observation == "extended":
-            high = np.concatenate([np.ones(2 * m + 1), np.full(m, LOSS_CLIP), np.ones(m)]).astype(np.float32)
-            self.observation_space = spaces.Box(np.zeros_like(high), high, dtype=np.float32)
-        else:
-            self.observation_space = base.observation_space
+        paper_space: Any = base.observation_space
+        self.observation_space = _space(observation, len(self.modalities), paper_space)
+        self._builder = ObservationBuilder(observation, self.modalities, self.num_classes)
         self._val: float | None = None
-        self._last_obs: np.ndarray | None = None
+        self._val_cache: dict[str, dict[str, float]] | None = None  # evaluate("val") of the current model
 
     # ------------------------------------------------------------------ observation
     @property
     def observation_names(self) -> list[str]:
         """One name per observation entry (plots, logs)."""
-        mods = self.modalities
-        names = [f"discrepancy/{mod}" for mod in mods]
-        if self.observation_mode == "extended":
-            names += ["progress"] + [f"proportion/{mod}" for mod in mods]
-            names += [f"train_loss/{mod}" for mod in mods] + [f"train_accuracy/{mod}" for mod in mods]
-        return names
+        return _names(self.observation_mode, self.modalities)
 
-    def _extended(self, obs: np.ndarray, info: dict | None) -> np.ndarray:
-        base: Any = self.env.unwrapped
-        m, c = len(self.modalities), self.num_classes
-        if info is None or "proportions" not in info:  # before the first action
-            progress = 0.0
-            props = np.full(m, 1.0 / m)
-            loss = np.ones(m)
-            acc = np.full(m, 1.0 / c)
-        else:
-            progress = float(info["iteration"]) / float(base.total_iters)
-            props = np.asarray(info["proportions"], dtype=np.float64)
-            losses = info["train_loss"]
-            fallback = losses.get("fused", losses.get("total", math.log(c)))
-            loss = np.array([losses.get(mod, fallback) for mod in self.modalities], dtype=np.float64) / math.log(c)
-            acc = np.array([info["train_accuracy"][mod] for mod in self.modalities], dtype=np.float64)
-        out = np.concatenate([np.asarray(obs, dtype=np.float64), [progress], props,
-                              np.clip(np.nan_to_num(loss, nan=LOSS_CLIP, posinf=LOSS_CLIP), 0.0, LOSS_CLIP),
-                              np.clip(np.nan_to_num(acc, nan=0.0), 0.0, 1.0)])
-        return out.astype(np.float32)
+    @property
+    def observation_layout(self) -> tuple[int, int, int] | None:
+        """``(m, per-modality width, global width)`` of a per-modality observation, else ``None``."""
+        return _layout(self.observation_mode, len(self.modalities))
 
     def _observe(self, obs: np.ndarray, info: dict | None) -> np.ndarray:
-        return self._extended(obs, info) if self.observation_mode == "extended" else np.asarray(obs, np.float32)
+        base: Any = self.env.unwrapped
+        diverged = bool(info.get("diverged", False)) if info is not None else False
+        return self._builder.build(obs, info, int(base.total_iters), self._val_metrics, diverged)
+
+    def _val_metrics(self) -> dict[str, dict[str, float]]:
+        """``evaluate("val")`` of the current model, computed at most once per step (reward and observation)."""
+        if self._val_cache is None:
+            base: Any = self.env.unwrapped
+            self._val_cache = base.evaluate("val")
+        return self._val_cache
 
     # ------------------------------------------------------------------ gym API
     def _val_accuracy(self) -> float:
-        base: Any = self.env.unwrapped
-        return float(base.evaluate("val")["fused"]["accuracy"])
+        return float(self._val_metrics()["fused"]["accuracy"])
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         if seed is None and self._pending_seed is not None:
             seed = self._pending_seed
         self._pending_seed = None
         obs, info = self.env.reset(seed=seed, options=options)
+        self._val_cache = None
+        self._builder.reset()
         self._val = self._val_accuracy() if self.reward_mode == "val-acc-gain" else None
         return self._observe(obs, None), info
 
     def step(self, action):
         obs, reward_dus, terminated, truncated, info = self.env.step(action)
+        self._val_cache = None
         info["reward_dus"] = float(reward_dus)
         diverged = bool(info.get("diverged", False))
         if self.reward_mode == "dus":
@@ -178,10 +176,22 @@ class DUSBench(gym.Wrapper):
 
 
 def make_bench_env(observation: str = "paper", reward: str = "val-acc-gain", seed: int | None = None,
-                   **env_kwargs: Any) -> DUSBench:
+                   instances: Any = None, split: str = "train", order: str = "cycle",
+                   **env_kwargs: Any) -> gym.Env:
     """Entry point of ``mmenv/DUSBench-v0``: ``DUSBench(DUSEnv(**env_kwargs), observation, reward)``.
 
     ``env_kwargs`` are :class:`mmenv.DUSEnv` arguments (data set, learner, epochs, ...);
     the benchmark reward replaces DUSEnv's, so ``reward`` here is the benchmark's.
+
+    With ``instances`` (a list of :class:`mmenv.instances.Instance` or mappings, an instance
+    set, or an instance set's name or path, with ``split``) the result is an
+    :class:`mmenv.cycling.InstanceCyclingEnv`: every ``reset()`` plays the next instance
+    (``order="cycle"``) or a random one (``order="random"``); ``env_kwargs`` then hold only
+    settings that are not part of a task (``action_space``, ``device``, ...).
     """
+    if instances is not None:
+        from .cycling import InstanceCyclingEnv
+
+        return InstanceCyclingEnv(instances, split=split, observation=observation, reward=reward, seed=seed,
+                                  order=order, **env_kwargs)
     return DUSBench(DUSEnv(reward="dus", **env_kwargs), observation=observation, reward=reward, seed=seed)

@@ -1,0 +1,110 @@
+"""Rollout workers of across-run REINFORCE: play whole training runs with given weights.
+
+A leaf module (it imports the environment and the policy, nothing of the trainers), so that
+worker processes (:class:`concurrent.futures.ProcessPoolExecutor`) and Ray actors
+(:mod:`mmenv.agents.ray_rollouts`) start from it without importing the trainer that drives
+them.
+
+* :func:`play_run`: one training run with a policy sampling from a generator seeded by the
+  run's sampling seed; returns the transitions and a summary.
+* :class:`RolloutWorker`: the state of one worker (the benchmark environments of the train
+  instances it has played, built on first use) and :meth:`RolloutWorker.play`, which plays a
+  planned run ``(instance index, environment seed, sampling seed)`` with the driver's weights.
+* :func:`init_worker` / :func:`worker_play`: the same for a process pool (one worker per
+  process, kept in a module global).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import gymnasium as gym
+import numpy as np
+
+from mmenv.instances import Instance
+
+from .reinforce import ReinforcePolicy
+
+__all__ = ["play_run", "RolloutWorker", "init_worker", "worker_play", "Task", "Transition"]
+
+#: a planned run: (instance index, environment seed, sampling seed)
+Task = tuple[int, int, int]
+#: (observation, proportions, reward)
+Transition = tuple[np.ndarray, np.ndarray, float]
+
+
+def play_run(env: gym.Env, policy: ReinforcePolicy, env_seed: int, sample_seed: int
+             ) -> tuple[list[Transition], dict[str, Any]]:
+    """One training run with ``policy`` sampling from a generator seeded by ``sample_seed``."""
+    policy.generator.manual_seed(sample_seed)
+    obs, info = env.reset(seed=env_seed)
+    base: Any = env.unwrapped
+    policy.reset(base)
+    transitions: list[Transition] = []
+    props: list[list[float]] = []
+    ret, dus = 0.0, 0.0
+    done = False
+    while not done:
+        p = np.asarray(policy.act(obs, info), dtype=np.float64)
+        next_obs, reward, terminated, truncated, info = env.step(base.proportions_to_action(p))
+        transitions.append((np.asarray(obs, dtype=np.float32), p, float(reward)))
+        props.append([float(x) for x in info["proportions"]])
+        ret += float(reward)
+        dus += float(info["reward_dus"])
+        obs = next_obs
+        done = terminated or truncated
+    test = info.get("test")
+    summary = {"seed": env_seed, "return": ret, "reward_dus": dus, "proportions": props,
+               "test_accuracy": None if test is None else float(test["fused"]["accuracy"])}
+    return transitions, summary
+
+
+class RolloutWorker:
+    """Plays planned runs of ``instances`` in the benchmark environment (observation, reward)."""
+
+    def __init__(self, instances: Sequence[Instance], observation: str, reward: str,
+                 one_thread: bool = True) -> None:
+        if one_thread:  # a worker among others: one torch thread each
+            import torch
+
+            torch.set_num_threads(1)
+        self.instances = list(instances)
+        self.observation = observation
+        self.reward = reward
+        self.envs: dict[int, gym.Env] = {}
+
+    def env(self, index: int) -> gym.Env:
+        """The benchmark environment of instance ``index`` (built on first use, then kept)."""
+        if index not in self.envs:
+            from mmenv.wrappers import make_bench_env
+
+            self.envs[index] = make_bench_env(observation=self.observation, reward=self.reward,
+                                              **self.instances[index].env_kwargs())
+        return self.envs[index]
+
+    def play(self, config: dict[str, Any], weights: dict[str, Any], task: Task
+             ) -> tuple[list[Transition], dict[str, Any]]:
+        """Play ``task`` with a policy of configuration ``config`` acting with ``weights``."""
+        index, env_seed, sample_seed = task
+        policy = ReinforcePolicy.from_weights(config, weights)
+        transitions, summary = play_run(self.env(index), policy, env_seed, sample_seed)
+        return transitions, {"instance": index, **summary}
+
+    def close(self) -> None:
+        for env in self.envs.values():
+            env.close()
+        self.envs.clear()
+
+
+_WORKER: list[RolloutWorker] = []   # the process's worker (a process pool's initializer sets it)
+
+
+def init_worker(instances: Sequence[Instance], observation: str, reward: str) -> None:
+    """Process-pool initializer: this process's :class:`RolloutWorker`."""
+    _WORKER[:] = [RolloutWorker(instances, observation, reward)]
+
+
+def worker_play(config: dict[str, Any], weights: dict[str, Any], task: Task
+                ) -> tuple[list[Transition], dict[str, Any]]:
+    """Process-pool task: play ``task`` on this process's worker."""
+    return _WORKER[0].play(config, weights, task)
