@@ -237,6 +237,10 @@ class EquivariantActorCriticPolicy(ActorCriticPolicy):
             features: Any = self.extract_features(obs, self.pi_features_extractor)
             return self.mlp_extractor.forward_actor(features)
 
+    def deterministic_actions(self, obs: torch.Tensor) -> torch.Tensor:
+        """What ``predict(obs, deterministic=True)`` returns before clipping, for ``obs`` of any m."""
+        return self.proportions_scores(obs)
+
 
 class _EquivariantActor(Actor):
     """SAC actor: modality j's mean and log-std from its own two Deep Sets outputs."""
@@ -319,6 +323,12 @@ class EquivariantSACPolicy(SACPolicy):
         data = super()._get_constructor_parameters()
         data.update(layout=list(self.layout), hidden=self.hidden)
         return data
+
+    def deterministic_actions(self, obs: torch.Tensor) -> torch.Tensor:
+        """What ``predict(obs, deterministic=True)`` returns for ``obs`` of any m (a ``Box(-1, 1)``
+        action space: SAC's squashed mean needs no rescaling)."""
+        with torch.no_grad():
+            return self.actor(obs, deterministic=True)
 
 
 def equivariant_policy_class(algo: str) -> type:

@@ -262,7 +262,7 @@ class TrainedAgent:
     algo: str
     policy: Policy
     observation: str
-    reward: str
+    reward: str | None            # None: not recorded (a plain file's inferred card)
     seed: int
     runs: int
     curve: list[tuple[int, float]] = field(default_factory=list)
@@ -292,7 +292,7 @@ class TrainedAgent:
         policy = load_agent(path, deterministic=True)
         card: AgentCard = policy.card
         t = card.training
-        return cls(algo=card.algo, policy=policy, observation=card.observation, reward=str(card.reward),
+        return cls(algo=card.algo, policy=policy, observation=card.observation, reward=card.reward,
                    seed=int(t.get("seed", 0)), runs=int(t.get("runs", 0)),
                    curve=[(int(r), float(v)) for r, v in t.get("curve", [])], history=list(t.get("history", [])),
                    preset=dict(t.get("preset", {})), wall_time_s=float(t.get("wall_time_s", 0.0)),

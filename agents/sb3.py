@@ -546,7 +546,9 @@ class SB3Policy(Policy):
     :func:`save_sb3_model`; when unknown, the space of the model's own environment, else
     that of the environment the policy plays in (read at :meth:`reset`), else the affine
     map of the model's Box to ``[0, 1]``. Recurrent policies (RecurrentPPO) carry their
-    LSTM state from step to step and start afresh at each episode.
+    LSTM state from step to step and start afresh at each episode. An equivariant policy
+    (:mod:`mmenv.agents.equivariant`) also acts on observations of another number of
+    modalities than it was built for (deterministically, with the same weights).
     """
 
     def __init__(self, model, deterministic: bool = True, action_space: str | None = None,
@@ -582,17 +584,33 @@ class SB3Policy(Policy):
         self._state = None
         self._episode_start = np.ones((1,), dtype=bool)
 
+    def _other_m(self, obs: np.ndarray) -> np.ndarray | None:
+        """Deterministic actions of an equivariant policy for an observation of another m (else None)."""
+        space = self.model.observation_space
+        if np.asarray(obs).shape == space.shape or not hasattr(self.model.policy, "deterministic_actions"):
+            return None
+        import torch
+
+        with torch.no_grad():
+            out = self.model.policy.deterministic_actions(torch.as_tensor(np.asarray(obs, dtype=np.float32))[None])
+        return np.clip(out[0].numpy().astype(np.float64), float(self.low.min()), float(self.high.max()))
+
     def act(self, obs: np.ndarray, info: dict) -> np.ndarray:
-        action, self._state = self.model.predict(np.asarray(obs, dtype=np.float32), state=self._state,
-                                                 episode_start=self._episode_start,
-                                                 deterministic=self.deterministic)
+        other = self._other_m(obs)
+        if other is not None:   # the same weights on another number of modalities
+            a = other
+        else:
+            action, self._state = self.model.predict(np.asarray(obs, dtype=np.float32), state=self._state,
+                                                     episode_start=self._episode_start,
+                                                     deterministic=self.deterministic)
+            a = np.clip(np.asarray(action, dtype=np.float64).reshape(-1), self.low, self.high)
         self._episode_start = np.zeros((1,), dtype=bool)
-        a = np.clip(np.asarray(action, dtype=np.float64).reshape(-1), self.low, self.high)
-        if self.action_space in ("softmax", "symmetric", "unit") and a.shape == self.low.shape:
+        if self.action_space in ("softmax", "symmetric", "unit") and (other is not None or a.shape == self.low.shape):
             from mmenv.sampling import SOFTMAX_SCALE, action_to_proportions
 
             return action_to_proportions(a, a.shape[0], tol=1e-6, space=self.action_space,
                                          softmax_scale=self.softmax_scale or SOFTMAX_SCALE)
         # Unknown space: the model's Box -> [0, 1] -> proportions.
-        unit = (a - self.low) / (self.high - self.low)
+        low, high = (self.low, self.high) if other is None else (self.low.min(), self.high.max())
+        unit = (a - low) / (high - low)
         return normalise_proportions(unit)

@@ -286,3 +286,39 @@ def test_standard_preset_is_the_mixed_family_with_both_directions_and_agent_seed
     assert len(raw["eval_seeds"]) == 5 and not set(raw["tuning_seeds"]) & set(raw["eval_seeds"])
     assert all(len(a["seeds"]) >= 5 and "seed" not in a for a in raw["agents"])
     assert {c.policy_kwargs["direction"] for c in heuristic_grid()["fixed"]} == {"less", "more"}
+
+
+def test_tuned_heuristics_plug_into_the_staged_benchmark_tuning_stage():
+    # the benchmark's own run_tuned with the tuned rules: every run it asks for is on a tuning seed
+    from types import SimpleNamespace
+
+    from mmenv.experiments.bench_stages import run_tuned
+    from mmenv.experiments.grid import RunSpec
+    from mmenv.experiments.tuning import tuned_heuristic_baselines
+
+    train = [_Inst("a", "less"), _Inst("b", "less"), _Inst("c", "more")]
+    iset = SimpleNamespace(name="toy", train=train, test=[])
+    plan = SimpleNamespace(sets=[iset], cfg=SimpleNamespace(tuning_seeds=[100, 101, 102], eval_seeds=[0, 1]),
+                           spec=lambda inst, c, seed: RunSpec(dataset=inst.name, learner="baseline", policy=c.policy,
+                                                              seed=seed, policy_kwargs=c.policy_kwargs))
+    acc = _accuracy([])
+
+    class Runner:
+        def __init__(self):
+            self.ran, self.read = [], []
+
+        def run(self, specs, stage):
+            self.ran += [s.seed for s in specs]
+
+        def get(self, spec):
+            self.read.append(spec.seed)
+            inst = next(i for i in train if i.name == spec.dataset)
+            return {"status": "ok", "test": {"fused": {"accuracy": acc(inst, spec.policy, spec.policy_kwargs,
+                                                                        spec.seed)}}}
+
+    runner = Runner()
+    result = run_tuned(plan, runner, tuned_heuristic_baselines())
+    assert set(runner.ran) == set(runner.read) == {100, 101, 102}
+    choices = result.choices["toy"]
+    assert choices["fixed-ratio-tuned"].policy_kwargs == {"ratio": 0.25, "direction": "less"}
+    assert choices["dus-h-tuned"].policy_kwargs == {"beta": 0.25, "direction": "less"}

@@ -142,6 +142,12 @@ def test_sb3_equivariant_policy_permutes_exactly_and_round_trips(algo, tmp_path)
     p = policy.act(obs, {})
     np.testing.assert_array_equal(policy.act(permute(obs, [1, 0]), {}), p[[1, 0]])
     np.testing.assert_array_equal(policy.model.predict(obs, deterministic=True)[0], a)
+    # The loaded policy plays three modalities with the same weights, equivariantly.
+    obs3 = random_modal(3, 6)
+    p3 = policy.act(obs3, {})
+    assert p3.shape == (3,) and p3.sum() == pytest.approx(1.0)
+    # (the actions permute exactly; the softmax space's sum over three shares rounds by order)
+    np.testing.assert_allclose(policy.act(permute(obs3, [2, 0, 1]), {}), p3[[2, 0, 1]], rtol=1e-12)
     if algo == "ppo":   # the same weights score three modalities, equivariantly
         obs3 = torch.as_tensor(random_modal(3, 6))[None]
         s3 = model.policy.proportions_scores(obs3)[0]

@@ -95,7 +95,7 @@ def _corrupt(rng, x, labels, fraction, mode):
 
 
 def _noisy_fractions(noisy_fraction, order, own):
-    """Per-modality corruption fractions in modality order, each checked to lie in [0, 1)."""
+    """Per-modality corruption fractions in modality order, each checked to lie in [0, 0.95]."""
     m = len(order)
     if noisy_fraction is None:
         return [0.0] * m
