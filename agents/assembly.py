@@ -99,7 +99,9 @@ def run_resumable(env, policy, seeds: Sequence[int], ckpt: str | Path, fingerpri
                   resume: bool = False, progress: bool = False) -> list[EpisodeRecord]:
     """Run the (learning) REINFORCE episodes one by one, checkpointing the agent after each.
 
-    The checkpoint holds ``fingerprint`` (the configuration that must match to resume),
+    The checkpoint holds ``fingerprint`` (the configuration that must match to resume; its
+    ``data`` entry, the data's contents fingerprint, is refused with a
+    :class:`~mmenv.checkpoint.DataMismatchError` naming the data set's files),
     the finished episodes' records and the agent's whole state (network, optimizer,
     baselines, sampling generator). Each episode resets the environment with its own
     seed, so an episode cut short by a kill is simply run again from its start with the
@@ -109,7 +111,9 @@ def run_resumable(env, policy, seeds: Sequence[int], ckpt: str | Path, fingerpri
     episode had written (``purge_step``), so no step appears twice. A run that does not
     resume purges from step 0: the logs of an earlier run into the same folder are replaced.
     """
-    from mmenv.checkpoint import CheckpointError, atomic_save, load
+    from mmenv.checkpoint import atomic_save, check_resume_fingerprint, load
+
+    from .safe_load import agent_file_errors
 
     ckpt = Path(ckpt)
     base = getattr(env, "unwrapped", env)
@@ -118,12 +122,11 @@ def run_resumable(env, policy, seeds: Sequence[int], ckpt: str | Path, fingerpri
     tb_state: dict[str, Any] | None = None
     if resume and ckpt.exists():
         state = load(ckpt)
-        if state.get("fingerprint") != fingerprint:
-            raise CheckpointError(f"{ckpt} was written by another configuration: {state.get('fingerprint')} "
-                                  f"!= {fingerprint}; use another --out or drop --resume")
-        records = [EpisodeRecord(**r) for r in json.loads(state["records"])]
-        policy.load_state_dict(state["policy"])
-        tb_state = json.loads(state["tensorboard"]) if "tensorboard" in state else None
+        with agent_file_errors(ckpt, "training checkpoint"):   # a damaged file: one CheckpointError
+            check_resume_fingerprint(state.get("fingerprint"), fingerprint, ckpt, getattr(base, "dataset", None))
+            records = [EpisodeRecord(**r) for r in json.loads(state["records"])]
+            policy.load_state_dict(state["policy"])
+            tb_state = json.loads(state["tensorboard"]) if "tensorboard" in state else None
         print(f"resuming after episode {len(records)} of {len(seeds)} from {ckpt}")
     if hasattr(base, "resume_tensorboard"):
         base.resume_tensorboard(tb_state)

@@ -76,6 +76,7 @@ from torch.distributions import Dirichlet
 from mmenv.checkpoint import atomic_save
 from mmenv.checkpoint import load as load_checkpoint
 from .policy import Policy, PolicyError
+from .safe_load import agent_load_errors, check_reinforce_config
 
 __all__ = ["ReinforceConfig", "DirichletPolicyNet", "ReinforcePolicy", "NETWORKS"]
 
@@ -507,6 +508,7 @@ class ReinforcePolicy(Policy):
         self._episode = [(o.numpy(), p.numpy(), float(r)) for o, p, r in state["episode"]]
 
     @classmethod
+    @agent_load_errors("saved REINFORCE policy")
     def load(cls, path: str | Path, deterministic: bool = False, seed: int | None = None,
              **overrides: Any) -> "ReinforcePolicy":
         """Restore a saved policy; ``overrides`` replace config fields (e.g. ``mode``, ``lr``)."""
@@ -516,6 +518,7 @@ class ReinforcePolicy(Policy):
         state = load_checkpoint(path)  # safe: refuses files that name code (UnsafeCheckpointError)
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise PolicyError(f"{path} is not a saved REINFORCE policy (expected format {FORMAT!r})")
+        check_reinforce_config(state.get("config"), path, overrides)   # types and sizes, before building
         config = {**state["config"], **overrides}
         saved_seed = config.pop("seed")
         policy = cls(seed=saved_seed if seed is None else seed, deterministic=deterministic, **config)

@@ -46,6 +46,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .policy import Policy, PolicyError
+from .safe_load import agent_load_errors
 
 __all__ = ["AgentCard", "TrainedAgent", "read_card", "save_agent", "load_agent", "card_env", "CARD_FORMAT",
            "PAPER_ENV_ID", "BENCH_ENV_ID"]
@@ -184,6 +185,7 @@ def _is_symmetric_box(entry: Mapping[str, Any]) -> bool:
     return bool(low) and all(v == -1.0 for v in low) and all(v == 1.0 for v in high)
 
 
+@agent_load_errors("saved agent")
 def read_card(path: str | Path) -> AgentCard:
     """The :class:`AgentCard` of a saved agent (saved, or inferred: module docstring)."""
     path = Path(path)
@@ -229,6 +231,7 @@ def _sb3_network(model: Any) -> str:
     return "equivariant" if is_equivariant_policy(model.policy) else "mlp"
 
 
+@agent_load_errors("saved agent")
 def load_agent(path: str | Path, **kwargs: Any) -> Policy:
     """The policy saved at ``path`` with ``policy.card`` set (``kwargs`` go to the policy's ``load``)."""
     from .reinforce import ReinforcePolicy
@@ -287,6 +290,7 @@ class TrainedAgent:
         return save_agent(self.policy, path, card=self.card)
 
     @classmethod
+    @agent_load_errors("saved agent")
     def load(cls, path: str | Path) -> "TrainedAgent":
         """Any saved agent (module docstring) as a :class:`TrainedAgent` with a deterministic policy."""
         policy = load_agent(path, deterministic=True)

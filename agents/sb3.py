@@ -68,6 +68,7 @@ from mmenv.registry import Registry
 
 from .policy import Policy, PolicyError, UnknownPolicyError, normalise_proportions
 from .presets import PRESETS, preset
+from .safe_load import agent_load_errors, check_sb3_architecture
 
 __all__ = ["SB3_ALGOS", "SB3_DEFAULTS", "NOT_APPLICABLE", "AlgoInfo", "algo_info", "algo_class", "make_sb3_env",
            "make_sb3_agent", "InfoCallback", "learn", "TqdmCallback", "SB3Policy", "save_sb3_model",
@@ -368,15 +369,20 @@ def _algo_from_saved_data(data: dict, path: Path) -> str:
                       f"pass algo=... (one of {list(SB3_ALGOS)})")
 
 
+@agent_load_errors("SB3 agent")
 def load_sb3_model(path: str | Path, algo: str | None = None):
     """Load a saved SB3 / sb3-contrib ``.zip``; the algorithm comes from the file unless ``algo`` is given.
 
-    Safe: nothing in the file is unpickled (:func:`safe_sb3_custom_objects`).
+    Safe: nothing in the file is unpickled (:func:`safe_sb3_custom_objects`); network sizes
+    are bounded before they are built and any failure is a package error naming the file
+    (:mod:`mmenv.agents.safe_load`).
     """
     path = Path(path)
     key = algo_info(algo).key if algo is not None else read_sb3_metadata(path)["algo"]
     cls = algo_class(key)
-    return cls.load(path, device="cpu", custom_objects=safe_sb3_custom_objects(path, cls))
+    custom_objects = safe_sb3_custom_objects(path, cls)
+    check_sb3_architecture(custom_objects, path)
+    return cls.load(path, device="cpu", custom_objects=custom_objects)
 
 
 # ---------------------------------------------------------------------- safe loading of SB3 zips
@@ -417,11 +423,14 @@ def _sb3_space(entry: Mapping[str, Any], key: str) -> Any:
         if kind.endswith(".Box'>"):
             shape = tuple(int(v) for v in entry["_shape"])
 
-            def bound(text: str) -> np.ndarray:
-                values = re.sub(r"[\[\]]", " ", text).split()
-                return np.array([float(v) for v in values], dtype=np.float64).reshape(shape)
+            dtype = np.dtype(entry["dtype"])
 
-            return spaces.Box(bound(entry["low"]), bound(entry["high"]), shape=shape, dtype=np.dtype(entry["dtype"]))
+            def bound(text: str) -> np.ndarray:
+                # In the space's own dtype: float64 bounds on a float32 Box warn on every load.
+                values = re.sub(r"[\[\]]", " ", text).split()
+                return np.array([float(v) for v in values], dtype=np.float64).astype(dtype).reshape(shape)
+
+            return spaces.Box(bound(entry["low"]), bound(entry["high"]), shape=shape, dtype=dtype)
         if kind.endswith(".Discrete'>"):
             return spaces.Discrete(int(entry["n"]), start=int(entry.get("start", 0)))
     except (KeyError, ValueError, TypeError) as exc:
@@ -565,6 +574,7 @@ class SB3Policy(Policy):
         self._episode_start = np.ones((1,), dtype=bool)
 
     @classmethod
+    @agent_load_errors("SB3 agent")
     def load(cls, path: str | Path, algo: str | None = None, deterministic: bool = True,
              action_space: str | None = None, softmax_scale: float | None = None, **_: Any) -> "SB3Policy":
         """Load a zip; the action space comes from ``action_space`` or the file's metadata."""

@@ -8,14 +8,74 @@ the thread count.
 
 from __future__ import annotations
 
+import ast
 import os
 import signal
+import sys
 from dataclasses import asdict
 from typing import Any, Iterator, Sequence
 
-from .grid import RunSpec, execute_run, new_result
+from mmenv.errors import MMEnvError
 
-__all__ = ["run_serial", "run_processes", "run_ray", "run_specs", "init_worker"]
+from .grid import RunSpec, execute_run, new_result
+from mmenv.errors import InvalidArgumentError
+
+__all__ = ["run_serial", "run_processes", "run_ray", "run_specs", "init_worker", "PoolStartError",
+           "main_lacks_guard", "leave_if_reimported"]
+
+
+class PoolStartError(MMEnvError, RuntimeError):
+    """Worker processes could not start, so no run of the sweep could: usually a main script that
+    starts the sweep without the ``if __name__ == "__main__":`` guard that spawned workers need.
+
+    Raised here when the pool breaks and the main script has no guard (the message names the
+    script), and by :class:`mmenv.experiments.bench_runner.Runner` when every run of a stage
+    lost its worker."""
+
+
+def main_lacks_guard() -> str | None:
+    """The path of the main script when it has no ``if __name__ == "__main__":`` block, else None.
+
+    Worker processes are started with spawn: each one re-imports the main script, and a
+    script that starts a sweep at its top level starts it again in every worker, which
+    Python refuses (the pool breaks before any run). None when there is no main script
+    (interactive, ``python -c``) or it cannot be read.
+    """
+    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    if not path or not str(path).endswith(".py"):
+        return None
+    try:
+        tree = ast.parse(open(path, encoding="utf-8").read())
+    except (OSError, SyntaxError, ValueError):
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Compare):
+            names = [n.id for n in ast.walk(node.test) if isinstance(n, ast.Name)]
+            consts = [n.value for n in ast.walk(node.test) if isinstance(n, ast.Constant)]
+            if "__name__" in names and "__main__" in consts:
+                return None
+    return str(path)
+
+
+def leave_if_reimported() -> None:
+    """End this process quietly when it is a worker re-importing a main script that has no guard.
+
+    Called where a sweep starts (``run_comparison``, ``run_bench``, the process pool): in a
+    worker still importing the main script (multiprocessing's bootstrapping phase) it exits
+    with status 1 instead of printing a traceback per worker; the driver then reports the
+    missing ``__main__`` guard in one line (:class:`PoolStartError`).
+    """
+    import multiprocessing as mp
+
+    if getattr(mp.current_process(), "_inheriting", False):
+        raise SystemExit(1)
+
+
+def _guard_error(script: str) -> PoolStartError:
+    return PoolStartError(
+        f"worker processes could not start: {script} starts the sweep at import time; put that call under "
+        "'if __name__ == \"__main__\":' (workers > 1 start fresh processes that re-import the script), "
+        "or use workers=1")
 
 
 #: Seconds between two checks of the parent process by a worker's watchdog.
@@ -75,18 +135,27 @@ def run_processes(specs: Sequence[RunSpec], out: str, tensorboard: bool, workers
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
+    leave_if_reimported()
+    from concurrent.futures.process import BrokenProcessPool
+
     ctx = mp.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init_worker,
                                initargs=(os.getpid(),))
     interrupted = False
+    finished = 0
     try:
         futures = {pool.submit(execute_run, asdict(spec), out, tensorboard): spec for spec in specs}
         for future in as_completed(futures):
             spec = futures[future]
             try:
-                yield future.result()
+                result = future.result()
             except Exception as exc:  # the worker process itself died (e.g. killed for memory)
-                yield _crashed(spec, exc)
+                script = main_lacks_guard() if isinstance(exc, BrokenProcessPool) and not finished else None
+                if script is not None:
+                    raise _guard_error(script) from None
+                result = _crashed(spec, exc)
+            finished += 1
+            yield result
     except KeyboardInterrupt:
         # Ctrl-C: stop the runs in progress too (their result files are written by this
         # process only, so nothing half-written is left); a re-run resumes the grid.
@@ -147,7 +216,7 @@ def run_specs(specs: Sequence[RunSpec], out: str, tensorboard: bool, backend: st
     if backend == "ray":
         return run_ray(specs, out, tensorboard, address=ray_address, num_cpus=workers)
     if backend != "process":
-        raise ValueError(f"unknown backend {backend!r}; valid: 'process', 'ray'")
+        raise InvalidArgumentError(f"unknown backend {backend!r}; valid: 'process', 'ray'")
     if workers > 1 and len(specs) > 1:
         return run_processes(specs, out, tensorboard, min(workers, len(specs)))
     return run_serial(specs, out, tensorboard)

@@ -103,8 +103,11 @@ def run_bench(cfg: BenchConfig, force: bool = False, progress: bool = True,
     read, the instances' modalities here); the output folder is locked for the whole
     benchmark (:class:`mmenv.locks.FolderLock`, shared with ``mmenv compare``).
     """
+    from .backends import leave_if_reimported
     from .compare import check_out_dir
     from .config import ConfigError
+
+    leave_if_reimported()  # a worker re-importing an unguarded script: the driver reports it
 
     start = time.perf_counter()
     try:
@@ -158,6 +161,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         backend_help="process (this machine) or ray (Ray tasks; agents' runs in Ray actors)")
     p.add_argument("--agent-runs", type=int, default=None, help="training runs of every agent (overrides the preset)")
     p.add_argument("--no-agents", action="store_true", help="skip the agents trained across runs")
+    p.add_argument("--leaderboard", metavar="OUT", default=None,
+                   help="run nothing: rank every policy and agent of the benchmark output folder OUT "
+                        "(Markdown table; also written as OUT/leaderboard.csv)")
     p.set_defaults(func=run)
     return p
 
@@ -165,8 +171,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """``mmenv bench``: run the preset, print the summary; the last lines are the RESULT lines.
 
-    Exit status 1 (after the RESULT lines and a one-line summary) when any run crashed.
+    Exit status 1 (after the RESULT lines and a one-line summary) when any run crashed. With
+    ``--leaderboard OUT`` it runs nothing and prints the ranking of the folder OUT instead.
     """
+    if getattr(args, "leaderboard", None):
+        from .leaderboard import main as leaderboard_main
+
+        return leaderboard_main(args.leaderboard)
     cfg = _cli_config(args)
     n_train = n_test = 0
     for s in cfg.instance_sets:

@@ -6,7 +6,7 @@ type and range is checked when the preset is read, before any run, and so are th
 sets it names (:mod:`mmenv.experiments.instances`: their learner, data-set and environment
 arguments through the registries). What needs the data sets built (the number of
 modalities of each instance) is checked by :func:`mmenv.experiments.bench_stages.plan_bench`,
-still before the first run. docs/benchmark.md has the reference of every key.
+still before the first run. docs/presets.md has the reference of every key.
 
 Format (every key but ``instance_sets`` optional)::
 

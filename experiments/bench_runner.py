@@ -16,8 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Protocol, Sequence
 
-from mmenv.errors import MMEnvError
-
+from .backends import PoolStartError
 from .bench_progress import stage_bar
 from .grid import RunSpec
 from .report import FINISHED, load_results, write_result
@@ -25,9 +24,6 @@ from .report import FINISHED, load_results, write_result
 __all__ = ["Executor", "BackendExecutor", "Runner", "PoolStartError"]
 
 
-class PoolStartError(MMEnvError, RuntimeError):
-    """Every run of a stage lost its worker process: the pool could not start (usually a
-    script without the ``if __name__ == "__main__":`` guard that spawned workers need)."""
 
 
 class Executor(Protocol):

@@ -19,7 +19,11 @@ Outputs under ``out``: ``runs/<key>.json`` (one per run, the resume state),
 ``results.csv``, ``results.md`` (the printed tables), ``config.yaml`` (the resolved
 config), ``plots/*.png`` and ``tb/<dataset>/<learner>/<policy>/seed<k>/`` (TensorBoard).
 Re-running with the same config skips every run whose result file says ``ok`` or
-``diverged``; failed runs are tried again; ``--force`` re-runs everything. A sweep holds a
+``diverged``; failed runs are tried again; ``--force`` re-runs everything. A finished run
+records the fingerprint of its data's contents; when its data set holds other contents now
+(a file rewritten in place, another seed), the re-run refuses with
+:class:`~mmenv.checkpoint.DataMismatchError` instead of mixing two versions of the data
+(:func:`~mmenv.experiments.report.check_finished_data`). A sweep holds a
 lock on ``out`` (``out/.mmenv.lock``, :mod:`mmenv.locks`): a second sweep on the same
 folder fails at once with :class:`~mmenv.errors.LockError` naming the holder's PID; the
 lock of a killed sweep is taken over. Worker processes exit within a second when the
@@ -38,6 +42,7 @@ from typing import Any
 import yaml
 
 from mmenv.atomic import atomic_write_text
+from mmenv.errors import MMEnvError
 from mmenv.locks import FolderLock
 
 from .config import BACKENDS, CompareConfig, ConfigError, list_presets, load_config, parse_seeds
@@ -123,7 +128,16 @@ def check_dataset_arguments(cfg: CompareConfig) -> None:
 
 
 def check_out_dir(path: str | Path, option: str = "out") -> Path:
-    """``path`` as an output directory: refuse an existing file (or a file on the way to it) with one line."""
+    """``path`` as an output directory, checked without creating anything: an existing file (or a
+    file on the way to it) is a :class:`ConfigError`, a folder that cannot be written (the
+    folder itself, or the nearest existing one it would be created in: read-only, no
+    permission) a :class:`~mmenv.errors.WriteError`; one line each."""
+    import os
+
+    from mmenv.errors import WriteError
+
+    if isinstance(path, str) and not path.strip():
+        raise ConfigError(f"{option} is empty; name an output directory (it is created if missing)")
     path = Path(path)
     for p in (path, *path.parents):
         if p.exists():
@@ -131,6 +145,10 @@ def check_out_dir(path: str | Path, option: str = "out") -> Path:
                 what = "is" if p == path else f"lies under {str(p)!r}, which is"
                 raise ConfigError(f"{option} {str(path)!r} {what} an existing file, not a directory; "
                                   "name a directory (it is created if missing)")
+            if not os.access(p, os.W_OK | os.X_OK):
+                where = "" if p == path else f" (it would be created in {str(p)!r})"
+                raise WriteError(f"{option} {str(path)!r}: cannot create files there{where}: no write permission "
+                                 "or a read-only file system; choose another folder")
             break
     return path
 
@@ -138,6 +156,9 @@ def check_out_dir(path: str | Path, option: str = "out") -> Path:
 def run_comparison(cfg: CompareConfig, force: bool = False, progress: bool = True,
                    ray_address: str | None = None) -> ComparisonSummary:
     """Run (or resume) the sweep ``cfg`` and write the CSV, tables and plots under ``cfg.out``."""
+    from .backends import leave_if_reimported
+
+    leave_if_reimported()  # a worker re-importing an unguarded script: the driver reports it
     start = time.perf_counter()
     check_dataset_arguments(cfg)
     out = check_out_dir(cfg.out)
@@ -156,7 +177,7 @@ def _run_locked(cfg: CompareConfig, out: Path, start: float, force: bool, progre
     skipped = [k for k in keys if existing.get(k, {}).get("status") in FINISHED]
     executed = [r["key"] for r in _execute(todo, cfg, out, progress, ray_address)] if todo else []
 
-    finished = load_results(out / "runs", keys)
+    finished = load_results(out / "runs", keys, check_data=False)   # checked above, or just run
     results = [finished[k] for k in keys if k in finished]
     order = {"datasets": cfg.datasets, "learners": cfg.learners, "policies": cfg.policies}
     table = markdown_tables(results, order)
@@ -173,6 +194,45 @@ def _run_locked(cfg: CompareConfig, out: Path, start: float, force: bool, progre
 
 
 # ---------------------------------------------------------------------- command line
+#: Settings that do not change any run's result: a folder may be resumed with other values.
+_RUN_NEUTRAL_KEYS = ("out", "workers", "backend", "plots", "tensorboard", "name", "description")
+
+
+def _grid_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in settings.items() if k not in _RUN_NEUTRAL_KEYS}
+
+
+def default_out_dir(cfg: CompareConfig, now: float | None = None) -> str:
+    """The output folder of ``mmenv compare`` without ``--out``: never one that holds another sweep.
+
+    The config's ``out`` when it is new or holds this same sweep (a re-run resumes it);
+    when it holds a sweep with other settings (its ``config.yaml`` differs in the grid or
+    the run settings), a fresh time-stamped folder beside it, ``<out>-YYYYmmdd-HHMMSS``, so
+    old tables and plots never sit beside new results. An explicit ``--out`` is used as
+    given (resuming or extending the sweep there).
+    """
+    out = Path(cfg.out)
+    previous = out / "config.yaml"
+    if not previous.is_file():
+        return cfg.out
+    try:
+        old = yaml.safe_load(previous.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        old = {}
+    current = yaml.safe_load(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    if isinstance(old, dict) and _grid_settings(old) == _grid_settings(current):
+        return cfg.out
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    fresh = out.with_name(f"{out.name}-{stamp}")
+    i = 1
+    while fresh.exists():
+        fresh = out.with_name(f"{out.name}-{stamp}-{i}")
+        i += 1
+    print(f"{out} holds a comparison with other settings; writing this one to {fresh} (--out chooses the folder)",
+          flush=True)
+    return str(fresh)
+
+
 def _names(text: str) -> list[str]:
     names = [t.strip() for t in text.split(",") if t.strip()]
     if not names:
@@ -205,7 +265,7 @@ def add_sweep_arguments(p: argparse.ArgumentParser, out_help: str, backend_help:
 def _out_dir(text: str) -> str:
     try:
         return str(check_out_dir(text, "--out"))
-    except ConfigError as exc:
+    except MMEnvError as exc:   # a file in the way (ConfigError) or an unwritable folder (WriteError)
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
@@ -256,7 +316,8 @@ def add_compare_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="torch device for every run (env.device)")
     p.add_argument("--data-root", type=_data_root, action="append", default=[], metavar="NAME=PATH",
                    help="root folder of a data set (sets dataset_kwargs.NAME.root); repeatable")
-    add_sweep_arguments(p, out_help="output directory (default: the config's out)",
+    add_sweep_arguments(p, out_help="output directory (default: the config's out, or a fresh "
+                                        "<out>-<date>-<time> beside it when that holds a sweep with other settings)",
                         backend_help="process (this machine) or ray (a Ray cluster)")
     p.set_defaults(func=cmd_compare)
     return p
@@ -279,6 +340,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.no_tensorboard:
         overrides["tensorboard"] = False
     cfg = load_config(args.config, overrides=overrides)
+    if args.out is None:
+        cfg.out = default_out_dir(cfg)
     print(f"compare {cfg.name}: {len(cfg.datasets)} dataset(s) x {len(cfg.learners)} learner(s) x "
           f"{len(cfg.policies)} polic{'y' if len(cfg.policies) == 1 else 'ies'} x {len(cfg.seeds)} seed(s) = "
           f"{cfg.num_runs} runs on {cfg.workers} worker(s) [{cfg.backend}] -> {cfg.out}", flush=True)

@@ -33,15 +33,15 @@ from __future__ import annotations
 
 import copy
 import difflib
-import inspect
 import os
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from mmenv.errors import InvalidArgumentError, MMEnvError
-from mmenv.validation import check_choice, check_float, check_int
+from mmenv.env_args import (ENV_ARGS, check_arg, check_cross_field, dataset_modality_count,
+                            learner_requires_paired)
+from mmenv.errors import MMEnvError
 from mmenv.yamlio import load_yaml, parse_yaml
 
 __all__ = ["ConfigError", "CompareConfig", "load_config", "config_from_dict", "preset_path", "PRESETS_DIR",
@@ -51,7 +51,7 @@ PRESETS_DIR = Path(__file__).resolve().parent / "configs"
 BACKENDS = ("process", "ray")
 
 # DUSEnv arguments a config must not set under ``env``: the grid sets them per run.
-_GRID_OWNED = {"dataset", "learner", "dataset_kwargs", "learner_kwargs", "log_dir"}
+_GRID_OWNED = {name for name, arg in ENV_ARGS.items() if arg.per_run}
 
 
 class ConfigError(MMEnvError, ValueError):
@@ -59,10 +59,8 @@ class ConfigError(MMEnvError, ValueError):
 
 
 def _env_arguments() -> dict[str, Any]:
-    from mmenv import DUSEnv
-
-    params = inspect.signature(DUSEnv.__init__).parameters
-    return {n: p.default for n, p in params.items() if n != "self" and n not in _GRID_OWNED}
+    """The DUSEnv arguments a config may set under ``env:``, with their defaults."""
+    return {name: arg.default for name, arg in ENV_ARGS.items() if not arg.per_run}
 
 
 @dataclass
@@ -181,77 +179,13 @@ def _per_name_kwargs(value: Any, key: str, source: str, expand: set[str] | None 
     return out
 
 
-def _opt_int(minimum: int) -> Any:
-    def check(name: str, v: Any) -> Any:
-        return None if v is None else check_int(name, v, minimum=minimum)
-    return check
-
-
-def _registered(registry_path: str, attr: str) -> Any:
-    def check(name: str, v: Any) -> Any:
-        import importlib
-
-        registry = getattr(importlib.import_module(registry_path), attr)
-        if not isinstance(v, str):
-            raise InvalidArgumentError(f"{name} must be a registered name, got {v!r}")
-        registry.canonical(v)   # UnknownNameError with did-you-mean
-        return v
-    return check
-
-
-def _device(name: str, v: Any) -> Any:
-    import torch
-
-    if not isinstance(v, str):
-        raise InvalidArgumentError(f"{name} must be a string such as 'cpu' or 'cuda:0', got {v!r}")
-    try:
-        torch.device(v)
-    except (RuntimeError, ValueError) as exc:
-        raise InvalidArgumentError(f"{name} {v!r} is not a torch device ({exc})") from None
-    return v
-
-
-def _step_every(name: str, v: Any) -> Any:
-    if v == "epoch" and isinstance(v, str):
-        return v
-    return check_int(name, v, minimum=1, fix="or 'epoch'")
-
-
-def _mapping(name: str, v: Any) -> Any:
-    if v is not None and not (isinstance(v, dict) and all(isinstance(k, str) for k in v)):
-        raise InvalidArgumentError(f"{name} must be a mapping of keyword arguments, got {v!r}")
-    return v
-
-
-def _optional_choice(choices: tuple) -> Any:
-    def check(name: str, v: Any) -> Any:
-        return None if v is None else check_choice(name, v, choices)
-    return check
-
-
-#: The type and range of every DUSEnv argument a config may set under ``env:`` (the same
-#: rules DUSEnv's constructor applies, checked before any run starts).
-ENV_SCHEMA: dict[str, Any] = {
-    "epochs": lambda n, v: check_int(n, v, minimum=1),
-    "batch_budget": lambda n, v: check_int(n, v, minimum=2),
-    "step_every": _step_every,
-    "reward": _registered("mmenv.rewards", "REWARDS"),
-    "discrepancy": lambda n, v: check_choice(n, v, ("sum", "mean")),
-    "device": _device,
-    "action_space": lambda n, v: check_choice(n, v, ("unit", "symmetric", "softmax")),
-    "softmax_scale": lambda n, v: check_float(n, v, minimum=0.0, strict_minimum=True),
-    "sample_order": _registered("mmenv.sampling", "SAMPLE_ORDERS"),
-    "sample_order_kwargs": _mapping,
-    "iters_per_epoch": _opt_int(1),
-    "min_batch": lambda n, v: check_int(n, v, minimum=0),
-    "action_tol": lambda n, v: check_float(n, v, minimum=0.0, maximum=0.5),
-    "eval_batch_size": lambda n, v: check_int(n, v, minimum=1),
-    "autocast_dtype": _optional_choice(("bfloat16", "float16", "float32")),
-    "render_mode": _optional_choice(("ansi", "rgb_array")),
-}
+#: The check of every DUSEnv argument a config may set under ``env:``: the argument table's
+#: own (:data:`mmenv.env_args.ENV_ARGS`), so a config accepts exactly what DUSEnv accepts.
+ENV_SCHEMA: dict[str, Any] = {name: arg.check for name, arg in ENV_ARGS.items() if not arg.per_run}
 
 
 def _validate_env(value: Any, source: str) -> dict[str, Any]:
+    """The ``env:`` section, each key checked by the argument table (cross-field rules: :func:`_check_env_grid`)."""
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -264,18 +198,34 @@ def _validate_env(value: Any, source: str) -> dict[str, Any]:
         if k in _GRID_OWNED:
             raise _fail(source, f"env.{k}", "is set per run by the grid; use the top-level keys "
                                             "datasets/learners, dataset_kwargs/learner_kwargs (log_dir: tensorboard)")
-        if k not in allowed or k not in ENV_SCHEMA:
+        if k not in allowed:
             close = difflib.get_close_matches(k, sorted(allowed), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise _fail(source, f"env.{k}", f"unknown DUSEnv argument{hint}; valid: {sorted(allowed)}")
         try:
-            out[k] = ENV_SCHEMA[k](k, v)
+            out[k] = check_arg(k, v)
         except MMEnvError as exc:
             raise _fail(source, f"env.{k}", str(exc)) from None
-    if "batch_budget" in out and out["batch_budget"] < 2 * max(out.get("min_batch", 1), 1):
-        raise _fail(source, "env.batch_budget", f"must be >= 2 * min_batch ({2 * max(out.get('min_batch', 1), 1)}) "
-                                                "for two modalities")
     return out
+
+
+def _check_env_grid(cfg: "CompareConfig", source: str) -> None:
+    """The argument table's cross-field rules (``batch_budget >= m * max(min_batch, 1)``, paired
+    learners need ``min_batch >= 1``) for every data set x learner of the grid, before any run.
+
+    A data set whose number of modalities cannot be told without building it (a plugin's)
+    is checked by DUSEnv itself in its runs.
+    """
+    for dataset in cfg.datasets:
+        m = dataset_modality_count(dataset, cfg.dataset_kwargs.get(dataset))
+        if m is None:
+            continue
+        for learner in cfg.learners:
+            try:
+                check_cross_field(cfg.env, m, learner_requires_paired(learner), learner)
+            except MMEnvError as exc:
+                key = "env.min_batch" if "min_batch must" in str(exc) else "env.batch_budget"
+                raise _fail(source, key, f"{exc} (data set {dataset!r}, learner {learner!r})") from None
 
 
 def _check_kwargs_section(cfg: "CompareConfig", key: str, source: str) -> None:
@@ -464,6 +414,7 @@ def config_from_dict(raw: Mapping[str, Any], overrides: Mapping[str, Any] | None
     cfg.learner_kwargs = _per_name_kwargs(data.get("learner_kwargs"), "learner_kwargs", source)
     cfg.policy_kwargs = _per_name_kwargs(data.get("policy_kwargs"), "policy_kwargs", source)
     cfg.sample_order_kwargs = _per_name_kwargs(data.get("sample_order_kwargs"), "sample_order_kwargs", source)
+    _check_env_grid(cfg, source)
     for key in ("dataset_kwargs", "learner_kwargs", "policy_kwargs", "sample_order_kwargs"):
         _check_kwargs_section(cfg, key, source)
     return cfg

@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mmenv.errors import InvalidArgumentError
+
 __all__ = ["RunSpec", "build_grid", "split_policy", "slugify", "execute_run", "new_result", "RESULT_VERSION",
            "log_hparams", "run_hparams", "run_metrics"]
 
@@ -40,7 +42,7 @@ def split_policy(entry: str) -> tuple[str | None, str]:
     if "+" in entry and not Path(entry).exists():
         order, policy = entry.split("+", 1)
         if not order or not policy:
-            raise ValueError(f"malformed policy entry {entry!r}: expected '<sample_order>+<policy>', "
+            raise InvalidArgumentError(f"malformed policy entry {entry!r}: expected '<sample_order>+<policy>', "
                              "e.g. 'bss-curriculum+reinforce'")
         return order, policy
     return None, entry
@@ -138,6 +140,8 @@ def execute_run(spec: RunSpec | dict, out: str | None = None, tensorboard: bool 
                                 dataset_kwargs=spec.dataset_kwargs or None,
                                 learner_kwargs=spec.learner_kwargs or None, log_dir=log_dir),
                            spec.sample_order, spec.sample_order_kwargs)
+        # What the data held: a re-run refuses to reuse this result once the data changed.
+        result["data_fingerprint"] = getattr(env, "unwrapped", env).data_fingerprint
         policy, learn = build_policy(spec.policy_name, seed=spec.seed, policy_kwargs=spec.policy_kwargs)
         record = run_policy(env, policy, episodes=1, seeds=[spec.seed], learn=learn)[0]
         result.update(record_fields(record), status="diverged" if record.diverged else "ok")
@@ -225,7 +229,7 @@ def new_result(spec: RunSpec, status: str = "failed", error: str = "") -> dict[s
         "version": RESULT_VERSION, "key": spec.key, "spec": asdict(spec),
         "dataset": spec.dataset, "learner": spec.learner, "policy": spec.policy, "seed": spec.seed,
         "sample_order": spec.sample_order or spec.env.get("sample_order", "shuffle"),
-        "status": status, "error": error, "traceback": "", "wall_time_s": 0.0,
+        "status": status, "error": error, "traceback": "", "wall_time_s": 0.0, "data_fingerprint": None,
     }
     result.update({k: (list(v) if isinstance(v, list) else v) for k, v in RECORD_FIELDS.items()})
     return result

@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from mmenv.env_args import ENV_ARGS, check_arg, check_cross_field, dataset_modality_count, learner_requires_paired
 from mmenv.errors import MMEnvError
 from mmenv.instances import ENV_KEYS, Instance, modality_names, with_defaults  # the one instance type, re-exported
 from mmenv.yamlio import load_yaml
@@ -60,7 +61,7 @@ __all__ = ["Instance", "InstanceSet", "InstanceSetError", "load_instance_set", "
            "modality_names"]
 
 INSTANCE_SETS_DIR = Path(__file__).resolve().parent / "instance_sets"
-_ENV_DEFAULTS: dict[str, Any] = {"epochs": 5, "batch_budget": 64, "step_every": "epoch"}
+_ENV_DEFAULTS: dict[str, Any] = {key: ENV_ARGS[key].default for key in ENV_KEYS}
 _INSTANCE_KEYS = {"name", "dataset", "dataset_kwargs", "learner", "learner_kwargs", "env", "tags"}
 _SCALAR = (str, int, float, bool, type(None))
 _SET_KEYS = {"name", "description", "defaults", "train", "test"}
@@ -185,19 +186,18 @@ def _instance(raw: Any, split: str, index: int, defaults: Mapping[str, Any], set
     dataset_kwargs, learner_kwargs = dict(spec.get("dataset_kwargs", {})), dict(spec.get("learner_kwargs", {}))
     _check_kwargs("dataset", dataset, dataset_kwargs, where)
     _check_kwargs("learner", learner, learner_kwargs, where)
+    _check_env_cross_field(env, dataset, dataset_kwargs, learner, where)
     return Instance(name=name.strip(), split=split, dataset=dataset, dataset_kwargs=dataset_kwargs, learner=learner,
                     learner_kwargs=learner_kwargs, epochs=env["epochs"], batch_budget=env["batch_budget"],
                     step_every=env["step_every"], tags=dict(spec.get("tags", {})), set_name=set_name)
 
 
 def check_env_arguments(env: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """An instance's ``env`` settings with defaults filled in, each checked by the rule
-    ``mmenv compare`` applies to the same DUSEnv argument (one rule per argument).
+    """An instance's ``env`` settings with defaults filled in, each checked by the argument
+    table (:mod:`mmenv.env_args`), as DUSEnv and ``mmenv compare`` check it.
 
     Only :data:`ENV_KEYS`: the benchmark chooses reward, observation and seeds itself.
     """
-    from .config import ENV_SCHEMA
-
     bad_env = sorted(set(env) - set(ENV_KEYS))
     if bad_env:
         raise InstanceSetError(f"{where}: env key {bad_env[0]!r} is not an instance setting; an instance fixes only "
@@ -205,10 +205,23 @@ def check_env_arguments(env: Mapping[str, Any], where: str) -> dict[str, Any]:
     out = {**_ENV_DEFAULTS, **env}
     for key in ENV_KEYS:
         try:
-            out[key] = ENV_SCHEMA[key](f"env.{key}", out[key])
+            out[key] = check_arg(key, out[key])
         except MMEnvError as exc:
-            raise InstanceSetError(f"{where}: {exc}") from None
+            raise InstanceSetError(f"{where}: env.{key}: {exc}") from None
     return out
+
+
+def _check_env_cross_field(env: Mapping[str, Any], dataset: str, dataset_kwargs: Mapping[str, Any], learner: str,
+                           where: str) -> None:
+    """The argument table's rules between arguments (``batch_budget >= m * max(min_batch, 1)``
+    with the instance's number of modalities), as DUSEnv and ``mmenv compare`` apply them."""
+    m = dataset_modality_count(dataset, dataset_kwargs)
+    if m is None:   # told only by building the data set: DUSEnv checks it then
+        return
+    try:
+        check_cross_field(env, m, learner_requires_paired(learner), learner)
+    except MMEnvError as exc:
+        raise InstanceSetError(f"{where}: env.batch_budget: {exc}") from None
 
 
 def _check_kwargs(kind: str, name: str, kwargs: dict[str, Any], where: str) -> None:

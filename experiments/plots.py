@@ -14,9 +14,11 @@
   at 0; bar = mean over seeds, whisker = min–max over seeds, the mean printed on the bar.
 
 Colours keep one meaning across every figure of a sweep: each modality has its colour
-(:data:`MODALITY_COLORS`, by order of first appearance) and each policy its own colour
-from a disjoint palette (:data:`POLICY_COLORS`, uniform always grey). Every figure is
-written as PNG (200 dpi) and PDF (vector) side by side. Trajectories are per environment
+(by role for the synthetic family's ``strong``/``weak``, else by order of first appearance)
+and each policy its own colour from a disjoint palette (uniform always grey), both from the
+one table of :mod:`mmenv.experiments.palette` that the benchmark's figures use too; panels
+and legends use human policy labels (:func:`~mmenv.experiments.palette.policy_label`).
+Every figure is written as PNG (200 dpi) and PDF (vector) side by side. Trajectories are per environment
 step (one step per epoch by default).
 """
 
@@ -33,18 +35,12 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .grid import slugify, split_policy  # noqa: E402
+from .palette import DPI, MODALITY_COLORS, POLICY_COLORS, UNIFORM_COLOR, VECTOR_FORMAT, modality_color_map, \
+    policy_color_map, policy_label, save_figure  # noqa: E402
 from .report import group_results  # noqa: E402
 
 __all__ = ["plot_batch_sizes", "plot_discrepancy", "plot_accuracy_bars", "make_plots", "is_dus_policy",
            "modality_colors", "policy_colors", "MODALITY_COLORS", "POLICY_COLORS", "VECTOR_FORMAT", "DPI"]
-
-# Disjoint palettes, so a colour never means a modality in one figure and a policy in another.
-MODALITY_COLORS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02")   # ColorBrewer Dark2
-POLICY_COLORS = ("#1f77b4", "#d62728", "#8c564b", "#17becf", "#bcbd22", "#9467bd", "#000000")
-UNIFORM_COLOR = "#8c8c8c"
-VECTOR_FORMAT = "pdf"
-DPI = 200
-
 
 def is_dus_policy(policy: str) -> bool:
     """A learned DUS policy: online REINFORCE, or a saved agent (possibly behind a sample order)."""
@@ -53,28 +49,14 @@ def is_dus_policy(policy: str) -> bool:
 
 
 def modality_colors(results: Sequence[dict[str, Any]]) -> dict[str, str]:
-    """One colour per modality name, in order of first appearance in ``results``."""
-    names: list[str] = []
-    for r in results:
-        for mod in r.get("modalities") or []:
-            if mod not in names:
-                names.append(mod)
-    return {mod: MODALITY_COLORS[i % len(MODALITY_COLORS)] for i, mod in enumerate(names)}
+    """One colour per modality name (:func:`mmenv.experiments.palette.modality_color_map`: by role
+    for the synthetic family's ``strong``/``weak``, else in order of first appearance in ``results``)."""
+    return modality_color_map(mod for r in results for mod in (r.get("modalities") or []))
 
 
 def policy_colors(policies: Sequence[str]) -> dict[str, str]:
-    """One colour per policy (uniform, with or without a sample order, is grey)."""
-    out: dict[str, str] = {}
-    i = 0
-    for p in policies:
-        if p in out:
-            continue
-        if p == "uniform":
-            out[p] = UNIFORM_COLOR
-        else:
-            out[p] = POLICY_COLORS[i % len(POLICY_COLORS)]
-            i += 1
-    return out
+    """One colour per policy (:func:`mmenv.experiments.palette.policy_color_map`; uniform is grey)."""
+    return policy_color_map(policies)
 
 
 def _finished(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -139,7 +121,7 @@ def plot_batch_sizes(results: Sequence[dict[str, Any]], dataset: str, learner: s
                 for seed_curve in arr[:, :, j]:
                     ax.plot(x, seed_curve, color=c, lw=0.8, alpha=0.55)
             ax.plot(x, arr[:, :, j].mean(0), color=c, lw=2.2, marker="o", ms=3, label=mod)
-        ax.set_title(f"{policy} ({_seeds_label(arr.shape[0])})", fontsize=10)
+        ax.set_title(f"{policy_label(policy)} ({_seeds_label(arr.shape[0])})", fontsize=10)
         ax.set_xlabel("environment step (epoch)")
         ax.set_ylim(0, budget)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -181,7 +163,7 @@ def plot_discrepancy(results: Sequence[dict[str, Any]], dataset: str, learner: s
                 ax.fill_between(x, arr[:, :, j].min(0), arr[:, :, j].max(0), color=c, alpha=0.18, lw=0)
             ax.plot(x, means[:, j], color=c, lw=2.2, marker="o", ms=3, label=mod)
         gap = float(means[-1].max() - means[-1].min())
-        ax.set_title(f"{policy} ({_seeds_label(arr.shape[0])}); final gap {gap:.3f}", fontsize=10)
+        ax.set_title(f"{policy_label(policy)} ({_seeds_label(arr.shape[0])}); final gap {gap:.3f}", fontsize=10)
         ax.set_xlabel("environment step (epoch)")
         ax.set_ylabel("cumulative discrepancy ŝ")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -228,7 +210,7 @@ def plot_accuracy_bars(results: Sequence[dict[str, Any]], dataset: str, path: st
                 seeds_seen.add(len(vals))
                 mean = float(np.mean(vals))
                 ax.bar(xi, mean, width, color=colors.get(policy, UNIFORM_COLOR), edgecolor="white", lw=0.5,
-                       label=policy if (xi == offs[0]) else None)
+                       label=policy_label(policy) if (xi == offs[0]) else None)
                 if len(vals) > 1:
                     ax.errorbar(xi, mean, yerr=[[mean - min(vals)], [max(vals) - mean]], color="black",
                                 capsize=2.5, lw=1)
@@ -253,12 +235,7 @@ def plot_accuracy_bars(results: Sequence[dict[str, Any]], dataset: str, path: st
 
 def _save(fig, path: str | Path) -> Path:
     """Write ``path`` (PNG, DPI dots per inch) and the same figure as a vector file beside it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
-    fig.savefig(path.with_suffix(f".{VECTOR_FORMAT}"))
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, tight=False)
 
 
 def make_plots(results: Sequence[dict[str, Any]], plots_dir: str | Path, order: Mapping[str, Sequence[str]]

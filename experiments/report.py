@@ -3,6 +3,10 @@
 * :func:`write_result` / :func:`load_results`: one JSON file per run under
   ``<out>/runs/<key>.json``, written atomically (temporary file, then ``os.replace``), so
   an interrupted sweep never leaves a half-written result that a resume would trust.
+  A run's file records ``data_fingerprint`` (:func:`mmenv.datasets.base.data_fingerprint`
+  of the data it ran on); :func:`load_results` refuses to hand back a finished run whose
+  data set has other contents now (:func:`check_finished_data`), so neither a re-run of
+  ``mmenv compare`` nor one of ``mmenv bench`` reuses a result of data that changed.
 * :func:`results_rows` / :func:`write_csv`: columns ``dataset, learner, policy,
   sample_order, seed, status, fused_accuracy, fused_map, fused_macro_f1,
   <modality>_<metric>..., reward_sum, steps, wall_time_s, error, key``.
@@ -23,7 +27,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from mmenv.atomic import atomic_write_text
 from mmenv.results import mean_std, std_note, summarise
 
-__all__ = ["write_result", "read_result", "load_results", "results_rows", "write_csv", "markdown_tables",
+__all__ = ["write_result", "read_result", "load_results", "check_finished_data", "results_rows", "write_csv", "markdown_tables",
            "group_results", "mean_std", "METRICS", "FINISHED"]
 
 METRICS = ("accuracy", "map", "macro_f1")
@@ -50,8 +54,13 @@ def read_result(path: str | Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and "key" in data and "status" in data else None
 
 
-def load_results(runs_dir: str | Path, keys: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
-    """Result dicts by key (only ``keys`` when given)."""
+def load_results(runs_dir: str | Path, keys: Iterable[str] | None = None,
+                 check_data: bool = True) -> dict[str, dict[str, Any]]:
+    """Result dicts by key (only ``keys`` when given).
+
+    With ``check_data`` (the default: what a resume reads) the finished runs among them
+    must have been run on the data their data set holds now (:func:`check_finished_data`).
+    """
     runs_dir = Path(runs_dir)
     wanted = None if keys is None else set(keys)
     out: dict[str, dict[str, Any]] = {}
@@ -63,7 +72,91 @@ def load_results(runs_dir: str | Path, keys: Iterable[str] | None = None) -> dic
         data = read_result(path)
         if data is not None:
             out[data["key"]] = data
+    if check_data:
+        check_finished_data(out, runs_dir)
     return out
+
+
+#: Fingerprints of data sets built by :func:`check_finished_data` in this process, by
+#: ``(dataset, dataset_kwargs)``: ``(signature of the files behind them, fingerprint)``.
+_FINGERPRINTS: dict[str, tuple[tuple, str]] = {}
+
+
+def _stat_key(path: Path) -> tuple:
+    try:
+        st = path.stat()
+    except OSError:
+        return (str(path), None)
+    return (str(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _files_signature(kwargs: Mapping[str, Any], sources: Sequence[Path]) -> tuple:
+    """Change stamps of the files a data set was built from: those its splits read
+    (``sources``) and every file named by, or lying directly in a folder named by, a
+    string keyword argument (feature files and label lists read into memory)."""
+    parts: list[tuple] = [_stat_key(Path(s)) for s in sources]
+    for value in sorted(str(v) for v in kwargs.values() if isinstance(v, str)):
+        path = Path(value)
+        try:
+            if path.is_file():
+                parts.append(_stat_key(path))
+            elif path.is_dir():
+                parts.extend(_stat_key(p) for p in sorted(path.iterdir()) if p.is_file())
+        except OSError:
+            parts.append((value, None))
+    return tuple(parts)
+
+
+def _current_fingerprint(name: str, kwargs: Mapping[str, Any]) -> str:
+    """The fingerprint of data set ``name`` built with ``kwargs`` now; built once per process
+    while the files behind it keep their change stamps."""
+    from mmenv.datasets import make_dataset
+    from mmenv.datasets.base import data_fingerprint, data_sources
+
+    ident = json.dumps([name, kwargs], sort_keys=True, default=str)
+    memo = _FINGERPRINTS.get(ident)
+    if memo is not None:
+        signature, sources = memo[0]
+        if _files_signature(kwargs, sources) == signature:
+            return memo[1]
+    dataset = make_dataset(name, **kwargs)
+    sources = data_sources(dataset)
+    fingerprint = data_fingerprint(dataset)
+    _FINGERPRINTS[ident] = ((_files_signature(kwargs, sources), sources), fingerprint)
+    return fingerprint
+
+
+def check_finished_data(results: Mapping[str, dict[str, Any]], runs_dir: str | Path = "runs") -> None:
+    """Refuse finished runs whose data changed since they ran.
+
+    Every finished result (``ok`` / ``diverged``) that records a ``data_fingerprint`` is compared
+    with the fingerprint of its data set built now from the run's spec (once per distinct data
+    set and keyword arguments, and once per process while the files behind it are unchanged:
+    a benchmark's stages reuse it); a difference raises
+    :class:`~mmenv.checkpoint.DataMismatchError` naming the run's file, the data set's files and
+    the fixes (restore the data, another ``--out``, or ``--force``). Results written before the
+    fingerprint was recorded, and failed runs (run again anyway), are not checked. A re-run over
+    changed data therefore refuses rather than mixing results of two versions of the data.
+    """
+    from mmenv.checkpoint import data_mismatch_error
+    from mmenv.datasets import make_dataset
+    from mmenv.datasets.base import FINGERPRINT_VERSION
+
+    for key, result in results.items():
+        saved = result.get("data_fingerprint")
+        spec = result.get("spec")
+        if (result.get("status") not in FINISHED or not isinstance(saved, str) or not isinstance(spec, dict)
+                or not saved.startswith(FINGERPRINT_VERSION)):
+            continue
+        name, kwargs = spec.get("dataset"), dict(spec.get("dataset_kwargs") or {})
+        if not isinstance(name, str):  # a run record without a data-set name has nothing to check
+            continue
+        now = _current_fingerprint(name, kwargs)
+        if now != saved:
+            raise data_mismatch_error(
+                make_dataset(name, **kwargs), saved, now, what=f"finished run {Path(runs_dir) / (key + '.json')}",
+                fix="restore the data, write into another --out, or pass --force to run everything again on the "
+                    "new data")
 
 
 # ---------------------------------------------------------------------- CSV

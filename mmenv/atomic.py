@@ -12,6 +12,15 @@ no permission) or a writer's own I/O error (torch raises ``RuntimeError: ... enf
 at inline_container.cc`` on a full disk) becomes one :class:`~mmenv.errors.WriteError`
 naming the path and the cause, which ``mmenv`` prints as one line.
 
+Mode: the file gets the permissions a plain ``open(path, "w")`` would give it, ``0o666``
+minus the process umask (``0644`` under the usual umask ``022``), not the ``0600`` of a
+temporary file: results stay readable by the other users and services that the umask
+lets read them.
+
+Output folders: :func:`ensure_out_dir` creates an output folder and checks that files can
+be created in it, so a read-only or unwritable ``--out`` is one :class:`WriteError` line
+before any work starts.
+
 Stray temporary files of earlier *killed* writes (no ``except`` ran there) are removed by
 the next successful write of the same target once they are older than
 :data:`STALE_TMP_SECONDS` (a younger one may belong to a writer still running).
@@ -31,7 +40,8 @@ from typing import IO, Any, Callable
 
 from .errors import WriteError
 
-__all__ = ["atomic_write", "atomic_write_text", "STALE_TMP_SECONDS", "clean_stale_tmp", "write_error"]
+__all__ = ["atomic_write", "atomic_write_text", "STALE_TMP_SECONDS", "clean_stale_tmp", "write_error", "file_mode",
+           "ensure_out_dir"]
 
 #: A leftover ``.<name>.*.tmp`` older than this is from a killed write and is removed.
 STALE_TMP_SECONDS = 60.0
@@ -54,6 +64,45 @@ def write_error(path: str | os.PathLike, exc: BaseException) -> WriteError:
     hint = _HINTS.get(code, "") if code is not None else ""
     # One argument only: OSError's str() would otherwise reformat the message.
     return WriteError(f"cannot write {path}: {text}{'; ' + hint if hint else ''}")
+
+
+def _current_umask() -> int:
+    """The process umask, read without changing it where the OS tells it (Linux ``/proc``)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)   # elsewhere: set and restore (the only portable way to read it)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode a new file gets from ``open(path, "w")``: ``0o666`` minus the process umask."""
+    return 0o666 & ~_current_umask()
+
+
+def ensure_out_dir(path: str | os.PathLike, option: str = "--out") -> Path:
+    """Create the output folder ``path`` (and its parents) and check that files can be created in it.
+
+    A read-only file system, a folder without write permission or a file in the way is one
+    :class:`WriteError` naming ``option`` and the folder, before any work starts.
+    """
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".mmenv-write-check.", suffix=".tmp", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        code = getattr(exc, "errno", None)
+        hint = _HINTS.get(code, "choose another folder") if code is not None else "choose another folder"
+        reason = exc.strerror or str(exc)
+        raise WriteError(f"{option} {str(path)!r}: cannot create files there ({reason}); {hint}") from None
+    return path
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -97,6 +146,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any], mak
         if make_parents:
             directory.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        if hasattr(os, "fchmod"):   # mkstemp makes 0600; the result gets open()'s mode
+            os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()

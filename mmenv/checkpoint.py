@@ -39,10 +39,10 @@ from typing import Any
 import torch
 
 from .atomic import atomic_write
-from .errors import MMEnvError
+from .errors import InvalidArgumentError, MMEnvError
 
 __all__ = ["ALLOWED_TYPES", "CheckpointError", "DataMismatchError", "UnsafeCheckpointError", "allow_type", "atomic_save", "load",
-           "save_env_checkpoint", "load_env_checkpoint"]
+           "save_env_checkpoint", "load_env_checkpoint", "data_mismatch_error", "check_resume_fingerprint"]
 
 ENV_FORMAT = "mmenv-env-checkpoint-v1"
 
@@ -76,6 +76,61 @@ class DataMismatchError(CheckpointError):
     trained on (:func:`mmenv.datasets.base.data_fingerprint`)."""
 
 
+def data_mismatch_error(dataset: Any, saved: str, current: str, what: str = "checkpoint",
+                        fix: str = "build the environment on the data the checkpoint was trained on") -> DataMismatchError:
+    """The :class:`DataMismatchError` for ``what`` written on data of fingerprint ``saved`` loaded
+    onto ``dataset`` (fingerprint ``current``): names the data set and the files it reads."""
+    from .datasets.base import describe_sources
+
+    source = "the data" if dataset is None else describe_sources(dataset)
+    return DataMismatchError(
+        f"{what} was written for other data: {source} has fingerprint {current} now but "
+        f"{saved} when it was written (other contents: another seed, other files, or a file rewritten in place); "
+        f"{fix} (an identical copy in another folder is accepted)")
+
+
+def check_resume_fingerprint(saved: Any, current: dict[str, Any], ckpt: str | os.PathLike,
+                             dataset: Any = None) -> None:
+    """Refuse to resume from ``ckpt`` unless its recorded configuration ``saved`` equals ``current``.
+
+    A ``"data"`` entry (a :func:`~mmenv.datasets.base.data_fingerprint`) is compared with its own
+    :class:`DataMismatchError` naming the data set's files (``dataset``); a checkpoint written
+    before the entry existed is compared without it. When both record the same data contents,
+    ``dataset_kwargs`` that name another existing path (the data set copied or moved to
+    another folder) are accepted: the contents, not their location, are what must match.
+    """
+    from .datasets.base import fingerprints_differ
+
+    saved = dict(saved) if isinstance(saved, dict) else {}
+    current = dict(current)
+    saved_data, current_data = saved.pop("data", None), current.pop("data", None)
+    if saved_data is not None and saved_data == current_data:
+        saved = _moved_paths_as_current(saved, current)
+    if saved != current:
+        raise CheckpointError(f"{ckpt} was written by another configuration: {saved} != {current}; "
+                              "use another --out or drop --resume")
+    if current_data is not None and fingerprints_differ(saved_data, current_data):
+        raise data_mismatch_error(dataset, saved_data, current_data, what=str(ckpt),
+                                  fix="resume on the data it was trained on, or drop --resume to start afresh")
+
+
+def _moved_paths_as_current(saved: Any, current: Any) -> Any:
+    """``saved`` with every ``dataset_kwargs`` string that differs from ``current``'s, where
+    ``current``'s names an existing path, replaced by ``current``'s (a moved data set)."""
+    if not isinstance(saved, dict) or not isinstance(current, dict):
+        return saved
+    out = {}
+    for key, value in saved.items():
+        now = current.get(key)
+        if key == "dataset_kwargs" and isinstance(value, dict) and isinstance(now, dict):
+            value = {k: (now[k] if isinstance(v, str) and isinstance(now.get(k), str) and v != now[k]
+                         and Path(now[k]).exists() else v) for k, v in value.items()}
+        elif isinstance(value, dict):
+            value = _moved_paths_as_current(value, now)
+        out[key] = value
+    return out
+
+
 def allow_type(cls: type) -> type:
     """Allow instances of ``cls`` (a plain data class of yours) in checkpoints; usable as a decorator.
 
@@ -83,7 +138,7 @@ def allow_type(cls: type) -> type:
     acts on the outside world: unpickling calls them with arguments from the file.
     """
     if not isinstance(cls, type):
-        raise TypeError(f"allow_type takes a class, got {cls!r}")
+        raise InvalidArgumentError(f"allow_type takes a class, got {cls!r}")
     _user_types[f"{cls.__module__}.{cls.__qualname__}"] = cls
     return cls
 

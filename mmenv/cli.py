@@ -29,11 +29,12 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .atomic import atomic_write_text
+from .atomic import atomic_write_text, ensure_out_dir
+from .env_args import ENV_ARGS
 from .errors import MMEnvError
 
 __all__ = ["main", "build_parser", "add_env_arguments", "env_kwargs_from_args", "SUBCOMMANDS",
-           "register_subcommand", "episode_rows", "summarise", "write_csv", "format_table"]
+           "episode_rows", "summarise", "write_csv", "format_table"]
 
 
 
@@ -69,16 +70,27 @@ def _json_object(text: str) -> dict[str, Any]:
     return value
 
 
-def _step_every(text: str) -> str | int:
-    if text == "epoch":
-        return text
-    try:
-        k = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--step-every takes 'epoch' or a positive integer, got {text!r}") from None
-    if k < 1:
-        raise argparse.ArgumentTypeError(f"--step-every must be >= 1, got {k}")
-    return k
+def _env_option(name: str, parse: Callable[[str], Any] = int) -> Callable[[str], Any]:
+    """An argparse ``type`` for the DUSEnv argument ``name``: parse the text, then the argument
+    table's check (:mod:`mmenv.env_args`), its error as argparse's one-line usage error."""
+    from .env_args import check_arg
+
+    def convert(text: str) -> Any:
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name}: expected {ENV_ARGS[name].kind}, got {text!r}") from None
+        try:
+            return check_arg(name, value)
+        except MMEnvError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = name   # argparse names the type in its messages
+    return convert
+
+
+def _epoch_or_int(text: str) -> str | int:
+    return text if text == "epoch" else int(text)
 
 
 def _positive_int(text: str) -> int:
@@ -119,27 +131,30 @@ def add_env_arguments(parser: argparse.ArgumentParser) -> None:
     from mmenv.sampling import SAMPLE_ORDERS
 
     g = parser.add_argument_group("environment")
-    g.add_argument("--dataset", default="synthetic",
+    g.add_argument("--dataset", default=ENV_ARGS["dataset"].default,
                    help=f"registered data set: {', '.join(DATASETS.names())} "
                         "(default: synthetic, generated in code)")
     g.add_argument("--dataset-kwargs", type=_json_object, default={}, metavar="JSON",
                    help="keyword arguments for the data set builder, e.g. '{\"n_train\": 500, \"seed\": 1}'")
-    g.add_argument("--learner", default="baseline",
+    g.add_argument("--learner", default=ENV_ARGS["learner"].default,
                    help=f"registered learner (MML method): {', '.join(LEARNERS.names())} (default: baseline)")
     g.add_argument("--learner-kwargs", type=_json_object, default={}, metavar="JSON",
                    help="keyword arguments for the learner, e.g. '{\"lr\": 0.01}'")
-    g.add_argument("--epochs", type=_positive_int, default=5, help="training epochs per episode E (default: 5, the synthetic data's budget)")
-    g.add_argument("--batch-budget", type=_positive_int, default=64,
-                   help="N_B, total batch size shared by the modalities (default: 64)")
-    g.add_argument("--step-every", type=_step_every, default="epoch", metavar="{epoch,K}",
+    g.add_argument("--epochs", type=_env_option("epochs"), default=ENV_ARGS["epochs"].default,
+                   help=f"training epochs per episode E (default: {ENV_ARGS['epochs'].default}, the synthetic data's "
+                        "budget)")
+    g.add_argument("--batch-budget", type=_env_option("batch_budget"), default=ENV_ARGS["batch_budget"].default,
+                   help=f"N_B, total batch size shared by the modalities (default: {ENV_ARGS['batch_budget'].default})")
+    g.add_argument("--step-every", type=_env_option("step_every", _epoch_or_int), default=ENV_ARGS["step_every"].default,
+                   metavar="{epoch,K}",
                    help="one environment step per epoch (default, Algorithm 1) or every K iterations")
-    g.add_argument("--reward", default="dus",
+    g.add_argument("--reward", type=_env_option("reward", str), default=ENV_ARGS["reward"].default,
                    help=f"registered reward: {', '.join(REWARDS.names())} (default: dus, Eq. 5)")
-    g.add_argument("--discrepancy", choices=("sum", "mean"), default="sum",
+    g.add_argument("--discrepancy", choices=ENV_ARGS["discrepancy"].choices, default=ENV_ARGS["discrepancy"].default,
                    help="batch discrepancy: sum of true-class probabilities (paper, default) or mean")
-    g.add_argument("--sample-order", default="shuffle",
+    g.add_argument("--sample-order", default=ENV_ARGS["sample_order"].default,
                    help=f"sample-order strategy: {', '.join(SAMPLE_ORDERS.names())} (default: shuffle)")
-    g.add_argument("--device", default="cpu", help="torch device for data and model (default: cpu)")
+    g.add_argument("--device", default=ENV_ARGS["device"].default, help="torch device for data and model (default: cpu)")
     g.add_argument("--log-dir", default=None,
                    help="write the environment's per-step TensorBoard scalars here "
                         "(train defaults to OUT/tb/env)")
@@ -248,8 +263,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print("mmenv train: error: --resume is supported for --agent reinforce only; "
               "run the SB3 agent again without --resume", file=sys.stderr)
         return 2
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
+    out: Path = ensure_out_dir(args.out)   # created and writable, or one WriteError line
     env_kwargs = env_kwargs_from_args(args)
     if env_kwargs["log_dir"] is None:
         env_kwargs["log_dir"] = str(out / "tb" / "env")
@@ -268,7 +282,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                                  **agent_kwargs)
         seeds = [args.seed + i for i in range(args.episodes)]
         fingerprint = {k: summary[k] for k in ("agent", "seed", "env", "agent_kwargs")}
-        fingerprint.update(mode=args.mode, episodes=len(seeds))
+        # The data's contents too: a resume over changed files is refused (DataMismatchError).
+        fingerprint.update(mode=args.mode, episodes=len(seeds), data=env.unwrapped.data_fingerprint)
         records = run_resumable(env, policy, seeds, out / "train.ckpt", fingerprint, resume=args.resume,
                                 progress=not args.no_progress)
         # Written whole from the records: purge_step=0 replaces what an earlier attempt wrote.
@@ -335,8 +350,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from .results import std_note
 
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
+    out: Path = ensure_out_dir(args.out)   # created and writable, or one WriteError line
     env_kwargs = env_kwargs_from_args(args)
     policy_kwargs = dict(args.policy_kwargs)
     # The same decision as mmenv compare: online REINFORCE learns inside the run it
@@ -390,11 +404,6 @@ def _add_compare(subparsers) -> None:
 SUBCOMMANDS: dict[str, Callable[[Any], None]] = {"compare": _add_compare, "train": _add_train,
                                                  "evaluate": _add_evaluate}
 SUBCOMMANDS["bench"] = lambda sub: import_module("mmenv.experiments.bench").add_parser(sub)  # mmenv bench
-
-
-def register_subcommand(name: str, add: Callable[[Any], None]) -> None:
-    """Register ``add(subparsers)``, which adds the sub-parser ``name`` and sets its ``func``."""
-    SUBCOMMANDS[name] = add
 
 
 def build_parser() -> argparse.ArgumentParser:

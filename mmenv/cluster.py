@@ -21,17 +21,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from .errors import ClusterError, InvalidArgumentError
+
 __all__ = ["import_ray", "ray_session", "cluster_cpus"]
 
 INSTALL_HINT = "pip install 'mmenv[ray]' (or pip install ray)"
 
 
 def import_ray() -> Any:
-    """Import Ray, or raise a ValueError saying how to install it."""
+    """Import Ray, or raise :class:`~mmenv.errors.ClusterError` saying how to install it."""
     try:
         import ray
     except ImportError as exc:
-        raise ValueError(f"the Ray backend needs Ray: {INSTALL_HINT}; or use the process backend") from exc
+        raise ClusterError(f"the Ray backend needs Ray: {INSTALL_HINT}; or use the process backend") from exc
     return ray
 
 
@@ -46,7 +48,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
             nodes declare their own).
     """
     if num_cpus is not None and (not isinstance(num_cpus, int) or num_cpus < 1):
-        raise ValueError(f"num_cpus must be a positive int or None, got {num_cpus!r}")
+        raise InvalidArgumentError(f"num_cpus must be a positive int or None, got {num_cpus!r}")
     ray = import_ray()
     started_here = not ray.is_initialized()
     if started_here:
@@ -70,3 +72,4 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
 def cluster_cpus(ray: Any) -> int:
     """CPUs the connected cluster declares (at least 1)."""
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
+

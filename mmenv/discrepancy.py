@@ -20,6 +20,8 @@ from typing import Mapping, Sequence
 import torch
 from torch import Tensor
 
+from .errors import InvalidArgumentError
+
 MODES = ("sum", "mean")
 
 
@@ -53,7 +55,7 @@ class DiscrepancyTracker:
     def __init__(self, modalities: Sequence[str], mode: str = "sum", batch_budget: int = 64,
                  device: torch.device | str = "cpu") -> None:
         if mode not in MODES:
-            raise ValueError(f"unknown discrepancy mode {mode!r}; valid: {list(MODES)}")
+            raise InvalidArgumentError(f"unknown discrepancy mode {mode!r}; valid: {list(MODES)}")
         self.modalities = tuple(modalities)
         self.mode = mode
         self.batch_budget = batch_budget

@@ -239,10 +239,6 @@ class Registry(Mapping[str, Any]):
         del self._entries[key]
 
     # ------------------------------------------------------------------ entry points
-    def refresh(self) -> None:
-        """Read the entry-point group again (done anyway on every listing and every miss)."""
-        self._scan()
-
     def _scan(self) -> None:
         # Reading a group takes milliseconds, so it is done on every listing and every name
         # not found: a package installed while this process runs is found too.

@@ -1,8 +1,8 @@
-"""TensorBoard logging of environment steps (``torch.utils.tensorboard``)."""
+"""TensorBoard logging of environment steps (``torch.utils.tensorboard``) and the log's lifecycle (:class:`EnvTensorBoard`)."""
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 
 def make_writer(log_dir: str, purge_step: int | None = None):
@@ -52,3 +52,98 @@ def log_step(writer, step: int, modalities: Sequence[str], info: dict, reward: f
     scalars = step_scalars(modalities, info, reward)
     write_scalars(writer, scalars, step)
     return scalars
+
+
+class EnvTensorBoard:
+    """The TensorBoard log of one environment: its writer's lifecycle and its global step.
+
+    The writer on ``log_dir`` is made at the first write. Logging never stops training: a
+    failure (disk full, read-only folder...) warns once and turns logging off for the rest
+    of the run. ``global_step`` counts the steps of all episodes (logged or not: it is part
+    of the environment's checkpoint).
+    """
+
+    def __init__(self, log_dir: str | None) -> None:
+        self.log_dir = log_dir
+        self.global_step = 0
+        self.last_scalars: dict[str, float] = {}
+        self._writer: Any = None
+        self._failed = False
+
+    @property
+    def writer(self) -> Any:
+        """The ``SummaryWriter`` on ``log_dir`` (made now if needed); ``None`` without a log
+        folder or after a failure."""
+        if self.log_dir is None or self._failed:
+            return None
+        if self._writer is None:
+            try:
+                self._writer = make_writer(self.log_dir)
+            except Exception as exc:  # noqa: BLE001 - logging must never stop training
+                self._fail(exc)
+        return self._writer
+
+    def log_reset(self, modalities: Sequence[str], discrepancy: Sequence[float]) -> None:
+        """The observation an episode's first action sees, at the current global step."""
+        writer = self.writer
+        if writer is None:
+            return
+        try:
+            log_reset(writer, self.global_step, modalities, discrepancy)
+        except Exception as exc:  # noqa: BLE001 - logging must never stop training
+            self._fail(exc)
+
+    def log_step(self, modalities: Sequence[str], info: dict, reward: float) -> None:
+        """Count one environment step and write its scalars."""
+        writer = self.writer
+        self.global_step += 1
+        if writer is None:
+            return
+        try:
+            self.last_scalars = log_step(writer, self.global_step, modalities, info, reward)
+        except Exception as exc:  # noqa: BLE001 - logging must never stop training
+            self._fail(exc)
+
+    def state(self) -> dict[str, Any]:
+        """The global step and the last step's scalars (what :meth:`resume` continues from)."""
+        return {"global_step": int(self.global_step), "last_step": dict(self.last_scalars)}
+
+    def resume(self, state: Mapping[str, Any] | None = None) -> None:
+        """Continue after an interruption: purge what was written at or after the saved global
+        step, write the saved last step again, go on from there (``DUSEnv.resume_tensorboard``)."""
+        state = dict(state or {})
+        self.global_step = int(state.get("global_step", 0))
+        if self.log_dir is None:
+            return
+        self.last_scalars = dict(state.get("last_step") or {})
+        try:
+            if self._writer is not None:
+                self._writer.close()
+            self._writer = make_writer(self.log_dir, purge_step=self.global_step)
+            if self.last_scalars:
+                write_scalars(self._writer, self.last_scalars, self.global_step)
+        except Exception as exc:  # noqa: BLE001 - logging must never stop training
+            self._fail(exc)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except Exception as exc:  # noqa: BLE001 - a full disk at close loses only logs
+                self._fail(exc)
+            self._writer = None
+
+    def _fail(self, exc: BaseException) -> None:
+        """Warn once, stop logging, keep training (the run's results do not depend on its logs)."""
+        import warnings
+
+        self._failed = True
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        warnings.warn(f"TensorBoard logging to {self.log_dir} stopped, training goes on: "
+                      f"{type(exc).__name__}: {first}", RuntimeWarning, stacklevel=4)
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            try:
+                writer.close()
+            except Exception:  # noqa: BLE001 - closing a broken writer may fail too
+                pass

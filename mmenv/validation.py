@@ -28,7 +28,13 @@ import numpy as np
 
 from .errors import InvalidArgumentError
 
-__all__ = ["check_int", "check_float", "check_choice", "check_keyword_types", "is_int", "is_real"]
+__all__ = ["check_int", "check_float", "check_choice", "check_keyword_types", "is_int", "is_real", "check_log_dir",
+           "check_batch_budget", "MAX_BUDGET_PASSES"]
+
+#: ``batch_budget`` may be at most this many times ``m * N_train`` (every modality's whole train
+#: split, ``MAX_BUDGET_PASSES`` times over, in one iteration); a larger budget only repeats rows
+#: and would draw (and allocate) passes without end: ``batch_budget=10**9`` hung in the sampler.
+MAX_BUDGET_PASSES = 8
 
 
 def is_int(value: Any) -> bool:
@@ -93,6 +99,35 @@ def check_choice(name: str, value: Any, choices: Any, owner: str = "") -> Any:
     if not ok or isinstance(value, bool):
         raise InvalidArgumentError(f"{_where(owner)}{name} must be one of {valid}, got {value!r}")
     return value
+
+
+def check_log_dir(log_dir: Any) -> None:
+    """``log_dir`` is ``None`` or a non-empty folder path (``''`` would log into ``./runs/``)."""
+    import os
+
+    if log_dir is None:
+        return
+    if not isinstance(log_dir, (str, os.PathLike)):
+        raise InvalidArgumentError(f"log_dir must be None or a folder path, got {log_dir!r}")
+    if not str(os.fspath(log_dir)).strip():
+        raise InvalidArgumentError("log_dir is an empty path (TensorBoard would write into ./runs/); pass None for "
+                                   "no logs or name a folder")
+
+
+def check_batch_budget(batch_budget: int, num_modalities: int, min_batch: int, n_train: int) -> int:
+    """``batch_budget`` between ``m * max(min_batch, 1)`` and ``MAX_BUDGET_PASSES * m * N_train``."""
+    m = num_modalities
+    low = m * max(min_batch, 1)
+    if batch_budget < low:
+        raise InvalidArgumentError(f"batch_budget must be an int >= {low} for {m} modalities "
+                                   f"(min_batch {min_batch} each), got {batch_budget!r}")
+    high = MAX_BUDGET_PASSES * m * max(n_train, 1)
+    if batch_budget > high:
+        raise InvalidArgumentError(
+            f"batch_budget {batch_budget} is more than {MAX_BUDGET_PASSES} x {m} modalities x {n_train} training "
+            f"samples = {high}: one iteration would repeat every sample over {MAX_BUDGET_PASSES} times; "
+            f"use a budget <= {high} (at most {m * n_train} draws each sample once per iteration)")
+    return batch_budget
 
 
 def _bounds(minimum: int | None, maximum: int | None) -> str:

@@ -42,23 +42,26 @@ Observation (``observation=``; built by :mod:`mmenv.observations`)
     :attr:`DUSBench.observation_layout` is ``(m, 10, 1)``. It needs a validation split.
 
 Reward (``reward=``)
-    ``"val-acc-gain"`` (default): fused validation accuracy after the step minus before it.
-    The sum over an episode is the final validation accuracy minus that of the
-    freshly initialised model, so an undiscounted return is the objective up to a constant.
-    ``"final-val-acc"``: 0 at every step and the fused validation accuracy at the last
-    step (0 if the run diverged): the same objective, one validation pass per run.
-    ``"dus"``: the paper's Eq. 5 (what DUS-v0 returns).
+    Any reward of :data:`mmenv.rewards.REWARDS` (or a callable), the same function as
+    ``mmenv/DUS-v0``'s ``reward=`` (a reward added with :func:`mmenv.register_reward` works
+    here too); the benchmark's default is ``"val-acc-gain"``: fused validation accuracy
+    after the step minus before it, whose sum over an episode is the final validation
+    accuracy minus that of the freshly initialised model, so an undiscounted return is the
+    objective up to a constant. ``"final-val-acc"``: 0 at every step and the fused
+    validation accuracy at the last step (0 if the run diverged): the same objective, one
+    validation pass per run. ``"dus"``: the paper's Eq. 5 (what DUS-v0 returns).
     Whatever the training reward, ``info["reward_dus"]`` holds Eq. 5 for the step, so an
     episode's Eq. 5 return can be compared with its accuracy (reward alignment).
 
 The wrapped environment is built with ``reward="dus"`` (cheap: no validation pass); the
-wrapper evaluates validation accuracy itself, once per step (the value after a step is the
-value before the next one), where ``DUSEnv(reward="val-acc-gain")`` evaluates twice.
+wrapper computes the reward itself from the step's observations, ``info`` and validation
+accuracy, evaluated at most once per step (the value after a step is the value before the
+next one), where ``DUSEnv(reward="val-acc-gain")`` evaluates twice.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
@@ -69,11 +72,14 @@ from .observations import LOSS_CLIP, OBSERVATIONS, ObservationBuilder, check_obs
 from .observations import observation_layout as _layout
 from .observations import observation_names as _names
 from .observations import observation_space as _space
+from .rewards import RewardContext, make_reward, reward_name, reward_value, validation_need
 
 __all__ = ["DUSBench", "make_bench_env", "BENCH_OBSERVATIONS", "BENCH_REWARDS", "LOSS_CLIP"]
 
 BENCH_OBSERVATIONS = OBSERVATIONS
-BENCH_REWARDS = ("val-acc-gain", "final-val-acc", "dus")
+#: The rewards the benchmark's presets and across-run trainers offer. The wrapper itself takes
+#: any name of the one registry of both env ids, :data:`mmenv.rewards.REWARDS`.
+BENCH_REWARDS: tuple[str, ...] = ("val-acc-gain", "final-val-acc", "dus")
 
 
 class DUSBench(gym.Wrapper):
@@ -83,32 +89,36 @@ class DUSBench(gym.Wrapper):
         env: the DUS environment (possibly wrapped); its reward must be the paper's
             (``"dus"``), which this wrapper reports as ``info["reward_dus"]``.
         observation: ``"paper"``, ``"extended"`` or ``"modal"`` (module docstring).
-        reward: ``"val-acc-gain"``, ``"final-val-acc"`` or ``"dus"``.
+        reward: a registered reward name (:data:`mmenv.rewards.REWARDS`: ``"val-acc-gain"``,
+            ``"final-val-acc"``, ``"dus"``, ...) or a callable ``f(RewardContext) -> float``.
         seed: if given, the first ``reset()`` without a seed uses it (later ones continue
             the environment's RNG, as Gymnasium's convention is).
     """
 
-    def __init__(self, env: gym.Env, observation: str = "paper", reward: str = "val-acc-gain",
+    def __init__(self, env: gym.Env, observation: str = "paper", reward: str | Callable[..., float] = "val-acc-gain",
                  seed: int | None = None) -> None:
         super().__init__(env)
         check_observation(observation)
-        if reward not in BENCH_REWARDS:
-            raise ValueError(f"unknown benchmark reward {reward!r}; valid: {list(BENCH_REWARDS)}")
+        reward_fn = make_reward(reward)   # UnknownNameError (with did-you-mean) for an unknown name
         base = env.unwrapped
         if not isinstance(base, DUSEnv):
-            raise TypeError(f"DUSBench wraps a mmenv.DUSEnv, got {type(base).__name__}")
+            raise InvalidArgumentError(f"DUSBench wraps a mmenv.DUSEnv, got {type(base).__name__}")
         if getattr(base.reward_fn, "__name__", "") != "dus_reward":
-            raise ValueError("build the wrapped DUSEnv with reward='dus' (the default): DUSBench computes the "
-                             "benchmark reward itself and reports Eq. 5 as info['reward_dus']")
-        if reward != "dus" and base.dataset.val is None:
-            raise ValueError(f"reward {reward!r} needs a validation split; dataset {base.dataset.name!r} has none "
-                             "(give it one, e.g. dataset_kwargs={'n_val': 500}, or use reward='dus')")
+            raise InvalidArgumentError("build the wrapped DUSEnv with reward='dus' (the default): DUSBench computes "
+                                       "the benchmark reward itself and reports Eq. 5 as info['reward_dus']")
+        validation = validation_need(reward_fn)
+        if validation is not None and base.dataset.val is None:
+            raise InvalidArgumentError(f"reward {reward_name(reward)!r} needs a validation split; dataset "
+                                       f"{base.dataset.name!r} has none (give it one, e.g. "
+                                       "dataset_kwargs={'n_val': 500}, or use reward='dus')")
         if observation == "modal" and base.dataset.val is None:
             raise InvalidArgumentError(f"observation 'modal' reads per-modality validation accuracy; dataset "
                                        f"{base.dataset.name!r} has no validation split (give it one, e.g. "
                                        "dataset_kwargs={'n_val': 500}, or use observation='extended')")
         self.observation_mode = observation
-        self.reward_mode = reward
+        self.reward_mode = reward_name(reward)
+        self.reward_fn = reward_fn
+        self._validation = validation
         self._pending_seed = seed
         self.modalities: tuple[str, ...] = tuple(base.modalities)
         self.num_classes = int(base.dataset.num_classes)
@@ -152,26 +162,24 @@ class DUSBench(gym.Wrapper):
         obs, info = self.env.reset(seed=seed, options=options)
         self._val_cache = None
         self._builder.reset()
-        self._val = self._val_accuracy() if self.reward_mode == "val-acc-gain" else None
+        self._val = self._val_accuracy() if self._validation == "step" else None
         return self._observe(obs, None), info
 
     def step(self, action):
+        obs_before = self.env.unwrapped.last_observation
         obs, reward_dus, terminated, truncated, info = self.env.step(action)
         self._val_cache = None
         info["reward_dus"] = float(reward_dus)
         diverged = bool(info.get("diverged", False))
-        if self.reward_mode == "dus":
-            reward = float(reward_dus)
-        elif self.reward_mode == "val-acc-gain":
-            after = 0.0 if diverged else self._val_accuracy()
-            reward = after - float(self._val)
-            self._val = after
-            info["val_accuracy"] = after
-        else:  # final-val-acc
-            reward = 0.0
-            if terminated or truncated:
-                reward = 0.0 if diverged else self._val_accuracy()
-                info["val_accuracy"] = reward
+        done = bool(terminated or truncated)
+        val_before, val_after = self._val, None
+        if self._validation == "step" or (self._validation == "final" and done):
+            val_after = 0.0 if diverged else self._val_accuracy()
+            info["val_accuracy"] = val_after
+            self._val = val_after if self._validation == "step" else None
+        ctx = RewardContext(obs_before, np.asarray(info["proportions"], dtype=np.float64), np.asarray(obs),
+                            list(info["batch_sizes"]), val_before, val_after, info, done)
+        reward = reward_value(self.reward_mode, self.reward_fn(ctx), diverged, info["proportions"])
         return self._observe(obs, info), reward, terminated, truncated, info
 
 
@@ -181,7 +189,8 @@ def make_bench_env(observation: str = "paper", reward: str = "val-acc-gain", see
     """Entry point of ``mmenv/DUSBench-v0``: ``DUSBench(DUSEnv(**env_kwargs), observation, reward)``.
 
     ``env_kwargs`` are :class:`mmenv.DUSEnv` arguments (data set, learner, epochs, ...);
-    the benchmark reward replaces DUSEnv's, so ``reward`` here is the benchmark's.
+    the wrapper computes the reward (any name of :data:`mmenv.rewards.REWARDS`, as on
+    ``mmenv/DUS-v0``) with one validation pass per step at most.
 
     With ``instances`` (a list of :class:`mmenv.instances.Instance` or mappings, an instance
     set, or an instance set's name or path, with ``split``) the result is an

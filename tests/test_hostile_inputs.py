@@ -86,12 +86,22 @@ def test_any_shape_and_dtype_steps_validly_or_raises_action_error(envs, action):
         assert outcome == "error"
 
 
+# Actions that are not a sequence of m = 2 numbers: scalars (shape ()), strings, None, dicts,
+# lists with a non-number or of another length. (A list of two numbers is a valid action:
+# test_special_actions.)
+_not_a_number = st.one_of(st.text(max_size=2), st.none())
+non_array_actions = st.one_of(
+    st.none(), st.text(max_size=3), st.integers(), st.floats(),
+    st.lists(st.floats(), max_size=3).filter(lambda v: len(v) != 2),
+    st.lists(st.one_of(_not_a_number, st.floats()), min_size=1, max_size=3).filter(
+        lambda v: any(x is None or isinstance(x, str) for x in v)),
+    st.dictionaries(st.text(max_size=2), st.floats(), max_size=2))
+
+
 @SETTINGS
-@given(action=st.one_of(st.none(), st.text(max_size=3), st.integers(), st.floats(),
-                        st.lists(st.one_of(st.text(max_size=2), st.none(), st.floats()), max_size=3),
-                        st.dictionaries(st.text(max_size=2), st.floats(), max_size=2)))
+@given(action=non_array_actions)
 def test_non_array_actions_raise_action_error(envs, action):
-    check_step_or_clear_error(envs["unit"], action)
+    assert check_step_or_clear_error(envs["unit"], action) == "error", f"{action!r} was stepped"
 
 
 def test_special_actions(envs):

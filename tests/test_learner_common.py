@@ -107,3 +107,23 @@ def test_train_step_has_no_host_sync(name):
         for batch in batches[1:]:
             learner.train_step(batch)
     assert counter.total == 0, counter.calls
+
+
+def test_every_learner_keeps_the_shared_keywords_in_its_signature_with_their_defaults():
+    import dataclasses
+    import inspect
+
+    from mmenv.learners import LEARNERS
+    from mmenv.learners.common import TrainingSettings
+
+    shared = {f.name: f.default for f in dataclasses.fields(TrainingSettings)}
+    for name in ("baseline", "mla", "agm", "ogm-ge", "pmr", "di-mml"):
+        cls = LEARNERS.get_factory(name)
+        params = inspect.signature(cls).parameters
+        for key, default in shared.items():
+            assert params[key].default == default, (name, key)
+        learner = cls(lr=0.05, momentum=0.5, weight_decay=0.0, optimizer="adam", loss_scale="mean",
+                      encoder_kwargs={"a": {"out_dim": 8}})
+        assert learner.opt_kwargs == {"optimizer": "adam", "lr": 0.05, "momentum": 0.5, "weight_decay": 0.0}
+        assert learner.loss_scale == "mean" and learner.encoder_kwargs == {"a": {"out_dim": 8}}
+        assert learner.encoder_names is None

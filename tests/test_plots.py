@@ -57,7 +57,7 @@ def test_batch_sizes_draw_every_policy_each_seed_and_the_uniform_share(results, 
     plots.plot_batch_sizes(results, "synthetic", "baseline", tmp_path / "b.png")
     (fig,) = captured
     axes = _visible_axes(fig)
-    assert [ax.get_title().split(" (")[0] for ax in axes] == ["uniform", "dus-h", "reinforce"]
+    assert [ax.get_title().split(" (")[0] for ax in axes] == ["Uniform", "DUS-H", "Online REINFORCE"]   # human labels
     dush = axes[1]
     # N_B / m = 32 as a horizontal line.
     hlines = [ln for ln in dush.get_lines() if np.allclose(ln.get_ydata(), 32) and ln.get_linestyle() == "--"]
@@ -74,7 +74,7 @@ def test_discrepancy_puts_all_modalities_on_one_axis_with_the_gap_for_every_poli
     plots.plot_discrepancy(results, "synthetic", "baseline", tmp_path / "d.png")
     (fig,) = captured
     axes = _visible_axes(fig)
-    assert [ax.get_title().split(" (")[0] for ax in axes] == ["uniform", "dus-h", "reinforce"]
+    assert [ax.get_title().split(" (")[0] for ax in axes] == ["Uniform", "DUS-H", "Online REINFORCE"]   # human labels
     colors = plots.modality_colors(results)
     for ax in axes:
         labels = [ln.get_label() for ln in ax.get_lines()]

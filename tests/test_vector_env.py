@@ -10,7 +10,7 @@ from gymnasium.vector import AutoresetMode
 
 import mmenv  # noqa: F401  (registers mmenv/DUS-v0)
 from mmenv import DUSEnv
-from mmenv.learners import Learner, make_learner
+from mmenv.learners import Learner
 from mmenv.vector_env import DUSVectorEnv, VectorEnvError
 
 TINY = dict(dataset_kwargs=dict(n_train=120, n_val=30, n_test=60, dims=8), batch_budget=16)
@@ -109,19 +109,42 @@ def test_partial_reset_runs_at_different_iterations():
     np.testing.assert_allclose(rew, [r0, r1], atol=1e-4)
 
 
-@pytest.mark.parametrize("learner_kwargs", [dict(optimizer="adam"), dict(fusion_input="zero-fill")])
-def test_unsupported_configurations_point_to_sync_vector_env(learner_kwargs):
+def test_unsupported_configurations_point_to_sync_vector_env():
     with pytest.raises(VectorEnvError, match="SyncVectorEnv"):
-        DUSVectorEnv(num_envs=2, learner_kwargs=learner_kwargs, **TINY)
+        DUSVectorEnv(num_envs=2, learner_kwargs=dict(optimizer="adam"), **TINY)
 
 
-def test_other_learner_is_refused():
-    class Custom(type(make_learner("baseline"))):
+def test_an_imperative_plugin_learner_is_refused():
+    """A learner with only the imperative protocol (train_step) cannot be batched."""
+    class Custom(Learner):
         name = "custom"
+
+        def setup(self, ctx):
+            self.model = torch.nn.Linear(1, 1)
+
+        def train_step(self, batch):
+            raise NotImplementedError
+
+        def predict(self, inputs):
+            raise NotImplementedError
 
     with pytest.raises(VectorEnvError, match="SyncVectorEnv"):
         DUSVectorEnv(num_envs=2, learner=Custom(), **TINY)
-    assert issubclass(Custom, Learner)
+
+
+@pytest.mark.parametrize("learner_kwargs", [dict(fusion_input="zero-fill"), dict(optimizer="sgd", momentum=0.0)])
+def test_other_baseline_settings_match_single_env(learner_kwargs):
+    kw = dict(epochs=1, learner_kwargs=learner_kwargs, **TINY)
+    a = np.array([[0.9, 0.1], [0.2, 0.8]], dtype=np.float32)
+    envs = DUSVectorEnv(num_envs=2, **kw)
+    envs.reset(seed=3)
+    obs, rew, *_ = envs.step(a)
+    for i in range(2):
+        env = DUSEnv(**kw)
+        env.reset(seed=3 + i)
+        o, r, *_ = env.step(a[i])
+        np.testing.assert_allclose(o, obs[i], atol=1e-5)
+        assert r == pytest.approx(rew[i], abs=1e-4)
 
 
 def test_loss_scale_mean_matches_single_env():
@@ -138,25 +161,34 @@ def test_loss_scale_mean_matches_single_env():
         assert r == pytest.approx(rew[i], abs=1e-4)
 
 
-@pytest.mark.parametrize("learner", ["ogm-ge", "mla"])
-def test_make_vec_default_falls_back_to_sync_with_a_notice(learner):
-    """Regression: make_vec's default refused every learner but the baseline."""
+@pytest.mark.parametrize("learner", ["ogm-ge", "mla", "pmr", "agm", "di-mml"])
+def test_make_vec_default_batches_every_learner(learner):
+    """Every built-in learner is served by the batched engine, with the sync mode's numbers."""
+    from gymnasium.vector import SyncVectorEnv
+
+    kw = dict(epochs=1, learner=learner, **TINY)
+    envs = gym.make_vec("mmenv/DUS-v0", num_envs=2, **kw)
+    assert isinstance(envs.unwrapped, DUSVectorEnv)
+    sync = gym.make_vec("mmenv/DUS-v0", num_envs=2, vectorization_mode="sync", **kw)
+    assert isinstance(sync, SyncVectorEnv)
+    a = np.array([[0.5, -0.5], [-0.2, 0.3]], np.float32)
+    ob1, _ = envs.reset(seed=5)
+    ob2, _ = sync.reset(seed=5)
+    np.testing.assert_allclose(ob1, ob2, atol=1e-6)
+    r1, r2 = envs.step(a), sync.step(a)
+    np.testing.assert_allclose(r1[0], r2[0], atol=1e-5)
+    np.testing.assert_allclose(r1[1], r2[1], atol=1e-4)
+
+
+def test_make_vec_default_falls_back_to_sync_with_a_notice():
     from gymnasium.vector import SyncVectorEnv
 
     from mmenv.vector_env import VectorFallbackWarning
 
-    kw = dict(epochs=1, learner=learner, **TINY)
+    kw = dict(epochs=1, learner_kwargs=dict(optimizer="adam"), **TINY)
     with pytest.warns(VectorFallbackWarning, match=r"^mmenv: .*using gymnasium.vector.SyncVectorEnv instead$"):
         envs = gym.make_vec("mmenv/DUS-v0", num_envs=2, **kw)
     assert isinstance(envs, SyncVectorEnv)
-    sync = gym.make_vec("mmenv/DUS-v0", num_envs=2, vectorization_mode="sync", **kw)
-    a = np.array([[0.5, -0.5], [-0.2, 0.3]], np.float32)
-    ob1, _ = envs.reset(seed=5)
-    ob2, _ = sync.reset(seed=5)
-    np.testing.assert_array_equal(ob1, ob2)
-    r1, r2 = envs.step(a), sync.step(a)
-    np.testing.assert_array_equal(r1[0], r2[0])
-    np.testing.assert_array_equal(r1[1], r2[1])
 
 
 def test_make_vec_wrappers_need_the_sync_mode_as_documented():

@@ -11,7 +11,7 @@ from typing import Callable
 from ..registry import Registry
 from .base import DatasetError, ModalitySpec, MultimodalDataset, Split, TensorSplit, tensor_dataset
 from .synthetic import make_synthetic
-from .uci_mfeat import make_uci_mfeat
+from .uci_mfeat import DEFAULT_VIEWS as UCI_DEFAULT_VIEWS, make_uci_mfeat
 from .crema_d import make_crema_d
 from .kinetics_sounds import make_kinetics_sounds
 from .image_text import make_sarcasm, make_twitter2015
@@ -53,7 +53,31 @@ _BUILT_IN: dict[str, Callable[..., MultimodalDataset]] = {
     "features": make_features,
     "av-digits": make_av_digits,
 }
+
+
+def _count_synthetic(kwargs: dict) -> int | None:
+    names = kwargs.get("names")
+    return len(names) if names is not None else kwargs.get("num_modalities", 2)
+
+
+def _count_named(key: str, default: int | None) -> Callable[[dict], int | None]:
+    def count(kwargs: dict) -> int | None:
+        value = kwargs.get(key)
+        return default if value is None else len(value)
+    return count
+
+
+# How many modalities each built-in builder gives for its keyword arguments, told without
+# building the data (mmenv.env_args checks batch_budget >= m * min_batch with it).
+_MODALITY_COUNTS: dict[str, Callable[[dict], int | None]] = {
+    "synthetic": _count_synthetic,
+    "uci-mfeat": _count_named("views", len(UCI_DEFAULT_VIEWS)),
+    "features": _count_named("modalities", None),
+    "nvgesture": lambda kwargs: 3,
+    **{name: (lambda kwargs: 2) for name in ("crema-d", "kinetics-sounds", "twitter2015", "sarcasm", "av-digits")},
+}
 for _name, _builder in _BUILT_IN.items():
+    _builder.modality_count = _MODALITY_COUNTS[_name]  # type: ignore[attr-defined]
     DATASETS.register(_name, _builder)
 
 

@@ -20,6 +20,7 @@ learner can build a suitable encoder without knowing the data set.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,8 @@ from torch import Tensor
 from ..errors import MMEnvError
 
 __all__ = ["ModalitySpec", "Split", "TensorSplit", "MultimodalDataset", "DatasetError", "stratified_holdout",
-           "read_text_file", "data_fingerprint"]
+           "read_text_file", "data_fingerprint", "data_sources", "describe_sources", "FINGERPRINT_ROWS",
+           "FINGERPRINT_SEED", "FINGERPRINT_VERSION", "FINGERPRINT_BYTES", "sampled_rows", "fingerprints_differ"]
 
 
 class DatasetError(MMEnvError, ValueError):
@@ -97,6 +99,20 @@ class Split:
     def to(self, device: torch.device | str) -> "Split":  # pragma: no cover - overridden
         return self
 
+    def fingerprint_parts(self) -> Iterator[bytes]:
+        """Bytes that stand for this split's contents beyond its labels (:func:`data_fingerprint`).
+
+        Never paths: a copy of the data in another folder must give the same bytes. The
+        base class yields nothing, so a split of your own is fingerprinted by its length
+        and labels only unless it overrides this (hash what its rows are made of: its
+        files with :func:`mmenv.datasets.content_hash.file_digest`, or a sample of rows).
+        """
+        return iter(())
+
+    def source_files(self) -> list[Path]:
+        """The files this split reads its rows from (named in error messages); none in memory."""
+        return []
+
 
 def _as_feature_tensor(x: object, where: str) -> Tensor:
     """A modality's rows as a float tensor: float types become float32 and int / uint8 / bool
@@ -157,6 +173,18 @@ class TensorSplit(Split):
 
     def to(self, device: torch.device | str) -> "TensorSplit":
         return TensorSplit({m: x.to(device) for m, x in self.inputs.items()}, self.labels.to(device), self.name)
+
+    def fingerprint_parts(self) -> Iterator[bytes]:
+        """Each modality's shape and dtype and the :func:`sampled_rows` of it (as float32 bytes)."""
+        for m in self.modalities:
+            x = self.inputs[m].detach()
+            yield repr((m, tuple(x.shape), str(x.dtype))).encode()
+            idx = sampled_rows(len(self), row_bytes=4 * (x[0].numel() if len(x) else 1))
+            if x.device.type == "cpu":   # NumPy indexing: no torch thread pool for 64 rows
+                rows = np.ascontiguousarray(x.numpy()[idx], dtype=np.float32)
+            else:
+                rows = x.index_select(0, torch.from_numpy(idx).to(x.device)).to("cpu", torch.float32).numpy()
+            yield np.ascontiguousarray(rows).tobytes()
 
 
 @dataclass
@@ -260,26 +288,51 @@ def tensor_dataset(
     return MultimodalDataset(name, specs, num_classes, tr, te, va, class_names)
 
 
-#: Rows of each modality hashed into a data fingerprint (evenly spaced over the split).
-FINGERPRINT_ROWS = 16
+#: Rows of each modality hashed into a data fingerprint (a seeded sample, the same for every call).
+FINGERPRINT_ROWS = 32
+#: Seed of that sample (fixed: the fingerprint of unchanged data never changes).
+FINGERPRINT_SEED = 0
+#: Prefix of fingerprints of contents (this scheme). Fingerprints without it were written by
+#: versions that hashed file paths and 16 evenly spaced rows; they are not compared.
+FINGERPRINT_VERSION = "c1-"
+
+
+#: Bytes of sampled rows hashed per modality and split at most (fewer rows when rows are large).
+FINGERPRINT_BYTES = 1 << 20
+
+
+def sampled_rows(n: int, k: int = FINGERPRINT_ROWS, row_bytes: int = 0) -> np.ndarray:
+    """``min(n, k)`` distinct row indices out of ``n``, sorted, drawn with :data:`FINGERPRINT_SEED`;
+    fewer (at least one) when ``k`` rows of ``row_bytes`` would exceed :data:`FINGERPRINT_BYTES`."""
+    if row_bytes > 0:
+        k = max(1, min(k, FINGERPRINT_BYTES // row_bytes))
+    if n <= k:
+        return np.arange(n, dtype=np.int64)
+    rng = np.random.default_rng(FINGERPRINT_SEED)
+    return np.sort(rng.choice(n, size=k, replace=False)).astype(np.int64)
 
 
 def data_fingerprint(dataset: "MultimodalDataset") -> str:
-    """A short hash that tells one data set's contents from another's, cheaply.
+    """A short hash of one data set's **contents**, location-independent and cheap.
 
-    Hashes the name, the number of classes, each modality's name / shape / kind, and per
-    split: its length, **all** labels (one small in-memory tensor, so a reshuffle or
-    another seed of the same generator changes it) and :data:`FINGERPRINT_ROWS` evenly
-    spaced rows of each modality of in-memory splits (catches other features with the
-    same labels, e.g. other noise). Rows of lazily read splits (HDF5, media) are not read:
-    decoding would cost I/O at every environment build; their labels and file names are
-    hashed instead. Not a cryptographic guarantee (two data sets differing only in
-    unsampled rows look the same), but it costs milliseconds and catches the mistake it
-    is for: resuming a checkpoint on another data set or another seed of it.
+    ``"c1-"`` (:data:`FINGERPRINT_VERSION`) and 16 hex digits of a SHA-256 of the name, the
+    number of classes, each modality's name / shape / kind, and per split: its length, **all** labels (one small in-memory tensor: a reshuffle or another
+    seed of the same generator changes it) and what :meth:`Split.fingerprint_parts`
+    yields: for in-memory splits each modality's shape, dtype and :data:`FINGERPRINT_ROWS`
+    seeded sampled rows (fewer when they would exceed :data:`FINGERPRINT_BYTES`); for HDF5 splits the file's bytes
+    (:func:`mmenv.datasets.content_hash.file_digest`: whole up to 4 MiB, else header, tail
+    and sampled chunks), the selected rows and a sample of decoded rows; for media splits
+    every clip's id and the bytes of its WAV and frame files. Paths are never hashed: an
+    identical copy of the data in another folder has the same fingerprint, and a file
+    rewritten in place gets another one.
+
+    Not a cryptographic guarantee (in-memory data differing only in unsampled rows look the
+    same), but it costs milliseconds for in-memory data and one read of small files (cached
+    per process by inode and change time) and catches the mistake it is for: resuming a
+    checkpoint or reusing a finished run on other data. A file that cannot be read is a
+    :class:`DatasetError` naming the split.
     """
-    import hashlib
-
-    h = hashlib.sha256()
+    h = hashlib.sha256()   # OpenSSL's: hardware-accelerated on current CPUs
 
     def add(*parts: object) -> None:
         for part in parts:
@@ -295,15 +348,52 @@ def data_fingerprint(dataset: "MultimodalDataset") -> str:
         labels = split.labels.detach().to("cpu", torch.int64).contiguous()
         add(split_name, len(split))
         h.update(labels.numpy().tobytes())
-        if isinstance(split, TensorSplit):
-            idx = torch.linspace(0, len(split) - 1, min(FINGERPRINT_ROWS, len(split))).round().long()
-            for m in dataset.modality_names:
-                rows = split.inputs[m].index_select(0, idx.to(split.inputs[m].device))
-                h.update(rows.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-        else:
-            add(type(split).__name__, str(getattr(split, "path", "")),
-                [str(getattr(c, "name", c)) for c in getattr(split, "clips", [])][:FINGERPRINT_ROWS])
-    return h.hexdigest()[:16]
+        try:
+            for part in split.fingerprint_parts():
+                h.update(len(part).to_bytes(8, "little"))
+                h.update(part)
+        except OSError as err:
+            raise DatasetError(f"{getattr(split, 'name', split_name)}: cannot read {err.filename or 'a file'} "
+                               f"to fingerprint the data: {err.strerror or err}") from None
+    return FINGERPRINT_VERSION + h.hexdigest()[:16]
+
+
+def fingerprints_differ(saved: str | None, current: str) -> bool:
+    """Whether a recorded fingerprint ``saved`` tells of other data than ``current``.
+
+    ``None`` (recorded before fingerprints existed) and fingerprints of the earlier scheme
+    (no :data:`FINGERPRINT_VERSION` prefix: they hashed file paths) cannot be compared with
+    this one and count as the same data, as a checkpoint without a fingerprint always did.
+    """
+    if not isinstance(saved, str) or not saved.startswith(FINGERPRINT_VERSION):
+        return False
+    return saved != current
+
+
+def data_sources(dataset: "MultimodalDataset") -> list[Path]:
+    """Every file the data set's splits read rows from (empty for in-memory data), in order, once."""
+    seen: dict[Path, None] = {}
+    for split_name in ("train", "val", "test"):
+        split = getattr(dataset, split_name)
+        if split is not None:
+            seen.update(dict.fromkeys(split.source_files()))
+    return list(seen)
+
+
+def describe_sources(dataset: "MultimodalDataset", limit: int = 3) -> str:
+    """``"data set 'x'"`` plus the files it reads: all of them up to ``limit``, else their count and
+    common folder (for messages about changed data)."""
+    files = data_sources(dataset)
+    text = f"data set {dataset.name!r}"
+    if not files:
+        return f"{text} (in memory)"
+    if len(files) <= limit:
+        return f"{text} (files {', '.join(str(f) for f in files)})"
+    try:
+        root = Path(os.path.commonpath([str(f) for f in files]))
+    except ValueError:  # different drives
+        return f"{text} ({len(files)} files)"
+    return f"{text} ({len(files)} files under {root})"
 
 
 def read_text_file(path: str | os.PathLike, what: str = "label file", encoding: str = "utf-8-sig") -> str:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import zipfile
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -35,7 +35,8 @@ from torch import Tensor
 from ..atomic import atomic_write
 from ..errors import InvalidArgumentError
 from ..validation import is_real
-from .base import DatasetError, ModalitySpec, MultimodalDataset, Split, TensorSplit, stratified_holdout
+from .base import DatasetError, ModalitySpec, MultimodalDataset, Split, TensorSplit, sampled_rows, stratified_holdout
+from .content_hash import file_digest
 
 __all__ = ["make_features", "HDF5Split", "load_feature_file", "load_modality_arrays", "save_features"]
 
@@ -277,6 +278,26 @@ class HDF5Split(Split):
 
     def subset(self, rows: np.ndarray, name: str) -> "HDF5Split":
         return HDF5Split(self.path, self.modalities, self.rows[rows], self.device, name, check_rows=False)
+
+    def fingerprint_parts(self) -> Iterator[bytes]:
+        """The file's bytes (:func:`~mmenv.datasets.content_hash.file_digest`), the file rows this
+        split selects, and :data:`~mmenv.datasets.base.FINGERPRINT_ROWS` seeded sampled rows of each
+        modality read through HDF5 (catches a rewrite of a large file outside the hashed chunks).
+        Never the path: a copy elsewhere fingerprints the same."""
+        yield file_digest(self.path).encode()
+        yield np.ascontiguousarray(self.rows, dtype=np.int64).tobytes()
+        try:
+            with _h5py().File(self.path, "r") as f:
+                for m in self.modalities:
+                    idx = sampled_rows(len(self), row_bytes=4 * int(np.prod(f[m].shape[1:], dtype=np.int64)))
+                    block = np.asarray(f[m][np.unique(self.rows[idx])], dtype=np.float32)
+                    yield repr((m, tuple(f[m].shape[1:]), str(f[m].dtype))).encode()
+                    yield block.tobytes()
+        except (KeyError, ValueError, TypeError) as err:   # h5py's own errors for a broken file
+            raise DatasetError(f"{self.name}: cannot read feature file {self.path} to fingerprint it: {err}") from None
+
+    def source_files(self) -> list[Path]:
+        return [self.path]
 
     def __getstate__(self):
         state = dict(self.__dict__)

@@ -24,6 +24,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..errors import InvalidArgumentError
 from .base import DatasetError, ModalitySpec, MultimodalDataset, stratified_holdout
 from .clip_lists import MediaClip, build_clips, check_disjoint_lists, read_label_list, sorted_labels
 from .frames import IMAGENET_MEAN, IMAGENET_STD, FrameConfig, load_rgb, random_resized_crop_box
@@ -99,7 +100,7 @@ def make_media_dataset(
     if not root.is_dir():
         raise DatasetError(f"{name}: data folder {root} does not exist")
     if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must lie in [0, 1), got {val_fraction}")
+        raise InvalidArgumentError(f"val_fraction must lie in [0, 1), got {val_fraction}")
     train_path, test_path = root / train_list, root / test_list
     train_rows = read_label_list(train_path, classes)
     test_rows = read_label_list(test_path, classes)

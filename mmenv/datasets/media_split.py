@@ -28,16 +28,17 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from ..atomic import atomic_write
-from ..errors import WriteError
+from ..errors import InvalidArgumentError, WriteError
 from .base import DatasetError, Split
 from .clip_lists import MediaClip
+from .content_hash import file_digest
 from .frames import FrameConfig, image_tensor, load_rgb, random_resized_crop_box
 from .wav import AudioConfig, log_spectrogram, read_wav, resample_linear
 
@@ -157,7 +158,7 @@ class MediaSplit(Split):
                  cache_dir: str | os.PathLike | None = None, seed: int = 0, name: str = "media",
                  memory_cache: bool = True) -> None:
         if num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+            raise InvalidArgumentError(f"num_workers must be >= 0, got {num_workers}")
         self.clips = list(clips)
         self.device = torch.device(device)
         self.labels = torch.tensor([c.label for c in self.clips], dtype=torch.long, device=self.device)
@@ -197,6 +198,7 @@ class MediaSplit(Split):
 
     def gather(self, modality: str, indices: Tensor) -> Tensor:
         if modality not in self.modalities:
+            # internal invariant: the env gathers only the split's own modalities
             raise KeyError(f"{self.name}: no modality {modality!r}; this split has {list(self.modalities)}")
         idx = indices.tolist()  # the host sync of raw media: files are read by the CPU
         if self.train_mode:
@@ -231,6 +233,24 @@ class MediaSplit(Split):
     def spec_shape(self, modality: str) -> tuple[int, ...]:
         role = {v: k for k, v in self.role.items()}[modality]
         return self.audio_cfg.shape if role == "audio" else self.frame_cfg.shape
+
+    def fingerprint_parts(self) -> Iterator[bytes]:
+        """The decoding settings, then per clip its id and the bytes of its WAV and frame files
+        (:func:`~mmenv.datasets.content_hash.file_digest`; frames named by their file name within the
+        clip's folder). Never a path: a copy of the data set elsewhere fingerprints the same."""
+        yield repr((self.audio_cfg, self.frame_cfg, self.train_mode, sorted(self.role.items()))).encode()
+        for clip in self.clips:
+            audio = "" if clip.audio is None else file_digest(clip.audio)
+            frames = [(f.name, file_digest(f)) for f in clip.frames]
+            yield repr((clip.clip_id, clip.label, audio, frames)).encode()
+
+    def source_files(self) -> list[Path]:
+        out: list[Path] = []
+        for clip in self.clips:
+            if clip.audio is not None:
+                out.append(clip.audio)
+            out.extend(clip.frames)
+        return out
 
     def to(self, device: torch.device | str) -> "MediaSplit":
         out = MediaSplit(self.clips, self.audio_cfg, self.frame_cfg, self.train_mode, self.role, device,

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..errors import ModelError
 from .base import DatasetError
 
 __all__ = ["SEQUENCE_KIND", "pad_sequences", "split_sequence", "sequence_lengths", "unpad_sequences"]
@@ -61,7 +62,7 @@ def pad_sequences(sequences: Sequence[np.ndarray], max_frames: int | None = None
 def split_sequence(x: Tensor) -> tuple[Tensor, Tensor]:
     """``[B, T, F + 1]`` -> (frames ``[B, T, F]`` with padding zeroed, mask ``[B, T]``)."""
     if x.ndim != 3 or x.shape[-1] < 2:
-        raise ValueError(f"a sequence batch is [B, T, F + 1] (frames then a mask channel), got shape {tuple(x.shape)}")
+        raise ModelError(f"a sequence batch is [B, T, F + 1] (frames then a mask channel), got shape {tuple(x.shape)}")
     mask = x[..., -1]
     return x[..., :-1] * mask.unsqueeze(-1), mask
 

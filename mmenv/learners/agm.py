@@ -57,9 +57,10 @@ from torch import Tensor
 
 from ..discrepancy import true_class_probability
 from ..models.multimodal import MultimodalModel
-from .base import Batch, LearnerContext, LearnerError, Prediction, StepOutput
+from .base import Batch, LearnerContext, LearnerError, Prediction
 from .baseline import BaselineLearner
-from .common import modality_scores
+from .common import TrainingSettings
+from .functional import StepInfo, paired_mean
 
 
 def shapley_responses(model: MultimodalModel, feats: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -131,6 +132,11 @@ def ce_scores(logits: Mapping[str, Tensor], labels: Mapping[str, Tensor], num_pa
     return torch.stack(out).detach()
 
 
+def ce_rows(logits: Tensor, labels: Tensor) -> Tensor:
+    """Per-row CE ``-log max(p(y), 1e-8)`` (``[B]``), the rows :func:`ce_scores` averages."""
+    return -torch.log(true_class_probability(logits, labels).clamp_min(1e-8))
+
+
 def agm_code_coefficients(scores: Tensor, score_means: Tensor, alpha: float) -> tuple[Tensor, Tensor]:
     """The authors' code rule: ``(kappa, eta - r)`` from CE scores ``s`` and their running means ``S`` (``[m]``)."""
     m = scores.shape[0]
@@ -178,9 +184,7 @@ class AGMLearner(BaselineLearner):
         encoders: Mapping[str, str] | None = None,
         encoder_kwargs: Mapping[str, dict] | None = None,
     ) -> None:
-        super().__init__(loss_scale=loss_scale, fusion_input=fusion_input, unimodal_weight=0.0,
-                         optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                         encoders=encoders, encoder_kwargs=encoder_kwargs)
+        super().__init__(fusion_input=fusion_input, unimodal_weight=0.0, **TrainingSettings.pick(locals()).kwargs())
         if not 0.0 <= response_momentum < 1.0:
             raise LearnerError(f"response_momentum must be in [0, 1), got {response_momentum}")
         if coefficient not in COEFFICIENTS:
@@ -189,59 +193,87 @@ class AGMLearner(BaselineLearner):
         self.response_momentum = response_momentum
         self.coefficient = coefficient
 
-    def setup(self, ctx: LearnerContext) -> None:
-        super().setup(ctx)
-        self.running: Tensor | None = None  # running-average responses [m], set by the first batch ("gap")
-        m = len(ctx.modalities)
-        self.score_means = torch.zeros(m, device=ctx.device)  # S_m ("code"): mean CE score so far
-        self.score_count = 0  # iterations folded into score_means
+    def initial_state(self, ctx: LearnerContext) -> dict[str, Any]:
+        m, dev = len(ctx.modalities), ctx.device
+        # "gap": running-average responses (set by the first batch); "code": S_m, the mean CE score so far.
+        return {"running": torch.zeros(m, device=dev), "running_set": torch.zeros((), device=dev),
+                "score_means": torch.zeros(m, device=dev), "score_count": torch.zeros((), device=dev)}
 
-    @torch.no_grad()
-    def update_gap(self, responses: Tensor) -> tuple[Tensor, Tensor]:
-        """Fold a batch's responses ``[m]`` into the running averages; return ``(kappa, gap)``."""
+    # Attribute views of the method state (checkpoints and tests read them by name).
+    @property
+    def running(self) -> Tensor | None:
+        if "running_set" not in self.fstate or not bool(self.fstate["running_set"] > 0):
+            return None
+        return self.fstate["running"]
+
+    @running.setter
+    def running(self, value: Tensor | None) -> None:
+        flag = self.fstate["running_set"]
+        if value is None:
+            self.fstate = {**self.fstate, "running_set": torch.zeros_like(flag)}
+        else:
+            self.fstate = {**self.fstate, "running": value, "running_set": torch.ones_like(flag)}
+
+    @property
+    def score_means(self) -> Tensor:
+        return self.fstate["score_means"]
+
+    @score_means.setter
+    def score_means(self, value: Tensor) -> None:
+        self.fstate = {**self.fstate, "score_means": value}
+
+    @property
+    def score_count(self) -> int:
+        return int(self.fstate["score_count"].item())
+
+    @score_count.setter
+    def score_count(self, value: int) -> None:
+        self.fstate = {**self.fstate, "score_count": torch.full_like(self.fstate["score_count"], float(value))}
+
+    def updated_state(self, state: Mapping[str, Any], scores: Tensor) -> tuple[Tensor, Tensor, dict[str, Any]]:
+        """``(kappa, gap, new state)`` from this batch's scores (CE scores for "code", responses for "gap")."""
+        if self.coefficient == "code":
+            count = state["score_count"] + 1
+            # The authors' rule: kappa from the CE scores against the old running means, then update them.
+            kappa, gap = agm_code_coefficients(scores, state["score_means"], self.alpha)
+            means = state["score_means"] + (scores - state["score_means"]) / count
+            return kappa, gap, {**state, "score_means": means, "score_count": count}
         b = self.response_momentum
-        self.running = responses.clone() if self.running is None else b * self.running + (1 - b) * responses
-        return agm_coefficients(self.running, self.alpha)
+        running = torch.where(state["running_set"] > 0, b * state["running"] + (1 - b) * scores, scores)
+        kappa, gap = agm_coefficients(running, self.alpha)
+        return kappa, gap, {**state, "running": running, "running_set": torch.ones_like(state["running_set"])}
 
-    @torch.no_grad()
-    def update_code(self, scores: Tensor) -> tuple[Tensor, Tensor]:
-        """The authors' rule: ``kappa`` from the CE scores against the old running means, then update them."""
-        kappa, diff = agm_code_coefficients(scores, self.score_means, self.alpha)
-        self.score_count += 1
-        self.score_means = self.score_means + (scores - self.score_means) / self.score_count
-        return kappa, diff
-
-    def train_step(self, batch: Batch) -> StepOutput:
-        model = self.model
+    def loss(self, model: MultimodalModel, batch: Batch, state: Mapping[str, Any],
+             info: StepInfo) -> tuple[Tensor, dict[str, Any]]:
         mods = model.modalities
         feats = model.encode(batch.inputs)
-        fused = self.fused_loss(feats, batch)
-        self.optimizer.zero_grad(set_to_none=True)
-        fused.backward()
+        fused = self.fused_loss(feats, batch, model)
         with torch.no_grad():
             detached = {m: f.detach() for m, f in feats.items()}
             logits = masked_responses(model, detached)
             p = batch.num_paired
-            if p > 0:
-                shap = shapley_responses(model, {m: f[:p] for m, f in detached.items()})
-            else:
-                shap = logits
-            if self.coefficient == "code":
-                responses = ce_scores(shap, batch.labels, p, mods)
-                kappa, gap = self.update_code(responses)
-            else:
-                responses = modality_scores(shap, batch.labels, p, mods)
-                kappa, gap = self.update_gap(responses)
-            for j, m in enumerate(mods):
-                for prm in model.encoders[m].parameters():
-                    if prm.grad is not None:
-                        prm.grad.mul_(kappa[j])
-        self.optimizer.step()
-        losses = {"total": fused.detach(), "fused": fused.detach()}
+            shap = shapley_responses(model, {m: f[:p] for m, f in detached.items()}) if p > 0 else logits
+            rows = ce_rows if self.coefficient == "code" else true_class_probability
+            responses = paired_mean({m: rows(shap[m][:p], batch.labels[m][:p]) for m in mods},
+                                    {m: rows(logits[m], batch.labels[m]) for m in mods}, batch, mods)
+            kappa, gap, state = self.updated_state(state, responses)
         extras = {**{f"response_{m}": responses[j] for j, m in enumerate(mods)},
                   **{f"gap_{m}": gap[j] for j, m in enumerate(mods)},
                   **{f"coeff_{m}": kappa[j] for j, m in enumerate(mods)}}
-        return StepOutput(logits, losses, extras)
+        return fused, {"logits": logits, "losses": {"total": fused, "fused": fused}, "extras": extras,
+                       "state": state, "kappa": kappa}
+
+    def modulate(self, model: MultimodalModel, grads: dict[str, Tensor], batch: Batch, aux: Mapping[str, Any],
+                 state: Mapping[str, Any], info: StepInfo,
+                 noise: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], Mapping[str, Any]]:
+        kappa = aux["kappa"]
+        grads = dict(grads)
+        for j, m in enumerate(model.modalities):
+            prefix = f"encoders.{m}."
+            for name in grads:
+                if name.startswith(prefix):
+                    grads[name] = grads[name] * kappa[j]
+        return grads, state
 
     @torch.no_grad()
     def predict(self, inputs: Mapping[str, Tensor]) -> Prediction:

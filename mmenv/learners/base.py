@@ -31,13 +31,10 @@ import torch
 from torch import Tensor
 
 from ..datasets.base import ModalitySpec
-from ..errors import MMEnvError
+from ..errors import LearnerError
 
 __all__ = ["Batch", "StepOutput", "Prediction", "LearnerContext", "Learner", "LearnerError"]
 
-
-class LearnerError(MMEnvError, ValueError):
-    """A learner cannot run in the requested configuration."""
 
 
 @dataclass
@@ -71,6 +68,11 @@ class Batch:
         masks: optional modality -> ``BoolTensor [a_j]`` marking rows whose *other*
             modalities must be treated as missing (used by Data Remixing); ``None``
             means no masking.
+        weights: ``None`` (every row is real, the single environment) or, in a batch the
+            batched engine padded to the widest run, modality -> float ``[a_j]`` (1 real
+            row, 0 padding). See :mod:`mmenv.learners.functional`.
+        paired_weight: ``None`` or, padded, float ``[num_paired]``: 1 on the rows of this
+            run's own paired core (which may be shorter than ``num_paired``).
     """
 
     inputs: dict[str, Tensor]
@@ -80,13 +82,12 @@ class Batch:
     epoch: int = 0
     iteration: int = 0
     masks: dict[str, Tensor] | None = None
+    weights: dict[str, Tensor] | None = None
+    paired_weight: Tensor | None = None
 
     @property
     def sizes(self) -> dict[str, int]:
         return {m: int(y.shape[0]) for m, y in self.labels.items()}
-
-    def paired_inputs(self) -> dict[str, Tensor]:
-        return {m: x[: self.num_paired] for m, x in self.inputs.items()}
 
     def paired_labels(self) -> Tensor:
         first = next(iter(self.labels.values()))

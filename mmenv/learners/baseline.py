@@ -18,13 +18,14 @@ import torch
 from torch import Tensor
 
 from ..models.multimodal import MultimodalModel
-from .base import Batch, Learner, LearnerContext, LearnerError, Prediction, StepOutput
-from .common import build_optimizer, check_loss_scale, scaled_ce, weighted_scaled_ce
+from .base import Batch, LearnerContext, LearnerError, Prediction
+from .common import TrainingSettings, TrainingSettingsMixin, scaled_ce, weighted_scaled_ce
+from .functional import FunctionalLearner, StepInfo, paired_weights, row_weights, unpaired_rows, weighted_ce
 
 FUSION_INPUTS = ("paired", "zero-fill")
 
 
-class BaselineLearner(Learner):
+class BaselineLearner(TrainingSettingsMixin, FunctionalLearner):
     """Joint training with a concat fusion head plus unimodal losses.
 
     Args:
@@ -54,68 +55,66 @@ class BaselineLearner(Learner):
         encoders: Mapping[str, str] | None = None,
         encoder_kwargs: Mapping[str, dict] | None = None,
     ) -> None:
-        self.loss_scale = check_loss_scale(loss_scale)
+        TrainingSettings.pick(locals()).apply(self)
         if fusion_input not in FUSION_INPUTS:
             raise LearnerError(f"unknown fusion_input {fusion_input!r}; valid: {list(FUSION_INPUTS)}")
         self.fusion_input = fusion_input
         self.unimodal_weight = unimodal_weight
-        self.opt_kwargs: dict[str, Any] = dict(optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay)
-        self.encoder_names = encoders
-        self.encoder_kwargs = encoder_kwargs
 
     def build_model(self, ctx: LearnerContext) -> MultimodalModel:
         return MultimodalModel(ctx.modalities, ctx.num_classes, self.encoder_names, self.encoder_kwargs,
                                unimodal_heads=self.unimodal_heads)
 
-    def setup(self, ctx: LearnerContext) -> None:
-        self.check_modalities(ctx.modality_names)
-        self.ctx = ctx
-        self.share = ctx.batch_budget / len(ctx.modalities)
-        self.model = self.build_model(ctx).to(ctx.device)
-        self.optimizer = build_optimizer(self.model.parameters(), **self.opt_kwargs)
-
-    def fused_loss(self, feats: dict[str, Tensor], batch: Batch) -> Tensor:
+    def fused_loss(self, feats: dict[str, Tensor], batch: Batch, model: MultimodalModel | None = None) -> Tensor:
         """Fused CE on the paired core plus zero-filled unpaired rows.
 
         Unpaired rows enter with ``fusion_input="zero-fill"`` (all of them) or when
         ``batch.masks`` marks them (only those: a row-weighted CE keeps this free of host
         syncs). Masks on paired-core rows are ignored: those rows have every modality.
+        A padded batch (:mod:`mmenv.learners.functional`) weights out its padding rows.
         """
-        model = self.model
+        model = self.model if model is None else model
         p = batch.num_paired
+        pw = paired_weights(batch)
+        padded = pw is not None
         rows_feats = [torch.cat([feats[m][:p] for m in model.modalities], dim=1)]
         rows_labels = [batch.paired_labels()]
         masks = batch.masks
-        weighted = masks is not None and self.fusion_input != "zero-fill"
+        weighted = padded or (masks is not None and self.fusion_input != "zero-fill")
         assert model.fusion is not None  # the Baseline always builds its fusion head
-        rows_weights = [rows_feats[0].new_ones(p)] if weighted else []
+        rows_weights = [(pw if padded else rows_feats[0].new_ones(p))] if weighted else []
         if self.fusion_input == "zero-fill" or masks is not None:
             for m in model.modalities:
-                extra = feats[m][p:]
+                rows, w = unpaired_rows(batch, m)
+                extra = feats[m][rows]
                 if extra.shape[0] == 0:
                     continue
                 parts = [extra if k == m else extra.new_zeros(extra.shape[0], model.feature_dims[k])
                          for k in model.modalities]
                 rows_feats.append(torch.cat(parts, dim=1))
-                rows_labels.append(batch.labels[m][p:])
+                rows_labels.append(batch.labels[m][rows])
                 if weighted:
-                    assert masks is not None
-                    mask = masks.get(m)
-                    rows_weights.append(extra.new_zeros(extra.shape[0]) if mask is None else mask[p:].to(extra.dtype))
+                    mask = None if masks is None or self.fusion_input == "zero-fill" else masks.get(m)
+                    if w is None:
+                        w = extra.new_zeros(extra.shape[0]) if mask is None else mask[rows].to(extra.dtype)
+                    elif masks is not None and self.fusion_input != "zero-fill":
+                        w = w * (extra.new_zeros(extra.shape[0]) if mask is None else mask[rows].to(extra.dtype))
+                    rows_weights.append(w)
         # One part (the paired default): no concatenation, which would copy and add a graph node.
         feats_all = rows_feats[0] if len(rows_feats) == 1 else torch.cat(rows_feats)
         labels_all = rows_labels[0] if len(rows_labels) == 1 else torch.cat(rows_labels)
         fused_logits = model.fusion(feats_all)
         if weighted:
-            return weighted_scaled_ce(fused_logits, labels_all, torch.cat(rows_weights), self.loss_scale, self.share)
+            return weighted_scaled_ce(fused_logits, labels_all, torch.cat([w for w in rows_weights if w is not None]), self.loss_scale, self.share)
         return scaled_ce(fused_logits, labels_all, self.loss_scale, self.share)
 
-    def train_step(self, batch: Batch) -> StepOutput:
-        model = self.model
+    def loss(self, model: MultimodalModel, batch: Batch, state: Mapping[str, Any],
+             info: StepInfo) -> tuple[Tensor, dict[str, Any]]:
         feats = model.encode(batch.inputs)
         logits = {m: model.heads[m](f) for m, f in feats.items()}
-        uni = {m: scaled_ce(logits[m], batch.labels[m], self.loss_scale, self.share) for m in logits}
-        fused = self.fused_loss(feats, batch)
+        uni = {m: weighted_ce(logits[m], batch.labels[m], row_weights(batch, m), self.loss_scale, self.share)
+               for m in logits}
+        fused = self.fused_loss(feats, batch, model)
         # Sum from the first term (not 0) and skip a weight of 1: the same value with two
         # fewer autograd nodes per iteration (docs/performance.md).
         terms = list(uni.values())
@@ -123,11 +122,8 @@ class BaselineLearner(Learner):
         for term in terms[1:]:
             uni_sum = uni_sum + term
         total = fused + (uni_sum if self.unimodal_weight == 1.0 else self.unimodal_weight * uni_sum)
-        self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        self.optimizer.step()
-        losses = {"total": total.detach(), "fused": fused.detach(), **{m: v.detach() for m, v in uni.items()}}
-        return StepOutput({m: z.detach() for m, z in logits.items()}, losses)
+        return total, {"logits": {m: z.detach() for m, z in logits.items()},
+                       "losses": {"total": total, "fused": fused, **uni}}
 
     @torch.no_grad()
     def predict(self, inputs: Mapping[str, Tensor]) -> Prediction:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
 from ..discrepancy import true_class_probability
+from ..models.multimodal import SharedHeadModel
 from .base import LearnerError
-
-if TYPE_CHECKING:
-    from ..models.multimodal import SharedHeadModel
 
 LOSS_SCALES = ("mean", "budget")
 
@@ -36,6 +35,52 @@ def check_loss_scale(loss_scale: str) -> str:
     if loss_scale not in LOSS_SCALES:
         raise LearnerError(f"unknown loss_scale {loss_scale!r}; valid: {list(LOSS_SCALES)}")
     return loss_scale
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """The keyword block every built-in learner takes, with its defaults: the loss scaling,
+    the optimizer (:func:`build_optimizer`) and the per-modality encoders.
+
+    A learner keeps these keywords in its own signature (they are its public arguments,
+    checked by the registries against the annotations) and hands them here in one line::
+
+        TrainingSettings.pick(locals()).apply(self)
+    """
+
+    loss_scale: str = "budget"
+    optimizer: str = "sgd"
+    lr: float = 1e-2
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    encoders: Mapping[str, str] | None = None
+    encoder_kwargs: Mapping[str, dict] | None = None
+
+    @classmethod
+    def pick(cls, values: Mapping[str, Any]) -> "TrainingSettings":
+        """The settings among ``values`` (a constructor's ``locals()``); the others are ignored."""
+        return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
+
+    def kwargs(self) -> dict[str, Any]:
+        """As keyword arguments (a subclass passing them on to its base's constructor)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def apply(self, learner: Any) -> None:
+        """Set ``learner.loss_scale`` (checked), ``opt_kwargs``, ``encoder_names`` and ``encoder_kwargs``."""
+        learner.loss_scale = check_loss_scale(self.loss_scale)
+        learner.opt_kwargs = dict(optimizer=self.optimizer, lr=self.lr, momentum=self.momentum,
+                                  weight_decay=self.weight_decay)
+        learner.encoder_names = self.encoders
+        learner.encoder_kwargs = self.encoder_kwargs
+
+
+class TrainingSettingsMixin:
+    """What :meth:`TrainingSettings.apply` sets on a learner (declared for the type checker)."""
+
+    loss_scale: str
+    opt_kwargs: dict[str, Any]
+    encoder_names: Mapping[str, str] | None
+    encoder_kwargs: Mapping[str, dict] | None
 
 
 def scaled_ce(logits: Tensor, labels: Tensor, loss_scale: str, budget_share: float) -> Tensor:
@@ -62,7 +107,10 @@ def weighted_scaled_ce(logits: Tensor, labels: Tensor, weights: Tensor, loss_sca
     """
     if logits.shape[0] == 0:
         return logits.sum() * 0.0
-    ce = (F.cross_entropy(logits, labels, reduction="none") * weights).sum()
+    # log_softmax + gather rather than F.cross_entropy: the same per-row CE, and under
+    # torch.func.vmap (the batched engine) it runs native batching rules instead of the
+    # Python decomposition cross_entropy gets there.
+    ce = -(torch.log_softmax(logits, dim=-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1) * weights).sum()
     if loss_scale == "mean":
         return ce / weights.sum().clamp_min(1.0)
     return ce / budget_share
@@ -131,18 +179,7 @@ def build_shared_head_model(ctx: Any, encoder_names: Mapping[str, str] | None,
     """Per-modality encoders feeding one classifier head shared by every modality
     (``model.head``), no unimodal or fusion heads: the model MLA and DI-MML train.
     Returns the model on ``ctx.device`` and the common feature width."""
-    from ..models.multimodal import SharedHeadModel
-
     model = SharedHeadModel(ctx.modalities, ctx.num_classes, encoder_names, encoder_kwargs, learner)
     return model.to(ctx.device), model.head.in_features
 
 
-def require_equal_feature_dims(feature_dims: Mapping[str, int], learner: str) -> int:
-    """A shared head needs one feature width for all modalities; return it or raise."""
-    dims = set(feature_dims.values())
-    if len(dims) != 1:
-        raise LearnerError(
-            f"learner {learner!r} uses one classifier head shared by all modalities, so every encoder must "
-            f"output the same feature width; got {dict(feature_dims)}. Pass encoder_kwargs with equal out_dim."
-        )
-    return dims.pop()

@@ -52,13 +52,16 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from ..models.multimodal import SharedHeadModel
-from .base import Batch, Learner, LearnerContext, LearnerError, Prediction, StepOutput
-from .common import build_optimizer, build_shared_head_model, check_loss_scale, scaled_ce
+from .base import Batch, LearnerContext, LearnerError, Prediction
+from .common import TrainingSettings, TrainingSettingsMixin, build_shared_head_model
+from .functional import FunctionalLearner, StepInfo, paired_weights, row_weights, weighted_ce, weighted_mean
 
 
-def dimension_effectiveness(features: Tensor, labels: Tensor, head_weight: Tensor) -> Tensor:
-    """Mean contribution ``f[:, i] * W[y, i]`` of every feature dimension to the true class, ``[d]``."""
-    return (features * head_weight[labels]).mean(dim=0)
+def dimension_effectiveness(features: Tensor, labels: Tensor, head_weight: Tensor,
+                            weights: Tensor | None = None) -> Tensor:
+    """Mean contribution ``f[:, i] * W[y, i]`` of every feature dimension to the true class, ``[d]``
+    (over the rows ``weights`` marks real; ``None``: all)."""
+    return weighted_mean(features * head_weight[labels], weights)
 
 
 FUSIONS = ("certainty", "mean")
@@ -73,16 +76,23 @@ def certainty_weighted_fusion(logits: Mapping[str, Tensor], modalities: Sequence
     return (weights[..., None] * stacked).sum(dim=1), weights
 
 
-def unidirectional_contrastive(student: Tensor, teacher: Tensor, mask: Tensor, tau: float) -> Tensor:
+def unidirectional_contrastive(student: Tensor, teacher: Tensor, mask: Tensor, tau: float,
+                               weights: Tensor | None = None) -> Tensor:
     """InfoNCE pulling ``student`` rows to the detached ``teacher`` rows of the same sample,
-    on the dimensions in ``mask`` only (``[B, d]``, ``[B, d]``, ``[d]`` bool)."""
+    on the dimensions in ``mask`` only (``[B, d]``, ``[B, d]``, ``[d]`` bool). With ``weights``
+    (``[B]``, 1 real row, 0 padding) padding rows are neither anchors nor negatives."""
     s = F.normalize(student * mask, dim=1, eps=1e-8)
     t = F.normalize(teacher.detach() * mask, dim=1, eps=1e-8)
     sim = s @ t.T / tau
-    return F.cross_entropy(sim, torch.arange(sim.shape[0], device=sim.device))
+    target = torch.arange(sim.shape[0], device=sim.device)
+    if weights is None:
+        return F.cross_entropy(sim, target)
+    # Padding columns get a logit far below any real one: exp() of it is exactly 0.
+    sim = torch.where(weights[None, :] > 0, sim, torch.full_like(sim, -1e9))
+    return weighted_mean(F.cross_entropy(sim, target, reduction="none"), weights)
 
 
-class DIMMLLearner(Learner):
+class DIMMLLearner(TrainingSettingsMixin, FunctionalLearner):
     """Detached unimodal training through a shared head, plus a paired-part contrastive term.
 
     Args:
@@ -129,51 +139,49 @@ class DIMMLLearner(Learner):
         self.fusion_temperature = fusion_temperature
         self.contrastive_weight = contrastive_weight
         self.tau = tau
-        self.loss_scale = check_loss_scale(loss_scale)
-        self.opt_kwargs: dict[str, Any] = dict(optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay)
-        self.encoder_names = encoders
-        self.encoder_kwargs = encoder_kwargs
+        TrainingSettings.pick(locals()).apply(self)
 
-    def setup(self, ctx: LearnerContext) -> None:
-        self.check_modalities(ctx.modality_names)
-        self.ctx = ctx
-        self.share = ctx.batch_budget / len(ctx.modalities)
-        self.model, dim = build_shared_head_model(ctx, self.encoder_names, self.encoder_kwargs, self.name)
-        self.optimizer = build_optimizer(self.model.parameters(), **self.opt_kwargs)
+    def build_model(self, ctx: LearnerContext) -> SharedHeadModel:
+        return build_shared_head_model(ctx, self.encoder_names, self.encoder_kwargs, self.name)[0]
 
-    def unimodal_loss(self, logits: Mapping[str, Tensor], labels: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        return {m: scaled_ce(z, labels[m], self.loss_scale, self.share) for m, z in logits.items()}
+    def unimodal_loss(self, logits: Mapping[str, Tensor], labels: Mapping[str, Tensor],
+                      batch: Batch | None = None) -> dict[str, Tensor]:
+        return {m: weighted_ce(z, labels[m], None if batch is None else row_weights(batch, m), self.loss_scale,
+                               self.share) for m, z in logits.items()}
 
-    def paired_loss(self, feats: Mapping[str, Tensor], batch: Batch) -> Tensor:
+    def paired_loss(self, feats: Mapping[str, Tensor], batch: Batch, model: SharedHeadModel | None = None) -> Tensor:
         """DUC on the paired core (zero, with a graph, when fewer than two paired rows)."""
+        model = self.model if model is None else model
         p = batch.num_paired
-        mods = self.model.modalities
+        mods = model.modalities
+        pw = paired_weights(batch)
         if p < 2:
             return torch.stack([f.sum() * 0.0 for f in feats.values()]).sum()
         y = batch.paired_labels()
-        w = self.model.head.weight.detach()
+        w = model.head.weight.detach()
         paired = {m: feats[m][:p] for m in mods}
-        eff = {m: dimension_effectiveness(paired[m].detach(), y, w) for m in mods}
+        eff = {m: dimension_effectiveness(paired[m].detach(), y, w, pw) for m in mods}
         terms = []
         for m in mods:
             for n in mods:
                 if n != m:
                     mask = (eff[n] > eff[m]).to(paired[m].dtype)
-                    terms.append(unidirectional_contrastive(paired[m], paired[n], mask, self.tau))
-        return torch.stack(terms).mean()
+                    terms.append(unidirectional_contrastive(paired[m], paired[n], mask, self.tau, pw))
+        duc = torch.stack(terms).mean()
+        if pw is None:
+            return duc
+        # A padded run with fewer than two paired rows of its own: zero, as unpadded.
+        return torch.where(pw.sum() >= 2, duc, duc * 0.0)
 
-    def train_step(self, batch: Batch) -> StepOutput:
-        model = self.model
+    def loss(self, model: SharedHeadModel, batch: Batch, state: Mapping[str, Any],
+             info: StepInfo) -> tuple[Tensor, dict[str, Any]]:
         feats = model.encode(batch.inputs)
         logits = {m: model.head(f) for m, f in feats.items()}
-        uni = self.unimodal_loss(logits, batch.labels)
-        duc = self.paired_loss(feats, batch)
+        uni = self.unimodal_loss(logits, batch.labels, batch)
+        duc = self.paired_loss(feats, batch, model)
         total = sum(uni.values()) + self.contrastive_weight * duc
-        self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        self.optimizer.step()
-        losses = {"total": total.detach(), "contrastive": duc.detach(), **{m: v.detach() for m, v in uni.items()}}
-        return StepOutput({m: z.detach() for m, z in logits.items()}, losses)
+        return total, {"logits": {m: z.detach() for m, z in logits.items()},
+                       "losses": {"total": total, "contrastive": duc, **uni}}
 
     @torch.no_grad()
     def predict(self, inputs: Mapping[str, Tensor]) -> Prediction:

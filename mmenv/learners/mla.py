@@ -45,9 +45,20 @@ import torch
 from torch import Tensor
 
 from ..models.multimodal import SharedHeadModel
-from .base import Batch, Learner, LearnerContext, Prediction, StepOutput
-from .common import (build_optimizer, build_shared_head_model, check_loss_scale, entropy_weighted_fusion,
-                     scaled_ce)
+from .base import Batch, LearnerContext, Prediction
+from .common import TrainingSettings, TrainingSettingsMixin, build_shared_head_model, entropy_weighted_fusion
+from .functional import FunctionalLearner, StepInfo, row_weights, weighted_ce, weighted_mean
+
+
+def projector_update(P: Tensor, r: Tensor, alpha: float) -> Tensor:
+    """One RLS update of ``P`` (``d x d``) with the mean head input ``r`` (``[1, d]``), Frobenius-normalised."""
+    k = P @ r.T  # [d, 1]
+    P = P - (k @ k.T) / (alpha + r @ k)
+    return P / torch.linalg.matrix_norm(P, ord="fro")
+
+
+def projector_alpha(batch_idx: int, num_batches: int) -> float:
+    return 0.1 ** (batch_idx / num_batches + 1.0)
 
 
 class GradientProjector:
@@ -59,11 +70,7 @@ class GradientProjector:
     @torch.no_grad()
     def update(self, head_input: Tensor, batch_idx: int, num_batches: int) -> None:
         """One RLS update with the mean head input of a batch (``[B, d]``)."""
-        alpha = 0.1 ** (batch_idx / num_batches + 1.0)
-        r = head_input.mean(dim=0, keepdim=True)  # [1, d]
-        k = self.P @ r.T  # [d, 1]
-        self.P = self.P - (k @ k.T) / (alpha + r @ k)
-        self.P = self.P / torch.linalg.matrix_norm(self.P, ord="fro")
+        self.P = projector_update(self.P, head_input.mean(dim=0, keepdim=True), projector_alpha(batch_idx, num_batches))
 
     @torch.no_grad()
     def project(self, weight: Tensor) -> None:
@@ -72,7 +79,7 @@ class GradientProjector:
             weight.grad.copy_(weight.grad @ self.P.T)
 
 
-class MLALearner(Learner):
+class MLALearner(TrainingSettingsMixin, FunctionalLearner):
     """Alternating unimodal training through one shared head, with gradient projection.
 
     Args:
@@ -102,39 +109,66 @@ class MLALearner(Learner):
         encoders: Mapping[str, str] | None = None,
         encoder_kwargs: Mapping[str, dict] | None = None,
     ) -> None:
-        self.loss_scale = check_loss_scale(loss_scale)
+        TrainingSettings.pick(locals()).apply(self)
         self.projection = projection
-        self.opt_kwargs: dict[str, Any] = dict(optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay)
-        self.encoder_names = encoders
-        self.encoder_kwargs = encoder_kwargs
+
+    def build_model(self, ctx: LearnerContext) -> SharedHeadModel:
+        return build_shared_head_model(ctx, self.encoder_names, self.encoder_kwargs, self.name)[0]
 
     def setup(self, ctx: LearnerContext) -> None:
-        self.check_modalities(ctx.modality_names)
-        self.ctx = ctx
-        self.share = ctx.batch_budget / len(ctx.modalities)
-        self.model, dim = build_shared_head_model(ctx, self.encoder_names, self.encoder_kwargs, self.name)
-        self.optimizer = build_optimizer(self.model.parameters(), **self.opt_kwargs)
-        self.projector = GradientProjector(dim, ctx.device)
+        super().setup(ctx)
+        self.projector = GradientProjector(self.model.head.in_features, ctx.device)
         self.steps_taken = 0  # optimizer steps since setup (one per modality per iteration)
 
-    def train_step(self, batch: Batch) -> StepOutput:
-        model = self.model
-        batch_idx = batch.iteration % self.ctx.iters_per_epoch
-        logits, losses = {}, {}
-        for m in model.modalities:
-            feats = model.encoders[m](batch.inputs[m])
-            out = model.head(feats)
-            loss = scaled_ce(out, batch.labels[m], self.loss_scale, self.share)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if self.projection and self.steps_taken > 0 and feats.shape[0] > 0:
-                self.projector.update(feats.detach(), batch_idx, self.ctx.iters_per_epoch)
-                self.projector.project(model.head.weight)
-            self.optimizer.step()
-            self.steps_taken += 1
-            logits[m], losses[m] = out.detach(), loss.detach()
-        total = torch.stack(list(losses.values())).sum()
-        return StepOutput(logits, {"total": total, **losses})
+    # The projector's matrix is the method state the functional form carries.
+    @property
+    def fstate(self) -> dict[str, Any]:
+        projector = self.__dict__.get("projector")
+        return {} if projector is None else {"P": projector.P}
+
+    @fstate.setter
+    def fstate(self, value: Mapping[str, Any]) -> None:
+        if "P" in value and "projector" in self.__dict__:
+            self.projector.P = value["P"]
+
+    def num_phases(self) -> int:
+        return len(self.ctx.modalities)
+
+    def phase_params(self, phase: int) -> tuple[str, ...] | None:
+        return (f"encoders.{self.ctx.modality_names[phase]}.", "head.")
+
+    def loss(self, model: SharedHeadModel, batch: Batch, state: Mapping[str, Any],
+             info: StepInfo) -> tuple[Tensor, dict[str, Any]]:
+        m = model.modalities[info.phase]
+        feats = model.encoders[m](batch.inputs[m])
+        out = model.head(feats)
+        loss = weighted_ce(out, batch.labels[m], row_weights(batch, m), self.loss_scale, self.share)
+        return loss, {"logits": {m: out.detach()}, "losses": {"total": loss, m: loss}, "feats": feats.detach()}
+
+    def modulate(self, model: SharedHeadModel, grads: dict[str, Tensor], batch: Batch, aux: Mapping[str, Any],
+                 state: Mapping[str, Any], info: StepInfo,
+                 noise: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], Mapping[str, Any]]:
+        # The very first optimizer step of training is neither projected nor folded into P.
+        first = info.iteration == 0 and info.phase == 0
+        if not self.projection or first or "head.weight" not in grads:
+            return grads, state
+        m = model.modalities[info.phase]
+        feats, w = aux["feats"], row_weights(batch, m)
+        if feats.shape[0] == 0:
+            return grads, state
+        alpha = projector_alpha(info.iteration % info.iters_per_epoch, info.iters_per_epoch)
+        P_old = state["P"]
+        P = projector_update(P_old, weighted_mean(feats, w).unsqueeze(0), alpha)
+        g = grads["head.weight"]
+        projected = g @ P.T
+        if w is not None:  # a padded run without rows of this modality keeps P and its gradient
+            has_rows = w.sum() > 0
+            P = torch.where(has_rows, P, P_old)
+            projected = torch.where(has_rows, projected, g)
+        return {**grads, "head.weight": projected}, {**state, "P": P}
+
+    def count_iterations(self, n: int) -> None:
+        self.steps_taken += n * self.num_phases()
 
     def unimodal_logits(self, inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
         return {m: self.model.head(self.model.encoders[m](x)) for m, x in inputs.items()}

@@ -52,14 +52,17 @@ Readings taken where the paper and code leave a choice:
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Mapping
 
 import torch
 from torch import Tensor
 
-from .base import Batch, LearnerError, Prediction, StepOutput
+from ..discrepancy import true_class_probability
+from ..models.multimodal import MultimodalModel
+from .base import Batch, LearnerError, Prediction
 from .baseline import BaselineLearner
-from .common import concat_head_slices, modality_scores
+from .common import TrainingSettings, concat_head_slices
+from .functional import StepInfo, paired_mean
 
 COEFFICIENTS = ("code", "continuous")
 PARAM_FILTERS = ("all", "conv")
@@ -119,9 +122,7 @@ class OGMGELearner(BaselineLearner):
         encoders: Mapping[str, str] | None = None,
         encoder_kwargs: Mapping[str, dict] | None = None,
     ) -> None:
-        super().__init__(loss_scale=loss_scale, fusion_input=fusion_input, unimodal_weight=0.0,
-                         optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                         encoders=encoders, encoder_kwargs=encoder_kwargs)
+        super().__init__(fusion_input=fusion_input, unimodal_weight=0.0, **TrainingSettings.pick(locals()).kwargs())
         if coefficient not in COEFFICIENTS:
             raise LearnerError(f"unknown coefficient {coefficient!r}; valid: {list(COEFFICIENTS)}")
         if params not in PARAM_FILTERS:
@@ -135,8 +136,8 @@ class OGMGELearner(BaselineLearner):
         self.coefficient = coefficient
         self.params = params
 
-    def unimodal_logits(self, feats: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        model = self.model
+    def unimodal_logits(self, feats: Mapping[str, Tensor], model: MultimodalModel | None = None) -> dict[str, Tensor]:
+        model = self.model if model is None else model
         assert model.fusion is not None  # OGM-GE's unimodal logits are slices of the fusion head
         return concat_head_slices(model.fusion, feats, model.feature_dims, model.modalities)
 
@@ -144,36 +145,57 @@ class OGMGELearner(BaselineLearner):
         end = self.modulation_ends if self.modulation_ends is not None else float("inf")
         return self.modulation_starts <= epoch <= end
 
-    def train_step(self, batch: Batch) -> StepOutput:
-        model = self.model
+    def _modulated(self, model: MultimodalModel) -> list[tuple[int, str, int, bool]]:
+        """``(modality index, parameter name, dims, with noise)`` of the gradients modulation touches."""
+        out = []
+        for j, m in enumerate(model.modalities):
+            for name, p in model.encoders[m].named_parameters():
+                if self.params == "conv" and p.dim() != 4:
+                    continue
+                out.append((j, f"encoders.{m}.{name}", p.dim(), self.ge and p.numel() > 1))
+        return out
+
+    def loss(self, model: MultimodalModel, batch: Batch, state: Mapping[str, Any],
+             info: StepInfo) -> tuple[Tensor, dict[str, Any]]:
         mods = model.modalities
         feats = model.encode(batch.inputs)
-        fused = self.fused_loss(feats, batch)
-        self.optimizer.zero_grad(set_to_none=True)
-        fused.backward()
-
+        fused = self.fused_loss(feats, batch, model)
         with torch.no_grad():
-            out = self.unimodal_logits({m: f.detach() for m, f in feats.items()})
-            scores = modality_scores(out, batch.labels, batch.num_paired, mods)
-            if self.modulating(batch.epoch):
-                coeffs = ogm_coefficients(scores, self.alpha, self.coefficient)
-                for j, m in enumerate(mods):
-                    for p in model.encoders[m].parameters():
-                        if p.grad is None or (self.params == "conv" and p.grad.dim() != 4):
-                            continue
-                        g = p.grad
-                        noise_std = g.std() + GE_EPS if (self.ge and g.numel() > 1) else None
-                        g.mul_(coeffs[j])
-                        if noise_std is not None:
-                            g.add_(torch.randn(g.shape, generator=self.ctx.generator, device=g.device,
-                                               dtype=g.dtype) * noise_std)
-            else:
-                coeffs = torch.ones(len(mods), device=scores.device)
-        self.optimizer.step()
-        losses = {"total": fused.detach(), "fused": fused.detach()}
+            out = self.unimodal_logits({m: f.detach() for m, f in feats.items()}, model)
+            scores = paired_mean({m: true_class_probability(out[m][:batch.num_paired],
+                                                            batch.labels[m][:batch.num_paired]) for m in mods},
+                                 {m: true_class_probability(out[m], batch.labels[m]) for m in mods}, batch, mods)
+            coeffs = (ogm_coefficients(scores, self.alpha, self.coefficient) if self.modulating(info.epoch)
+                      else torch.ones(len(mods), device=scores.device))
         extras = {**{f"score_{m}": scores[j] for j, m in enumerate(mods)},
                   **{f"coeff_{m}": coeffs[j] for j, m in enumerate(mods)}}
-        return StepOutput(out, losses, extras)
+        return fused, {"logits": out, "losses": {"total": fused, "fused": fused}, "extras": extras,
+                       "coeffs": coeffs}
+
+    def noise_shapes(self, model: MultimodalModel, info: StepInfo) -> list[tuple[str, torch.Size]]:
+        if not self.modulating(info.epoch):
+            return []
+        params = dict(model.named_parameters())
+        return [(name, params[name].shape) for _, name, _, noisy in self._modulated(model) if noisy]
+
+    def modulate(self, model: MultimodalModel, grads: dict[str, Tensor], batch: Batch, aux: Mapping[str, Any],
+                 state: Mapping[str, Any], info: StepInfo,
+                 noise: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], Mapping[str, Any]]:
+        if not self.modulating(info.epoch):
+            return grads, state
+        coeffs = aux["coeffs"]
+        grads = dict(grads)
+        for j, name, _, noisy in self._modulated(model):
+            if name not in grads:
+                continue
+            g = grads[name]
+            # The noise scale is the unmodulated gradient's standard deviation (authors' code).
+            noise_std = g.std() + GE_EPS if noisy else None
+            g = g * coeffs[j]
+            if noise_std is not None:
+                g = g + noise[name] * noise_std
+            grads[name] = g
+        return grads, state
 
     @torch.no_grad()
     def predict(self, inputs: Mapping[str, Tensor]) -> Prediction:

@@ -47,9 +47,12 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
-from .base import Batch, LearnerContext, LearnerError, Prediction, StepOutput
+from ..discrepancy import true_class_probability
+from ..models.multimodal import MultimodalModel
+from .base import Batch, LearnerContext, LearnerError, Prediction
 from .baseline import BaselineLearner
-from .common import modality_scores, prediction_entropy, scaled_ce
+from .common import TrainingSettings, prediction_entropy
+from .functional import StepInfo, paired_mean, row_weights, weighted_ce, weighted_mean
 
 
 COEFFICIENTS = ("ratio", "constant")
@@ -109,9 +112,7 @@ class PMRLearner(BaselineLearner):
         encoders: Mapping[str, str] | None = None,
         encoder_kwargs: Mapping[str, dict] | None = None,
     ) -> None:
-        super().__init__(loss_scale=loss_scale, fusion_input=fusion_input, unimodal_weight=0.0,
-                         optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                         encoders=encoders, encoder_kwargs=encoder_kwargs)
+        super().__init__(fusion_input=fusion_input, unimodal_weight=0.0, **TrainingSettings.pick(locals()).kwargs())
         if not 0.0 <= prototype_momentum < 1.0:
             raise LearnerError(f"prototype_momentum must be in [0, 1), got {prototype_momentum}")
         if coefficient not in COEFFICIENTS:
@@ -122,74 +123,120 @@ class PMRLearner(BaselineLearner):
         self.entropy_epochs = entropy_epochs
         self.prototype_momentum = prototype_momentum
 
-    def setup(self, ctx: LearnerContext) -> None:
-        super().setup(ctx)
+    def initial_state(self, ctx: LearnerContext) -> dict[str, Any]:
         c, dev = ctx.num_classes, ctx.device
-        dims = self.model.feature_dims
-        self.prototypes = {m: torch.zeros(c, d, device=dev) for m, d in dims.items()}
-        self.feature_sums = {m: torch.zeros(c, d, device=dev) for m, d in dims.items()}
-        self.class_counts = {m: torch.zeros(c, device=dev) for m in dims}
-        self.epochs_done = 0
+        dims = self.build_dims(ctx)
+        return {"prototypes": {m: torch.zeros(c, d, device=dev) for m, d in dims.items()},
+                "feature_sums": {m: torch.zeros(c, d, device=dev) for m, d in dims.items()},
+                "class_counts": {m: torch.zeros(c, device=dev) for m in dims},
+                "epochs_done": torch.zeros((), device=dev)}
+
+    def build_dims(self, ctx: LearnerContext) -> dict[str, int]:
+        return dict(self.model.feature_dims)
+
+    # Attribute views of the method state (checkpoints and tests read them by name).
+    @property
+    def prototypes(self) -> dict[str, Tensor]:
+        return self.fstate["prototypes"]
+
+    @prototypes.setter
+    def prototypes(self, value: dict[str, Tensor]) -> None:
+        self.fstate = {**self.fstate, "prototypes": value}
+
+    @property
+    def feature_sums(self) -> dict[str, Tensor]:
+        return self.fstate["feature_sums"]
+
+    @feature_sums.setter
+    def feature_sums(self, value: dict[str, Tensor]) -> None:
+        self.fstate = {**self.fstate, "feature_sums": value}
+
+    @property
+    def class_counts(self) -> dict[str, Tensor]:
+        return self.fstate["class_counts"]
+
+    @class_counts.setter
+    def class_counts(self, value: dict[str, Tensor]) -> None:
+        self.fstate = {**self.fstate, "class_counts": value}
+
+    @property
+    def epochs_done(self) -> int:
+        return int(self.fstate["epochs_done"].item())
+
+    @epochs_done.setter
+    def epochs_done(self, value: int) -> None:
+        ref = self.fstate["epochs_done"]
+        self.fstate = {**self.fstate, "epochs_done": torch.full_like(ref, float(value))}
 
     # ---------------------------------------------------------------- prototypes
-    @torch.no_grad()
-    def accumulate(self, feats: Mapping[str, Tensor], labels: Mapping[str, Tensor]) -> None:
-        """Add a batch's detached features to the per-class sums of the running epoch."""
+    @staticmethod
+    def accumulated(state: Mapping[str, Any], feats: Mapping[str, Tensor], labels: Mapping[str, Tensor],
+                    weights: Mapping[str, Tensor | None]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """The per-class sums and counts of the running epoch with a batch's detached features added."""
+        sums, counts = dict(state["feature_sums"]), dict(state["class_counts"])
         for m, f in feats.items():
-            self.feature_sums[m].index_add_(0, labels[m], f.detach())
-            self.class_counts[m].index_add_(0, labels[m], torch.ones_like(labels[m], dtype=f.dtype))
+            f = f.detach()
+            w = weights[m]
+            ones = torch.ones_like(labels[m], dtype=f.dtype) if w is None else w.to(f.dtype)
+            sums[m] = sums[m].index_add(0, labels[m], f if w is None else f * ones[:, None])
+            counts[m] = counts[m].index_add(0, labels[m], ones)
+        return sums, counts
 
-    def epoch_means(self, m: str) -> tuple[Tensor, Tensor]:
+    @staticmethod
+    def epoch_means(sums: Tensor, counts: Tensor) -> tuple[Tensor, Tensor]:
         """Class means of the features accumulated this epoch, and which classes were seen."""
-        counts = self.class_counts[m]
         seen = counts > 0
-        means = self.feature_sums[m] / counts.clamp_min(1.0)[:, None]
-        return means, seen
+        return sums / counts.clamp_min(1.0)[:, None], seen
+
+    def prototypes_of(self, state: Mapping[str, Any], m: str) -> Tensor:
+        """The prototypes the loss uses now (running class means during the first epoch)."""
+        means, seen = self.epoch_means(state["feature_sums"][m], state["class_counts"][m])
+        first = torch.where(seen[:, None], means, state["prototypes"][m])
+        return torch.where(state["epochs_done"] > 0, state["prototypes"][m], first)
 
     def current_prototypes(self, m: str) -> Tensor:
-        """The prototypes the loss uses now (running class means during the first epoch)."""
-        if self.epochs_done > 0:
-            return self.prototypes[m]
-        means, seen = self.epoch_means(m)
-        return torch.where(seen[:, None], means, self.prototypes[m])
+        return self.prototypes_of(self.fstate, m)
 
-    def on_epoch_end(self, epoch: int) -> None:
+    def epoch_end(self, state: Mapping[str, Any], epoch: int) -> Mapping[str, Any]:
         b = self.prototype_momentum
-        for m in self.prototypes:
-            means, seen = self.epoch_means(m)
-            new = means if (b == 0.0 or self.epochs_done == 0) else b * self.prototypes[m] + (1 - b) * means
-            self.prototypes[m] = torch.where(seen[:, None], new, self.prototypes[m])
-            self.feature_sums[m].zero_()
-            self.class_counts[m].zero_()
-        self.epochs_done += 1
+        protos, sums, counts = {}, {}, {}
+        for m, old in state["prototypes"].items():
+            means, seen = self.epoch_means(state["feature_sums"][m], state["class_counts"][m])
+            new = means if b == 0.0 else torch.where(state["epochs_done"] > 0, b * old + (1 - b) * means, means)
+            protos[m] = torch.where(seen[:, None], new, old)
+            sums[m] = torch.zeros_like(state["feature_sums"][m])
+            counts[m] = torch.zeros_like(state["class_counts"][m])
+        return {"prototypes": protos, "feature_sums": sums, "class_counts": counts,
+                "epochs_done": state["epochs_done"] + 1}
 
     # ---------------------------------------------------------------- training
-    def train_step(self, batch: Batch) -> StepOutput:
-        model = self.model
+    def loss(self, model: MultimodalModel, batch: Batch, state: Mapping[str, Any],
+             info: StepInfo) -> tuple[Tensor, dict[str, Any]]:
         mods = model.modalities
         feats = model.encode(batch.inputs)
-        self.accumulate(feats, batch.labels)
-        proto_logits = {m: prototype_logits(feats[m], self.current_prototypes(m)) for m in mods}
-        scores = modality_scores({m: z.detach() for m, z in proto_logits.items()}, batch.labels,
-                                 batch.num_paired, mods)
+        weights = {m: row_weights(batch, m) for m in mods}
+        sums, counts = self.accumulated(state, feats, batch.labels, weights)
+        state = {**state, "feature_sums": sums, "class_counts": counts}
+        proto_logits = {m: prototype_logits(feats[m], self.prototypes_of(state, m)) for m in mods}
+        p = batch.num_paired
+        with torch.no_grad():
+            probs = {m: true_class_probability(proto_logits[m].detach(), batch.labels[m]) for m in mods}
+            scores = paired_mean({m: probs[m][:p] for m in mods}, probs, batch, mods)
         beta = pce_weights(scores, self.alpha, self.coefficient)
         dominant = (scores == scores.max()).float()
 
-        fused = self.fused_loss(feats, batch)
+        fused = self.fused_loss(feats, batch, model)
 
-        pce = {m: scaled_ce(proto_logits[m], batch.labels[m], self.loss_scale, self.share) for m in mods}
+        pce = {m: weighted_ce(proto_logits[m], batch.labels[m], weights[m], self.loss_scale, self.share)
+               for m in mods}
         total = fused + sum(beta[j] * pce[m] for j, m in enumerate(mods))
-        if batch.epoch < self.entropy_epochs and self.mu > 0:
-            ent = torch.stack([prediction_entropy(proto_logits[m]).mean() if proto_logits[m].shape[0] else
-                               proto_logits[m].sum() * 0.0 for m in mods])
+        if info.epoch < self.entropy_epochs and self.mu > 0:
+            ent = torch.stack([weighted_mean(prediction_entropy(proto_logits[m]), weights[m]) for m in mods])
             total = total - self.mu * (dominant * ent).sum()
-        self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        self.optimizer.step()
-        losses = {"total": total.detach(), "fused": fused.detach(), **{m: pce[m].detach() for m in mods}}
         extras = {**{f"score_{m}": scores[j] for j, m in enumerate(mods)},
                   **{f"beta_{m}": beta[j] for j, m in enumerate(mods)}}
-        return StepOutput({m: z.detach() for m, z in proto_logits.items()}, losses, extras)
+        return total, {"logits": {m: z.detach() for m, z in proto_logits.items()},
+                       "losses": {"total": total, "fused": fused, **pce}, "extras": extras, "state": state}
 
     @torch.no_grad()
     def predict(self, inputs: Mapping[str, Tensor]) -> Prediction:

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from ..datasets.base import ModalitySpec
+from ..errors import LearnerError
 from .encoders import build_encoder
 
 
@@ -48,6 +49,7 @@ class MultimodalModel(nn.Module):
     def fuse(self, features: Mapping[str, Tensor], batch: int | None = None) -> Tensor:
         """Concat-fusion logits; modalities missing from ``features`` are zero-filled."""
         if self.fusion is None:
+            # internal invariant: learners built without a head never fuse
             raise RuntimeError("this model was built without a fusion head")
         if batch is None:
             batch = next(iter(features.values())).shape[0]
@@ -66,6 +68,15 @@ class SharedHeadModel(MultimodalModel):
     def __init__(self, specs: Sequence[ModalitySpec], num_classes: int, encoders: Mapping[str, str] | None,
                  encoder_kwargs: Mapping[str, dict] | None, learner: str) -> None:
         super().__init__(specs, num_classes, encoders, encoder_kwargs, unimodal_heads=False, fusion_head=False)
-        from ..learners.common import require_equal_feature_dims
-
         self.head = nn.Linear(require_equal_feature_dims(self.feature_dims, learner), num_classes)
+
+
+def require_equal_feature_dims(feature_dims: Mapping[str, int], learner: str) -> int:
+    """A shared head needs one feature width for all modalities; return it or raise."""
+    dims = set(feature_dims.values())
+    if len(dims) != 1:
+        raise LearnerError(
+            f"learner {learner!r} uses one classifier head shared by all modalities, so every encoder must "
+            f"output the same feature width; got {dict(feature_dims)}. Pass encoder_kwargs with equal out_dim."
+        )
+    return dims.pop()

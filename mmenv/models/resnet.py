@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from ..errors import InvalidArgumentError, ModelError
+
 __all__ = ["BasicBlock", "ResNet18Trunk", "SpectrogramResNet", "FramesResNet"]
 
 
@@ -54,7 +56,7 @@ class ResNet18Trunk(nn.Module):
     def __init__(self, in_channels: int = 3, width: int = 64) -> None:
         super().__init__()
         if in_channels < 1 or width < 1:
-            raise ValueError(f"in_channels and width must be >= 1, got {in_channels}, {width}")
+            raise InvalidArgumentError(f"in_channels and width must be >= 1, got {in_channels}, {width}")
         self.conv1 = nn.Conv2d(in_channels, width, 7, 2, 3, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
@@ -93,7 +95,7 @@ class SpectrogramResNet(nn.Module):
         if x.ndim == 3 and self.in_channels == 1:
             x = x.unsqueeze(1)
         if x.ndim != 4:
-            raise ValueError(f"SpectrogramResNet expects [B, {self.in_channels}, F, T], got shape {tuple(x.shape)}")
+            raise ModelError(f"SpectrogramResNet expects [B, {self.in_channels}, F, T], got shape {tuple(x.shape)}")
         return self.trunk(x).mean(dim=(2, 3))
 
 
@@ -113,7 +115,7 @@ class FramesResNet(nn.Module):
         if x.ndim == 4:
             x = x.unsqueeze(1)
         if x.ndim != 5:
-            raise ValueError(f"FramesResNet expects [B, T, {self.in_channels}, H, W], got shape {tuple(x.shape)}")
+            raise ModelError(f"FramesResNet expects [B, T, {self.in_channels}, H, W], got shape {tuple(x.shape)}")
         b, t = x.shape[:2]
         maps = self.trunk(x.reshape(b * t, *x.shape[2:]))  # [B*T, C, h, w]
         return maps.reshape(b, t, maps.shape[1], -1).mean(dim=(1, 3))

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from ..datasets.base import ModalitySpec
 from ..datasets.sequences import split_sequence
+from ..errors import InvalidArgumentError, ModelError
 
 __all__ = ["MaskedConv1dEncoder", "sequence_encoder_from_spec"]
 
@@ -42,10 +43,10 @@ class MaskedConv1dEncoder(nn.Module):
                  out_dim: int = 64) -> None:
         super().__init__()
         if in_features < 1 or channels < 1 or layers < 1 or out_dim < 1:
-            raise ValueError(f"in_features, channels, layers and out_dim must be >= 1, "
+            raise InvalidArgumentError(f"in_features, channels, layers and out_dim must be >= 1, "
                              f"got {in_features}, {channels}, {layers}, {out_dim}")
         if kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be odd (same padding keeps frames aligned with the mask), "
+            raise InvalidArgumentError(f"kernel_size must be odd (same padding keeps frames aligned with the mask), "
                              f"got {kernel_size}")
         convs, width = [], in_features
         for _ in range(layers):
@@ -58,7 +59,7 @@ class MaskedConv1dEncoder(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim != 3 or x.shape[-1] != self.in_features + 1:
-            raise ValueError(f"MaskedConv1dEncoder expects [B, T, {self.in_features + 1}] "
+            raise ModelError(f"MaskedConv1dEncoder expects [B, T, {self.in_features + 1}] "
                              f"({self.in_features} features + mask), got shape {tuple(x.shape)}")
         frames, mask = split_sequence(x)
         h = frames.transpose(1, 2)  # [B, F, T]
@@ -76,5 +77,5 @@ def sequence_encoder_from_spec(spec: ModalitySpec, channels: int = 64, layers: i
                                out_dim: int = 64) -> nn.Module:
     """Encoder builder for ``kind="sequence"`` specs of shape ``[T, F + 1]``."""
     if len(spec.shape) != 2 or spec.shape[-1] < 2:
-        raise ValueError(f"modality {spec.name!r}: a sequence modality has shape [T, F + 1], got {spec.shape}")
+        raise ModelError(f"modality {spec.name!r}: a sequence modality has shape [T, F + 1], got {spec.shape}")
     return MaskedConv1dEncoder(int(spec.shape[-1]) - 1, channels, layers, kernel_size, out_dim)

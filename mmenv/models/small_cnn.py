@@ -12,6 +12,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ..datasets.base import ModalitySpec
+from ..errors import InvalidArgumentError, ModelError
 
 __all__ = ["SmallImageCNN", "image_cnn_from_spec"]
 
@@ -23,7 +24,7 @@ class SmallImageCNN(nn.Module):
                  out_dim: int = 64) -> None:
         super().__init__()
         if min(in_channels, height, width, channels, out_dim) < 1:
-            raise ValueError(f"in_channels, height, width, channels and out_dim must be >= 1, "
+            raise InvalidArgumentError(f"in_channels, height, width, channels and out_dim must be >= 1, "
                              f"got {in_channels}, {height}, {width}, {channels}, {out_dim}")
         pooled = (height // 2) * (width // 2) if min(height, width) >= 2 else height * width
         self.net = nn.Sequential(
@@ -41,7 +42,7 @@ class SmallImageCNN(nn.Module):
         if x.ndim == 3 and self.in_channels == 1:
             x = x.unsqueeze(1)
         if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"SmallImageCNN expects [B, {self.in_channels}, H, W], got shape {tuple(x.shape)}")
+            raise ModelError(f"SmallImageCNN expects [B, {self.in_channels}, H, W], got shape {tuple(x.shape)}")
         return self.net(x)
 
 
@@ -52,5 +53,5 @@ def image_cnn_from_spec(spec: ModalitySpec, channels: int = 32, out_dim: int = 6
     elif len(spec.shape) == 3:
         c, h, w = spec.shape
     else:
-        raise ValueError(f"modality {spec.name!r}: an image modality has shape [C, H, W], got {spec.shape}")
+        raise ModelError(f"modality {spec.name!r}: an image modality has shape [C, H, W], got {spec.shape}")
     return SmallImageCNN(int(c), int(h), int(w), channels, out_dim)

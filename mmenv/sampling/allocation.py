@@ -29,7 +29,7 @@ import math
 
 import numpy as np
 
-from ..errors import MMEnvError
+from ..errors import InvalidArgumentError, MMEnvError
 
 __all__ = ["action_to_proportions", "proportions_to_action", "allocate", "ActionError", "ACTION_SPACES",
            "SOFTMAX_SCALE"]
@@ -48,7 +48,7 @@ class ActionError(MMEnvError, ValueError):
 def _space(symmetric: bool, space: str | None) -> str:
     space = space if space is not None else ("symmetric" if symmetric else "unit")
     if space not in ACTION_SPACES:
-        raise ValueError(f"unknown action space {space!r}; valid: {list(ACTION_SPACES)}")
+        raise InvalidArgumentError(f"unknown action space {space!r}; valid: {list(ACTION_SPACES)}")
     return space
 
 

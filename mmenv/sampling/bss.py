@@ -46,6 +46,7 @@ from torch.nn import functional as F
 
 from .order import SampleOrder
 from .scoring import ScoringContext
+from ..errors import EnvStateError, InvalidArgumentError
 
 __all__ = [
     "BalanceScores",
@@ -93,7 +94,7 @@ def balance_scores(fused: Tensor, per_modality: Mapping[str, Tensor], labels: Te
         labels: ``[N]`` true classes.
     """
     if len(per_modality) < 2:
-        raise ValueError(f"BSS needs at least two modalities, got {list(per_modality)}")
+        raise InvalidArgumentError(f"BSS needs at least two modalities, got {list(per_modality)}")
     probs = [torch.softmax(z.float(), dim=1) for z in per_modality.values()]
     sims = [F.cosine_similarity(a, b, dim=1) for a, b in combinations(probs, 2)]
     similarity = torch.stack(sims).mean(0)
@@ -116,6 +117,7 @@ def weighted_permutation(weights: Tensor, generator: torch.Generator | None = No
     vectorised, host-sync-free operation.
     """
     if weights.dim() != 1:
+        # internal invariant: callers pass one weight per sample
         raise ValueError(f"weights must be 1-D, got shape {tuple(weights.shape)}")
     u = torch.rand(weights.shape[0], generator=generator, device=weights.device, dtype=torch.float64)
     u = u.clamp(torch.finfo(torch.float64).tiny, 1.0 - 1e-16)
@@ -144,7 +146,7 @@ class _BSSBase(SampleOrder):
     def _scored(self, value: Tensor | None) -> Tensor:
         """``value`` (a ranking or weights computed from the scores), or an error if not scored yet."""
         if value is None or self.scores is None:
-            raise RuntimeError(f"sample order {self.name!r} has not scored the data yet: the environment calls "
+            raise EnvStateError(f"sample order {self.name!r} has not scored the data yet: the environment calls "
                                "on_epoch_start(ctx) before sampling; call it yourself (mmenv.sampling.scoring_context) "
                                "when using the sampler alone")
         return value
@@ -170,11 +172,11 @@ class BSSCurriculum(_BSSBase):
     def __init__(self, l0: float = 0.1, t_grow: float | None = 40, rerank_every: int = 1, shuffle_within: bool = True,
                  score_batch_size: int | None = None) -> None:
         if not 0.0 < l0 <= 1.0:
-            raise ValueError(f"l0 must be in (0, 1], got {l0}")
+            raise InvalidArgumentError(f"l0 must be in (0, 1], got {l0}")
         if t_grow is not None and t_grow <= 0:
-            raise ValueError(f"t_grow must be > 0 epochs (or None for the episode length), got {t_grow}")
+            raise InvalidArgumentError(f"t_grow must be > 0 epochs (or None for the episode length), got {t_grow}")
         if not isinstance(rerank_every, int) or rerank_every < 0:
-            raise ValueError(f"rerank_every must be an int >= 0 (0 = rank once at epoch 0), got {rerank_every!r}")
+            raise InvalidArgumentError(f"rerank_every must be an int >= 0 (0 = rank once at epoch 0), got {rerank_every!r}")
         super().__init__(score_batch_size)
         self.l0, self.t_grow, self.rerank_every, self.shuffle_within = l0, t_grow, rerank_every, shuffle_within
         self._t_grow = t_grow  # resolved T_grow (t_grow=None: set from ctx.epochs at the first epoch)
@@ -188,7 +190,7 @@ class BSSCurriculum(_BSSBase):
 
     def pacing(self, epoch: int) -> float:
         if self._t_grow is None:
-            raise RuntimeError("t_grow=None takes the episode length from on_epoch_start(ctx); call it first")
+            raise EnvStateError("t_grow=None takes the episode length from on_epoch_start(ctx); call it first")
         return root_pacing(epoch, self.l0, self._t_grow)
 
     def subset_size(self, epoch: int) -> int:
@@ -199,7 +201,7 @@ class BSSCurriculum(_BSSBase):
         epoch = ctx.epoch
         if self.t_grow is None:
             if ctx.epochs is None:
-                raise ValueError("bss-curriculum with t_grow=None needs the episode length: build the "
+                raise InvalidArgumentError("bss-curriculum with t_grow=None needs the episode length: build the "
                                  "ScoringContext with epochs=... (the environment does)")
             self._t_grow = ctx.epochs
         elif epoch == 0 and ctx.epochs is not None and self.t_grow > ctx.epochs:
@@ -242,9 +244,9 @@ class BSSLearned(_BSSBase):
 
     def __init__(self, rescore_every: int = 1, eps: float = 0.01, score_batch_size: int | None = None) -> None:
         if not isinstance(rescore_every, int) or rescore_every < 1:
-            raise ValueError(f"rescore_every must be an int >= 1, got {rescore_every!r}")
+            raise InvalidArgumentError(f"rescore_every must be an int >= 1, got {rescore_every!r}")
         if eps <= 0:
-            raise ValueError(f"eps must be > 0 so every sample keeps a positive weight, got {eps}")
+            raise InvalidArgumentError(f"eps must be > 0 so every sample keeps a positive weight, got {eps}")
         super().__init__(score_batch_size)
         self.rescore_every, self.eps = rescore_every, eps
         self.weights: Tensor | None = None

@@ -26,6 +26,7 @@ from torch import Tensor
 
 from .order import SampleOrder
 from .scoring import ScoringContext
+from ..errors import EnvStateError, InvalidArgumentError
 
 __all__ = ["confidence_kl", "DataRemix"]
 
@@ -51,9 +52,9 @@ class DataRemix(SampleOrder):
 
     def __init__(self, warmup_epochs: int = 1, reassign_every: int = 1, score_batch_size: int | None = None) -> None:
         if not isinstance(warmup_epochs, int) or warmup_epochs < 0:
-            raise ValueError(f"warmup_epochs must be an int >= 0, got {warmup_epochs!r}")
+            raise InvalidArgumentError(f"warmup_epochs must be an int >= 0, got {warmup_epochs!r}")
         if not isinstance(reassign_every, int) or reassign_every < 1:
-            raise ValueError(f"reassign_every must be an int >= 1, got {reassign_every!r}")
+            raise InvalidArgumentError(f"reassign_every must be an int >= 1, got {reassign_every!r}")
         self.warmup_epochs, self.reassign_every, self.score_batch_size = warmup_epochs, reassign_every, score_batch_size
         self.assignment: Tensor | None = None
         self.confidence: Tensor | None = None
@@ -90,7 +91,7 @@ class DataRemix(SampleOrder):
         if epoch < self.warmup_epochs or stream == "paired":
             return torch.randperm(self.n, generator=self.generator, device=self.device)
         if stream not in self.subsets:
-            raise RuntimeError(f"sample order 'remix' has no assignment for stream {stream!r} at epoch {epoch}: the "
+            raise EnvStateError(f"sample order 'remix' has no assignment for stream {stream!r} at epoch {epoch}: the "
                                "environment calls on_epoch_start(ctx) before sampling")
         subset = self.subsets[stream]
         if subset.shape[0] == 0:  # nothing assigned to this modality: keep its batch size, use all samples

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from .order import SampleOrder
+from ..errors import SampleOrderError
 
 PAIRED = "paired"
 
@@ -39,7 +40,7 @@ class _Stream:
                 self.perm_epoch = epoch
                 self.cursor = 0
                 if self.perm.shape[0] == 0:
-                    raise RuntimeError(f"sample order {self.order.name!r} returned an empty pass for {self.key!r}")
+                    raise SampleOrderError(f"sample order {self.order.name!r} returned an empty pass for {self.key!r}")
             n = min(k, self.perm.shape[0] - self.cursor)
             parts.append(self.perm[self.cursor:self.cursor + n])
             self.cursor += n

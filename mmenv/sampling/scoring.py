@@ -25,6 +25,7 @@ from torch import Tensor
 
 from ..datasets.base import Split
 from ..learners.base import Learner
+from ..errors import InvalidArgumentError
 
 __all__ = ["ScoringContext", "SplitPredictor", "autocast_context", "predict_split", "scoring_context"]
 
@@ -46,7 +47,7 @@ def predict_split(learner: Learner, split: Split, batch_size: int = 1024,
     ``torch.bfloat16``) runs the predictions under ``torch.autocast`` on the split's device.
     """
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise InvalidArgumentError(f"batch_size must be >= 1, got {batch_size}")
     device_type = split.labels.device.type
     learner.eval()
     try:
@@ -95,7 +96,7 @@ def scoring_context(learner: Learner, dataset: Any, epoch: int = 0, epochs: int 
     def predict(split: str = "train", batch_size: int | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         data = getattr(dataset, split, None)
         if data is None:
-            raise ValueError(f"dataset {getattr(dataset, 'name', '?')!r} has no {split!r} split")
+            raise InvalidArgumentError(f"dataset {getattr(dataset, 'name', '?')!r} has no {split!r} split")
         return predict_split(learner, data, batch_size or default_batch, autocast_dtype)
 
     if discrepancy is None:
