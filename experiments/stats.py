@@ -87,7 +87,8 @@ def t_quantile(q: float, df: int) -> float:
     return 0.5 * (lo + hi)
 
 
-def paired_ci(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+def paired_ci(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray,
+              level: float = 0.95) -> tuple[float, float, float]:
     """``(mean, lo, hi)`` of the paired differences ``a - b`` (t interval; NaN bounds for n < 2)."""
     d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
     if d.ndim != 1 or d.size == 0:

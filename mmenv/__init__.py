@@ -23,13 +23,24 @@ from .datasets import MultimodalDataset, make_dataset, register_dataset
 from .env import DUSEnv
 from .errors import MMEnvError
 from .learners import Learner, make_learner, register_learner
-from .registry import Registry
 from .rewards import register_reward
 
 __version__ = "0.1.0"
 
-__all__ = ["DUSEnv", "MultimodalDataset", "Learner", "make_dataset", "make_learner",
-           "register_dataset", "register_learner", "register_reward", "MMEnvError", "Registry", "__version__"]
+__all__ = ["DUSEnv", "MultimodalDataset", "Learner", "make_dataset", "make_learner", "make_policy", "run_policy",
+           "register_dataset", "register_learner", "register_reward", "MMEnvError", "__version__"]
+
+#: Names served from mmenv.agents on first use, so that ``import mmenv`` does not import
+#: Stable-Baselines3 (``Registry`` stays importable as ``mmenv.registry.Registry``).
+_LAZY = {"make_policy": "mmenv.agents", "run_policy": "mmenv.agents"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'mmenv' has no attribute {name!r}")
 
 ENV_ID = "mmenv/DUS-v0"
 BENCH_ENV_ID = "mmenv/DUSBench-v0"
