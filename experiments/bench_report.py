@@ -83,7 +83,9 @@ def _score_row(data: BenchData, rep: Report, pol: str, instances: Sequence[Insta
     """
     evals, b = data.cfg.eval_seeds, data.cfg.bootstrap_resamples
     members = data.seed_rows(pol)
-    seeds = data.agent_seeds.get(pol) or [None]
+    seeds: list[int | None] = [None]
+    if pol in data.agent_seeds:
+        seeds = list(data.agent_seeds[pol])
     strata_raw = []
     for inst in instances:
         u = data.values(inst, "uniform", evals)

@@ -110,7 +110,7 @@ def iqm(x: Sequence[float] | np.ndarray) -> float:
     return float(v[k:v.size - k].mean())
 
 
-def stratified_bootstrap_ci(strata: Sequence[Sequence[float]], statistic: Callable[[np.ndarray], float] = iqm,
+def stratified_bootstrap_ci(strata: Sequence[Sequence[float] | np.ndarray], statistic: Callable[[np.ndarray], float] = iqm,
                             n_resamples: int = 2000, level: float = 0.95, seed: int = 0
                             ) -> tuple[float, float, float]:
     """``(point, lo, hi)``: ``statistic`` of all values and its stratified percentile bootstrap interval.
