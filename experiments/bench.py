@@ -37,6 +37,7 @@ Example::
     mmenv bench --preset quick                    # progress bars on stderr throughout
     mmenv bench --preset full --workers 8 --out runs/bench-full
     mmenv bench --preset full --backend ray --ray-address auto   # on a running Ray cluster
+    mmenv bench --preset quick --agent my_pkg.agents:factory --agent ppo.zip   # agents of one's own
 
 From Python::
 
@@ -53,13 +54,14 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import yaml
 
 from mmenv.atomic import atomic_write_text
 from mmenv.locks import FolderLock
 
+from .bench_agents_cli import BenchAgent, resolve_bench_agents
 from .bench_config import BenchConfig, BenchConfigError, list_bench_presets, load_bench_config
 from .bench_data import BENCH_ENV, BenchData, accuracy, run_spec
 from .bench_runner import BackendExecutor, Executor, Runner
@@ -85,7 +87,7 @@ class BenchSummary:
 def run_bench(cfg: BenchConfig, force: bool = False, progress: bool = True,
               trainer: Callable[..., Any] | None = None, env_factory: Callable[..., Any] | None = None,
               agent_loader: Callable[[str], Any] | None = None, ray_address: str | None = None,
-              executor: Executor | None = None) -> BenchSummary:
+              executor: Executor | None = None, agents: Sequence[BenchAgent | str] = ()) -> BenchSummary:
     """Run (or resume) the benchmark ``cfg``; write the report under ``cfg.out``.
 
     ``trainer``, ``env_factory`` and ``agent_loader`` default to
@@ -93,6 +95,10 @@ def run_bench(cfg: BenchConfig, force: bool = False, progress: bool = True,
     (same signatures); pass others to benchmark an agent of one's own (docs/benchmark.md).
     ``executor`` plays the search, reference and scoring runs
     (:class:`~mmenv.experiments.bench_runner.Executor`; default: the preset's backend).
+    ``agents``: agents of one's own besides the preset's (``mmenv bench --agent``): a
+    registered name, a ``module:attribute`` path or a saved agent file each, or a
+    :class:`~mmenv.experiments.bench_agents_cli.BenchAgent`; evaluated on the test instances
+    (trained first if a trainer) with the preset's cached search, reference and scoring runs.
 
     With ``cfg.backend == "ray"`` one Ray connection (:func:`mmenv.cluster.ray_session`: the
     cluster at ``ray_address`` / ``RAY_ADDRESS``, or a local instance with ``cfg.workers``
@@ -114,23 +120,25 @@ def run_bench(cfg: BenchConfig, force: bool = False, progress: bool = True,
         out = check_out_dir(cfg.out)
     except ConfigError as exc:
         raise BenchConfigError(str(exc)) from None
+    extra = resolve_bench_agents(agents, cfg)
     plan = plan_bench(cfg, out, progress)
     tools = resolve_agent_tools(cfg, trainer, env_factory, agent_loader, ray_address) if cfg.agents else None
     with FolderLock(out, "mmenv bench"):
         if cfg.backend != "ray":
-            return _run_stages(plan, executor, force, progress, tools, start)
+            return _run_stages(plan, executor, force, progress, tools, start, extra)
         from mmenv.cluster import ray_session
 
         # A local instance gets enough CPUs for the widest agent too (its actors take one each).
         cpus = max([cfg.workers] + [a.workers for a in cfg.agents])
         with ray_session(ray_address, num_cpus=cpus):
             return _run_stages(plan, executor or BackendExecutor("ray", cfg.workers, ray_address), force, progress,
-                               tools, start)
+                               tools, start, extra, ray_address)
 
 
 def _run_stages(plan: BenchPlan, executor: Executor | None, force: bool, progress: bool, tools: Any,
-                start: float) -> BenchSummary:
-    """search -> tuned baselines -> references -> scoring -> collect -> agents -> report."""
+                start: float, extra: Sequence[BenchAgent] = (), ray_address: str | None = None) -> BenchSummary:
+    """search -> tuned baselines -> references -> scoring -> collect -> agents (the preset's,
+    then ``extra``) -> report."""
     cfg = plan.cfg
     atomic_write_text(plan.out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     runner = Runner(plan.out, executor or BackendExecutor(cfg.backend, cfg.workers), force, progress)
@@ -141,6 +149,8 @@ def _run_stages(plan: BenchPlan, executor: Executor | None, force: bool, progres
     data = collect(plan, runner, search, tuned)
     if tools is not None:
         run_agents(plan, data, tools, force, progress)
+    for agent in extra:
+        agent.run(plan, data, force, progress, ray_address)
     data.runs_executed, data.runs_reused = runner.executed, runner.reused
     output = run_report(data, plan.out, progress)
     return BenchSummary(data, output.report, output.report.result_lines, output.files, time.perf_counter() - start)
@@ -160,7 +170,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     add_sweep_arguments(p, out_help="output directory (default: the preset's out)",
                         backend_help="process (this machine) or ray (Ray tasks; agents' runs in Ray actors)")
     p.add_argument("--agent-runs", type=int, default=None, help="training runs of every agent (overrides the preset)")
-    p.add_argument("--no-agents", action="store_true", help="skip the agents trained across runs")
+    p.add_argument("--agent", action="append", default=[], metavar="SPEC",
+                   help="benchmark an agent of your own besides the preset's (repeatable): a registered trainer or "
+                        "policy name, a Python path my_pkg.module:factory (a policy factory or a trainer), or a "
+                        "saved agent file (SB3 .zip, mmenv .pt); LABEL=SPEC names its row. Reuses the search, "
+                        "reference and scoring runs already in --out")
+    p.add_argument("--no-agents", action="store_true", help="skip the preset's agents (not those given with --agent)")
     p.add_argument("--leaderboard", metavar="OUT", default=None,
                    help="run nothing: rank every policy and agent of the benchmark output folder OUT "
                         "(Markdown table; also written as OUT/leaderboard.csv)")
@@ -179,14 +194,16 @@ def run(args: argparse.Namespace) -> int:
 
         return leaderboard_main(args.leaderboard)
     cfg = _cli_config(args)
+    agents = resolve_bench_agents(args.agent, cfg, args.agent_runs)
     n_train = n_test = 0
     for s in cfg.instance_sets:
         iset = resolve_instance_set(s["name"], cfg.base_dir).select(s.get("train"), s.get("test"))
         n_train, n_test = n_train + len(iset.train), n_test + len(iset.test)
     print(f"bench {cfg.name}: {len(cfg.instance_sets)} instance set(s), {n_train} train / {n_test} test instances; "
           f"tuning seeds {cfg.tuning_seeds}, evaluation seeds {cfg.eval_seeds}; "
-          f"{len(cfg.agents)} agent(s); {cfg.workers} worker(s) [{cfg.backend}] -> {cfg.out}", flush=True)
-    summary = run_bench(cfg, force=args.force, progress=not args.no_progress, ray_address=args.ray_address)
+          f"{len(cfg.agents) + len(agents)} agent(s); {cfg.workers} worker(s) [{cfg.backend}] -> {cfg.out}", flush=True)
+    summary = run_bench(cfg, force=args.force, progress=not args.no_progress, ray_address=args.ray_address,
+                        agents=agents)
     print()
     print(summary.report.console)
     print()

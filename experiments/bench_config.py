@@ -73,6 +73,10 @@ REFERENCE_LABELS = {"uniform": "uniform", "dus-h": "dus-h", "fixed": "fixed-rati
                     "reinforce": "paper-online"}
 #: Tuning, evaluation and curve seeds lie below this (agents' training seeds start here).
 SEED_MAX = 2**24
+#: The networks (``options: {policy: ...}``) each built-in across-run algorithm has
+#: (:mod:`mmenv.agents.equivariant`: PPO, SAC and REINFORCE have a per-modality one).
+_NETWORKS = {"reinforce": ("mlp", "equivariant"), "ppo": ("mlp", "equivariant"), "sac": ("mlp", "equivariant"),
+             "td3": ("mlp",)}
 _AGENT_KEYS = {"algo", "runs", "seed", "seeds", "reward", "observation", "workers", "label", "options"}
 _GRID_KEYS = ("shares", "phase_shares", "switches", "three_phase_switches")
 _SET_ENTRY_KEYS = ("name", "train", "test")
@@ -299,7 +303,6 @@ def _headroom_splits(value: Any, source: str) -> list[str]:
 
 def _agent(raw: Any, i: int, source: str) -> AgentSpec:
     """One agent entry, every field checked (the trainer's names, ranges, preset overrides)."""
-    from mmenv.agents.across_runs import ALGOS
     from mmenv.wrappers import BENCH_OBSERVATIONS, BENCH_REWARDS
 
     key = f"agents[{i}]"
@@ -310,9 +313,7 @@ def _agent(raw: Any, i: int, source: str) -> AgentSpec:
         close = difflib.get_close_matches(unknown[0], sorted(_AGENT_KEYS), n=1)
         raise _fail(source, key, f"unknown agent key {unknown[0]!r}" + (f" (did you mean {close[0]!r}?)" if close
                                                                        else "") + f"; valid: {sorted(_AGENT_KEYS)}")
-    algo = raw.get("algo")
-    if not (isinstance(algo, str) and algo.lower() in ALGOS):
-        raise _fail(source, f"{key}.algo", f"expected one of {list(ALGOS)}, got {algo!r}")
+    algo = _algo(raw.get("algo"), f"{key}.algo", source)
     runs = _positive_int(raw.get("runs"), f"{key}.runs", source, _MAX_AGENT_RUNS)
     seeds = _agent_seeds(raw, key, source)
     choices: dict[str, tuple[str, ...]] = {"reward": BENCH_REWARDS, "observation": BENCH_OBSERVATIONS}
@@ -351,12 +352,29 @@ def _agent_seeds(raw: Mapping[str, Any], key: str, source: str) -> list[int]:
     return [int(v) for v in seeds]
 
 
+def _algo(value: Any, key: str, source: str) -> str:
+    """An agent's ``algo``: a name of the trainer registry (:data:`mmenv.agents.across_runs.TRAINERS`:
+    the built-in ones, those added with ``register_trainer`` or the ``mmenv.trainers`` entry points)."""
+    from mmenv.agents.across_runs import TRAINERS, trainer_for
+
+    if not (isinstance(value, str) and value.strip()):
+        raise _fail(source, key, f"expected the name of an across-run trainer, one of {TRAINERS.names()}, "
+                                 f"got {value!r}")
+    try:
+        trainer_for(value)
+    except MMEnvError as exc:
+        raise _fail(source, key, str(exc)) from None
+    return value.lower()
+
+
 def _agent_options(algo: str, value: Any, key: str, source: str, episodic: bool = True) -> dict[str, Any]:
     """``options`` override the trainer's preset (:data:`mmenv.agents.across_runs.PRESETS`):
     only keywords the algorithm takes, with values of their documented types."""
+    from mmenv.agents.across_runs import ALGOS
+
     options = _kwargs_mapping(value, key, source)
-    if not options:
-        return options
+    if not options or algo not in ALGOS:
+        return options      # a trainer registered by the user checks its own options
     valid = _option_types(algo)
     if not episodic:
         valid.pop("episodes_per_update", None)
@@ -368,6 +386,10 @@ def _agent_options(algo: str, value: Any, key: str, source: str, episodic: bool 
         want = valid[name]
         if want is not None and not _has_type(v, want):
             raise _fail(source, f"{key}.{name}", f"expected {want.__name__}, got {v!r}")
+    network = options.get("policy", "mlp")
+    if network not in _NETWORKS.get(algo, ("mlp",)):
+        raise _fail(source, f"{key}.policy", f"{algo} takes policy {' or '.join(_NETWORKS.get(algo, ('mlp',)))}, "
+                                             f"got {network!r}")
     return options
 
 
@@ -402,6 +424,13 @@ def _option_types(algo: str) -> dict[str, type | None]:
     skip = {"self", "policy", "env", "seed", "device", "tensorboard_log", "verbose", "_init_setup_model"}
     types = {n: None for n in inspect.signature(cls).parameters if n not in skip}
     types.update({k: None for k in PRESETS[algo]})
+    # keys make_sb3_agent translates (mmenv.agents.sb3.PRESET_ONLY_KEYS): the network, the
+    # initial log-std of PPO's Gaussian policy, TD3's action noise
+    types["policy"] = str
+    if algo == "ppo":
+        types["log_std_init"] = float
+    if algo == "td3":
+        types["action_noise_sigma"] = float
     return types
 
 

@@ -44,7 +44,10 @@ module imports nothing else::
     ├── SeedOverlapError (ValueError)                          mmenv.experiments.oracle
     ├── InstanceError (ValueError)                             mmenv.instances
     ├── PoolStartError (RuntimeError)                          mmenv.experiments.bench_runner
-    └── BenchRunError, BenchAgentError (RuntimeError)          mmenv.experiments.bench_stages
+    ├── BenchRunError, BenchAgentError (RuntimeError)          mmenv.experiments.bench_stages
+    ├── BenchAgentSpecError (ValueError)                       mmenv.experiments.bench_agents_cli
+    ├── LeaderboardError (ValueError)                          mmenv.experiments.leaderboard
+    └── EngineError (ValueError)                               mmenv.engine.batched
 """
 
 from __future__ import annotations
@@ -71,6 +74,9 @@ DEFINED_IN: dict[str, str] = {
     "PoolStartError": "mmenv.experiments.bench_runner",
     "BenchRunError": "mmenv.experiments.bench_stages",
     "BenchAgentError": "mmenv.experiments.bench_stages",
+    "BenchAgentSpecError": "mmenv.experiments.bench_agents_cli",
+    "LeaderboardError": "mmenv.experiments.leaderboard",
+    "EngineError": "mmenv.engine.batched",
 }
 
 __all__ = ["MMEnvError", "RegistryError", "UnknownNameError", "ArgumentError", "InvalidArgumentError", "LockError",

@@ -26,7 +26,7 @@ What every registry does the same way:
 * **Entry points.** An installed distribution can add names without any import by the
   user: it declares them in the registry's entry-point group (``mmenv.datasets``,
   ``mmenv.learners``, ``mmenv.encoders``, ``mmenv.rewards``, ``mmenv.sample_orders``,
-  ``mmenv.policies``, ``mmenv.sb3_algorithms``), e.g. in its ``pyproject.toml``::
+  ``mmenv.policies``, ``mmenv.sb3_algorithms``, ``mmenv.trainers``), e.g. in its ``pyproject.toml``::
 
       [project.entry-points."mmenv.learners"]
       my-learner = "my_package.learners:MyLearner"
@@ -105,6 +105,7 @@ GROUPS = {
     "sample order": "mmenv.sample_orders",
     "policy": "mmenv.policies",
     "SB3 algorithm": "mmenv.sb3_algorithms",
+    "across-run trainer": "mmenv.trainers",
 }
 
 
