@@ -21,7 +21,7 @@ from .grid import RunSpec, execute_run, new_result
 from mmenv.errors import InvalidArgumentError
 
 __all__ = ["run_serial", "run_processes", "run_ray", "run_specs", "init_worker", "PoolStartError",
-           "main_lacks_guard", "leave_if_reimported"]
+           "main_lacks_guard", "leave_if_reimported", "run_batches", "play_specs"]
 
 
 class PoolStartError(MMEnvError, RuntimeError):
@@ -220,6 +220,100 @@ def run_specs(specs: Sequence[RunSpec], out: str, tensorboard: bool, backend: st
     if workers > 1 and len(specs) > 1:
         return run_processes(specs, out, tensorboard, min(workers, len(specs)))
     return run_serial(specs, out, tensorboard)
+
+
+# ---------------------------------------------------------------------- batches of runs
+def play_specs(specs: Sequence[dict[str, Any]], batched: bool = True) -> list[dict[str, Any]]:
+    """One task of :func:`run_batches`: the result dicts of ``specs`` (``RunSpec`` fields as dicts).
+
+    ``batched``: K runs of one configuration trained together
+    (:func:`mmenv.engine.execute_batch`, which falls back to one run at a time where the
+    engine cannot train the configuration); else one after the other (:func:`execute_run`).
+    No TensorBoard logs either way.
+    """
+    if batched:
+        from mmenv.engine import execute_batch
+
+        return execute_batch([RunSpec(**s) for s in specs])
+    return [execute_run(s, None, False) for s in specs]
+
+
+def run_batches(batches: Sequence[tuple[Sequence[RunSpec], bool]], backend: str = "process", workers: int = 1,
+                ray_address: str | None = None) -> Iterator[dict[str, Any]]:
+    """Play each batch ``(specs, batched)`` as one task (:func:`play_specs`) and yield every
+    run's result as its batch finishes (batches in any order).
+
+    ``backend="process"``: ``workers`` local processes (this process with one worker or one
+    batch); ``backend="ray"``: one Ray task per batch (one CPU each). A batch whose worker
+    dies yields a ``failed`` result per run, as :func:`run_processes` does per run.
+    """
+    payloads = [([asdict(s) for s in specs], bool(batched)) for specs, batched in batches]
+    if backend == "ray":
+        yield from _batches_ray(batches, payloads, ray_address, workers)
+        return
+    if backend != "process":
+        raise ValueError(f"unknown backend {backend!r}; valid: 'process', 'ray'")
+    if workers <= 1 or len(batches) <= 1:
+        for dicts, batched in payloads:
+            yield from play_specs(dicts, batched)
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    leave_if_reimported()
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(batches)), mp_context=mp.get_context("spawn"),
+                               initializer=init_worker, initargs=(os.getpid(),))
+    interrupted = False
+    finished = 0
+    try:
+        futures = {pool.submit(play_specs, dicts, batched): i for i, (dicts, batched) in enumerate(payloads)}
+        for future in as_completed(futures):
+            specs = batches[futures[future]][0]
+            try:
+                results = future.result()
+            except Exception as exc:  # the worker process itself died (e.g. killed for memory)
+                script = main_lacks_guard() if isinstance(exc, BrokenProcessPool) and not finished else None
+                if script is not None:
+                    raise _guard_error(script) from None
+                results = [_crashed(s, exc) for s in specs]
+            finished += 1
+            yield from results
+    except KeyboardInterrupt:
+        interrupted = True
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            proc.terminate()
+        raise
+    finally:
+        pool.shutdown(wait=not interrupted, cancel_futures=True)
+
+
+def _batches_ray(batches: Sequence[tuple[Sequence[RunSpec], bool]], payloads: list[tuple[list[dict], bool]],
+                 address: str | None, num_cpus: int | None) -> Iterator[dict[str, Any]]:
+    """:func:`run_batches` on Ray: one task per batch (see :func:`run_ray` for the session)."""
+    from mmenv.cluster import ray_session
+
+    with ray_session(address, num_cpus) as ray:
+
+        @ray.remote(num_cpus=1)
+        def _remote(dicts: list[dict], batched: bool) -> list[dict]:
+            init_worker()
+            return play_specs(dicts, batched)
+
+        pending = {_remote.remote(dicts, batched): i for i, (dicts, batched) in enumerate(payloads)}
+        try:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    specs = batches[pending.pop(ref)][0]
+                    try:
+                        results = ray.get(ref)
+                    except Exception as exc:  # a worker died or the task could not run
+                        results = [_crashed(s, exc) for s in specs]
+                    yield from results
+        finally:
+            for ref in pending:
+                ray.cancel(ref)
 
 
 def _crashed(spec: RunSpec, exc: BaseException) -> dict[str, Any]:

@@ -64,7 +64,7 @@ from mmenv.locks import FolderLock
 from .bench_agents_cli import BenchAgent, resolve_bench_agents
 from .bench_config import BenchConfig, BenchConfigError, list_bench_presets, load_bench_config
 from .bench_data import BENCH_ENV, BenchData, accuracy, run_spec
-from .bench_runner import BackendExecutor, Executor, Runner
+from .bench_runner import EXECUTORS, Executor, Runner, make_executor
 from .bench_stages import BenchPlan, collect, plan_bench, resolve_agent_tools, run_agents, run_references, \
     run_report, run_scoring, run_search, run_tuned
 from .compare import add_sweep_arguments
@@ -94,7 +94,8 @@ def run_bench(cfg: BenchConfig, force: bool = False, progress: bool = True,
     :func:`mmenv.agents.across_runs.train_across_runs`, ``bench_env`` and ``TrainedAgent.load``
     (same signatures); pass others to benchmark an agent of one's own (docs/benchmark.md).
     ``executor`` plays the search, reference and scoring runs
-    (:class:`~mmenv.experiments.bench_runner.Executor`; default: the preset's backend).
+    (:class:`~mmenv.experiments.bench_runner.Executor`; default: the preset's ``executor``,
+    ``batched`` (K runs of an instance trained together) or ``single``, on its backend).
     ``agents``: agents of one's own besides the preset's (``mmenv bench --agent``): a
     registered name, a ``module:attribute`` path or a saved agent file each, or a
     :class:`~mmenv.experiments.bench_agents_cli.BenchAgent`; evaluated on the test instances
@@ -131,8 +132,8 @@ def run_bench(cfg: BenchConfig, force: bool = False, progress: bool = True,
         # A local instance gets enough CPUs for the widest agent too (its actors take one each).
         cpus = max([cfg.workers] + [a.workers for a in cfg.agents])
         with ray_session(ray_address, num_cpus=cpus):
-            return _run_stages(plan, executor or BackendExecutor("ray", cfg.workers, ray_address), force, progress,
-                               tools, start, extra, ray_address)
+            return _run_stages(plan, executor or make_executor(cfg.executor, "ray", cfg.workers, ray_address), force,
+                               progress, tools, start, extra, ray_address)
 
 
 def _run_stages(plan: BenchPlan, executor: Executor | None, force: bool, progress: bool, tools: Any,
@@ -141,7 +142,7 @@ def _run_stages(plan: BenchPlan, executor: Executor | None, force: bool, progres
     then ``extra``) -> report."""
     cfg = plan.cfg
     atomic_write_text(plan.out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    runner = Runner(plan.out, executor or BackendExecutor(cfg.backend, cfg.workers), force, progress)
+    runner = Runner(plan.out, executor or make_executor(cfg.executor, cfg.backend, cfg.workers), force, progress)
     search = run_search(plan, runner)
     tuned = run_tuned(plan, runner)
     run_references(plan, runner)
@@ -169,6 +170,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--preset", default="quick", help="preset name or path of a YAML preset")
     add_sweep_arguments(p, out_help="output directory (default: the preset's out)",
                         backend_help="process (this machine) or ray (Ray tasks; agents' runs in Ray actors)")
+    p.add_argument("--executor", choices=EXECUTORS, default=None,
+                   help="batched: runs of one instance trained K at a time (mmenv.engine); single: one run per "
+                        "task (default: the preset's, else batched)")
     p.add_argument("--agent-runs", type=int, default=None, help="training runs of every agent (overrides the preset)")
     p.add_argument("--agent", action="append", default=[], metavar="SPEC",
                    help="benchmark an agent of your own besides the preset's (repeatable): a registered trainer or "
@@ -201,7 +205,8 @@ def run(args: argparse.Namespace) -> int:
         n_train, n_test = n_train + len(iset.train), n_test + len(iset.test)
     print(f"bench {cfg.name}: {len(cfg.instance_sets)} instance set(s), {n_train} train / {n_test} test instances; "
           f"tuning seeds {cfg.tuning_seeds}, evaluation seeds {cfg.eval_seeds}; "
-          f"{len(cfg.agents) + len(agents)} agent(s); {cfg.workers} worker(s) [{cfg.backend}] -> {cfg.out}", flush=True)
+          f"{len(cfg.agents) + len(agents)} agent(s); {cfg.workers} worker(s) [{cfg.backend}] ({cfg.executor} executor) "
+          f"-> {cfg.out}", flush=True)
     summary = run_bench(cfg, force=args.force, progress=not args.no_progress, ray_address=args.ray_address,
                         agents=agents)
     print()
@@ -229,7 +234,8 @@ def _cli_config(args: argparse.Namespace) -> BenchConfig:
         raise BenchConfigError(f"--agent-runs must be >= 1, got {args.agent_runs}")
     if args.ray_address is not None and args.backend not in (None, "ray"):
         raise BenchConfigError("--ray-address needs --backend ray (or backend: ray in the preset)")
-    overrides: dict[str, Any] = {"out": args.out, "workers": args.workers, "backend": args.backend}
+    overrides: dict[str, Any] = {"out": args.out, "workers": args.workers, "backend": args.backend,
+                                 "executor": getattr(args, "executor", None)}
     if args.no_plots:
         overrides["plots"] = False
     if args.no_tensorboard:

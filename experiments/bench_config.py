@@ -37,6 +37,9 @@ Format (every key but ``instance_sets`` optional)::
     workers: 2                         # processes for the reference and search runs
     backend: process                   # or ray: those runs as Ray tasks (a local instance with
                                        # `workers` CPUs, or the cluster at --ray-address/RAY_ADDRESS)
+    executor: batched                  # runs of one instance trained K at a time (mmenv.engine);
+                                       # single: one run per task (configurations the engine
+                                       # cannot train are played one at a time either way)
     out: runs/bench-quick
     plots: true
     tensorboard: true
@@ -135,6 +138,7 @@ class BenchConfig:
     curve_every: int | None = None
     workers: int = 1
     backend: str = "process"
+    executor: str = "batched"
     out: str = "runs/bench"
     plots: bool = True
     tensorboard: bool = True
@@ -460,6 +464,14 @@ def _backend(value: Any, source: str) -> str:
     return value
 
 
+def _executor(value: Any, source: str) -> str:
+    from .bench_runner import EXECUTORS
+
+    if value not in EXECUTORS or not isinstance(value, str):
+        raise _fail(source, "executor", f"expected one of {list(EXECUTORS)}, got {value!r}")
+    return value
+
+
 def _out(value: Any, source: str) -> str:
     text = _text(value, "out", source, allow_empty=False)
     from .compare import check_out_dir
@@ -490,6 +502,7 @@ _SECTIONS: dict[str, Callable[[Any, str], Any]] = {
     "curve_every": _curve_every,
     "workers": lambda v, s: _positive_int(v, "workers", s, _MAX_WORKERS),
     "backend": _backend,
+    "executor": _executor,
     "plots": lambda v, s: _bool(v, "plots", s),
     "tensorboard": lambda v, s: _bool(v, "tensorboard", s),
     "bootstrap_resamples": lambda v, s: _positive_int(v, "bootstrap_resamples", s, _MAX_RESAMPLES),

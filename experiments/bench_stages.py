@@ -41,13 +41,14 @@ from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
+from mmenv.agents.policy import Policy
 from mmenv.atomic import atomic_write_text
 from mmenv.errors import MMEnvError
 
 from .bench_config import REFERENCE_LABELS, AgentSpec, BenchConfig, BenchConfigError
 from .bench_data import BENCH_ENV, BenchData, accuracy, agent_seed_label, run_spec
 from .bench_progress import Bar, TrainingProgress, stage_bar
-from .bench_runner import Runner
+from .bench_runner import Runner, engine_reason
 from .grid import RESULT_VERSION, RunSpec, new_result, slugify
 from .instances import Instance, InstanceSet, modality_names, resolve_instance_set
 from .oracle import Candidate, OracleResult, TunedConstant, candidate_grid, constant_candidate, search_oracle, \
@@ -472,14 +473,65 @@ def resolve_agent_tools(cfg: BenchConfig, trainer: Trainer | None = None, env_fa
 
 
 def _play(env_factory: Callable[..., Any], policy: Any, observation: str, inst: Instance,
-          seeds: Sequence[int]) -> list[Any]:
+          seeds: Sequence[int], batched: bool = False) -> list[Any]:
+    """Episodes of a fixed (not learning) ``policy`` on ``inst``, one per seed; with ``batched``
+    (the package's environment factory only) trained together by :func:`_play_batched`."""
     from mmenv.agents import run_policy
 
+    if batched and len(seeds) > 1:
+        return _play_batched(policy, observation, inst, seeds)
     env = env_factory(inst.env_kwargs(), observation=observation, reward=BENCH_ENV["reward"])
     try:
         return run_policy(env, policy, episodes=len(seeds), seeds=list(seeds), learn=False)
     finally:
         env.close()
+
+
+class _Observed(Policy):
+    """One run's view of a fixed policy through the benchmark's observation
+    (:class:`mmenv.wrappers.DUSBench`): the batched engine plays bare ``DUSEnv`` runs, so
+    the observation the policy would see through the wrapper is made here, per run."""
+
+    def __init__(self, policy: Any, bench: Any) -> None:
+        from mmenv.agents.runner import as_policy
+
+        self.policy, self.bench = as_policy(policy), bench
+        self.name = getattr(self.policy, "name", "policy")
+        self.first: Any = None
+
+    def reset(self, env: Any) -> None:
+        self.policy.reset(env)
+        self.first = None
+
+    def act(self, obs: Any, info: Any) -> Any:
+        # reset's observation is made without the step info, as DUSBench.reset does
+        seen = self.bench._observe(obs, None if self.first is None else info)
+        if self.first is None:
+            self.first = seen
+        return self.policy.act(seen, info)
+
+
+
+def _play_batched(policy: Any, observation: str, inst: Instance, seeds: Sequence[int]) -> list[Any]:
+    """:func:`_play` on the batched engine (:func:`mmenv.engine.play_batch`, one batch of
+    ``len(seeds)`` runs; a configuration the engine cannot train is played one run at a
+    time there): the same records as ``run_policy`` on ``bench_env`` with the benchmark's
+    reward, whose observation :class:`_Observed` reproduces. The policy object is shared
+    by the runs, so this is for policies that keep no state between steps (the package's
+    trained agents act on the observation alone, deterministically)."""
+    from mmenv.agents.across_runs import bench_env
+    from mmenv.engine import play_batch
+
+    bench = bench_env(inst.env_kwargs(), observation=observation, reward=BENCH_ENV["reward"])
+    try:
+        views = [_Observed(policy, bench) for _ in seeds]
+        records = play_batch(dict(inst.env_kwargs(), reward=BENCH_ENV["reward"]), views, list(seeds), learn=False)
+    finally:
+        bench.close()
+    for view, record in zip(views, records):
+        if view.first is not None:
+            record.initial_discrepancy = np.asarray(view.first).tolist()
+    return records
 
 
 def _curve_fn(data: BenchData, test: Sequence[Instance], observation: str,
@@ -614,6 +666,15 @@ def _episode_result(spec: RunSpec, record: Any, wall: float) -> dict[str, Any]:
     return result
 
 
+def _batched_eval(plan: BenchPlan, tools: AgentTools) -> bool:
+    """Agents' evaluation runs on the batched engine: with the batched executor, the
+    package's trainer (deterministic agents that keep no state between steps) and its
+    environment factory; any other agent is played one run at a time, as before."""
+    from mmenv.agents.across_runs import bench_env
+
+    return plan.cfg.executor == "batched" and tools.default and tools.env_factory is bench_env
+
+
 def _evaluate_agent(job: AgentJob, agent: Any, observation: str, plan: BenchPlan, tools: AgentTools,
                     bar: Bar) -> dict[str, dict[str, Any]]:
     specs = job.eval_specs(plan.cfg.eval_seeds)
@@ -621,7 +682,8 @@ def _evaluate_agent(job: AgentJob, agent: Any, observation: str, plan: BenchPlan
     results = {}
     for inst in job.test:
         t0 = time.perf_counter()
-        records = _play(tools.env_factory, agent.policy, observation, inst, seeds)
+        batched = _batched_eval(plan, tools) and engine_reason(specs[(inst.label(), seeds[0])]) is None
+        records = _play(tools.env_factory, agent.policy, observation, inst, seeds, batched=batched)
         wall = (time.perf_counter() - t0) / max(1, len(seeds))
         for seed, rec in zip(seeds, records):
             res = _episode_result(specs[(inst.label(), seed)], rec, wall)

@@ -327,7 +327,7 @@ def test_a_bench_with_crashed_runs_exits_1_with_a_one_line_summary(tmp_path, cap
 
     monkeypatch.setattr(backends, "run_specs", fake_run_specs(fail=["dus-h"]))
     path = tiny_preset(tmp_path)
-    assert main(["bench", "--preset", str(path), "--no-progress", "--no-plots"]) == 1
+    assert main(["bench", "--preset", str(path), "--no-progress", "--no-plots", "--executor", "single"]) == 1
     captured = capsys.readouterr()
     assert captured.out.strip().splitlines()[-1].startswith("RESULT direction_instances")
     failed = [line for line in captured.err.splitlines() if line.startswith("FAILED")]
