@@ -22,6 +22,15 @@ modality); DUS-H also reads the epoch. Our reading of each, as implemented:
   the last action uses ``T = E - 1``.
 * :class:`FixedRatioPolicy` (the paper's "MLA-HB"): the dominant modality always gets
   half of each other modality's batch (``ratio = 0.5`` above).
+
+Both rules fix a *direction*: the modality that is ahead gets less. That is right when the
+other modalities are behind because they are slow to learn, and wrong when they are behind
+because they are noisy (their extra data is corrupted evidence: docs/synthetic.md). So
+both take ``direction="less"`` (default, the paper's) or ``direction="more"``: the
+dominant and the other modalities swap roles, i.e. each *other* modality gets ``ratio``
+times the dominant modality's batch (``p_dom = 1 / (1 + (m - 1) ratio)``). With ``ratio``
+(fixed) or ``beta`` (DUS-H) they form the tunable rivals of the benchmark
+(:mod:`mmenv.experiments.tuning`).
 * :class:`DiscrepancyPolicy` (the paper's "DUS w/o RL" ablation): proportions computed
   directly from the discrepancy, giving *less* data to the modality that is ahead.
   Default form ``"softmax"``: ``p = softmax(-(s / sum(s)) / tau)`` on the discrepancy
@@ -45,7 +54,11 @@ import numpy as np
 
 from .policy import Policy, PolicyError
 
-__all__ = ["UniformPolicy", "DUSHPolicy", "FixedRatioPolicy", "DiscrepancyPolicy", "ratio_proportions"]
+__all__ = ["UniformPolicy", "DUSHPolicy", "FixedRatioPolicy", "DiscrepancyPolicy", "ratio_proportions",
+           "directed_proportions", "DIRECTIONS"]
+
+#: The direction rules of DUS-H and the fixed ratio: the dominant modality gets less, or more.
+DIRECTIONS = ("less", "more")
 
 
 def ratio_proportions(m: int, dominant: int, ratio: float) -> np.ndarray:
@@ -57,6 +70,30 @@ def ratio_proportions(m: int, dominant: int, ratio: float) -> np.ndarray:
     p = np.full(m, 1.0 / (ratio + m - 1))
     p[dominant] = ratio / (ratio + m - 1)
     return p
+
+
+def directed_proportions(m: int, dominant: int, ratio: float, direction: str = "less") -> np.ndarray:
+    """Proportions under a direction rule, with ``ratio`` in ``(0, 1]`` the smaller-to-larger batch ratio.
+
+    ``"less"``: the dominant batch is ``ratio`` times each other modality's batch
+    (:func:`ratio_proportions`). ``"more"``: each other modality's batch is ``ratio`` times
+    the dominant one's (the dominant modality gets ``1 / ratio`` times each other's).
+    ``ratio = 1`` is the uniform split either way.
+    """
+    if direction not in DIRECTIONS:
+        raise PolicyError(f"direction must be one of {list(DIRECTIONS)}, got {direction!r}")
+    if direction == "less":
+        return ratio_proportions(m, dominant, ratio)
+    if not (ratio > 0.0 and math.isfinite(ratio)):
+        raise PolicyError(f"ratio must be a finite number > 0 with direction='more', got {ratio}")
+    return ratio_proportions(m, dominant, 1.0 / ratio)
+
+
+def _check_direction(direction: Any) -> str:
+    if not isinstance(direction, str) or direction not in DIRECTIONS:
+        raise PolicyError(f"direction must be one of {list(DIRECTIONS)} (the dominant modality gets less or more), "
+                          f"got {direction!r}")
+    return direction
 
 
 class UniformPolicy(Policy):
@@ -142,16 +179,21 @@ class DUSHPolicy(_DominantPolicy):
         beta: ratio at ``T = 0`` (paper: 0.5).
         dominant: modality name or index; default: largest cumulative discrepancy.
         dominant_by: ``"per-sample"`` (default) or ``"observation"`` (see ``_DominantPolicy``).
+        direction: ``"less"`` (paper: the dominant modality starts at ``beta`` times each
+            other's batch) or ``"more"`` (each other modality starts at ``beta`` times the
+            dominant one's); both end at the uniform split.
     """
 
     name = "dus-h"
 
     def __init__(self, epochs: int | None = None, beta: float = 0.5, dominant: str | int | None = None,
-                 dominant_by: str = "per-sample") -> None:
+                 dominant_by: str = "per-sample", direction: str = "less") -> None:
         super().__init__(dominant, dominant_by)
-        if not 0.0 < beta <= 1.0:
-            raise PolicyError(f"beta must lie in (0, 1] (the start ratio of dominant to other batch), got {beta}")
-        self.beta = beta
+        if isinstance(beta, bool) or not isinstance(beta, (int, float, np.floating, np.integer)) \
+                or not 0.0 < beta <= 1.0:
+            raise PolicyError(f"beta must lie in (0, 1] (the start ratio of dominant to other batch), got {beta!r}")
+        self.beta = float(beta)
+        self.direction = _check_direction(direction)
         self._user_epochs = epochs
         self.epochs = epochs
 
@@ -169,22 +211,30 @@ class DUSHPolicy(_DominantPolicy):
     def act(self, obs: np.ndarray, info: dict) -> np.ndarray:
         epoch = info.get("epoch", 0) if info else 0
         m = np.asarray(obs).shape[-1]
-        return ratio_proportions(m, self.dominant_index(obs, info), self.ratio(epoch))
+        return directed_proportions(m, self.dominant_index(obs, info), self.ratio(epoch), self.direction)
 
 
 class FixedRatioPolicy(_DominantPolicy):
-    """MLA-HB: the dominant modality gets ``ratio`` (0.5) times each other modality's batch."""
+    """MLA-HB: the dominant modality gets ``ratio`` (0.5) times each other modality's batch.
+
+    With ``direction="more"`` each other modality gets ``ratio`` times the dominant one's
+    batch instead (``ratio`` must then be > 0).
+    """
 
     name = "fixed"
 
-    def __init__(self, ratio: float = 0.5, dominant: str | int | None = None, dominant_by: str = "per-sample") -> None:
+    def __init__(self, ratio: float = 0.5, dominant: str | int | None = None, dominant_by: str = "per-sample",
+                 direction: str = "less") -> None:
         super().__init__(dominant, dominant_by)
-        ratio_proportions(2, 0, ratio)  # validate early
-        self.ratio = ratio
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float, np.floating, np.integer)):
+            raise PolicyError(f"ratio must be a number (the dominant-to-other batch ratio), got {ratio!r}")
+        self.direction = _check_direction(direction)
+        directed_proportions(2, 0, float(ratio), self.direction)  # validate early
+        self.ratio = float(ratio)
 
     def act(self, obs: np.ndarray, info: dict) -> np.ndarray:
         m = np.asarray(obs).shape[-1]
-        return ratio_proportions(m, self.dominant_index(obs, info), self.ratio)
+        return directed_proportions(m, self.dominant_index(obs, info), self.ratio, self.direction)
 
 
 class DiscrepancyPolicy(Policy):

@@ -29,7 +29,10 @@ Format (every key but ``instance_sets`` optional)::
     reference_kwargs: {reinforce: {lr: 1.0e-4}}                   # only for policies in references
     headroom_splits: [test]            # also measure train instances' headroom with [train, test]
     agents:                            # trained across runs (mmenv.agents.across_runs)
-      - {algo: reinforce, runs: 300, seed: 0, reward: val-acc-gain, observation: paper, workers: 1}
+      - {algo: reinforce, runs: 300, seeds: [0, 1, 2], reward: val-acc-gain, observation: paper, workers: 1}
+                                       # seeds: one agent per seed, aggregated in one row (seed: k = [k]);
+                                       # options: {policy: equivariant} with observation: modal (REINFORCE)
+                                       # trains one per-modality agent for every number of modalities
     curve_every: 50                    # training runs between learning-curve points (null: none)
     workers: 2                         # processes for the reference and search runs
     backend: process                   # or ray: those runs as Ray tasks (a local instance with
@@ -77,7 +80,7 @@ SEED_MAX = 2**24
 #: (:mod:`mmenv.agents.equivariant`: PPO, SAC and REINFORCE have a per-modality one).
 _NETWORKS = {"reinforce": ("mlp", "equivariant"), "ppo": ("mlp", "equivariant"), "sac": ("mlp", "equivariant"),
              "td3": ("mlp",)}
-_AGENT_KEYS = {"algo", "runs", "seed", "reward", "observation", "workers", "label", "options"}
+_AGENT_KEYS = {"algo", "runs", "seed", "seeds", "reward", "observation", "workers", "label", "options"}
 _GRID_KEYS = ("shares", "phase_shares", "switches", "three_phase_switches")
 _SET_ENTRY_KEYS = ("name", "train", "test")
 #: Bounds that keep a typo from asking for a machine that does not exist.
@@ -102,8 +105,12 @@ class AgentSpec:
     workers: int = 1
     label: str = ""
     options: dict[str, Any] = field(default_factory=dict)   # PRESETS overrides (train_across_runs **overrides)
+    seeds: list[int] = field(default_factory=list)          # agent seeds: one agent per seed (default [seed])
 
     def __post_init__(self) -> None:
+        if not self.seeds:
+            self.seeds = [int(self.seed)]
+        self.seed = int(self.seeds[0])
         if not self.label:
             self.label = self.algo if self.observation == "paper" else f"{self.algo}-{self.observation}"
             if self.reward != "val-acc-gain":
@@ -140,7 +147,7 @@ class BenchConfig:
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self) if f.name != "source"}
-        out["agents"] = [dict(vars(a)) for a in self.agents]
+        out["agents"] = [{k: v for k, v in vars(a).items() if k != "seed"} for a in self.agents]
         return out
 
     @property
@@ -312,9 +319,7 @@ def _agent(raw: Any, i: int, source: str) -> AgentSpec:
                                                                        else "") + f"; valid: {sorted(_AGENT_KEYS)}")
     algo = _algo(raw.get("algo"), f"{key}.algo", source)
     runs = _positive_int(raw.get("runs"), f"{key}.runs", source, _MAX_AGENT_RUNS)
-    seed = raw.get("seed", 0)
-    if not (_is_int(seed) and 0 <= seed < 2**32):
-        raise _fail(source, f"{key}.seed", f"expected an int in [0, 2**32), got {seed!r}")
+    seeds = _agent_seeds(raw, key, source)
     choices: dict[str, tuple[str, ...]] = {"reward": BENCH_REWARDS, "observation": BENCH_OBSERVATIONS}
     text: dict[str, str] = {}
     for name, default in (("reward", "val-acc-gain"), ("observation", "paper")):
@@ -326,9 +331,29 @@ def _agent(raw: Any, i: int, source: str) -> AgentSpec:
     if not isinstance(label, str):
         raise _fail(source, f"{key}.label", f"expected a string, got {label!r}")
     options = _agent_options(algo.lower(), raw.get("options"), f"{key}.options", source)
-    return AgentSpec(algo=algo.lower(), runs=runs, seed=int(seed), reward=text["reward"],
+    return AgentSpec(algo=algo.lower(), runs=runs, seed=seeds[0], seeds=seeds, reward=text["reward"],
                      observation=text["observation"], label=label, options=options,
                      workers=_positive_int(raw.get("workers", 1), f"{key}.workers", source, _MAX_WORKERS))
+
+
+def _agent_seeds(raw: Mapping[str, Any], key: str, source: str) -> list[int]:
+    """``seeds: [..]`` (one agent trained per seed, aggregated in one row) or the one-seed ``seed: k``."""
+    if "seeds" in raw and "seed" in raw:
+        raise _fail(source, key, f"give either seed ({raw['seed']!r}) or seeds ({raw['seeds']!r}), not both: "
+                                 "seeds: [0, 1, 2] trains one agent per seed, seed: k is the one-seed form")
+    if "seeds" not in raw:
+        seed = raw.get("seed", 0)
+        if not (_is_int(seed) and 0 <= seed < 2**32):
+            raise _fail(source, f"{key}.seed", f"expected an int in [0, 2**32), got {seed!r}")
+        return [int(seed)]
+    seeds = raw["seeds"]
+    if _is_int(seeds):
+        raise _fail(source, f"{key}.seeds", f"a seed list is a list: write [{seeds}] for agent seed {seeds}")
+    if not (isinstance(seeds, list) and seeds and all(_is_int(v) and 0 <= v < 2**32 for v in seeds)):
+        raise _fail(source, f"{key}.seeds", f"expected a non-empty list of ints in [0, 2**32), got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise _fail(source, f"{key}.seeds", f"duplicate agent seeds in {seeds}")
+    return [int(v) for v in seeds]
 
 
 def _algo(value: Any, key: str, source: str) -> str:

@@ -18,7 +18,7 @@ from .instances import Instance, InstanceSet
 from .oracle import OracleResult, TunedConstant
 from .report import FINISHED
 
-__all__ = ["BENCH_ENV", "BenchData", "accuracy", "run_spec"]
+__all__ = ["BENCH_ENV", "BenchData", "accuracy", "run_spec", "agent_seed_label"]
 
 #: Settings every benchmark run shares on top of its instance's: the paper's reward (Eq. 5),
 #: which needs no validation pass and makes ``reward_sum`` the Eq. 5 return.
@@ -41,6 +41,11 @@ def run_spec(inst: Instance, policy: str, policy_kwargs: dict[str, Any], seed: i
                    policy_kwargs=dict(policy_kwargs))
 
 
+def agent_seed_label(row: str, seed: int) -> str:
+    """``agent:reinforce@seed3``: one agent seed of an agent row, as recorded (results.csv)."""
+    return f"{row}@seed{int(seed)}"
+
+
 @dataclass
 class BenchData:
     """Everything the report needs, in plain containers (see :mod:`mmenv.experiments.bench_report`).
@@ -60,6 +65,10 @@ class BenchData:
     agents: dict[str, dict[str, Any]] = field(default_factory=dict)            # "set/label/m<k>" -> summary
     policies: list[str] = field(default_factory=list)                         # policy labels, report order
     agent_labels: list[str] = field(default_factory=list)
+    agent_seeds: dict[str, list[int]] = field(default_factory=dict)           # agent row -> its agent seeds
+    tuned_heuristics: dict[str, dict[str, Any]] = field(default_factory=dict)  # set -> label -> TunedHeuristic
+    tuning_errors: list[str] = field(default_factory=list)                    # tuned rules left out
+    dominant: dict[tuple[str, str], dict[int, int]] = field(default_factory=dict)  # modality ahead at the end
     runs_executed: int = 0
     runs_reused: int = 0
     failed: list[str] = field(default_factory=list)                           # runs that crashed
@@ -71,8 +80,20 @@ class BenchData:
         self.eq5.setdefault(key, {})[int(seed)] = float(rs) if rs is not None else float("nan")
         if result.get("proportions"):
             self.schedules.setdefault(key, {})[int(seed)] = result["proportions"]
+        disc = result.get("discrepancy") if result.get("status") == "ok" else None
+        if disc:
+            # the modality that is ahead at the end of the run (largest cumulative discrepancy),
+            # what DUS-H and the fixed ratio read and what the direction of an instance refers to
+            last = np.asarray(disc[-1], dtype=np.float64)
+            if np.isfinite(last).any():
+                self.dominant.setdefault(key, {})[int(seed)] = int(np.nanargmax(last))
         if result.get("status") not in FINISHED:
             self.failed.append(f"{inst.label()} {label} seed {seed}: {result.get('error', result.get('status'))}")
+
+    def seed_rows(self, label: str) -> list[str]:
+        """The recorded labels of a row: its agent seeds' labels for an agent row, else itself."""
+        seeds = self.agent_seeds.get(label)
+        return [agent_seed_label(label, s) for s in seeds] if seeds else [label]
 
     def values(self, inst: Instance, label: str, seeds: Sequence[int]) -> np.ndarray:
         d = self.acc.get((inst.label(), label), {})

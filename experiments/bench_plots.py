@@ -296,8 +296,13 @@ def make_bench_plots(rep: "Report", data: "BenchData", out: Path) -> list[Path]:
     paths = [plot_headroom(rep, out / "headroom.png"), plot_scores(rep, out / "scores.png", colors),
              plot_curves(data, out / "curves.png"),
              plot_alignment(data, out / "reward_alignment.png", rep.pooled_spearman, colors)]
+    from .bench_direction_plots import plot_direction_schedules
+
     for agent in data.agent_labels:
-        paths.append(plot_schedules(data, agent, out / f"schedules_{slugify(agent.replace(':', '-'))}.png"))
+        # an agent row's first agent seed (its runs are recorded per seed)
+        paths.append(plot_schedules(data, data.seed_rows(agent)[0],
+                                    out / f"schedules_{slugify(agent.replace(':', '-'))}.png"))
+        paths.append(plot_direction_schedules(rep, data, agent, out))
     written: list[Path] = []
     for p in paths:
         if p is not None:

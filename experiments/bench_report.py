@@ -30,7 +30,10 @@ from mmenv.atomic import atomic_write_text
 
 from .bench_data import BenchData
 from .report import write_csv
-from .stats import iqm, paired_ci, spearman, stratified_bootstrap_ci
+from .bench_claims import DIRECTIONS, agent_aggregate, agent_minus_heuristic, best_heuristic, claim_lines, \
+    instance_direction, row_table
+from .instances import Instance
+from .stats import paired_ci, spearman, stratified_bootstrap_ci
 
 __all__ = ["Report", "build_report", "write_outputs", "format_ci"]
 
@@ -55,6 +58,10 @@ class Report:
     alignment_policies: list[dict[str, Any]] = field(default_factory=list)
     pooled_spearman: float = float("nan")
     result_lines: list[str] = field(default_factory=list)
+    directions: dict[str, str] = field(default_factory=dict)            # test instance label -> up/down/none
+    by_direction: list[dict[str, Any]] = field(default_factory=list)    # aggregates per direction
+    agent_seeds: list[dict[str, Any]] = field(default_factory=list)     # per agent row and agent seed
+    best_heuristic: str = ""
     markdown: str = ""
     console: str = ""
 
@@ -63,6 +70,64 @@ def _nanmean(x: Sequence[float] | np.ndarray) -> float:
     a = np.asarray(x, dtype=np.float64)
     a = a[np.isfinite(a)]
     return float(a.mean()) if a.size else float("nan")
+
+
+def _score_row(data: BenchData, rep: Report, pol: str, instances: Sequence[Instance],
+               headroom: dict[str, float], record: bool = False) -> dict[str, Any]:
+    """One row of the held-out table over ``instances``: IQM / mean normalised score (instances
+    with headroom) and accuracy - uniform in points (every instance), stratified bootstrap CIs.
+
+    An agent row pools its agent seeds (strata: instances; units: agent seed x evaluation seed,
+    :func:`~mmenv.experiments.bench_claims.agent_aggregate`); with ``record`` its per-run scores,
+    per-instance means and per-seed IQMs are added to ``rep``.
+    """
+    evals, b = data.cfg.eval_seeds, data.cfg.bootstrap_resamples
+    members = data.seed_rows(pol)
+    seeds: list[int | None] = [None]
+    if pol in data.agent_seeds:
+        seeds = list(data.agent_seeds[pol])
+    strata_raw = []
+    for inst in instances:
+        u = data.values(inst, "uniform", evals)
+        h = headroom.get(inst.label())
+        diffs, norms, accs = [], [], []
+        for seed, member in zip(seeds, members):
+            a = data.values(inst, member, evals)
+            ok = np.isfinite(a) & np.isfinite(u)
+            diffs += list((a - u)[ok])
+            accs += list(a[ok])
+            if h is not None:
+                norms += list((a - u)[ok] / h)
+            if record:
+                for s, aa, uu, okk in zip(evals, a, u, ok):
+                    if okk:
+                        rep.scores.append({"policy": pol, "agent_seed": "" if seed is None else seed,
+                                           "set": inst.set_name, "instance": inst.name, "seed": s, "acc": aa,
+                                           "uniform_acc": uu, "diff_points": 100.0 * (aa - uu),
+                                           "normalised": (aa - uu) / h if h is not None else float("nan")})
+        if not diffs:
+            continue
+        strata_raw.append(100.0 * np.asarray(diffs))
+        if record:
+            rep.per_instance.append({"policy": pol, "set": inst.set_name, "instance": inst.name,
+                                     "acc": _nanmean(accs), "diff_points": float(100.0 * np.mean(diffs)),
+                                     "normalised": float(np.mean(norms)) if norms else float("nan")})
+    table = row_table(data, pol, instances, headroom)
+    agg_seeds = agent_aggregate(table, b)
+    nan3 = (float("nan"),) * 3
+    agg: dict[str, Any] = {"policy": pol, "instances": len({i for c in table.values() for i in c}),
+                           "raw_instances": len(strata_raw)}
+    agg["iqm"], agg["iqm_lo"], agg["iqm_hi"] = agg_seeds.iqm if agg_seeds else nan3
+    agg["mean"], agg["mean_lo"], agg["mean_hi"] = agg_seeds.mean if agg_seeds else nan3
+    agg["diff"], agg["diff_lo"], agg["diff_hi"] = stratified_bootstrap_ci(strata_raw, np.mean, b) \
+        if strata_raw else nan3
+    if record and pol in data.agent_seeds:
+        per = agg_seeds.per_seed_iqm if agg_seeds else {}
+        per_mean = agg_seeds.per_seed_mean if agg_seeds else {}
+        for seed in data.agent_seeds[pol]:
+            rep.agent_seeds.append({"policy": pol, "agent_seed": seed, "iqm": per.get(seed, float("nan")),
+                                    "mean": per_mean.get(seed, float("nan"))})
+    return agg
 
 
 def build_report(data: BenchData) -> Report:
@@ -88,38 +153,15 @@ def build_report(data: BenchData) -> Report:
             if inst.split == "test" and row["has_headroom"]:
                 has_headroom[inst.label()] = _nanmean(o) - _nanmean(u)
 
-    # scores per policy
+    # scores per policy (an agent row: every agent seed's runs, bench_claims)
     policies = list(data.policies) + list(data.agent_labels)
+    rep.directions = {inst.label(): instance_direction(data, inst) for inst in test_instances}
     for pol in policies:
-        strata_norm, strata_raw = [], []
-        for inst in test_instances:
-            a, u = data.values(inst, pol, evals), data.values(inst, "uniform", evals)
-            ok = np.isfinite(a) & np.isfinite(u)
-            if not ok.any():
-                continue
-            diff = (a - u)[ok]
-            strata_raw.append(100.0 * diff)
-            norm = diff / has_headroom[inst.label()] if inst.label() in has_headroom else None
-            if norm is not None:
-                strata_norm.append(norm)
-            for seed, aa, uu, okk in zip(evals, a, u, ok):
-                if okk:
-                    rep.scores.append({"policy": pol, "set": inst.set_name, "instance": inst.name, "seed": seed,
-                                       "acc": aa, "uniform_acc": uu, "diff_points": 100.0 * (aa - uu),
-                                       "normalised": ((aa - uu) / has_headroom[inst.label()]
-                                                      if inst.label() in has_headroom else float("nan"))})
-            rep.per_instance.append({"policy": pol, "set": inst.set_name, "instance": inst.name,
-                                     "acc": _nanmean(a[ok]), "diff_points": float(100.0 * diff.mean()),
-                                     "normalised": float(norm.mean()) if norm is not None else float("nan")})
-        b = cfg.bootstrap_resamples
-        agg = {"policy": pol, "instances": len(strata_norm), "raw_instances": len(strata_raw)}
-        agg["iqm"], agg["iqm_lo"], agg["iqm_hi"] = stratified_bootstrap_ci(strata_norm, iqm, b) \
-            if strata_norm else (float("nan"),) * 3
-        agg["mean"], agg["mean_lo"], agg["mean_hi"] = stratified_bootstrap_ci(strata_norm, np.mean, b) \
-            if strata_norm else (float("nan"),) * 3
-        agg["diff"], agg["diff_lo"], agg["diff_hi"] = stratified_bootstrap_ci(strata_raw, np.mean, b) \
-            if strata_raw else (float("nan"),) * 3
-        rep.aggregates.append(agg)
+        rep.aggregates.append(_score_row(data, rep, pol, test_instances, has_headroom, record=True))
+        for d in DIRECTIONS:
+            subset = [i for i in test_instances if rep.directions[i.label()] == d]
+            if subset:
+                rep.by_direction.append({"direction": d, **_score_row(data, rep, pol, subset, has_headroom)})
 
     # reward alignment
     pooled_x: list[float] = []
@@ -129,7 +171,7 @@ def build_report(data: BenchData) -> Report:
         xs: list[float] = []
         ys: list[float] = []
         u_mean = _nanmean(data.values(inst, "uniform", evals))
-        for pol in ["uniform"] + policies:
+        for pol in ["uniform"] + [m for p in policies for m in data.seed_rows(p)]:
             acc = data.acc.get((inst.label(), pol), {})
             eq5 = data.eq5.get((inst.label(), pol), {})
             for seed in evals:
@@ -160,11 +202,18 @@ def build_report(data: BenchData) -> Report:
 
     agents = [by_pol[a] for a in data.agent_labels if a in by_pol and math.isfinite(by_pol[a]["iqm"])]
     best_agent = max(agents, key=lambda a: a["iqm"]) if agents else None
+    heuristic = best_heuristic(rep.aggregates)
+    rep.best_heuristic = heuristic["policy"] if heuristic else ""
+    difference = None
+    if best_agent is not None and heuristic is not None:
+        difference = agent_minus_heuristic(row_table(data, best_agent["policy"], test_instances, has_headroom),
+                                           row_table(data, heuristic["policy"], test_instances, has_headroom),
+                                           cfg.bootstrap_resamples)
     rep.result_lines = [f"RESULT headroom_instances {len(has_headroom)} of {n_test}",
-                        line("agent_iqm", best_agent),
-                        line("tuned_constant_iqm", by_pol.get("tuned-constant")),
                         line("dus_h_iqm", by_pol.get("dus-h")),
                         line("paper_online_iqm", by_pol.get("paper-online"))]
+    # the claims' lines close the output (bench_claims)
+    rep.result_lines += claim_lines(best_agent, heuristic, by_pol.get("tuned-constant"), difference, rep.directions)
     rep.markdown, rep.console = _markdown(data, rep, best_agent)
     return rep
 
@@ -221,6 +270,19 @@ def _markdown(data: BenchData, rep: Report, best_agent: dict[str, Any] | None) -
     per_inst = _table(["test instance"] + pol_names, inst_rows)
     tuned = _table(["set", "tuned constant", "mean gain on train (tuning seeds), points"],
                    [[s, t.label, _num(100 * t.gain, 2)] for s, t in data.tuned.items()])
+    tuned_h = _table(["set", "row", "chosen setting", "mean gain on train (tuning seeds), points"],
+                     [[s, label, str(getattr(c, "label", c)), _num(100 * float(getattr(c, "gain", float("nan"))), 2)]
+                      for s, rows in data.tuned_heuristics.items() for label, c in rows.items()])
+    dir_rows = [[r["direction"], r["policy"], str(r["instances"]), format_ci(r["iqm"], r["iqm_lo"], r["iqm_hi"]),
+                 format_ci(r["mean"], r["mean_lo"], r["mean_hi"]),
+                 f"{format_ci(r['diff'], r['diff_lo'], r['diff_hi'], 2)} ({r['raw_instances']})"]
+                for r in rep.by_direction]
+    by_dir = _table(["direction", "policy", "instances with headroom", "IQM normalised [95% CI]",
+                     "mean normalised [95% CI]", "accuracy − uniform, points [95% CI] (instances)"], dir_rows)
+    directions = ", ".join(f"{lab.split('/', 1)[-1]}: {d}" for lab, d in rep.directions.items())
+    seed_rows = [[r["policy"], str(r["agent_seed"]), _num(r["iqm"], 3), _num(r["mean"], 3)] for r in rep.agent_seeds]
+    seeds_table = _table(["agent row", "agent seed", "IQM normalised", "mean normalised"], seed_rows) \
+        if seed_rows else ""
     align_rows = [[r["set"], r["instance"], str(r["runs"]), _num(r["spearman"], 2)] for r in rep.alignment]
     align = _table(["set", "test instance", "runs", "Spearman(Eq. 5 return, test accuracy)"], align_rows)
     align_pol = _table(["policy", "runs", "mean Eq. 5 return", "accuracy − uniform, points"],
@@ -229,26 +291,37 @@ def _markdown(data: BenchData, rep: Report, best_agent: dict[str, Any] | None) -
     agent_rows = [[k, str(v.get("algo")), str(v.get("observation")), str(v.get("reward")), str(v.get("runs")),
                    _num(float(v.get("train_wall_time_s", float("nan"))), 1),
                    _num(v["curve"][-1][1], 3) if v.get("curve") else "–"] for k, v in data.agents.items()]
-    agents = _table(["agent (set/label/modalities)", "algo", "observation", "reward", "training runs",
+    agents = _table(["agent (set/label/modalities/seed)", "algo", "observation", "reward", "training runs",
                      "training wall time, s", "last curve point"], agent_rows) if agent_rows else "No agents trained."
     parts += [f"# Benchmark `{cfg.name}`", "", setup, "",
               "## Headroom: oracle − uniform (evaluation seeds, paired 95% t CI)", "",
               f"{n_h} of {n_t} test instances have headroom (CI above 0).", "", headroom, "",
               "## Tuned constant (one share for the whole train set)", "", tuned, "",
+              "## Tuned heuristics (ratio / beta and direction chosen on the train instances x tuning seeds)", "",
+              tuned_h, "",
               "## Held-out test instances: normalised score (0 = uniform, 1 = oracle)", "",
               "Normalised scores over test instances with headroom × evaluation seeds; stratified bootstrap "
               f"95% CIs ({cfg.bootstrap_resamples} resamples). Raw differences over every test instance.", "",
               aggregates, "", "Per test instance: accuracy − uniform in points (normalised score).", "", per_inst, "",
+              "## Per direction of the oracle", "",
+              "Up: the oracle gives the modality that is ahead under uniform (largest cumulative discrepancy) less "
+              "than 1/m, so the modalities behind get more; down: it gives it more. Directions: "
+              f"{directions or 'none'}.", "", by_dir, "",
+              "## Agent seeds", "",
+              "Agent rows pool every agent seed (stratified bootstrap over agent seed × evaluation seed cells per "
+              "instance); each seed's own score over the test instances with headroom:", "",
+              seeds_table or "No agents trained.", "",
               "## Reward alignment: the paper's Eq. 5 return against test accuracy", "",
               f"Pooled Spearman over all evaluation runs (accuracy relative to the instance's uniform mean): "
               f"{_num(rep.pooled_spearman, 2)}.", "", align, "", align_pol, "",
               "## Agents trained across runs", "", agents, ""]
-    if data.failed:
-        parts += ["## Failed or diverged runs", ""] + [f"- {f}" for f in data.failed[:50]] + [""]
+    if data.failed or data.tuning_errors:
+        parts += ["## Failed or diverged runs", ""] + [f"- {f}" for f in data.tuning_errors + data.failed[:50]] + [""]
     parts += ["## Result", "", "```"] + rep.result_lines + ["```", ""]
     markdown = "\n".join(parts)
     console = "\n".join([f"Headroom ({n_h} of {n_t} test instances with CI above 0):", headroom, "",
-                         "Held-out test instances:", aggregates, "", tuned])
+                         "Held-out test instances:", aggregates, "", "Per direction:", by_dir, "", tuned, "",
+                         tuned_h] + (["", "Agent seeds:", seeds_table] if seeds_table else []))
     return markdown, console
 
 
@@ -270,6 +343,10 @@ def write_outputs(rep: Report, data: BenchData, out: Path) -> list[Path]:
     files.append(write_csv(out / "headroom.csv", rep.headroom))
     files.append(write_csv(out / "scores.csv", rep.scores))
     files.append(write_csv(out / "aggregates.csv", rep.aggregates))
+    if rep.by_direction:
+        files.append(write_csv(out / "directions.csv", rep.by_direction))
+    if rep.agent_seeds:
+        files.append(write_csv(out / "agent_seeds.csv", rep.agent_seeds))
     if data.cfg.plots:
         from .bench_plots import make_bench_plots
 

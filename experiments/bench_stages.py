@@ -22,8 +22,9 @@ Where later additions plug in:
   ``choose`` and the ``candidate`` it plays on a test instance; :func:`run_scoring` and
   :func:`collect` score and record every baseline of the list under its ``label``;
 * **several agent seeds per agent row**: :func:`agent_jobs` makes one :class:`AgentJob` per
-  (set, agent, number of modalities); a seed list makes one job per seed with the same
-  ``row`` (the digest, the file and the run keys already depend on the seed);
+  (set, agent row, agent seed, number of modalities); every seed's numbers are recorded under
+  ``agent:<label>@seed<k>`` and the report aggregates the row over agent seeds x test
+  instances x evaluation seeds (:func:`mmenv.experiments.stats.aggregate_agent_seeds`);
 * **a batched executor**: :class:`~mmenv.experiments.bench_runner.Executor`.
 """
 
@@ -45,7 +46,7 @@ from mmenv.atomic import atomic_write_text
 from mmenv.errors import MMEnvError
 
 from .bench_config import REFERENCE_LABELS, AgentSpec, BenchConfig, BenchConfigError
-from .bench_data import BENCH_ENV, BenchData, accuracy, run_spec
+from .bench_data import BENCH_ENV, BenchData, accuracy, agent_seed_label, run_spec
 from .bench_progress import Bar, TrainingProgress, stage_bar
 from .bench_runner import Runner, engine_reason
 from .grid import RESULT_VERSION, RunSpec, new_result, slugify
@@ -53,10 +54,11 @@ from .instances import Instance, InstanceSet, modality_names, resolve_instance_s
 from .oracle import Candidate, OracleResult, TunedConstant, candidate_grid, constant_candidate, search_oracle, \
     tuned_constant
 from .report import FINISHED, load_results, write_result
+from .tuning import TuningError, tuned_heuristic_baselines
 
 __all__ = ["BenchPlan", "plan_bench", "SearchResult", "run_search", "TunedBaseline", "TunedConstantBaseline",
            "TunedResult", "Playable", "run_tuned", "run_references", "run_scoring", "Scored", "collect", "AgentJob", "AgentTools",
-           "agent_jobs", "resolve_agent_tools", "run_agents", "ReportOutput", "run_report", "BenchRunError",
+           "agent_jobs", "agent_seed_label", "any_m", "resolve_agent_tools", "run_agents", "ReportOutput", "run_report", "BenchRunError",
            "BenchAgentError", "TUNED_BASELINES"]
 
 
@@ -229,8 +231,11 @@ class TunedConstantBaseline:
         return choice.candidate(m) if choice.modality < m else None
 
 
-#: The tuned baselines every benchmark measures, in report order.
-TUNED_BASELINES: tuple[TunedBaseline, ...] = (TunedConstantBaseline(),)
+#: The tuned baselines every benchmark measures, in report order: the tuned constant, then the
+#: tuned fixed ratio and the tuned DUS-H (:mod:`mmenv.experiments.tuning`: ratio / beta x
+#: direction from :func:`~mmenv.experiments.tuning.heuristic_grid`), all chosen on the train
+#: instances x tuning seeds and scored on the test instances x evaluation seeds.
+TUNED_BASELINES: tuple[TunedBaseline, ...] = (TunedConstantBaseline(),) + tuned_heuristic_baselines()
 
 
 @dataclass
@@ -239,13 +244,21 @@ class TunedResult:
 
     baselines: tuple[TunedBaseline, ...]
     choices: dict[str, dict[str, Any]] = field(default_factory=dict)   # set name -> label -> choice
+    errors: list[str] = field(default_factory=list)                    # rules that could not be tuned
 
 
 def run_tuned(plan: BenchPlan, runner: Runner, baselines: Sequence[TunedBaseline] = TUNED_BASELINES) -> TunedResult:
     runner.run([s for iset in plan.sets for b in baselines for s in b.search_specs(plan, iset)], "tuning")
     result = TunedResult(tuple(baselines))
     for iset in plan.sets:
-        result.choices[iset.name] = {b.label: b.choose(plan, iset, runner) for b in baselines}
+        result.choices[iset.name] = {}
+        for b in baselines:
+            try:
+                result.choices[iset.name][b.label] = b.choose(plan, iset, runner)
+            except TuningError as exc:
+                # a tuned rule whose every setting crashed on the train instances is left out of
+                # the tables (its crashed runs are in OUT/runs), the benchmark goes on
+                result.errors.append(f"instance set {iset.name!r}: {b.label} not tuned: {exc}")
     return result
 
 
@@ -282,6 +295,8 @@ def _scoring_entries(plan: BenchPlan, inst: Instance, search: SearchResult, tune
         out += [Scored(inst, "oracle", seed, plan.spec(inst, best, seed)) for seed in cfg.eval_seeds]
     if inst.split == "test":
         for b in tuned.baselines:
+            if b.label not in tuned.choices[inst.set_name]:
+                continue
             c = b.candidate(tuned.choices[inst.set_name][b.label], plan.m(inst))
             if c is not None:
                 out += [Scored(inst, b.label, seed, plan.spec(inst, c, seed)) for seed in cfg.eval_seeds]
@@ -313,6 +328,9 @@ def collect(plan: BenchPlan, runner: Runner, search: SearchResult, tuned: TunedR
     data = BenchData(cfg, plan.sets, modalities=dict(plan.modalities), oracles=dict(search.oracles))
     data.tuned = {name: choices["tuned-constant"] for name, choices in tuned.choices.items()
                   if "tuned-constant" in choices}
+    data.tuned_heuristics = {name: {label: c for label, c in choices.items() if label != "tuned-constant"}
+                             for name, choices in tuned.choices.items()}
+    data.tuning_errors = list(tuned.errors)
     for iset in plan.sets:
         for inst in iset.instances:
             entries = [Scored(inst, "uniform", seed, plan.spec(inst, plan.uniform(inst), seed))
@@ -334,7 +352,9 @@ def collect(plan: BenchPlan, runner: Runner, search: SearchResult, tuned: TunedR
 # ---------------------------------------------------------------------- agents
 @dataclass(frozen=True)
 class AgentJob:
-    """One agent to train: an agent row of the preset on one set's train instances with m modalities."""
+    """One agent to train: an agent row of the preset with one agent seed, on one set's train
+    instances with ``m`` modalities (``m == 0``: every train instance, whatever its number of
+    modalities, for a per-modality policy that runs on any m)."""
 
     set_name: str
     spec: AgentSpec
@@ -343,19 +363,29 @@ class AgentJob:
     test: tuple[Instance, ...]
     digest: str
     path: Path
+    seed: int = 0
 
     @property
     def label(self) -> str:
-        """The agent's policy label in the tables (its row)."""
+        """The agent's row in the tables (every agent seed of the row shares it)."""
         return f"agent:{self.spec.label}"
 
     @property
+    def seed_label(self) -> str:
+        """This agent seed's own label in the recorded numbers (results.csv, scores.csv)."""
+        return agent_seed_label(self.label, self.seed)
+
+    @property
+    def m_tag(self) -> str:
+        return "many" if self.m == 0 else f"m{self.m}"
+
+    @property
     def key(self) -> str:
-        return f"{self.set_name}/{self.spec.label}/m{self.m}"
+        return f"{self.set_name}/{self.spec.label}/{self.m_tag}/seed{self.seed}"
 
     @property
     def tag(self) -> str:
-        return f"{slugify(self.set_name)}/{slugify(self.spec.label)}-m{self.m}"
+        return f"{slugify(self.set_name)}/{slugify(self.spec.label)}-{self.m_tag}-seed{self.seed}"
 
     @property
     def summary_path(self) -> Path:
@@ -367,25 +397,42 @@ class AgentJob:
                 for inst in self.test for seed in seeds}
 
 
-def _agent_hash(spec: AgentSpec, train: Sequence[Instance]) -> str:
-    payload = {"agent": asdict(spec), "train": sorted(i.task_key() for i in train), "version": RESULT_VERSION}
+def _agent_hash(spec: AgentSpec, train: Sequence[Instance], seed: int) -> str:
+    """The agent's identity: its row's settings with this one seed, and its train instances
+    (another seed in the row's list does not change an agent that was trained already)."""
+    agent = {k: v for k, v in asdict(spec).items() if k != "seeds"}
+    agent["seed"] = int(seed)
+    payload = {"agent": agent, "train": sorted(i.task_key() for i in train), "version": RESULT_VERSION}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
+def any_m(spec: AgentSpec) -> bool:
+    """Whether one agent of this row serves every number of modalities: the package's
+    REINFORCE with the per-modality network (``options: {policy: equivariant}``), whose weights
+    run on any m. (SB3's equivariant policies read a fixed-size observation space, so they
+    stay one agent per m.)"""
+    return spec.algo == "reinforce" and spec.options.get("policy") == "equivariant"
+
+
 def agent_jobs(plan: BenchPlan) -> list[AgentJob]:
-    """One job per instance set x agent row x number of modalities among its train instances."""
+    """One job per instance set x agent row x agent seed x number of modalities among its
+    train instances (one for all of them when the row's policy runs on any m: :func:`any_m`)."""
     jobs = []
     for iset in plan.sets:
         groups: dict[int, list[Instance]] = {}
         for inst in iset.train:
             groups.setdefault(plan.m(inst), []).append(inst)
         for spec in plan.cfg.agents:
-            for m, train in sorted(groups.items()):
-                digest = _agent_hash(spec, train)
-                suffix = ".pt" if spec.algo == "reinforce" else ".zip"
-                path = plan.out / "agents" / f"{slugify(iset.name)}__{slugify(spec.label)}__m{m}__{digest}{suffix}"
-                test = tuple(i for i in iset.test if plan.m(i) == m)
-                jobs.append(AgentJob(iset.name, spec, m, tuple(train), test, digest, path))
+            rows = {0: list(iset.train)} if any_m(spec) else groups
+            for seed in spec.seeds:
+                for m, train in sorted(rows.items()):
+                    digest = _agent_hash(spec, train, seed)
+                    suffix = ".pt" if spec.algo == "reinforce" else ".zip"
+                    m_tag = "many" if m == 0 else f"m{m}"
+                    path = plan.out / "agents" / (f"{slugify(iset.name)}__{slugify(spec.label)}__{m_tag}__"
+                                                  f"seed{seed}__{digest}{suffix}")
+                    test = tuple(i for i in iset.test if m == 0 or plan.m(i) == m)
+                    jobs.append(AgentJob(iset.name, spec, m, tuple(train), test, digest, path, seed))
     return jobs
 
 
@@ -538,7 +585,7 @@ def agent_summary(job: AgentJob, agent: Any, wall: float) -> dict[str, Any]:
     return {"set": job.set_name, "label": spec.label, "algo": spec.algo, "m": job.m,
             "observation": getattr(agent, "observation", spec.observation),
             "reward": spec.reward, "runs": int(getattr(agent, "runs", spec.runs)),
-            "seed": spec.seed, "train_wall_time_s": wall,
+            "seed": job.seed, "train_wall_time_s": wall,
             "curve": [[int(r), float(v)] for r, v in getattr(agent, "curve", [])],
             "train_instances": [i.name for i in job.train], "digest": job.digest}
 
@@ -558,7 +605,7 @@ def _train_agent(job: AgentJob, plan: BenchPlan, data: BenchData, tools: AgentTo
         seam: dict[str, Any] = {"curve_every": curve_every, "curve_fn": curve_fn} if hook is None else \
             {"curve_every": 1, "curve_fn": hook}
         t0 = time.perf_counter()
-        agent = tools.trainer(spec.algo, [i.env_kwargs() for i in job.train], runs=spec.runs, seed=spec.seed,
+        agent = tools.trainer(spec.algo, [i.env_kwargs() for i in job.train], runs=spec.runs, seed=job.seed,
                               reward=spec.reward, observation=spec.observation, workers=spec.workers,
                               log_dir=log_dir, **seam, **spec.options)
         wall = time.perf_counter() - t0
@@ -668,6 +715,9 @@ def run_agents(plan: BenchPlan, data: BenchData, tools: AgentTools, force: bool 
     for job in jobs:
         if job.label not in data.agent_labels:
             data.agent_labels.append(job.label)
+        seeds = data.agent_seeds.setdefault(job.label, [])
+        if job.seed not in seeds:
+            seeds.append(job.seed)
     with stage_bar("bench agents", len(jobs), "agent", progress) as bar:
         for job in jobs:
             summary, results = _agent_results(job, plan, data, tools, force, progress)
@@ -675,7 +725,7 @@ def run_agents(plan: BenchPlan, data: BenchData, tools: AgentTools, force: bool 
             for (label, seed), spec in job.eval_specs(plan.cfg.eval_seeds).items():
                 r = results.get(spec.key)
                 if r is not None:
-                    data.record(next(i for i in job.test if i.label() == label), job.label, seed, r)
+                    data.record(next(i for i in job.test if i.label() == label), job.seed_label, seed, r)
             bar.update(1)
 
 

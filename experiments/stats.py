@@ -17,19 +17,27 @@ against hand computations and, where SciPy is installed, against ``scipy.stats``
   evaluation seed ``s``; the numerator is paired by seed (same initialisation and sample
   order), the denominator is the instance's headroom measured on the evaluation seeds.
 * :func:`spearman`: rank correlation with average ranks for ties.
+* :func:`aggregate_agent_seeds`: an agent row over agent seeds x test instances x evaluation
+  seeds: IQM and mean with stratified bootstrap CIs (one stratum per instance holding its
+  agent-seed x evaluation-seed scores), each agent seed's own IQM and mean, and the paired
+  difference ``agent - heuristic`` (:func:`paired_seed_difference`: each agent seed's score
+  minus the heuristic's on the same instance and evaluation seed, resampled the same way),
+  so one lucky agent seed cannot carry a row.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 from mmenv.errors import InvalidArgumentError
 
 __all__ = ["t_quantile", "student_t_cdf", "paired_ci", "iqm", "stratified_bootstrap_ci", "normalised_scores",
-           "spearman", "rankdata"]
+           "spearman", "rankdata", "SeedTable", "AgentSeedAggregate", "aggregate_agent_seeds",
+           "paired_seed_difference"]
 
 
 def _abs_t_prob(t: float, df: int) -> float:
@@ -104,7 +112,7 @@ def iqm(x: Sequence[float] | np.ndarray) -> float:
     return float(v[k:v.size - k].mean())
 
 
-def stratified_bootstrap_ci(strata: Sequence[Sequence[float]], statistic: Callable[[np.ndarray], float] = iqm,
+def stratified_bootstrap_ci(strata: Sequence[Sequence[float] | np.ndarray], statistic: Callable[[np.ndarray], float] = iqm,
                             n_resamples: int = 2000, level: float = 0.95, seed: int = 0
                             ) -> tuple[float, float, float]:
     """``(point, lo, hi)``: ``statistic`` of all values and its stratified percentile bootstrap interval.
@@ -165,3 +173,91 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     ra, rb = ra - ra.mean(), rb - rb.mean()
     denom = math.sqrt(float((ra * ra).sum() * (rb * rb).sum()))
     return float((ra * rb).sum() / denom) if denom > 0 else float("nan")
+
+
+# ---------------------------------------------------------------------- agent seeds
+#: ``table[agent_seed][instance][eval_seed] -> score``: an agent row's scores by agent seed.
+SeedTable = Mapping[int, Mapping[str, Mapping[int, float]]]
+
+
+def _grid(table: SeedTable) -> tuple[list[int], list[str], list[int], np.ndarray]:
+    """The table as an array ``[agent seed, instance, eval seed]`` (sorted keys; every cell required)."""
+    agents = sorted(int(a) for a in table)
+    if not agents:
+        raise ValueError("the agent-seed table is empty: it needs at least one agent seed")
+    instances = sorted({str(i) for a in table.values() for i in a})
+    evals = sorted({int(s) for a in table.values() for i in a.values() for s in i})
+    if not instances or not evals:
+        raise ValueError("the agent-seed table has no instance or no evaluation seed")
+    out = np.empty((len(agents), len(instances), len(evals)))
+    for ai, a in enumerate(agents):
+        row = table[a]
+        for ii, inst in enumerate(instances):
+            cells = row.get(inst, {})
+            for si, s in enumerate(evals):
+                if s not in cells:
+                    raise ValueError(f"agent seed {a}, instance {inst!r} has no score for evaluation seed {s}: "
+                                     "every agent seed needs every instance x evaluation seed (paired design)")
+                out[ai, ii, si] = float(cells[s])
+    return agents, instances, evals, out
+
+
+@dataclass
+class AgentSeedAggregate:
+    """An agent row: ``(point, lo, hi)`` of the IQM and the mean, and each agent seed's scores."""
+
+    iqm: tuple[float, float, float]
+    mean: tuple[float, float, float]
+    per_seed_iqm: dict[int, float] = field(default_factory=dict)
+    per_seed_mean: dict[int, float] = field(default_factory=dict)
+    agent_seeds: list[int] = field(default_factory=list)
+    instances: list[str] = field(default_factory=list)
+    eval_seeds: list[int] = field(default_factory=list)
+
+
+def _strata(values: np.ndarray) -> list[np.ndarray]:
+    """One stratum per instance: its agent-seed x evaluation-seed values (axis 1 is the instance)."""
+    return [values[:, i, :].reshape(-1) for i in range(values.shape[1])]
+
+
+def aggregate_agent_seeds(table: SeedTable, n_resamples: int = 2000, level: float = 0.95,
+                          seed: int = 0) -> AgentSeedAggregate:
+    """IQM and mean of an agent row over agent seeds x instances x evaluation seeds, with CIs.
+
+    The stratified bootstrap resamples, within each instance, the (agent seed, evaluation
+    seed) cells with replacement, so the interval carries the spread between agent seeds as
+    well as between evaluation seeds; ``per_seed_*`` are each agent seed's IQM and mean over
+    its instances x evaluation seeds (no interval), to show whether one seed carries the row.
+    """
+    agents, instances, evals, values = _grid(table)
+    strata = _strata(values)
+    iqm_ci = stratified_bootstrap_ci(strata, iqm, n_resamples, level, seed)
+    mean_ci = stratified_bootstrap_ci(strata, lambda x: float(np.mean(x)), n_resamples, level, seed)
+    return AgentSeedAggregate(iqm_ci, mean_ci,
+                              {a: iqm(values[k]) for k, a in enumerate(agents)},
+                              {a: float(values[k].mean()) for k, a in enumerate(agents)},
+                              agents, instances, evals)
+
+
+def paired_seed_difference(agent: SeedTable, heuristic: Mapping[str, Mapping[int, float]],
+                           n_resamples: int = 2000, level: float = 0.95, seed: int = 0
+                           ) -> tuple[float, float, float]:
+    """``(mean, lo, hi)`` of ``agent - heuristic`` paired by instance and evaluation seed.
+
+    ``heuristic[instance][eval_seed]`` is the (best) heuristic's score. Each cell's difference
+    is ``agent[a][i][s] - heuristic[i][s]``; the point is their mean, the interval a stratified
+    percentile bootstrap (strata: instances; units: agent seed x evaluation seed cells, the
+    same resampling as :func:`aggregate_agent_seeds`).
+    """
+    agents, instances, evals, values = _grid(agent)
+    h = np.empty((len(instances), len(evals)))
+    for ii, inst in enumerate(instances):
+        cells = heuristic.get(inst)
+        if cells is None:
+            raise ValueError(f"the heuristic has no scores on instance {inst!r}: pair it on the agent's instances")
+        for si, s in enumerate(evals):
+            if s not in cells:
+                raise ValueError(f"the heuristic has no score on instance {inst!r}, evaluation seed {s}")
+            h[ii, si] = float(cells[s])
+    diff = values - h[None, :, :]
+    return stratified_bootstrap_ci(_strata(diff), lambda x: float(np.mean(x)), n_resamples, level, seed)

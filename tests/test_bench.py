@@ -312,13 +312,13 @@ def test_run_bench_end_to_end_with_a_stand_in_agent(tmp_path):
         assert set(data.acc[(label, "oracle")]) == {0, 1}
     # every reported policy has evaluation-seed results on every test instance
     for inst in data.sets[0].test:
-        for pol in data.policies + data.agent_labels:
+        for pol in data.policies + [m for a in data.agent_labels for m in data.seed_rows(a)]:
             assert set(data.acc[(inst.label(), pol)]) == {0, 1}, pol
     # the stand-in agent's accuracy equals the same schedule played directly with the same seed
     inst = data.sets[0].test[0]
     env = DUSEnv(**inst.env_kwargs(), reward="dus")
     rec = run_policy(env, make_policy("schedule", shares=[0.6], modality=1), seeds=[0])[0]
-    assert data.acc[(inst.label(), "agent:const")][0] == pytest.approx(rec.test["fused"]["accuracy"])
+    assert data.acc[(inst.label(), "agent:const@seed0")][0] == pytest.approx(rec.test["fused"]["accuracy"])
     # normalised scores match the hand formula on the recorded accuracies
     rep = summary.report
     for row in rep.scores:
@@ -345,9 +345,11 @@ def test_run_bench_end_to_end_with_a_stand_in_agent(tmp_path):
     assert again.data.runs_executed == 0 and again.result_lines == summary.result_lines
 
 
-RESULT_RE = [r"RESULT headroom_instances \d+ of 2",
-             *[rf"RESULT {k} (none|-?\d+\.\d{{3}} \[-?\d+\.\d{{3}}, -?\d+\.\d{{3}}\])"
-               for k in ("agent_iqm", "tuned_constant_iqm", "dus_h_iqm", "paper_online_iqm")]]
+_CI = r"(none|-?\d+\.\d{3} \[-?\d+\.\d{3}, -?\d+\.\d{3}\])"
+# the claims' lines close the output (experiments.bench_claims)
+RESULT_RE = [rf"RESULT agent_iqm {_CI}", rf"RESULT best_heuristic_iqm (none|{_CI} \([a-z-]+\))",
+             rf"RESULT tuned_constant_iqm {_CI}", rf"RESULT agent_minus_best_heuristic {_CI}",
+             r"RESULT direction_instances \d+ up / \d+ down( \(\d+ none\))?"]
 
 
 def test_mmenv_bench_command_ends_with_the_result_lines(tmp_path, capsys):

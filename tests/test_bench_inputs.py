@@ -329,7 +329,7 @@ def test_a_bench_with_crashed_runs_exits_1_with_a_one_line_summary(tmp_path, cap
     path = tiny_preset(tmp_path)
     assert main(["bench", "--preset", str(path), "--no-progress", "--no-plots", "--executor", "single"]) == 1
     captured = capsys.readouterr()
-    assert captured.out.strip().splitlines()[-1].startswith("RESULT paper_online_iqm")
+    assert captured.out.strip().splitlines()[-1].startswith("RESULT direction_instances")
     failed = [line for line in captured.err.splitlines() if line.startswith("FAILED")]
     assert len(failed) == 1 and "4 run(s) crashed" in failed[0] and str(Path(cfg_out(path)) / "runs") in failed[0]
 

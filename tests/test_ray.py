@@ -172,7 +172,7 @@ def test_bench_on_ray_gives_the_process_backends_result_lines_and_resumes(ray_lo
                     "--ray-address", address, "--workers", "2")
     assert any("[ray]" in line for line in on_ray)
     results = [line for line in on_ray if line.startswith("RESULT ")]
-    assert len(results) == 5 and results == [line for line in local if line.startswith("RESULT ")]
+    assert len(results) == 8 and results == [line for line in local if line.startswith("RESULT ")]
     # On so tiny a preset no headroom CI excludes 0 (the IQMs are nan); the strong check is that
     # every run (search, references, scoring, the agent's evaluation) gave the same numbers.
     assert _runs(tmp_path / "ray") == _runs(tmp_path / "local")

@@ -19,22 +19,35 @@ under-trained; a larger batch share for the weak modality (with ``loss_scale="bu
 speeds it up and raises fused accuracy on the samples the shortcut cannot answer.
 ``docs/synthetic.md`` shows the measured curves.
 
+A modality can also be weak for the *opposite* reason: ``noisy_fraction`` corrupts a
+fraction of a modality's samples (in every split) — their features are replaced by those of
+a random sample of another class (``noisy_mode="swap"``: the modality's evidence points to
+a wrong class, label noise seen through that modality) or by pure noise
+(``noisy_mode="noise"``: uninformative). Such a modality is not under-trained but
+unreliable: giving it more of the batch fits its corrupted samples and takes updates from
+the modality that could still learn, so the share that helps goes the other way.
+
 Every draw comes from one ``numpy.random.Generator`` seeded by ``seed``, so the same
-arguments give the same tensors on every machine.
+arguments give the same tensors on every machine; the corruption draws from a second
+generator (seeded by ``seed`` too), so a data set without corruption is exactly the one
+the generator gave before the knob existed.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 
 from ..errors import InvalidArgumentError
-from ..validation import check_float, check_int, is_int
+from ..validation import check_choice, check_float, check_int, is_int
 from .base import DatasetError, MultimodalDataset, tensor_dataset
 
-__all__ = ["make_synthetic"]
+__all__ = ["make_synthetic", "NOISY_MODES"]
+
+#: How ``noisy_fraction`` corrupts a sample of a modality (see :func:`make_synthetic`).
+NOISY_MODES = ("swap", "noise")
 
 
 def _strong(rng, labels, means, snr, shortcut, noise):
@@ -54,6 +67,56 @@ def _weak(rng, labels, centres, embed, noise, latent_noise):
     return x.astype(np.float32)
 
 
+def _corrupt(rng, x, labels, fraction, mode):
+    """``x`` with a ``fraction`` of its rows corrupted (the labels are unchanged).
+
+    ``"swap"``: a corrupted row becomes a copy of a random row of another class (drawn from
+    the uncorrupted rows of the same split), so it carries confident evidence for a wrong
+    class. ``"noise"``: it becomes Gaussian noise with the modality's per-feature mean and
+    standard deviation, so it carries no evidence at all.
+    """
+    n = x.shape[0]
+    bad = np.flatnonzero(rng.random(n) < fraction)
+    if bad.size == 0:
+        return x
+    out = x.copy()
+    if mode == "noise":
+        mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
+        out[bad] = (mean + std * rng.normal(size=(bad.size, x.shape[1]))).astype(x.dtype)
+        return out
+    num_classes = int(labels.max()) + 1
+    by_class = [np.flatnonzero(labels == c) for c in range(num_classes)]
+    other = (labels[bad] + rng.integers(1, num_classes, size=bad.size)) % num_classes
+    for c in range(num_classes):
+        rows = bad[other == c]
+        if rows.size and by_class[c].size:
+            out[rows] = x[by_class[c][rng.integers(0, by_class[c].size, size=rows.size)]]
+    return out
+
+
+def _noisy_fractions(noisy_fraction, order, own):
+    """Per-modality corruption fractions in modality order, each checked to lie in [0, 0.95]."""
+    m = len(order)
+    if noisy_fraction is None:
+        return [0.0] * m
+    if isinstance(noisy_fraction, Mapping):
+        unknown = [k for k in noisy_fraction if k not in order]
+        if unknown:
+            raise DatasetError(f"{own}: noisy_fraction names modality {unknown[0]!r}, but the modalities are "
+                               f"{order}: use one of those names (or a list, one fraction per modality)")
+        values = [noisy_fraction.get(name, 0.0) for name in order]
+    elif isinstance(noisy_fraction, (str, bytes)) or not isinstance(noisy_fraction, Sequence):
+        raise InvalidArgumentError(f"{own}: noisy_fraction must be a list of one fraction per modality or a "
+                                   f"mapping modality name -> fraction, got {noisy_fraction!r}")
+    else:
+        values = list(noisy_fraction)
+        if len(values) != m:
+            raise DatasetError(f"{own}: noisy_fraction has {len(values)} entries for {m} modalities {order}")
+    return [check_float(f"noisy_fraction[{name}]", v, minimum=0.0, maximum=0.95, owner=own,
+                        fix="a fraction of the modality's samples to corrupt (1.0 would leave nothing to learn)")
+            for name, v in zip(order, values)]
+
+
 def make_synthetic(
     num_classes: int = 4,
     num_modalities: int = 2,
@@ -70,6 +133,8 @@ def make_synthetic(
     names: Sequence[str] | None = None,
     seed: int = 0,
     strong_position: int = 0,
+    noisy_fraction: Sequence[float] | Mapping[str, float] | None = None,
+    noisy_mode: str = "swap",
 ) -> MultimodalDataset:
     """Generate the imbalanced synthetic data set.
 
@@ -95,6 +160,13 @@ def make_synthetic(
             the first). The draws do not depend on it: moving the strong modality only
             reorders the modalities, so a policy that must find the weak modality cannot
             rely on its position.
+        noisy_fraction: per-modality share of samples to corrupt, in every split: a list
+            of one fraction in ``[0, 0.95]`` per modality (modality order) or a mapping
+            ``{name: fraction}`` (modalities not named stay clean). Default: none. Makes a
+            modality weak because it is *unreliable*, not slow: more of its batch hurts.
+        noisy_mode: ``"swap"`` (a corrupted sample takes the features of a random sample
+            of another class: wrong evidence) or ``"noise"`` (Gaussian noise with the
+            modality's feature statistics: no evidence).
     """
     # Every argument's type and range, before any array is drawn (InvalidArgumentError names it).
     own = "dataset 'synthetic'"
@@ -114,6 +186,7 @@ def make_synthetic(
     if names is not None and (isinstance(names, (str, bytes)) or not isinstance(names, Sequence)
                               or not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names)):
         raise InvalidArgumentError(f"{own}: names must be a list of distinct non-empty strings, got {names!r}")
+    noisy_mode = check_choice("noisy_mode", noisy_mode, NOISY_MODES, owner=own)
     if not (is_int(strong_position) and 0 <= strong_position < num_modalities):
         raise DatasetError(f"strong_position must be an index in [0, {num_modalities - 1}], got {strong_position!r}")
     strong_position = int(strong_position)
@@ -132,6 +205,7 @@ def make_synthetic(
     order = list(names)
     if len(order) != num_modalities:
         raise DatasetError(f"names has {len(order)} entries for {num_modalities} modalities")
+    fractions = dict(zip(order, _noisy_fractions(noisy_fraction, order, own)))
     # Generate in role order (strong first: the draws do not depend on strong_position),
     # then lay the modalities out in the requested order.
     role = [strong_position] + [i for i in range(num_modalities) if i != strong_position]
@@ -139,6 +213,7 @@ def make_synthetic(
     dims = [dims[i] for i in role]
 
     rng = np.random.default_rng(seed)
+    corrupt_rng = np.random.default_rng([seed, 20])   # separate stream: clean data sets are unchanged
     # Class structure, shared by all splits.
     strong_means = rng.normal(0.0, 1.0, size=(num_classes, dims[0]))
     strong_means /= np.linalg.norm(strong_means, axis=1, keepdims=True)
@@ -154,6 +229,9 @@ def make_synthetic(
         xs = {names[0]: _strong(rng, labels, strong_means, strong_snr, shortcut_fraction, noise)}
         for name, (centres, embed) in zip(names[1:], weak_params):
             xs[name] = _weak(rng, labels, centres, embed, noise, latent_noise)
+        for name in order:
+            if fractions[name] > 0:
+                xs[name] = _corrupt(corrupt_rng, xs[name], labels, fractions[name], noisy_mode)
         return {k: torch.from_numpy(xs[k]) for k in order}, torch.from_numpy(labels).long()
 
     train, val, test = split(n_train), (split(n_val) if n_val > 0 else None), split(n_test)
@@ -169,6 +247,8 @@ def make_synthetic(
             noise=noise,
             strong_modality=names[0],
             strong_position=strong_position,
+            noisy_fraction=[fractions[k] for k in order],
+            noisy_mode=noisy_mode,
         )
     )
     return ds
