@@ -20,8 +20,9 @@ One place decides, for every entry point of the package:
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .catalog import POLICIES, is_saved_agent, make_policy
 from .policy import Policy

@@ -6,8 +6,8 @@ import it without importing each other.)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from mmenv.registry import Registry
 

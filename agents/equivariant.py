@@ -39,7 +39,8 @@ g global features (:func:`mmenv.observations.observation_layout`: ``observation=
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from stable_baselines3.common.policies import ActorCriticPolicy, ContinuousCritic

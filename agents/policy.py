@@ -79,7 +79,7 @@ class Policy:
         raise NotImplementedError(f"policy {self.name!r} has no parameters to save")
 
     @classmethod
-    def load(cls, path: str | Path, **kwargs) -> "Policy":
+    def load(cls, path: str | Path, **kwargs) -> Policy:
         raise NotImplementedError(f"{cls.__name__} cannot be loaded from a file")
 
     def __repr__(self) -> str:

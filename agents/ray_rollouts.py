@@ -23,9 +23,9 @@ plain classes turned into actors with ``ray.remote`` at run time.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
-
 import contextlib
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np

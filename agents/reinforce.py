@@ -75,6 +75,7 @@ from torch.distributions import Dirichlet
 
 from mmenv.checkpoint import atomic_save
 from mmenv.checkpoint import load as load_checkpoint
+
 from .policy import Policy, PolicyError
 from .safe_load import agent_load_errors, check_reinforce_config
 
@@ -267,7 +268,7 @@ class ReinforcePolicy(Policy):
         net.load_state_dict(weights)
 
     @classmethod
-    def from_weights(cls, config: dict[str, Any], weights: dict[str, torch.Tensor]) -> "ReinforcePolicy":
+    def from_weights(cls, config: dict[str, Any], weights: dict[str, torch.Tensor]) -> ReinforcePolicy:
         """A policy with configuration ``config`` (``asdict(policy.config)``) acting with ``weights``."""
         options = {k: v for k, v in config.items() if k != "seed"}
         policy = cls(seed=config["seed"], **options)
@@ -275,7 +276,7 @@ class ReinforcePolicy(Policy):
         policy.load_weights(weights)
         return policy
 
-    def snapshot(self, deterministic: bool = True) -> "ReinforcePolicy":
+    def snapshot(self, deterministic: bool = True) -> ReinforcePolicy:
         """A copy acting with the current weights, without this policy's TensorBoard writer."""
         writer, self._writer = self._writer, None
         try:
@@ -510,7 +511,7 @@ class ReinforcePolicy(Policy):
     @classmethod
     @agent_load_errors("saved REINFORCE policy")
     def load(cls, path: str | Path, deterministic: bool = False, seed: int | None = None,
-             **overrides: Any) -> "ReinforcePolicy":
+             **overrides: Any) -> ReinforcePolicy:
         """Restore a saved policy; ``overrides`` replace config fields (e.g. ``mode``, ``lr``)."""
         path = Path(path)
         if not path.is_file():

@@ -29,7 +29,8 @@ import functools
 import math
 import os
 import pickle
-from typing import Any, Callable, Iterator, Mapping, TypeVar
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
 
 from mmenv.checkpoint import CheckpointError, UnsafeCheckpointError
 from mmenv.errors import MMEnvError

@@ -39,9 +39,10 @@ from __future__ import annotations
 
 import json
 import zipfile
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -83,7 +84,7 @@ class AgentCard:
         return {"format": CARD_FORMAT, **out}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], source: str = "saved") -> "AgentCard":
+    def from_dict(cls, data: Mapping[str, Any], source: str = "saved") -> AgentCard:
         known = set(cls.__dataclass_fields__) - {"source"}
         return cls(**{k: v for k, v in data.items() if k in known}, source=source)
 
@@ -291,7 +292,7 @@ class TrainedAgent:
 
     @classmethod
     @agent_load_errors("saved agent")
-    def load(cls, path: str | Path) -> "TrainedAgent":
+    def load(cls, path: str | Path) -> TrainedAgent:
         """Any saved agent (module docstring) as a :class:`TrainedAgent` with a deterministic policy."""
         policy = load_agent(path, deterministic=True)
         card: AgentCard = policy.card

@@ -55,9 +55,10 @@ from __future__ import annotations
 import json
 import re
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
@@ -576,7 +577,7 @@ class SB3Policy(Policy):
     @classmethod
     @agent_load_errors("SB3 agent")
     def load(cls, path: str | Path, algo: str | None = None, deterministic: bool = True,
-             action_space: str | None = None, softmax_scale: float | None = None, **_: Any) -> "SB3Policy":
+             action_space: str | None = None, softmax_scale: float | None = None, **_: Any) -> SB3Policy:
         """Load a zip; the action space comes from ``action_space`` or the file's metadata."""
         meta = read_sb3_metadata(path)
         model = load_sb3_model(path, algo)

@@ -70,7 +70,6 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-
     from mmenv.agents.across_runs import train_across_runs
 
     torch.set_num_threads(1)

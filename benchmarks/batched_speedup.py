@@ -24,9 +24,9 @@ import argparse
 import time
 
 import torch
+from mmenv.agents import run_policy
 
 from mmenv import DUSEnv
-from mmenv.agents import run_policy
 from mmenv.datasets import make_dataset
 from mmenv.engine import play_batch, schedule_policy
 

@@ -39,13 +39,12 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from mmenv.experiments.bench_config import BenchConfig, load_bench_config
 from mmenv.experiments.bench_data import run_spec
 from mmenv.experiments.bench_runner import make_executor
 from mmenv.experiments.bench_stages import BenchPlan, TunedConstantBaseline, plan_bench
-from mmenv.experiments.instances import InstanceSet
 from mmenv.experiments.grid import RunSpec
+from mmenv.experiments.instances import InstanceSet
 from mmenv.experiments.oracle import constant_candidate
 
 CLOCK = time.process_time

@@ -54,8 +54,8 @@ class _Echo:
 def ray_overhead(calls: int = 200) -> dict[str, float]:
     """Milliseconds per rollout call on a local 1-CPU Ray instance with no work in it (median)."""
     import torch
-
     from mmenv.agents.reinforce import ReinforcePolicy
+
     from mmenv.cluster import ray_session
 
     policy = ReinforcePolicy(seed=0, mode="episodic")

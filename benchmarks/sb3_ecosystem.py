@@ -33,9 +33,9 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from mmenv.agents.sb3 import SB3_ALGOS, SB3_DEFAULTS, algo_class, algo_info
 
 import mmenv  # noqa: F401  (registers the id)
-from mmenv.agents.sb3 import SB3_ALGOS, SB3_DEFAULTS, algo_class, algo_info
 from mmenv.sampling import allocate
 
 DATA = {"n_train": 128, "n_val": 32, "n_test": 128}

@@ -10,7 +10,7 @@ model in ``setup``, train in ``train_step``, predict in ``predict``.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import gymnasium as gym
 import numpy as np

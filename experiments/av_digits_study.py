@@ -29,11 +29,11 @@ import time
 
 import numpy as np
 import torch
+from mmenv.experiments.share_response import fusion_slice_accuracy, train_alone
+from mmenv.experiments.stats import paired_ci
 
 from mmenv import DUSEnv
 from mmenv.datasets import make_av_digits
-from mmenv.experiments.share_response import fusion_slice_accuracy, train_alone
-from mmenv.experiments.stats import paired_ci
 from mmenv.results import std_note, summarise
 
 CONDITIONS: dict[str, dict] = {

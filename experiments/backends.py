@@ -12,13 +12,13 @@ import ast
 import os
 import signal
 import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict
-from typing import Any, Iterator, Sequence
+from typing import Any
 
-from mmenv.errors import MMEnvError
+from mmenv.errors import InvalidArgumentError, MMEnvError
 
 from .grid import RunSpec, execute_run, new_result
-from mmenv.errors import InvalidArgumentError
 
 __all__ = ["run_serial", "run_processes", "run_ray", "run_specs", "init_worker", "PoolStartError",
            "main_lacks_guard", "leave_if_reimported", "run_batches", "play_specs"]

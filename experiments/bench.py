@@ -52,9 +52,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import yaml
 
@@ -65,8 +66,18 @@ from .bench_agents_cli import BenchAgent, resolve_bench_agents
 from .bench_config import BenchConfig, BenchConfigError, list_bench_presets, load_bench_config
 from .bench_data import BENCH_ENV, BenchData, accuracy, run_spec
 from .bench_runner import EXECUTORS, Executor, Runner, make_executor
-from .bench_stages import BenchPlan, collect, plan_bench, resolve_agent_tools, run_agents, run_references, \
-    run_report, run_scoring, run_search, run_tuned
+from .bench_stages import (
+    BenchPlan,
+    collect,
+    plan_bench,
+    resolve_agent_tools,
+    run_agents,
+    run_references,
+    run_report,
+    run_scoring,
+    run_search,
+    run_tuned,
+)
 from .compare import add_sweep_arguments
 from .instances import resolve_instance_set
 

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -144,7 +145,7 @@ def claim_lines(agent: Mapping[str, Any] | None, heuristic: Mapping[str, Any] | 
                 tuned_constant: Mapping[str, Any] | None, difference: tuple[float, float, float] | None,
                 directions: Mapping[str, str]) -> list[str]:
     """The claims' RESULT lines, in this order (``none`` where a row was not scored)."""
-    from .bench_report import format_ci
+    from .stats import format_ci
 
     def ci(agg: Mapping[str, Any] | None) -> str:
         if agg is None or not math.isfinite(agg["iqm"]):

@@ -58,9 +58,10 @@ from __future__ import annotations
 import copy
 import difflib
 import inspect
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from mmenv.errors import MMEnvError
 from mmenv.yamlio import load_yaml

@@ -12,13 +12,18 @@ Kept apart from :mod:`mmenv.experiments.bench_plots` (same matplotlib setup, Agg
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
+import matplotlib
 import numpy as np
 
-from .bench_plots import _save, plt
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
 from .grid import slugify
+from .palette import save_figure as _save  # noqa: E402
 
 if TYPE_CHECKING:
     from .bench_data import BenchData
@@ -27,7 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["ahead_share", "plot_direction_schedules"]
 
 
-def ahead_share(data: "BenchData", inst_label: str, rows: Sequence[str]) -> np.ndarray | None:
+def ahead_share(data: BenchData, inst_label: str, rows: Sequence[str]) -> np.ndarray | None:
     """Per step, the share ``rows`` gave the modality ahead minus ``1/m`` (mean over runs)."""
     ahead = data.dominant.get((inst_label, "uniform"), {})
     votes = [ahead[s] for s in data.cfg.eval_seeds if s in ahead]
@@ -43,7 +48,7 @@ def ahead_share(data: "BenchData", inst_label: str, rows: Sequence[str]) -> np.n
     return mean[:, j] - 1.0 / mean.shape[1]
 
 
-def plot_direction_schedules(rep: "Report", data: "BenchData", agent: str, out: Path) -> Path | None:
+def plot_direction_schedules(rep: Report, data: BenchData, agent: str, out: Path) -> Path | None:
     dirs = [d for d in ("up", "down", "none") if d in rep.directions.values()]
     if not dirs:
         return None

@@ -32,8 +32,14 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .grid import slugify  # noqa: E402
-from .palette import SPLIT_COLORS, VECTOR_FORMAT, modality_color_map, policy_color_map, policy_label, \
-    save_figure  # noqa: E402
+from .palette import (
+    SPLIT_COLORS,
+    VECTOR_FORMAT,
+    modality_color_map,
+    policy_color_map,
+    policy_label,
+    save_figure,  # noqa: E402
+)
 
 if TYPE_CHECKING:
     from .bench_data import BenchData
@@ -52,13 +58,13 @@ def _save(fig: Any, path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def _bench_policy_colors(rep: "Report", data: "BenchData") -> dict[str, str]:
+def _bench_policy_colors(rep: Report, data: BenchData) -> dict[str, str]:
     """One colour per benchmark row, fixed for every figure of this benchmark."""
     return policy_color_map(["uniform", "oracle", *data.policies, *data.agent_labels,
                              *(a["policy"] for a in rep.aggregates)])
 
 
-def plot_headroom(rep: "Report", path: Path) -> Path | None:
+def plot_headroom(rep: Report, path: Path) -> Path | None:
     """Oracle − Uniform per instance (points) with its paired 95% CI; one colour per split."""
     rows = rep.headroom
     if not rows:
@@ -86,7 +92,7 @@ def plot_headroom(rep: "Report", path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def plot_scores(rep: "Report", path: Path, colors: dict[str, str] | None = None) -> Path | None:
+def plot_scores(rep: Report, path: Path, colors: dict[str, str] | None = None) -> Path | None:
     """IQM and mean normalised score per policy (0 = Uniform, 1 = Oracle) with bootstrap 95% CIs."""
     aggs = [a for a in rep.aggregates if math.isfinite(a["iqm"])]
     if not aggs:
@@ -135,7 +141,7 @@ def agent_curve_groups(agents: dict[str, dict[str, Any]]) -> dict[str, list[dict
     return groups
 
 
-def plot_curves(data: "BenchData", path: Path) -> Path | None:
+def plot_curves(data: BenchData, path: Path) -> Path | None:
     """Learning curves: per seed (thin), mean over seeds (thick) and the min–max band."""
     groups = agent_curve_groups(data.agents)
     if not groups:
@@ -178,7 +184,7 @@ def plot_curves(data: "BenchData", path: Path) -> Path | None:
     return save_figure(fig, path, tight=False)
 
 
-def _has_headroom(data: "BenchData") -> bool:
+def _has_headroom(data: BenchData) -> bool:
     """Whether the curves are normalised scores: the held-out score divides by the headroom of the
     test instances whose Oracle mean beats Uniform's, and falls back to accuracy points without one."""
     for iset in data.sets:
@@ -190,7 +196,7 @@ def _has_headroom(data: "BenchData") -> bool:
     return False
 
 
-def plot_schedules(data: "BenchData", agent: str, path: Path) -> Path | None:
+def plot_schedules(data: BenchData, agent: str, path: Path) -> Path | None:
     """An agent's per-step shares (solid) beside the Oracle's (dashed); one colour per modality role."""
     insts = [i for s in data.sets for i in s.test if (i.label(), agent) in data.schedules]
     if not insts:
@@ -230,7 +236,7 @@ def plot_schedules(data: "BenchData", agent: str, path: Path) -> Path | None:
     return save_figure(fig, path, tight=False)
 
 
-def _alignment_points(data: "BenchData") -> dict[str, list[tuple[float, float]]]:
+def _alignment_points(data: BenchData) -> dict[str, list[tuple[float, float]]]:
     points: dict[str, list[tuple[float, float]]] = {}
     for iset in data.sets:
         for inst in iset.test:
@@ -247,7 +253,7 @@ def _alignment_points(data: "BenchData") -> dict[str, list[tuple[float, float]]]
     return points
 
 
-def plot_alignment(data: "BenchData", path: Path, rho: float | None = None,
+def plot_alignment(data: BenchData, path: Path, rho: float | None = None,
                    colors: dict[str, str] | None = None) -> Path | None:
     """Eq. 5 return vs accuracy gain over Uniform per evaluation run, with the pooled Spearman rho."""
     points = _alignment_points(data)
@@ -290,7 +296,7 @@ def plot_alignment(data: "BenchData", path: Path, rho: float | None = None,
     return _save(fig, path)
 
 
-def make_bench_plots(rep: "Report", data: "BenchData", out: Path) -> list[Path]:
+def make_bench_plots(rep: Report, data: BenchData, out: Path) -> list[Path]:
     """Every figure that has data (PNG + PDF); returns the written paths."""
     colors = _bench_policy_colors(rep, data)
     paths = [plot_headroom(rep, out / "headroom.png"), plot_scores(rep, out / "scores.png", colors),

@@ -18,8 +18,9 @@ from __future__ import annotations
 import math
 import sys
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 
 __all__ = ["stage_bar", "Bar", "TrainingProgress", "HEARTBEAT_S"]
 

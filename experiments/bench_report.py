@@ -20,30 +20,30 @@ instance with headroom, or no such policy in the preset).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from mmenv.atomic import atomic_write_text
 
+from .bench_claims import (
+    DIRECTIONS,
+    agent_aggregate,
+    agent_minus_heuristic,
+    best_heuristic,
+    claim_lines,
+    instance_direction,
+    row_table,
+)
 from .bench_data import BenchData
-from .report import write_csv
-from .bench_claims import DIRECTIONS, agent_aggregate, agent_minus_heuristic, best_heuristic, claim_lines, \
-    instance_direction, row_table
 from .instances import Instance
-from .stats import paired_ci, spearman, stratified_bootstrap_ci
+from .report import write_csv
+from .stats import format_ci, paired_ci, spearman, stratified_bootstrap_ci
 
 __all__ = ["Report", "build_report", "write_outputs", "format_ci"]
-
-
-def format_ci(point: float, lo: float, hi: float, digits: int = 3) -> str:
-    """``0.512 [0.301, 0.700]`` (``nan [nan, nan]`` when undefined)."""
-    def f(x: float) -> str:
-        return f"{x:.{digits}f}" if math.isfinite(x) else "nan"
-
-    return f"{f(point)} [{f(lo)}, {f(hi)}]"
 
 
 @dataclass

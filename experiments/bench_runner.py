@@ -16,8 +16,9 @@ dicts (keys, fields, numbers to float rounding), so either executor resumes the 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
+from typing import Any, Protocol
 
 from .backends import PoolStartError
 from .bench_progress import stage_bar
@@ -57,9 +58,9 @@ def engine_reason(spec: RunSpec) -> str | None:
     convolutional encoder (AV-digits' sequence and image encoders: batched, their runs
     measured 0.5x-0.95x the speed of one at a time, so they are played one run per task).
     An environment that cannot be built is left to the one-run path, which reports it."""
+    from mmenv.agents.assembly import make_run_env
     from torch import nn
 
-    from mmenv.agents.assembly import make_run_env
     from mmenv.engine import engine_support
 
     try:

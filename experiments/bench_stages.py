@@ -34,14 +34,15 @@ import hashlib
 import json
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
-
 from mmenv.agents.policy import Policy
+
 from mmenv.atomic import atomic_write_text
 from mmenv.errors import MMEnvError
 
@@ -51,8 +52,15 @@ from .bench_progress import Bar, TrainingProgress, stage_bar
 from .bench_runner import Runner, engine_reason
 from .grid import RESULT_VERSION, RunSpec, new_result, slugify
 from .instances import Instance, InstanceSet, modality_names, resolve_instance_set
-from .oracle import Candidate, OracleResult, TunedConstant, candidate_grid, constant_candidate, search_oracle, \
-    tuned_constant
+from .oracle import (
+    Candidate,
+    OracleResult,
+    TunedConstant,
+    candidate_grid,
+    constant_candidate,
+    search_oracle,
+    tuned_constant,
+)
 from .report import FINISHED, load_results, write_result
 from .tuning import TuningError, tuned_heuristic_baselines
 
@@ -520,6 +528,7 @@ def _play_batched(policy: Any, observation: str, inst: Instance, seeds: Sequence
     by the runs, so this is for policies that keep no state between steps (the package's
     trained agents act on the observation alone, deterministically)."""
     from mmenv.agents.across_runs import bench_env
+
     from mmenv.engine import play_batch
 
     bench = bench_env(inst.env_kwargs(), observation=observation, reward=BENCH_ENV["reward"])

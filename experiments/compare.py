@@ -279,6 +279,7 @@ def _data_root(text: str) -> tuple[str, str]:
 def registered_names() -> dict[str, list[str]]:
     """The names each registry knows now (built-in, registered in code, entry points), for ``--help``."""
     from mmenv.agents import POLICIES
+
     from mmenv.datasets import DATASETS
     from mmenv.learners import LEARNERS
     from mmenv.sampling import SAMPLE_ORDERS

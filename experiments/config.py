@@ -35,12 +35,12 @@ import copy
 import difflib
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from mmenv.env_args import (ENV_ARGS, check_arg, check_cross_field, dataset_modality_count,
-                            learner_requires_paired)
+from mmenv.env_args import ENV_ARGS, check_arg, check_cross_field, dataset_modality_count, learner_requires_paired
 from mmenv.errors import MMEnvError
 from mmenv.yamlio import load_yaml, parse_yaml
 
@@ -209,7 +209,7 @@ def _validate_env(value: Any, source: str) -> dict[str, Any]:
     return out
 
 
-def _check_env_grid(cfg: "CompareConfig", source: str) -> None:
+def _check_env_grid(cfg: CompareConfig, source: str) -> None:
     """The argument table's cross-field rules (``batch_budget >= m * max(min_batch, 1)``, paired
     learners need ``min_batch >= 1``) for every data set x learner of the grid, before any run.
 
@@ -228,7 +228,7 @@ def _check_env_grid(cfg: "CompareConfig", source: str) -> None:
                 raise _fail(source, key, f"{exc} (data set {dataset!r}, learner {learner!r})") from None
 
 
-def _check_kwargs_section(cfg: "CompareConfig", key: str, source: str) -> None:
+def _check_kwargs_section(cfg: CompareConfig, key: str, source: str) -> None:
     """Every name under ``<key>`` must be registered (or be a grid entry), and its keywords
     must be ones that name's factory takes, with values of the annotated types (the
     registry's own keyword check: :meth:`mmenv.registry.Registry.check_arguments`).
@@ -238,6 +238,7 @@ def _check_kwargs_section(cfg: "CompareConfig", key: str, source: str) -> None:
     run, so that validating a config never imports a plugin.
     """
     from mmenv.agents import POLICIES
+
     from mmenv.datasets import DATASETS
     from mmenv.learners import LEARNERS
     from mmenv.sampling import SAMPLE_ORDERS
@@ -311,10 +312,11 @@ def _unknown(source: str, key: str, kind: str, name: str, valid: list[str], extr
     return _fail(source, key, f"unknown {kind} {name!r}{hint}; valid: {sorted(valid)}{extra}")
 
 
-def _check_names(cfg: "CompareConfig", source: str) -> None:
+def _check_names(cfg: CompareConfig, source: str) -> None:
     """Every name in the grid must exist before any run starts (a typo is one clear error,
     not a sweep of failed runs). Learners and data sets registered by the caller count."""
     from mmenv.agents import POLICIES
+
     from mmenv.datasets import DATASETS
     from mmenv.learners import LEARNERS
     from mmenv.sampling import SAMPLE_ORDERS

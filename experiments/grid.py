@@ -128,8 +128,8 @@ def execute_run(spec: RunSpec | dict, out: str | None = None, tensorboard: bool 
     start = time.perf_counter()
     env = None
     try:
-        from mmenv.agents.assembly import build_policy, close_policy, make_run_env, record_fields
         from mmenv.agents import run_policy
+        from mmenv.agents.assembly import build_policy, close_policy, make_run_env, record_fields
 
         log_dir = str(spec.tb_dir(out)) if (tensorboard and out is not None) else None
         if log_dir is not None and Path(log_dir).exists():

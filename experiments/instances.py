@@ -47,9 +47,10 @@ import copy
 import difflib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from mmenv.env_args import ENV_ARGS, check_arg, check_cross_field, dataset_modality_count, learner_requires_paired
 from mmenv.errors import MMEnvError
@@ -118,7 +119,7 @@ class InstanceSet:
         raise InstanceSetError(f"instance set {self.name!r} has no instance {name!r}"
                                + (f"; did you mean {hint[0]!r}?" if hint else ""))
 
-    def select(self, train: list[str] | int | None = None, test: list[str] | int | None = None) -> "InstanceSet":
+    def select(self, train: list[str] | int | None = None, test: list[str] | int | None = None) -> InstanceSet:
         """A subset: names, or the first n of each split (``None`` keeps all)."""
         def pick(pool: list[Instance], which: list[str] | int | None) -> list[Instance]:
             if which is None:

@@ -19,9 +19,9 @@ import argparse
 import time
 
 import torch
-
 from mmenv.agents import run_policy
 from mmenv.agents.assembly import build_policy, make_run_env
+
 from mmenv.datasets import make_synthetic
 from mmenv.learners import LEARNERS
 from mmenv.results import std_note, summarise

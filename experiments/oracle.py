@@ -22,12 +22,13 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
-
 from mmenv.agents.schedule import share_vector
+
 from mmenv.errors import InvalidArgumentError, MMEnvError
 
 __all__ = ["Candidate", "candidate_grid", "constant_candidate", "search_oracle", "OracleResult", "tuned_constant",

@@ -20,8 +20,9 @@ as PNG (:data:`DPI` dots per inch) and PDF (:data:`VECTOR_FORMAT`) side by side
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 __all__ = ["DPI", "VECTOR_FORMAT", "ROLE_COLORS", "EXTRA_MODALITY_COLORS", "MODALITY_COLORS", "POLICY_COLORS",
            "AGENT_COLORS", "EXTRA_POLICY_COLORS", "UNIFORM_COLOR", "SPLIT_COLORS", "POLICY_LABELS",

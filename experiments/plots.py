@@ -24,8 +24,9 @@ step (one step per epoch by default).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import matplotlib
 
@@ -35,8 +36,17 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .grid import slugify, split_policy  # noqa: E402
-from .palette import DPI, MODALITY_COLORS, POLICY_COLORS, UNIFORM_COLOR, VECTOR_FORMAT, modality_color_map, \
-    policy_color_map, policy_label, save_figure  # noqa: E402
+from .palette import (
+    DPI,
+    MODALITY_COLORS,
+    POLICY_COLORS,
+    UNIFORM_COLOR,
+    VECTOR_FORMAT,
+    modality_color_map,
+    policy_color_map,  # noqa: E402
+    policy_label,
+    save_figure,
+)
 from .report import group_results  # noqa: E402
 
 __all__ = ["plot_batch_sizes", "plot_discrepancy", "plot_accuracy_bars", "make_plots", "is_dus_policy",

@@ -21,8 +21,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from mmenv.atomic import atomic_write_text
 from mmenv.results import mean_std, std_note, summarise

@@ -28,14 +28,14 @@ against hand computations and, where SciPy is installed, against ``scipy.stats``
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 from mmenv.errors import InvalidArgumentError
 
-__all__ = ["t_quantile", "student_t_cdf", "paired_ci", "iqm", "stratified_bootstrap_ci", "normalised_scores",
+__all__ = ["format_ci", "t_quantile", "student_t_cdf", "paired_ci", "iqm", "stratified_bootstrap_ci", "normalised_scores",
            "spearman", "rankdata", "SeedTable", "AgentSeedAggregate", "aggregate_agent_seeds",
            "paired_seed_difference"]
 
@@ -261,3 +261,11 @@ def paired_seed_difference(agent: SeedTable, heuristic: Mapping[str, Mapping[int
             h[ii, si] = float(cells[s])
     diff = values - h[None, :, :]
     return stratified_bootstrap_ci(_strata(diff), lambda x: float(np.mean(x)), n_resamples, level, seed)
+
+
+def format_ci(point: float, lo: float, hi: float, digits: int = 3) -> str:
+    """``0.512 [0.301, 0.700]`` (``nan [nan, nan]`` when undefined)."""
+    def f(x: float) -> str:
+        return f"{x:.{digits}f}" if math.isfinite(x) else "nan"
+
+    return f"{f(point)} [{f(lo)}, {f(hi)}]"

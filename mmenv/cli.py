@@ -25,9 +25,10 @@ import argparse
 import json
 import sys
 import textwrap
+from collections.abc import Callable, Sequence
 from importlib import import_module
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from .atomic import atomic_write_text, ensure_out_dir
 from .env_args import ENV_ARGS

@@ -17,9 +17,10 @@ one run fighting for threads, and results do not depend on the thread count.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .errors import ClusterError, InvalidArgumentError
 

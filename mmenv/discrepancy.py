@@ -15,7 +15,7 @@ Everything stays on the device: ``update`` launches kernels only; reading
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor

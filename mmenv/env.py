@@ -9,7 +9,9 @@ with the cumulative modality discrepancy and the reward.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, ContextManager, Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -17,22 +19,36 @@ import torch
 from gymnasium import spaces
 
 from .datasets import MultimodalDataset, TensorSplit
-from .errors import EnvStateError, InvalidArgumentError
 from .discrepancy import DiscrepancyTracker, batch_discrepancy
+from .env_args import (
+    ENV_ARGS,
+    autocast_dtype_of,
+    build_dataset,
+    build_learner,
+    check_arg,
+    check_cross_field,
+    kwargs_mapping,
+)
+from .env_state import EnvStateMixin
+from .errors import EnvStateError, InvalidArgumentError
+from .grad_mode import grad_mode_independent
 from .learners import Batch, Learner, LearnerContext, LearnerError
 from .metrics import classification_metrics
-from .rewards import RewardContext, make_reward, reward_name, reward_value, validation_need
-from .sampling import (SOFTMAX_SCALE, ModalitySampler, SampleOrder, action_to_proportions, allocate,
-                       make_sample_order, proportions_to_action)
-from .sampling.scoring import ScoringContext, autocast_context, predict_split
-from .env_state import EnvStateMixin
 from .render import RENDER_MODES, RenderMixin
+from .rewards import RewardContext, make_reward, reward_name, reward_value, validation_need
+from .sampling import (
+    SOFTMAX_SCALE,
+    ModalitySampler,
+    SampleOrder,
+    action_to_proportions,
+    allocate,
+    make_sample_order,
+    proportions_to_action,
+)
+from .sampling.scoring import ScoringContext, autocast_context, predict_split
 from .step_stats import StepStats
-from .grad_mode import grad_mode_independent
 from .tb import EnvTensorBoard
 from .validation import check_batch_budget
-from .env_args import (ENV_ARGS, autocast_dtype_of, build_dataset, build_learner, check_arg, check_cross_field,
-                       kwargs_mapping)
 
 __all__ = ["DUSEnv", "grad_mode_independent"]
 
@@ -186,7 +202,7 @@ class DUSEnv(EnvStateMixin, RenderMixin, gym.Env):
     def epoch(self) -> int:
         return self.iteration // self.iters_per_epoch
 
-    def _autocast(self) -> ContextManager[Any]:
+    def _autocast(self) -> AbstractContextManager[Any]:
         """``torch.autocast`` on this env's device when ``autocast_dtype`` is set (else a no-op)."""
         return autocast_context(self.device.type, self.autocast_dtype)
 

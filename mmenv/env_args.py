@@ -24,8 +24,9 @@ Cross-field rules (:func:`check_cross_field`), for ``m`` modalities:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidArgumentError
 from .render import RENDER_MODES

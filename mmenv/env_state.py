@@ -10,7 +10,8 @@ The file format and the safe loading are :mod:`mmenv.checkpoint`'s.
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch

@@ -43,6 +43,7 @@ module imports nothing else::
     ├── BenchConfigError (ValueError)                          mmenv.experiments.bench_config
     ├── SeedOverlapError (ValueError)                          mmenv.experiments.oracle
     ├── SearchError (ValueError)                               mmenv.experiments.oracle
+    ├── TuningError (ValueError)                               mmenv.experiments.tuning
     ├── InstanceError (ValueError)                             mmenv.instances
     ├── PoolStartError (RuntimeError)                          mmenv.experiments.bench_runner
     ├── BenchRunError, BenchAgentError (RuntimeError)          mmenv.experiments.bench_stages
@@ -72,6 +73,7 @@ DEFINED_IN: dict[str, str] = {
     "BenchConfigError": "mmenv.experiments.bench_config",
     "SeedOverlapError": "mmenv.experiments.oracle",
     "SearchError": "mmenv.experiments.oracle",
+    "TuningError": "mmenv.experiments.tuning",
     "InstanceError": "mmenv.instances",
     "PoolStartError": "mmenv.experiments.bench_runner",
     "BenchRunError": "mmenv.experiments.bench_stages",

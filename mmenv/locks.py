@@ -58,7 +58,7 @@ class FolderLock:
             return "unknown"
         return text or "unknown"
 
-    def acquire(self) -> "FolderLock":
+    def acquire(self) -> FolderLock:
         from .atomic import write_error
 
         try:
@@ -105,7 +105,7 @@ class FolderLock:
                 os.close(self._fd)
                 self._fd = None
 
-    def __enter__(self) -> "FolderLock":
+    def __enter__(self) -> FolderLock:
         return self.acquire()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -57,10 +57,10 @@ import difflib
 import importlib
 import inspect
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any, Callable
+from typing import Any
 
 from .errors import ArgumentError, RegistryError, UnknownNameError
 from .validation import check_keyword_types

@@ -61,8 +61,8 @@ class RenderMixin:
         import matplotlib
 
         matplotlib.use("Agg")
-        from matplotlib.figure import Figure
         from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
 
         fig = Figure(figsize=(6.4, 2.8), dpi=100)
         canvas = FigureCanvasAgg(fig)

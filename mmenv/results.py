@@ -14,8 +14,9 @@ would be ``|a - b| / 2``).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 __all__ = ["Summary", "summarise", "mean_std", "std_note", "summarise_columns"]
 

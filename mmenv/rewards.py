@@ -30,9 +30,10 @@ Built in:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 

@@ -20,7 +20,7 @@ of a ``StepOutput`` (and the batch labels) are not modified after they are retur
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor

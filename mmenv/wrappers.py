@@ -61,7 +61,8 @@ next one), where ``DUSEnv(reward="val-acc-gain")`` evaluates twice.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np

@@ -7,9 +7,6 @@ import math
 import gymnasium as gym
 import numpy as np
 import pytest
-
-import mmenv
-from mmenv import DUSEnv
 from mmenv.agents import ReinforcePolicy, make_policy, run_policy
 from mmenv.agents.across_runs import (
     TRAIN_SEED_MIN,
@@ -18,6 +15,9 @@ from mmenv.agents.across_runs import (
     bench_env,
     train_across_runs,
 )
+
+import mmenv
+from mmenv import DUSEnv
 
 TINY = {"dataset": "synthetic", "dataset_kwargs": {"n_train": 96, "n_val": 48, "n_test": 64},
         "learner": "baseline", "epochs": 2, "batch_budget": 16}

@@ -10,8 +10,7 @@ import pytest
 import mmenv  # noqa: F401  (registers the id)
 from mmenv import DUSEnv
 from mmenv.datasets import make_synthetic
-from mmenv.sampling import (SOFTMAX_SCALE, ActionError, action_to_proportions, allocate,
-                            proportions_to_action)
+from mmenv.sampling import SOFTMAX_SCALE, ActionError, action_to_proportions, allocate, proportions_to_action
 
 DATA = dict(n_train=64, n_val=16, n_test=32)
 

@@ -9,8 +9,6 @@ import zipfile
 import gymnasium as gym
 import numpy as np
 import pytest
-
-import mmenv
 from mmenv.agents import make_policy, run_policy
 from mmenv.agents.across_runs import (
     PRESETS,
@@ -26,6 +24,8 @@ from mmenv.agents.presets import PRESETS as ALL_PRESETS
 from mmenv.agents.presets import preset
 from mmenv.agents.saved import BENCH_ENV_ID, PAPER_ENV_ID, read_card
 from mmenv.agents.sb3 import SB3_DEFAULTS, make_sb3_agent
+
+import mmenv
 from mmenv.cycling import InstanceCyclingEnv
 from mmenv.instances import Instance, InstanceError, as_instance
 from mmenv.wrappers import DUSBench

@@ -9,15 +9,31 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import yaml
-
-from mmenv.experiments.bench_config import BenchConfigError, bench_config_from_dict, load_bench_config, \
-    list_bench_presets
-from mmenv.experiments.instances import InstanceSetError, instance_set_from_dict, list_instance_sets, \
-    load_instance_set
-from mmenv.experiments.oracle import SeedOverlapError, candidate_grid, check_disjoint_seeds, constant_candidate, \
-    search_oracle, tuned_constant
-from mmenv.experiments.stats import iqm, normalised_scores, paired_ci, rankdata, spearman, \
-    stratified_bootstrap_ci, student_t_cdf, t_quantile
+from mmenv.experiments.bench_config import (
+    BenchConfigError,
+    bench_config_from_dict,
+    list_bench_presets,
+    load_bench_config,
+)
+from mmenv.experiments.instances import InstanceSetError, instance_set_from_dict, list_instance_sets, load_instance_set
+from mmenv.experiments.oracle import (
+    SeedOverlapError,
+    candidate_grid,
+    check_disjoint_seeds,
+    constant_candidate,
+    search_oracle,
+    tuned_constant,
+)
+from mmenv.experiments.stats import (
+    iqm,
+    normalised_scores,
+    paired_ci,
+    rankdata,
+    spearman,
+    stratified_bootstrap_ci,
+    student_t_cdf,
+    t_quantile,
+)
 
 ENV_KEYS = {"dataset", "dataset_kwargs", "learner", "learner_kwargs", "epochs", "batch_budget", "step_every"}
 
@@ -294,9 +310,10 @@ def _dus_env(instance, observation, reward):
 
 
 def test_run_bench_end_to_end_with_a_stand_in_agent(tmp_path):
-    from mmenv import DUSEnv
     from mmenv.agents import make_policy, run_policy
     from mmenv.experiments.bench import run_bench
+
+    from mmenv import DUSEnv
 
     cfg = load_bench_config(_tiny_preset(tmp_path, agents=[{"algo": "reinforce", "runs": 3, "label": "const"}]))
     calls = []
@@ -375,8 +392,9 @@ def test_mmenv_bench_command_ends_with_the_result_lines(tmp_path, capsys):
 
 # ---------------------------------------------------------------------- building blocks
 def test_schedule_policy_switches_on_training_progress():
-    from mmenv import DUSEnv
     from mmenv.agents import PolicyError, make_policy, run_policy
+
+    from mmenv import DUSEnv
 
     env = DUSEnv(dataset_kwargs={"n_train": 64, "n_val": 16, "n_test": 32, "dims": 4}, epochs=4, batch_budget=8)
     rec = run_policy(env, make_policy("schedule", shares=[0.75, 0.25], switch=[0.5], modality=1), seeds=[0])[0]

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from bench_fixtures import FakeExecutor, fake_run_specs, tiny_preset
-
 from mmenv.experiments.bench_config import BenchConfigError, load_bench_config
 
 MY_AGENTS = '''
@@ -66,11 +65,12 @@ def _csv_rows(path: Path) -> list[dict[str, str]]:
 
 
 def test_a_python_path_agent_reuses_the_presets_cached_runs(tmp_path, monkeypatch, capsys, my_agents):
-    from mmenv import DUSEnv
     from mmenv.agents import CallablePolicy, run_policy
-    from mmenv.cli import main
     from mmenv.experiments import backends
     from mmenv.experiments.bench import run_bench
+
+    from mmenv import DUSEnv
+    from mmenv.cli import main
 
     preset = tiny_preset(tmp_path, agents=[])
     cfg = load_bench_config(preset)
@@ -90,13 +90,14 @@ def test_a_python_path_agent_reuses_the_presets_cached_runs(tmp_path, monkeypatc
                                                                   ("te-b", "1")]
     data = run_bench(cfg, progress=False, executor=FakeExecutor(), agents=[f"{my_agents}:favour_second"]).data
     iset = data.sets[0]
+    (recorded,) = data.seed_rows("agent:favour_second")  # one agent seed: one recorded row
     for inst in iset.test:
-        assert set(data.acc[(inst.label(), "agent:favour_second")]) == {0, 1}
+        assert set(data.acc[(inst.label(), recorded)]) == {0, 1}
     # its accuracy is the policy's, played directly on the same task and seed
     inst = iset.test[0]
     rec = run_policy(DUSEnv(**inst.env_kwargs(), reward="dus"),
                      CallablePolicy(lambda obs, info: [0.3, 0.7]), seeds=[1])[0]
-    assert data.acc[(inst.label(), "agent:favour_second")][1] == pytest.approx(rec.test["fused"]["accuracy"])
+    assert data.acc[(inst.label(), recorded)][1] == pytest.approx(rec.test["fused"]["accuracy"])
     # a second call reuses the agent's own evaluation runs too (same module source)
     runs = sorted(p.name for p in (tmp_path / "out" / "runs").glob("*.json"))
     assert main(args + ["--agent", f"{my_agents}:favour_second"]) == 0
@@ -105,8 +106,9 @@ def test_a_python_path_agent_reuses_the_presets_cached_runs(tmp_path, monkeypatc
 
 
 def test_a_python_path_trainer_trains_on_the_train_instances(tmp_path, monkeypatch, capsys, my_agents):
-    from mmenv.cli import main
     from mmenv.experiments import backends
+
+    from mmenv.cli import main
 
     preset = tiny_preset(tmp_path, agents=[])
     monkeypatch.setattr(backends, "run_specs", fake_run_specs())
@@ -219,6 +221,7 @@ def test_policy_option_values_are_checked(tmp_path):
 
 def test_trainers_group_is_a_registry_group():
     from mmenv.agents.across_runs import TRAINERS
+
     from mmenv.registry import GROUPS
 
     assert GROUPS["across-run trainer"] == TRAINERS.group == "mmenv.trainers"

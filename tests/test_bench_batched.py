@@ -8,11 +8,11 @@ import math
 import numpy as np
 import pytest
 import yaml
-
 from mmenv.experiments.bench_config import BenchConfigError, load_bench_config
 from mmenv.experiments.bench_data import run_spec
 from mmenv.experiments.bench_runner import BackendExecutor, BatchedExecutor, engine_reason, make_executor
 from mmenv.experiments.instances import Instance
+
 from tests.bench_fixtures import TINY_SET, tiny_preset
 
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from mmenv.errors import LockError, MMEnvError
 from mmenv.experiments.bench_config import BenchConfigError, bench_config_from_dict, load_bench_config
 from mmenv.experiments.config import ConfigError, load_config
 from mmenv.experiments.instances import InstanceSetError, instance_set_from_dict, load_instance_set
+
+from mmenv.errors import LockError, MMEnvError
 from tests.bench_fixtures import TINY_SET, FakeExecutor, fake_run_specs, tiny_preset
 
 
@@ -238,6 +238,7 @@ def test_a_second_bench_on_one_folder_refuses_with_the_holders_pid(tmp_path):
 
 def test_a_compare_and_a_bench_share_the_lock(tmp_path):
     from mmenv.experiments.bench import run_bench
+
     from mmenv.locks import FolderLock
 
     cfg = load_bench_config(tiny_preset(tmp_path))
@@ -249,6 +250,7 @@ def test_a_compare_and_a_bench_share_the_lock(tmp_path):
 def test_a_planted_agent_file_is_an_error_on_resume_not_a_retrain(tmp_path):
     from mmenv.experiments.bench import run_bench
     from mmenv.experiments.bench_stages import BenchAgentError
+
     from tests.test_bench import _dus_env, _stand_in_trainer
 
     cfg = load_bench_config(tiny_preset(tmp_path, agents=[{"algo": "reinforce", "runs": 2, "label": "const"}]))
@@ -280,6 +282,7 @@ def test_a_planted_agent_file_is_an_error_on_resume_not_a_retrain(tmp_path):
 # ---------------------------------------------------------------- progress and failed sweeps
 def test_every_phase_shows_a_progress_bar_on_stderr(tmp_path, capsys):
     from mmenv.experiments.bench import run_bench
+
     from tests.test_bench import _dus_env, _stand_in_trainer
 
     cfg = load_bench_config(tiny_preset(tmp_path, agents=[{"algo": "reinforce", "runs": 3, "label": "const"}]))
@@ -296,7 +299,6 @@ def test_training_progress_counts_every_run_and_keeps_the_agent_and_its_curve(tm
     """The curve_fn seam counts REINFORCE's training runs exactly, and the agent trained with
     the counter is the agent trained without it (same weights, same curve)."""
     import torch
-
     from mmenv.agents.across_runs import train_across_runs
     from mmenv.experiments.bench_progress import Bar, TrainingProgress
     from mmenv.experiments.instances import instance_set_from_dict
@@ -323,6 +325,7 @@ def test_training_progress_counts_every_run_and_keeps_the_agent_and_its_curve(tm
 
 def test_a_bench_with_crashed_runs_exits_1_with_a_one_line_summary(tmp_path, capsys, monkeypatch):
     import mmenv.experiments.backends as backends
+
     from mmenv.cli import main
 
     monkeypatch.setattr(backends, "run_specs", fake_run_specs(fail=["dus-h"]))
@@ -340,6 +343,7 @@ def cfg_out(path: Path) -> str:
 
 def test_a_compare_with_crashed_runs_exits_1_with_a_one_line_summary(tmp_path, capsys, monkeypatch):
     import mmenv.experiments.backends as backends
+
     from mmenv.cli import main
 
     monkeypatch.setattr(backends, "run_specs", fake_run_specs(fail=["dus-h"]))

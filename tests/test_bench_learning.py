@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from bench_fixtures import FakeExecutor, fake_accuracy, tiny_preset
 
 CLAIMS_RE = [r"RESULT agent_iqm {}", r"RESULT best_heuristic_iqm (none|{} \((fixed-ratio|dus-h|discrepancy)(-tuned)?\))",

@@ -11,7 +11,6 @@ from types import SimpleNamespace
 import matplotlib.colors as mcolors
 import numpy as np
 import pytest
-
 from mmenv.experiments import bench_plots, palette
 from mmenv.experiments.leaderboard import LeaderboardError, leaderboard, leaderboard_markdown
 
@@ -47,7 +46,7 @@ def _data():
                                 "m": 2, "runs": 4, "seed": k, "curve": [[0, 0.1 * k], [2, 0.2 + 0.1 * k], [4, 0.5]]}
               for k in range(3)}
     data = SimpleNamespace(sets=[SimpleNamespace(test=[a, b])], modalities=modalities, schedules=sched, acc=acc,
-                           eq5=eq5, agents=agents, policies=["oracle", "dus-h"], agent_labels=["agent:rf"],
+                           eq5=eq5, agents=agents, policies=["oracle", "dus-h"], agent_labels=["agent:rf"], seed_rows=lambda label: [label],
                            cfg=SimpleNamespace(eval_seeds=[0, 1], curve_seeds=[200]))
 
     def values(inst, label, seeds):
@@ -120,7 +119,7 @@ def test_figures_are_png_at_200_dpi_and_pdf(tmp_path):
            "has_headroom": True}
     agg = {"policy": "dus-h", "instances": 2, "iqm": 0.2, "iqm_lo": 0.1, "iqm_hi": 0.3, "mean": 0.2, "mean_lo": 0.1,
            "mean_hi": 0.3}
-    rep = SimpleNamespace(headroom=[row], aggregates=[agg], pooled_spearman=0.1)
+    rep = SimpleNamespace(headroom=[row], aggregates=[agg], pooled_spearman=0.1, directions={})
     written = bench_plots.make_bench_plots(rep, data, tmp_path)
     pngs = sorted(p.name for p in written if p.suffix == ".png")
     assert pngs == ["curves.png", "headroom.png", "reward_alignment.png", "schedules_agent-rf.png", "scores.png"]

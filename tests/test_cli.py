@@ -4,9 +4,9 @@ import csv
 import json
 
 import pytest
-
 from mmenv.agents import ReinforcePolicy, make_policy
 from mmenv.agents.sb3 import SB3Policy
+
 from mmenv.cli import add_env_arguments, build_parser, env_kwargs_from_args, main
 
 TINY = ["--dataset-kwargs", '{"n_train": 200, "n_val": 50, "n_test": 100}', "--epochs", "2",
@@ -159,6 +159,7 @@ def test_ctrl_c_prints_one_line_and_exits_130(command, tmp_path, capsys, monkeyp
 
 def test_help_lists_the_registries_including_code_registrations(capsys):
     from mmenv.agents import POLICIES, UniformPolicy
+
     from mmenv.learners import LEARNERS, BaselineLearner
 
     LEARNERS.register("help-probe-learner", BaselineLearner)

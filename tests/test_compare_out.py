@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import yaml
-
 from mmenv.experiments.compare import default_out_dir
 from mmenv.experiments.config import load_config
 

@@ -7,15 +7,15 @@ import math
 
 import numpy as np
 import pytest
-
 from mmenv.agents import DUSHPolicy, FixedRatioPolicy, PolicyError, make_policy
 from mmenv.agents.heuristics import directed_proportions
-from mmenv.datasets import DatasetError, make_synthetic
-from mmenv.errors import InvalidArgumentError
 from mmenv.experiments.oracle import SeedOverlapError
 from mmenv.experiments.share_response import train_alone
 from mmenv.experiments.stats import aggregate_agent_seeds, iqm, paired_seed_difference
 from mmenv.experiments.tuning import TuningError, heuristic_grid, tune_heuristics, tuning_specs
+
+from mmenv.datasets import DatasetError, make_synthetic
+from mmenv.errors import InvalidArgumentError
 
 SMALL = dict(n_train=200, n_val=40, n_test=100)
 
@@ -270,7 +270,6 @@ def test_standard_preset_is_the_mixed_family_with_both_directions_and_agent_seed
     from pathlib import Path
 
     import yaml
-
     from mmenv.experiments.instances import load_instance_set
 
     root = Path(__file__).resolve().parents[1]

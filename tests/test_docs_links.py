@@ -15,8 +15,7 @@ LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 # `tests/test_checkpoint.py::test_x`, `experiments/configs/` (a file extension or a trailing
 # slash, so that the environment id `mmenv/DUS-v0` is not taken for a path).
 REPO_DIRS = ("docs", "examples", "experiments", "mmenv", "agents", "benchmarks", "tests")
-CODE_PATH = re.compile(r"`((?:%s)/[A-Za-z0-9_./-]*(?:\.[A-Za-z0-9]+|/))(?:::([A-Za-z0-9_]+))?`"
-                       % "|".join(REPO_DIRS))
+CODE_PATH = re.compile(r"`((?:{})/[A-Za-z0-9_./-]*(?:\.[A-Za-z0-9]+|/))(?:::([A-Za-z0-9_]+))?`".format("|".join(REPO_DIRS)))
 # A guarantee "proved by" `::test_name` alone refers to the test file named before it.
 TEST_REF = re.compile(r"`(tests/[A-Za-z0-9_/]+\.py)?::([A-Za-z0-9_]+)`")
 

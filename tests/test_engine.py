@@ -8,7 +8,8 @@ with unequal batch sizes across runs (padding) and whatever K is.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pytest
@@ -152,6 +153,7 @@ def test_play_batch_copies_a_learner_object_per_run():
     """A Learner object in env_kwargs is copied per run, as DUSVectorEnv does: run k of the
     batch equals a single run with a fresh copy."""
     from mmenv.agents import run_policy
+
     from mmenv.engine import schedule_policy
 
     ds = tiny()
@@ -207,6 +209,7 @@ def test_an_imperative_plugin_is_refused_by_the_engine_and_played_one_at_a_time(
     records = play_batch(dict(dataset=ds, learner=ImperativeLearner(), epochs=1, batch_budget=24,
                               iters_per_epoch=4), [schedule, schedule], [0, 1])
     from mmenv.agents import run_policy
+
     from mmenv.engine import schedule_policy
 
     alone = run_policy(DUSEnv(dataset=ds, learner=ImperativeLearner(), epochs=1, batch_budget=24,
@@ -251,9 +254,10 @@ def test_execute_batch_gives_execute_runs_results():
 
 def test_the_batched_executor_behind_the_benchmark_runner_gives_the_backend_results(tmp_path):
     """The bench Runner takes any executor: the batched one and the process backend's agree."""
-    from mmenv.engine import BatchedExecutor
     from mmenv.experiments.bench_runner import BackendExecutor, Runner
     from mmenv.experiments.grid import RunSpec
+
+    from mmenv.engine import BatchedExecutor
 
     env = dict(epochs=2, batch_budget=24, iters_per_epoch=5)
     dkw = dict(n_train=200, n_val=40, n_test=120, seed=1)

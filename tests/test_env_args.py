@@ -8,11 +8,11 @@ import math
 
 import numpy as np
 import pytest
+from mmenv.experiments.config import ConfigError, config_from_dict
+from mmenv.experiments.instances import ENV_KEYS, InstanceSetError, instance_set_from_dict
 
 from mmenv import DUSEnv, MMEnvError
 from mmenv.env_args import ENV_ARGS, check_arg
-from mmenv.experiments.config import ConfigError, config_from_dict
-from mmenv.experiments.instances import ENV_KEYS, InstanceSetError, instance_set_from_dict
 from mmenv.learners import LEARNERS
 from mmenv.learners.baseline import BaselineLearner
 

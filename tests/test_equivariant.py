@@ -8,13 +8,13 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-
 from mmenv.agents import ReinforcePolicy, make_policy, run_policy
 from mmenv.agents.across_runs import bench_env, train_across_runs
 from mmenv.agents.equivariant import EquivariantActorCriticPolicy, EquivariantSACPolicy
 from mmenv.agents.policy import PolicyError
 from mmenv.agents.saved import read_card
 from mmenv.agents.sb3 import make_sb3_agent
+
 from mmenv.observations import infer_observation, observation_layout
 
 TINY = {"dataset": "synthetic", "dataset_kwargs": {"n_train": 96, "n_val": 48, "n_test": 64},

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from mmenv.experiments.compare import run_comparison
 from mmenv.experiments.config import ConfigError, config_from_dict, list_presets, load_config
 from mmenv.experiments.grid import RunSpec, build_grid, execute_run, split_policy
 from mmenv.experiments.report import load_results, markdown_tables
+
 from mmenv.learners import BaselineLearner, register_learner
 from mmenv.learners.base import StepOutput
 

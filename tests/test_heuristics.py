@@ -5,7 +5,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
 from mmenv.agents import DiscrepancyPolicy, DUSHPolicy, FixedRatioPolicy, PolicyError, UniformPolicy, make_policy
 from mmenv.agents.heuristics import ratio_proportions
 

@@ -12,11 +12,11 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from mmenv.errors import MMEnvError
 from mmenv.experiments.bench_config import BenchConfigError, bench_config_from_dict, load_bench_config
 from mmenv.experiments.config import ConfigError, load_config
 from mmenv.experiments.instances import InstanceSetError, instance_set_from_dict, load_instance_set
+
+from mmenv.errors import MMEnvError
 from mmenv.yamlio import parse_yaml
 from tests.bench_fixtures import TINY_SET
 

@@ -486,7 +486,6 @@ def test_sb3_zip_with_a_code_payload_never_runs_it(tmp_path):
     import pickle
 
     import gymnasium as gym
-
     from mmenv.agents.sb3 import load_sb3_model, save_sb3_model
     from stable_baselines3 import PPO
 
@@ -539,6 +538,7 @@ class _Boom:
 
 def test_across_run_agent_file_is_read_with_the_safe_loader(tmp_path):
     from mmenv.agents.across_runs import TrainedAgent
+
     from mmenv.checkpoint import UnsafeCheckpointError
 
     marker = tmp_path / "pwned"

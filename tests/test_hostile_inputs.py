@@ -193,7 +193,6 @@ junk = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_n
 def test_malformed_compare_config_names_the_key(tmp_path_factory, key, value):
     pytest.importorskip("mmenv.experiments.config")
     import yaml
-
     from mmenv.experiments.config import ConfigError, load_config
 
     raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in TINY_CONFIG.items()}

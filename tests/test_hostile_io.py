@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from mmenv.agents import make_policy
 
 from mmenv import DUSEnv
-from mmenv.agents import make_policy
 from mmenv.checkpoint import CheckpointError, DataMismatchError, UnsafeCheckpointError
 from mmenv.cli import main
 from mmenv.datasets import make_dataset
@@ -233,9 +233,8 @@ def test_bench_reuse_goes_through_the_same_check(tmp_path):
 @pytest.fixture(scope="module")
 def sb3_zip(tmp_path_factory) -> Path:
     import gymnasium as gym
-    from stable_baselines3 import PPO
-
     from mmenv.agents.sb3 import save_sb3_model
+    from stable_baselines3 import PPO
 
     env = gym.make("mmenv/DUS-v0", epochs=1, batch_budget=8, dataset_kwargs=SMALL)
     model = PPO("MlpPolicy", env, n_steps=8, batch_size=8, seed=0, policy_kwargs={"net_arch": [8]})

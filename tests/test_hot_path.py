@@ -29,7 +29,7 @@ class SyncCounter:
     def __init__(self) -> None:
         self.calls: dict[str, int] = {}
 
-    def __enter__(self) -> "SyncCounter":
+    def __enter__(self) -> SyncCounter:
         self._stack = ExitStack()
         for name in SYNC_METHODS:
             original = getattr(torch.Tensor, name)

@@ -4,10 +4,17 @@ import pytest
 import torch
 
 from mmenv.learners import AGMLearner, make_learner
-from mmenv.learners.agm import (agm_code_coefficients, agm_coefficients, ce_scores, masked_responses,
-                               shapley_responses)
-from tests.learner_utils import (CHANCE, THREE_MODALITY_ACTIONS, TWO_MODALITY_ACTIONS, encoder_grads, make_batch,
-                                 setup_learner, tiny_data, train_episode)
+from mmenv.learners.agm import agm_code_coefficients, agm_coefficients, ce_scores, masked_responses, shapley_responses
+from tests.learner_utils import (
+    CHANCE,
+    THREE_MODALITY_ACTIONS,
+    TWO_MODALITY_ACTIONS,
+    encoder_grads,
+    make_batch,
+    setup_learner,
+    tiny_data,
+    train_episode,
+)
 
 
 def test_coefficients_respond_to_the_gap():

@@ -3,8 +3,15 @@ import torch
 
 from mmenv.learners import DIMMLLearner, LearnerError, make_learner
 from mmenv.learners.di_mml import certainty_weighted_fusion, unidirectional_contrastive
-from tests.learner_utils import (CHANCE, THREE_MODALITY_ACTIONS, TWO_MODALITY_ACTIONS, make_batch, setup_learner,
-                                 tiny_data, train_episode)
+from tests.learner_utils import (
+    CHANCE,
+    THREE_MODALITY_ACTIONS,
+    TWO_MODALITY_ACTIONS,
+    make_batch,
+    setup_learner,
+    tiny_data,
+    train_episode,
+)
 
 
 def grad_norms(learner):

@@ -7,8 +7,15 @@ import mmenv.learners.mla as mla_module
 from mmenv.learners import LearnerError, MLALearner, make_learner
 from mmenv.learners.common import entropy_weighted_fusion
 from mmenv.learners.mla import GradientProjector
-from tests.learner_utils import (CHANCE, THREE_MODALITY_ACTIONS, TWO_MODALITY_ACTIONS, make_batch, setup_learner,
-                                 tiny_data, train_episode)
+from tests.learner_utils import (
+    CHANCE,
+    THREE_MODALITY_ACTIONS,
+    TWO_MODALITY_ACTIONS,
+    make_batch,
+    setup_learner,
+    tiny_data,
+    train_episode,
+)
 
 
 def test_one_optimizer_step_per_modality_through_one_shared_head():

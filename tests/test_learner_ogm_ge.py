@@ -5,8 +5,16 @@ import torch
 
 from mmenv.learners import LearnerError, OGMGELearner, make_learner
 from mmenv.learners.ogm_ge import ogm_coefficients
-from tests.learner_utils import (CHANCE, THREE_MODALITY_ACTIONS, TWO_MODALITY_ACTIONS, encoder_grads, make_batch,
-                                 setup_learner, tiny_data, train_episode)
+from tests.learner_utils import (
+    CHANCE,
+    THREE_MODALITY_ACTIONS,
+    TWO_MODALITY_ACTIONS,
+    encoder_grads,
+    make_batch,
+    setup_learner,
+    tiny_data,
+    train_episode,
+)
 
 
 def test_coefficient_code_and_continuous_forms():

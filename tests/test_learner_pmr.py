@@ -4,8 +4,15 @@ from torch.nn import functional as F
 
 from mmenv.learners import PMRLearner, make_learner
 from mmenv.learners.pmr import pce_weights, prototype_logits
-from tests.learner_utils import (CHANCE, THREE_MODALITY_ACTIONS, TWO_MODALITY_ACTIONS, make_batch, setup_learner,
-                                 tiny_data, train_episode)
+from tests.learner_utils import (
+    CHANCE,
+    THREE_MODALITY_ACTIONS,
+    TWO_MODALITY_ACTIONS,
+    make_batch,
+    setup_learner,
+    tiny_data,
+    train_episode,
+)
 
 
 def class_means(feats, labels, num_classes):

@@ -12,7 +12,6 @@ import sys
 import textwrap
 
 import pytest
-
 from mmenv.experiments import backends
 
 SWEEP = """

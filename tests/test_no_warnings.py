@@ -43,6 +43,7 @@ def test_sb3_agent_saved_and_loaded_by_make_policy_warns_nothing(tmp_path):
     pytest.importorskip("stable_baselines3")
     from mmenv.agents import make_policy, run_policy
     from mmenv.agents.sb3 import learn, make_sb3_agent, make_sb3_env, save_sb3_model
+
     from mmenv.datasets import make_synthetic
 
     with no_warnings():

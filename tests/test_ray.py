@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
 from mmenv.agents.across_runs import train_across_runs
 from mmenv.experiments.compare import run_comparison
 from mmenv.experiments.config import config_from_dict

@@ -7,19 +7,19 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from mmenv.agents import POLICIES, PolicyError, make_policy
+from mmenv.agents.sb3 import SB3_ALGOS
+from mmenv.experiments.config import ConfigError
 
 import mmenv
 from mmenv import DUSEnv
-from mmenv.agents import POLICIES, PolicyError, make_policy
-from mmenv.agents.sb3 import SB3_ALGOS
+from mmenv.checkpoint import CheckpointError
 from mmenv.datasets import DATASETS, DatasetError
 from mmenv.errors import ArgumentError, MMEnvError, RegistryError, UnknownNameError
 from mmenv.learners import LEARNERS, BaselineLearner, LearnerError, MLALearner, make_learner
 from mmenv.registry import Registry
 from mmenv.rewards import REWARDS, dus_reward, make_reward
 from mmenv.sampling import SAMPLE_ORDERS, ActionError
-from mmenv.checkpoint import CheckpointError
-from mmenv.experiments.config import ConfigError
 from mmenv.vector_env import VectorEnvError
 
 TINY_DATA = {"n_train": 120, "n_val": 40, "n_test": 120}

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 import torch
-
 from mmenv.agents import PolicyError, ReinforcePolicy, make_policy, run_policy
+
 from mmenv import DUSEnv
 from mmenv.datasets import make_synthetic
 from mmenv.rewards import RewardContext, dus_reward

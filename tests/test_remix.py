@@ -11,7 +11,7 @@ from torch.nn import functional as F
 
 from mmenv.datasets import make_synthetic
 from mmenv.env import DUSEnv
-from mmenv.learners import Batch, BaselineLearner, Learner, LearnerContext, LearnerError, Prediction
+from mmenv.learners import BaselineLearner, Batch, Learner, LearnerContext, LearnerError, Prediction
 from mmenv.sampling import scoring_context
 from mmenv.sampling.remix import DataRemix, confidence_kl
 

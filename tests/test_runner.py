@@ -3,9 +3,9 @@
 import gymnasium as gym
 import numpy as np
 import pytest
+from mmenv.agents import EpisodeRecord, Policy, PolicyError, make_policy, run_policy
 
 import mmenv  # noqa: F401  (registers mmenv/DUS-v0)
-from mmenv.agents import EpisodeRecord, Policy, PolicyError, make_policy, run_policy
 from mmenv import DUSEnv
 from mmenv.datasets import make_synthetic
 

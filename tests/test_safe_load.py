@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from mmenv import DUSEnv
 from mmenv.agents import ReinforcePolicy, make_policy
 from mmenv.agents.reinforce import FORMAT
+
+from mmenv import DUSEnv
 from mmenv.checkpoint import CheckpointError, UnsafeCheckpointError, atomic_save, load
 from mmenv.cli import main
 from mmenv.datasets import make_synthetic

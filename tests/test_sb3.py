@@ -2,10 +2,18 @@
 
 import numpy as np
 import pytest
-
 from mmenv.agents import PolicyError, make_policy, run_policy
-from mmenv.agents.sb3 import (SB3_ALGOS, SB3Policy, learn, load_sb3_model, make_sb3_agent, make_sb3_env,
-                               read_sb3_metadata, save_sb3_model)
+from mmenv.agents.sb3 import (
+    SB3_ALGOS,
+    SB3Policy,
+    learn,
+    load_sb3_model,
+    make_sb3_agent,
+    make_sb3_env,
+    read_sb3_metadata,
+    save_sb3_model,
+)
+
 from mmenv import DUSEnv
 from mmenv.datasets import make_synthetic
 
@@ -115,8 +123,8 @@ def test_plain_model_save_is_recognised_by_its_policy_class(algo, tmp_path):
 
 
 def test_algo_argument_overrides_and_discrete_agents_are_named(tmp_path):
-    from stable_baselines3 import DQN
     import gymnasium as gym
+    from stable_baselines3 import DQN
 
     _, path = _plain_zip("a2c", tmp_path)
     assert type(load_sb3_model(path, algo="A2C")).__name__ == "A2C"

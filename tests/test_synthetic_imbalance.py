@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-
 from mmenv.experiments.share_response import fusion_slice_accuracy, run_fixed_share, train_alone
+
 from mmenv.datasets import make_synthetic
 
 

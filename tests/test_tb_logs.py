@@ -50,9 +50,8 @@ def _compare_cfg(out: Path, **extra):
 
 
 def test_compare_logs_proportions_val_accuracy_initial_discrepancy_and_hparams(tmp_path):
-    from tensorboard.plugins.hparams import plugin_data_pb2
-
     from mmenv.experiments.compare import run_comparison
+    from tensorboard.plugins.hparams import plugin_data_pb2
 
     summary = run_comparison(_compare_cfg(tmp_path / "out"), progress=False)
     assert summary.status_counts == {"ok": 2}

@@ -6,18 +6,19 @@ adds a user's loader under a new name.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ..registry import Registry
-from .base import DatasetError, ModalitySpec, MultimodalDataset, Split, TensorSplit, tensor_dataset
-from .synthetic import make_synthetic
-from .uci_mfeat import DEFAULT_VIEWS as UCI_DEFAULT_VIEWS, make_uci_mfeat
-from .crema_d import make_crema_d
-from .kinetics_sounds import make_kinetics_sounds
-from .image_text import make_sarcasm, make_twitter2015
-from .nvgesture import make_nvgesture
-from .features import make_features
 from .av_digits import make_av_digits
+from .base import DatasetError, ModalitySpec, MultimodalDataset, Split, TensorSplit, tensor_dataset
+from .crema_d import make_crema_d
+from .features import make_features
+from .image_text import make_sarcasm, make_twitter2015
+from .kinetics_sounds import make_kinetics_sounds
+from .nvgesture import make_nvgesture
+from .synthetic import make_synthetic
+from .uci_mfeat import DEFAULT_VIEWS as UCI_DEFAULT_VIEWS
+from .uci_mfeat import make_uci_mfeat
 
 __all__ = [
     "DatasetError",

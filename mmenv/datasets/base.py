@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -96,7 +96,7 @@ class Split:
             idx = torch.arange(start, min(start + batch_size, n), device=device)
             yield {m: self.gather(m, idx) for m in self.modalities}, self.labels[idx]
 
-    def to(self, device: torch.device | str) -> "Split":  # pragma: no cover - overridden
+    def to(self, device: torch.device | str) -> Split:  # pragma: no cover - overridden
         return self
 
     def fingerprint_parts(self) -> Iterator[bytes]:
@@ -171,7 +171,7 @@ class TensorSplit(Split):
     def gather(self, modality: str, indices: Tensor) -> Tensor:
         return self.inputs[modality].index_select(0, indices)
 
-    def to(self, device: torch.device | str) -> "TensorSplit":
+    def to(self, device: torch.device | str) -> TensorSplit:
         return TensorSplit({m: x.to(device) for m, x in self.inputs.items()}, self.labels.to(device), self.name)
 
     def fingerprint_parts(self) -> Iterator[bytes]:
@@ -241,7 +241,7 @@ class MultimodalDataset:
     def modality_names(self) -> tuple[str, ...]:
         return tuple(s.name for s in self.modalities)
 
-    def to(self, device: torch.device | str) -> "MultimodalDataset":
+    def to(self, device: torch.device | str) -> MultimodalDataset:
         """Move every split to ``device`` (tensor splits move their data; media splits
         decode straight onto it)."""
         return MultimodalDataset(
@@ -312,7 +312,7 @@ def sampled_rows(n: int, k: int = FINGERPRINT_ROWS, row_bytes: int = 0) -> np.nd
     return np.sort(rng.choice(n, size=k, replace=False)).astype(np.int64)
 
 
-def data_fingerprint(dataset: "MultimodalDataset") -> str:
+def data_fingerprint(dataset: MultimodalDataset) -> str:
     """A short hash of one data set's **contents**, location-independent and cheap.
 
     ``"c1-"`` (:data:`FINGERPRINT_VERSION`) and 16 hex digits of a SHA-256 of the name, the
@@ -370,7 +370,7 @@ def fingerprints_differ(saved: str | None, current: str) -> bool:
     return saved != current
 
 
-def data_sources(dataset: "MultimodalDataset") -> list[Path]:
+def data_sources(dataset: MultimodalDataset) -> list[Path]:
     """Every file the data set's splits read rows from (empty for in-memory data), in order, once."""
     seen: dict[Path, None] = {}
     for split_name in ("train", "val", "test"):
@@ -380,7 +380,7 @@ def data_sources(dataset: "MultimodalDataset") -> list[Path]:
     return list(seen)
 
 
-def describe_sources(dataset: "MultimodalDataset", limit: int = 3) -> str:
+def describe_sources(dataset: MultimodalDataset, limit: int = 3) -> str:
     """``"data set 'x'"`` plus the files it reads: all of them up to ``limit``, else their count and
     common folder (for messages about changed data)."""
     files = data_sources(dataset)

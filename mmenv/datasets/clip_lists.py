@@ -11,9 +11,9 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 from .base import DatasetError, read_text_file
 from .frames import IMAGE_EXTENSIONS, check_image_header

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import os
 import zipfile
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -273,10 +274,10 @@ class HDF5Split(Split):
             x = x.unsqueeze(1)
         return x.to(self.device, non_blocking=True)
 
-    def to(self, device: torch.device | str) -> "HDF5Split":
+    def to(self, device: torch.device | str) -> HDF5Split:
         return HDF5Split(self.path, self.modalities, self.rows, device, self.name, check_rows=False)
 
-    def subset(self, rows: np.ndarray, name: str) -> "HDF5Split":
+    def subset(self, rows: np.ndarray, name: str) -> HDF5Split:
         return HDF5Split(self.path, self.modalities, self.rows[rows], self.device, name, check_rows=False)
 
     def fingerprint_parts(self) -> Iterator[bytes]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from typing import Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np

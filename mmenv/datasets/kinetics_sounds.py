@@ -19,7 +19,7 @@ frames go through the same pipeline as CREMA-D (:mod:`mmenv.datasets.media`), wi
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 from .base import MultimodalDataset
 from .media import make_media_dataset

@@ -18,8 +18,8 @@ Their public names stay importable from here (``from mmenv.datasets.media import
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch

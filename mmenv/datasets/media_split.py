@@ -27,8 +27,8 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -252,7 +252,7 @@ class MediaSplit(Split):
             out.extend(clip.frames)
         return out
 
-    def to(self, device: torch.device | str) -> "MediaSplit":
+    def to(self, device: torch.device | str) -> MediaSplit:
         out = MediaSplit(self.clips, self.audio_cfg, self.frame_cfg, self.train_mode, self.role, device,
                          self.num_workers, self.cache_dir, 0, self.name, self.memory_cache)
         out.generator = self.generator

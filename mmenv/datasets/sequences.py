@@ -17,7 +17,7 @@ mask is exact in float16 and bfloat16 (0 and 1).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

@@ -35,7 +35,7 @@ the generator gave before the knob existed.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch

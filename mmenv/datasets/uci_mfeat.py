@@ -33,8 +33,8 @@ has the full table.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib import resources
-from typing import Sequence
 
 import numpy as np
 import torch

@@ -30,7 +30,8 @@ refused). Anything else raises :class:`EngineError`; callers fall back to one ru
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -263,7 +264,7 @@ class BatchedRuns:
 
     def _segment(self, envs: list[DUSEnv], sizes: Sequence[Sequence[int]], width: list[int],
                  weights: dict[str, Tensor], size_t: Tensor, n: int, epoch: int, params: dict[str, Tensor],
-                 buffers: dict[str, Tensor], state: Any, stats: "_Stats") -> tuple[dict[str, Tensor], Any]:
+                 buffers: dict[str, Tensor], state: Any, stats: _Stats) -> tuple[dict[str, Tensor], Any]:
         """``n`` iterations of one epoch for the group (indices drawn per run first, as the single env)."""
         env0 = envs[0]
         device, mods = env0.device, env0.modalities

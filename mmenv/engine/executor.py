@@ -16,7 +16,8 @@ from __future__ import annotations
 import copy
 import json
 import time
-from typing import Any, Callable, Iterator, Mapping, Sequence, cast
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, cast
 
 import numpy as np
 

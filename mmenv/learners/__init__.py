@@ -6,11 +6,11 @@ adds a user's class under a new name. See :mod:`mmenv.learners.base` for the pro
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ..registry import Registry
-from .base import Batch, Learner, LearnerContext, LearnerError, Prediction, StepOutput
 from .agm import AGMLearner
+from .base import Batch, Learner, LearnerContext, LearnerError, Prediction, StepOutput
 from .baseline import BaselineLearner
 from .di_mml import DIMMLLearner
 from .mla import MLALearner

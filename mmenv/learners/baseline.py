@@ -12,7 +12,8 @@ decides whether a modality's batch share scales its gradient magnitude.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -57,7 +58,7 @@ class TrainingSettings:
     encoder_kwargs: Mapping[str, dict] | None = None
 
     @classmethod
-    def pick(cls, values: Mapping[str, Any]) -> "TrainingSettings":
+    def pick(cls, values: Mapping[str, Any]) -> TrainingSettings:
         """The settings among ``values`` (a constructor's ``locals()``); the others are ignored."""
         return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
 

@@ -45,7 +45,8 @@ environment episode is a few epochs), and the weighting covers the unimodal outp
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor

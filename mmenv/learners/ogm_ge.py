@@ -52,7 +52,8 @@ Readings taken where the paper and code leave a choice:
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor

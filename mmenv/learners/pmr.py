@@ -42,7 +42,8 @@ Readings taken:
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -53,7 +54,6 @@ from .base import Batch, LearnerContext, LearnerError, Prediction
 from .baseline import BaselineLearner
 from .common import TrainingSettings, prediction_entropy
 from .functional import StepInfo, paired_mean, row_weights, weighted_ce, weighted_mean
-
 
 COEFFICIENTS = ("ratio", "constant")
 

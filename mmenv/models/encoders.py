@@ -10,7 +10,7 @@ Users register their own with :func:`register_encoder`.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from torch import nn
 

@@ -8,7 +8,8 @@ the concatenation (used when the fusion head sees unpaired samples).
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence, cast
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn

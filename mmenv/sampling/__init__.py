@@ -1,8 +1,15 @@
 """Batch allocation (Eq. 4), per-modality index sampling and sample-order strategies."""
 
-from .allocation import ACTION_SPACES, SOFTMAX_SCALE, ActionError, action_to_proportions, allocate, proportions_to_action
-from .order import SAMPLE_ORDERS, SampleOrder, Shuffle, make_sample_order, register_sample_order
+from .allocation import (
+    ACTION_SPACES,
+    SOFTMAX_SCALE,
+    ActionError,
+    action_to_proportions,
+    allocate,
+    proportions_to_action,
+)
 from .bss import BSSCurriculum, BSSLearned
+from .order import SAMPLE_ORDERS, SampleOrder, Shuffle, make_sample_order, register_sample_order
 from .remix import DataRemix
 from .sampler import ModalitySampler
 from .scoring import ScoringContext, predict_split, scoring_context

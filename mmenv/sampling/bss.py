@@ -36,17 +36,17 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import combinations
-from typing import Mapping
 
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from ..errors import EnvStateError, InvalidArgumentError
 from .order import SampleOrder
 from .scoring import ScoringContext
-from ..errors import EnvStateError, InvalidArgumentError
 
 __all__ = [
     "BalanceScores",

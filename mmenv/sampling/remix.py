@@ -24,9 +24,9 @@ import math
 import torch
 from torch import Tensor
 
+from ..errors import EnvStateError, InvalidArgumentError
 from .order import SampleOrder
 from .scoring import ScoringContext
-from ..errors import EnvStateError, InvalidArgumentError
 
 __all__ = ["confidence_kl", "DataRemix"]
 

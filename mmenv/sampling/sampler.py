@@ -9,13 +9,13 @@ with the host: slicing a device tensor with Python ints is asynchronous.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
-from .order import SampleOrder
 from ..errors import SampleOrderError
+from .order import SampleOrder
 
 PAIRED = "paired"
 

@@ -18,19 +18,19 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, ContextManager, Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 
 from ..datasets.base import Split
-from ..learners.base import Learner
 from ..errors import InvalidArgumentError
+from ..learners.base import Learner
 
 __all__ = ["ScoringContext", "SplitPredictor", "autocast_context", "predict_split", "scoring_context"]
 
 
-def autocast_context(device_type: str, dtype: torch.dtype | None) -> ContextManager[Any]:
+def autocast_context(device_type: str, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
     """``torch.autocast(device_type, dtype)``, or a no-op context when ``dtype`` is ``None``."""
     if dtype is None:
         return contextlib.nullcontext()  # no per-batch cost when off
