@@ -480,13 +480,19 @@ def resolve_agent_tools(cfg: BenchConfig, trainer: Trainer | None = None, env_fa
     return AgentTools(default, env_factory or bench_env, loader or TrainedAgent.load, default=True)
 
 
+#: Benchmark observations that _Observed can rebuild from a run's observation and info alone.
+_OBSERVER_SAFE = ("paper", "extended")
+
+
 def _play(env_factory: Callable[..., Any], policy: Any, observation: str, inst: Instance,
           seeds: Sequence[int], batched: bool = False) -> list[Any]:
     """Episodes of a fixed (not learning) ``policy`` on ``inst``, one per seed; with ``batched``
     (the package's environment factory only) trained together by :func:`_play_batched`."""
     from mmenv.agents import run_policy
 
-    if batched and len(seeds) > 1:
+    # Observations that read each run's own validation accuracy ("modal") are made by the
+    # wrapper around that run's env: the batched engine's observer (_Observed) has no such env.
+    if batched and len(seeds) > 1 and observation in _OBSERVER_SAFE:
         return _play_batched(policy, observation, inst, seeds)
     env = env_factory(inst.env_kwargs(), observation=observation, reward=BENCH_ENV["reward"])
     try:
