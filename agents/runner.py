@@ -63,6 +63,16 @@ class EpisodeRecord:
     modalities: list[str] = field(default_factory=list)
     initial_discrepancy: list[float] = field(default_factory=list)
 
+    def add_step(self, reward: float, info: dict[str, Any]) -> None:
+        """Record one environment step (its reward and ``info``)."""
+        self.steps += 1
+        self.reward_sum += float(reward)
+        self.rewards.append(float(reward))
+        self.batch_sizes.append([int(b) for b in info["batch_sizes"]])
+        self.proportions.append([float(p) for p in info["proportions"]])
+        self.discrepancy.append([float(s) for s in info["discrepancy"]])
+        self.diverged = self.diverged or bool(info.get("diverged", False))
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -152,13 +162,7 @@ def run_policy(env, policy, episodes: int | None = None, seeds: Sequence[int] | 
             next_obs, reward, terminated, truncated, info = env.step(base.proportions_to_action(proportions))
             if learn:
                 policy.update(obs, proportions, reward, next_obs, terminated, truncated, info)
-            record.steps += 1
-            record.reward_sum += float(reward)
-            record.rewards.append(float(reward))
-            record.batch_sizes.append([int(b) for b in info["batch_sizes"]])
-            record.proportions.append([float(p) for p in info["proportions"]])
-            record.discrepancy.append([float(s) for s in info["discrepancy"]])
-            record.diverged = record.diverged or bool(info.get("diverged", False))
+            record.add_step(reward, info)
             obs = next_obs
             done = terminated or truncated
             if bar is not None:

@@ -126,13 +126,7 @@ def play_batch(env_kwargs: Mapping[str, Any], policies: Sequence[Any], seeds: Se
                 if learns[k]:
                     pols[k].update(obs[k], proportions, reward, nxt, term, trunc, info)
                 rec = records[k]
-                rec.steps += 1
-                rec.reward_sum += float(reward)
-                rec.rewards.append(float(reward))
-                rec.batch_sizes.append([int(b) for b in info["batch_sizes"]])
-                rec.proportions.append([float(p) for p in info["proportions"]])
-                rec.discrepancy.append([float(s) for s in info["discrepancy"]])
-                rec.diverged = rec.diverged or bool(info.get("diverged", False))
+                rec.add_step(reward, info)
                 obs[k], infos[k] = nxt, info
                 if term or trunc:
                     rec.test = info.get("test")
