@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from .assembly import build_policy
 from .catalog import POLICIES, is_saved_agent, load_policy, make_policy, register_policy
-from .heuristics import DiscrepancyPolicy, DUSHPolicy, FixedRatioPolicy, UniformPolicy
+from .heuristics import DiscrepancyPolicy, DUSHPolicy, FixedRatioPolicy, UniformPolicy, ValGainPolicy
 from .policy import CallablePolicy, Policy, PolicyError, UnknownPolicyError, normalise_proportions
 from .reinforce import ReinforceConfig, ReinforcePolicy
 from .runner import EpisodeRecord, as_policy, run_policy, steps_per_episode
@@ -35,7 +35,7 @@ from .schedule import SchedulePolicy, share_vector
 
 __all__ = [
     "Policy", "PolicyError", "UnknownPolicyError", "CallablePolicy", "normalise_proportions",
-    "UniformPolicy", "DUSHPolicy", "FixedRatioPolicy", "DiscrepancyPolicy",
+    "UniformPolicy", "DUSHPolicy", "FixedRatioPolicy", "DiscrepancyPolicy", "ValGainPolicy",
     "ReinforceConfig", "ReinforcePolicy",
     "EpisodeRecord", "run_policy", "as_policy", "steps_per_episode", "build_policy", "SchedulePolicy", "share_vector",
     "POLICIES", "make_policy", "load_policy", "register_policy", "is_saved_agent",

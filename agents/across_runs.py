@@ -104,7 +104,7 @@ __all__ = ["ALGOS", "BACKENDS", "PRESETS", "TRAIN_SEED_MIN", "INSTANCE_KEYS", "T
            "train_across_runs", "train_reinforce", "train_sb3", "register_trainer", "trainer_for", "TrainedAgent",
            "MultiInstanceEnv"]
 
-ALGOS = ("reinforce", "ppo", "sac", "td3")   # the built-in trainers (TRAINERS may hold more)
+ALGOS = ("reinforce", "es", "ppo", "sac", "td3")   # the built-in trainers (TRAINERS may hold more)
 BACKENDS = ("process", "ray")  # where training runs are played (local processes or Ray actors)
 #: The built-in algorithms' ``"across-runs"`` presets (a view of :data:`mmenv.agents.presets.PRESETS`).
 PRESETS: dict[str, dict[str, Any]] = {algo: preset(algo, "across-runs") for algo in ALGOS}
@@ -164,13 +164,16 @@ def train_reinforce(instances: list[Instance], *, runs: int, seed: int, reward: 
     """Episodic REINFORCE across runs (the trainer of ``"reinforce"``; ``options``: ReinforceConfig
     fields, e.g. ``policy="equivariant"``, plus ``episodes_per_update``)."""
     per_update = int(options.pop("episodes_per_update", 1))
+    group = int(options.pop("group_size", 1))
+    normalize = bool(options.pop("normalize_advantages", True))
     if per_update < 1:
         raise InvalidArgumentError(f"episodes_per_update must be >= 1, got {per_update}")
+    if group < 1 or per_update % group:
+        raise InvalidArgumentError(f"group_size must be 1 or a divisor >= 2 of episodes_per_update "
+                                   f"({per_update}), got {group}")
     policy = ReinforcePolicy(seed=seed, mode="episodic", log_dir=log_dir, **options)
-    # The plan of every run is fixed in advance, so results do not depend on `workers`.
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
-    plan = [(int(rng.integers(len(instances))), int(rng.integers(TRAIN_SEED_MIN, 2**31 - 1)),
-             int(rng.integers(0, 2**31 - 1))) for _ in range(runs)]
+    plan = _reinforce_plan(len(instances), runs, seed, group)
+    runs = len(plan)
     # Plays the runs in this process when workers == 1 (its environments are built on first use).
     local = RolloutWorker(instances, observation, reward, one_thread=False)
     # Build the network from the spaces (the observation may be longer than m).
@@ -217,7 +220,12 @@ def train_reinforce(instances: list[Instance], *, runs: int, seed: int, reward: 
                     results.append((transitions, {"instance": index, **summary}))
             else:
                 results = list(pool.map(partial(worker_play, asdict(policy.config), policy.weights()), tasks))
-            policy.update_on_episodes([transitions for transitions, _ in results])
+            episodes = [transitions for transitions, _ in results]
+            if group > 1:
+                policy.update_on_groups([episodes[i:i + group] for i in range(0, len(episodes), group)],
+                                        normalize=normalize)
+            else:
+                policy.update_on_episodes(episodes)
             for _, summary in results:
                 history.append(summary)
             done += len(tasks)
@@ -225,6 +233,23 @@ def train_reinforce(instances: list[Instance], *, runs: int, seed: int, reward: 
         stack.close()
     return TrainedAgent(algo="reinforce", policy=policy.snapshot(), observation=observation, reward=reward, seed=seed,
                         runs=len(history), curve=curve, history=history)
+
+
+def _reinforce_plan(num_instances: int, runs: int, seed: int, group: int) -> list[tuple[int, int, int]]:
+    """Every training run's (instance, environment seed, sampling seed), fixed in advance so that
+    results do not depend on ``workers``. With ``group > 1`` the runs come in groups of ``group``
+    that share the instance and the environment seed (common random numbers for the
+    leave-one-out baseline) and differ in their action samples; a last, incomplete group is
+    dropped (``runs`` rounds down to a multiple of ``group``)."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
+    if group == 1:
+        return [(int(rng.integers(num_instances)), int(rng.integers(TRAIN_SEED_MIN, 2**31 - 1)),
+                 int(rng.integers(0, 2**31 - 1))) for _ in range(runs)]
+    plan: list[tuple[int, int, int]] = []
+    for _ in range(runs // group):
+        index, env_seed = int(rng.integers(num_instances)), int(rng.integers(TRAIN_SEED_MIN, 2**31 - 1))
+        plan.extend((index, env_seed, int(rng.integers(0, 2**31 - 1))) for _ in range(group))
+    return plan
 
 
 # ---------------------------------------------------------------------- Stable-Baselines3
@@ -327,6 +352,7 @@ def train_sb3(algo: str, instances: list[Instance], *, runs: int, seed: int, rew
 TRAINERS: Registry = Registry("across-run trainer", "mmenv.trainers", construct=False, param="algo",
                               unknown_error=UnknownPolicyError)
 TRAINERS.register("reinforce", train_reinforce)
+TRAINERS.register("es", "mmenv.agents.es:train_es")
 for _algo in ("ppo", "sac", "td3"):
     TRAINERS.register(_algo, partial(train_sb3, _algo))
 

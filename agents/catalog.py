@@ -11,7 +11,7 @@ from pathlib import Path
 
 from mmenv.registry import Registry
 
-from .heuristics import DiscrepancyPolicy, DUSHPolicy, FixedRatioPolicy, UniformPolicy
+from .heuristics import DiscrepancyPolicy, DUSHPolicy, FixedRatioPolicy, UniformPolicy, ValGainPolicy
 from .policy import Policy, PolicyError, UnknownPolicyError
 from .reinforce import ReinforcePolicy
 from .schedule import SchedulePolicy
@@ -26,6 +26,7 @@ for _name, _cls in {
     "dus-h": DUSHPolicy,
     "fixed": FixedRatioPolicy,
     "discrepancy": DiscrepancyPolicy,
+    "val-gain": ValGainPolicy,
     "reinforce": ReinforcePolicy,
     "schedule": SchedulePolicy,
 }.items():

@@ -37,6 +37,15 @@ times the dominant modality's batch (``p_dom = 1 / (1 + (m - 1) ratio)``). With 
   *shares* (scale-free, so it behaves the same for ``discrepancy="sum"`` and ``"mean"``),
   ``tau = 0.25``; form ``"inverse"``: ``p_j ∝ 1 / (s_j + eps)``.
 
+* :class:`ValGainPolicy` ("val-gain", the package's own rule, not the paper's): reads the run
+  instead of fixing a direction. Before every step it measures each modality's validation
+  accuracy (its own output head) and gives ``share`` of the batch to the modality whose
+  validation accuracy rose most since the previous step (the others split the rest equally;
+  uniform before the first change is known and on ties). A slow modality is the one still
+  rising, so it gets more; a noisy modality stops rising while the clean leader keeps rising,
+  so the leader gets more. Found on the ``direction`` family's train instances with tuning
+  seeds only (docs/benchmark.md); one validation pass per step.
+
 The *dominant* modality of DUS-H and the fixed ratio is the one with the largest
 cumulative discrepancy *per sample* (ties: the lowest index), unless the user names it
 (``dominant="audio"`` or an index): with the paper's ``discrepancy="sum"`` the score
@@ -54,7 +63,7 @@ import numpy as np
 
 from .policy import Policy, PolicyError
 
-__all__ = ["UniformPolicy", "DUSHPolicy", "FixedRatioPolicy", "DiscrepancyPolicy", "ratio_proportions",
+__all__ = ["UniformPolicy", "DUSHPolicy", "FixedRatioPolicy", "DiscrepancyPolicy", "ValGainPolicy", "ratio_proportions",
            "directed_proportions", "DIRECTIONS"]
 
 #: The direction rules of DUS-H and the fixed ratio: the dominant modality gets less, or more.
@@ -268,3 +277,54 @@ class DiscrepancyPolicy(Policy):
         z -= z.max()
         w = np.exp(z)
         return w / w.sum()
+
+
+class ValGainPolicy(Policy):
+    """More data for the modality whose validation accuracy rose most since the last step.
+
+    Args:
+        share: the batch share of that modality (in ``(1/m, 1)``; the others split ``1 - share``
+            equally).
+        min_gain: a rise this much (accuracy, 0-1) above every other modality's is needed to
+            leave uniform; below it (ties, the first step) the policy plays uniform.
+
+    It reads the environment it was reset with (:meth:`mmenv.DUSEnv.evaluate` on ``"val"``, one
+    pass per step), so it needs ``reset(env)`` before ``act``.
+    """
+
+    name = "val-gain"
+
+    def __init__(self, share: float = 0.75, min_gain: float = 1e-9) -> None:
+        if isinstance(share, bool) or not isinstance(share, (int, float, np.floating, np.integer)) \
+                or not 0.0 < float(share) < 1.0:
+            raise PolicyError(f"share must be a number in (0, 1) (the rising modality's batch share), got {share!r}")
+        if not min_gain >= 0:
+            raise PolicyError(f"min_gain must be >= 0, got {min_gain!r}")
+        self.share, self.min_gain = float(share), float(min_gain)
+        self._env: Any = None
+        self._last: np.ndarray | None = None
+
+    def reset(self, env: Any) -> None:
+        if not hasattr(env, "evaluate") or not hasattr(env, "modalities"):
+            raise PolicyError("the val-gain rule reads each modality's validation accuracy: reset it with the "
+                              "environment (a DUSEnv, e.g. env.unwrapped)")
+        self._env = env
+        self._last = None
+
+    def act(self, obs: np.ndarray, info: dict) -> np.ndarray:
+        if self._env is None:
+            raise PolicyError("call reset(env) before act(): the val-gain rule reads the environment's "
+                              "validation accuracy")
+        m = len(self._env.modalities)
+        metrics = self._env.evaluate("val")
+        now = np.array([metrics[mod]["accuracy"] for mod in self._env.modalities], dtype=np.float64)
+        last, self._last = self._last, now
+        if last is None:
+            return np.full(m, 1.0 / m)
+        gain = now - last
+        order = np.argsort(-gain, kind="stable")
+        if m < 2 or gain[order[0]] - gain[order[1]] < self.min_gain:
+            return np.full(m, 1.0 / m)
+        p = np.full(m, (1.0 - self.share) / (m - 1))
+        p[order[0]] = self.share
+        return p

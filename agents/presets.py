@@ -42,6 +42,12 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         # Episodic REINFORCE with a Dirichlet policy; one update per `episodes_per_update` runs.
         "across-runs": dict(lr=3e-3, gamma=1.0, ent_coef=1e-3, baseline_momentum=0.9, episodes_per_update=2),
     },
+    "es": {
+        # Antithetic ES with paired seeds (mmenv.agents.es) on the linear per-modality scorer with
+        # contrast features: 8 directions (16 runs) per generation.
+        "across-runs": dict(population=8, sigma=0.5, lr=0.1, policy="equivariant", hidden=0, contrast=True,
+                            init_concentration=1.0),
+    },
     "ppo": {
         "within-run": dict(n_steps=8, batch_size=8, n_epochs=4, learning_rate=1e-4),
         # A rollout of 4 runs per environment, small initial action noise (the default std 1 on

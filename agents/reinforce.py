@@ -107,6 +107,7 @@ class ReinforceConfig:
     policy: str = "mlp"                 # the network: "mlp" or "equivariant" (per-modality, any m)
     modality_features: int | None = None  # equivariant: per-modality width k of the observation
     global_features: int | None = None    # equivariant: global width g (after the m blocks)
+    contrast: bool = False              # equivariant: also read each feature against the other modalities'
 
 
 class DirichletPolicyNet(nn.Module):
@@ -174,6 +175,11 @@ class ReinforcePolicy(Policy):
             raise PolicyError(f"unknown mode {self.config.mode!r}; valid: {list(MODES)}")
         if self.config.policy not in NETWORKS:
             raise PolicyError(f"unknown REINFORCE network policy={self.config.policy!r}; valid: {list(NETWORKS)}")
+        hidden = self.config.hidden
+        if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < (0 if self.config.policy == "equivariant"
+                                                                               else 1):
+            raise PolicyError(f"hidden must be a positive int (0 = the linear scorer, equivariant network only), "
+                              f"got {hidden!r}")
         if self.config.seed is None:
             self.config.seed = int(np.random.SeedSequence().generate_state(1)[0] % (2**31 - 1))
         self.deterministic = deterministic
@@ -250,7 +256,7 @@ class ReinforcePolicy(Policy):
 
                 assert c.modality_features is not None and c.global_features is not None  # set just above
                 self.net = EquivariantDirichletNet(c.modality_features, c.global_features, c.hidden,
-                                                   c.init_concentration, c.conc_min, c.conc_max)
+                                                   c.init_concentration, c.conc_min, c.conc_max, c.contrast)
             else:
                 assert c.num_modalities is not None  # set just above
                 self.net = DirichletPolicyNet(c.num_modalities, c.hidden, c.init_concentration, c.conc_min,
@@ -376,11 +382,7 @@ class ReinforcePolicy(Policy):
             if not episode:
                 continue
             obs, props, rewards = zip(*episode)
-            returns = np.zeros(len(rewards))
-            running = 0.0
-            for t in reversed(range(len(rewards))):
-                running = rewards[t] + self.config.gamma * running
-                returns[t] = running
+            returns = self._returns(list(rewards))
             for t, g in enumerate(returns):
                 base = self.return_baselines.get(t, g)
                 all_adv.append(g - base)
@@ -389,6 +391,49 @@ class ReinforcePolicy(Policy):
             all_props.extend(props)
         if all_obs:
             self._gradient_step(np.stack(all_obs), np.stack(all_props), np.asarray(all_adv, dtype=np.float64))
+
+    def update_on_groups(self, groups: list[list[list[tuple[np.ndarray, np.ndarray, float]]]],
+                         normalize: bool = True) -> None:
+        """One gradient step on groups of episodes, each group played on the same instance and
+        environment seed (common random numbers) with different action samples.
+
+        The advantage of episode i at step t is its return minus the mean return of the *other*
+        episodes of its group at step t (the leave-one-out baseline of RLOO, Kool et al. 2019): the
+        instance's difficulty and the seed's luck (model initialisation, data order), which
+        dwarf the effect of the proportions across runs, cancel within a group, and the estimate
+        stays unbiased because a baseline built from the other episodes does not depend on this
+        episode's actions. ``normalize`` divides the update's advantages by their standard
+        deviation (a gain of 1 point and of 10 points then move the policy at the same pace).
+        The moving baselines of :meth:`update_on_episodes` are not used or changed.
+        """
+        all_obs, all_props, all_adv = [], [], []
+        for group in groups:
+            episodes = [episode for episode in group if episode]
+            if len(episodes) < 2:
+                raise PolicyError("a group needs at least two episodes (the leave-one-out baseline)")
+            horizon = min(len(episode) for episode in episodes)
+            returns = np.stack([self._returns([r for _, _, r in episode])[:horizon] for episode in episodes])
+            loo = (returns.sum(0, keepdims=True) - returns) / (len(episodes) - 1)
+            for episode, adv in zip(episodes, returns - loo):
+                obs, props, _ = zip(*episode[:horizon])
+                all_obs.extend(obs)
+                all_props.extend(props)
+                all_adv.extend(adv)
+        if not all_obs:
+            return
+        adv = np.asarray(all_adv, dtype=np.float64)
+        if normalize:
+            adv = adv / (adv.std() + 1e-8)
+        self._gradient_step(np.stack(all_obs), np.stack(all_props), adv)
+
+    def _returns(self, rewards: list[float]) -> np.ndarray:
+        """Discounted returns ``G_t = sum_k gamma^k r_{t+k}``."""
+        returns = np.zeros(len(rewards))
+        running = 0.0
+        for t in reversed(range(len(rewards))):
+            running = rewards[t] + self.config.gamma * running
+            returns[t] = running
+        return returns
 
     def _gradient_step(self, obs: np.ndarray, proportions: np.ndarray, advantages: np.ndarray) -> None:
         dist = self.distribution(obs)

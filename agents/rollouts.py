@@ -26,7 +26,7 @@ from mmenv.instances import Instance
 
 from .reinforce import ReinforcePolicy
 
-__all__ = ["play_run", "RolloutWorker", "init_worker", "worker_play", "Task", "Transition"]
+__all__ = ["play_run", "RolloutWorker", "init_worker", "worker_play", "worker_play_batch", "Task", "Transition"]
 
 #: a planned run: (instance index, environment seed, sampling seed)
 Task = tuple[int, int, int]
@@ -83,13 +83,36 @@ class RolloutWorker:
                                               **self.instances[index].env_kwargs())
         return self.envs[index]
 
-    def play(self, config: dict[str, Any], weights: dict[str, Any], task: Task
+    def play(self, config: dict[str, Any], weights: dict[str, Any], task: Task, deterministic: bool = False
              ) -> tuple[list[Transition], dict[str, Any]]:
-        """Play ``task`` with a policy of configuration ``config`` acting with ``weights``."""
+        """Play ``task`` with a policy of configuration ``config`` acting with ``weights`` (its
+        Dirichlet mean with ``deterministic``: parameter-space search, :mod:`mmenv.agents.es`)."""
         index, env_seed, sample_seed = task
         policy = ReinforcePolicy.from_weights(config, weights)
+        policy.deterministic = deterministic
         transitions, summary = play_run(self.env(index), policy, env_seed, sample_seed)
         return transitions, {"instance": index, **summary}
+
+    def play_batch(self, config: dict[str, Any], weights: Sequence[dict[str, Any]], index: int,
+                   env_seeds: Sequence[int]) -> list[dict[str, Any]]:
+        """Play one run per ``(weights[i], env_seeds[i])`` on instance ``index``, all in one batch of the
+        batched engine (:func:`mmenv.engine.play_batch`), each policy acting with its Dirichlet mean on
+        the benchmark observation (:class:`~mmenv.agents.observed.ObservedPolicy`); returns a summary
+        per run (``seed``, ``return`` under the benchmark reward, ``proportions``, ``test_accuracy``)."""
+        from mmenv.engine import play_batch
+
+        from .observed import ObservedPolicy
+
+        policies = []
+        for w in weights:
+            policy = ReinforcePolicy.from_weights(config, w)
+            policy.deterministic = True
+            policies.append(ObservedPolicy(policy, self.observation))
+        env_kwargs = dict(self.instances[index].env_kwargs(), reward=self.reward)
+        records = play_batch(env_kwargs, policies, [int(s) for s in env_seeds], learn=False)
+        return [{"instance": index, "seed": r.seed, "return": float(r.reward_sum),
+                 "proportions": [[float(x) for x in p] for p in r.proportions],
+                 "test_accuracy": None if r.test is None else float(r.test["fused"]["accuracy"])} for r in records]
 
     def close(self) -> None:
         for env in self.envs.values():
@@ -105,7 +128,13 @@ def init_worker(instances: Sequence[Instance], observation: str, reward: str) ->
     _WORKER[:] = [RolloutWorker(instances, observation, reward)]
 
 
-def worker_play(config: dict[str, Any], weights: dict[str, Any], task: Task
+def worker_play_batch(config: dict[str, Any], weights: Sequence[dict[str, Any]], index: int,
+                      env_seeds: Sequence[int]) -> list[dict[str, Any]]:
+    """Process-pool task: :meth:`RolloutWorker.play_batch` on this process's worker."""
+    return _WORKER[0].play_batch(config, weights, index, env_seeds)
+
+
+def worker_play(config: dict[str, Any], weights: dict[str, Any], task: Task, deterministic: bool = False
                 ) -> tuple[list[Transition], dict[str, Any]]:
     """Process-pool task: play ``task`` on this process's worker."""
-    return _WORKER[0].play(config, weights, task)
+    return _WORKER[0].play(config, weights, task, deterministic)

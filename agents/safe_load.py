@@ -207,7 +207,11 @@ def check_reinforce_config(config: Any, path: Any, overrides: Mapping[str, Any] 
     m = 1 if m is None else _positive_int(m, "config.num_modalities", path, MAX_SPACE_SIZE)
     obs = config.get("obs_dim")
     obs = m if obs is None else _positive_int(obs, "config.obs_dim", path, MAX_SPACE_SIZE)
-    hidden = _positive_int(config.get("hidden", 64), "config.hidden", path, MAX_LAYER_WIDTH)
+    raw_hidden = config.get("hidden", 64)
+    if raw_hidden == 0 and config.get("policy") == "equivariant" and not isinstance(raw_hidden, bool):
+        hidden = 1   # the linear equivariant scorer: fewer weights than any hidden layer
+    else:
+        hidden = _positive_int(raw_hidden, "config.hidden", path, MAX_LAYER_WIDTH)
     total = mlp_parameters(obs + m, [hidden, hidden], m)
     if total > MAX_AGENT_PARAMETERS:
         raise CheckpointError(f"{path}: its network would hold {total:,} parameters, more than "

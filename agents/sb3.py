@@ -124,7 +124,7 @@ PRESET_ONLY_KEYS = ("log_std_init", "action_noise_sigma", "policy")
 #: TD3 and DDPG also get Gaussian action noise, sigma 0.1, from :func:`make_sb3_agent`).
 SB3_DEFAULTS: dict[str, dict[str, Any]] = {
     algo: {k: v for k, v in settings["within-run"].items() if k not in PRESET_ONLY_KEYS}
-    for algo, settings in PRESETS.items() if algo != "reinforce"}
+    for algo, settings in PRESETS.items() if algo not in ("reinforce", "es")}
 
 
 def algo_info(algo: str) -> AlgoInfo:

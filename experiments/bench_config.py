@@ -74,12 +74,13 @@ __all__ = ["BenchConfig", "AgentSpec", "BenchConfigError", "load_bench_config", 
 BENCH_PRESETS_DIR = Path(__file__).resolve().parent / "bench_presets"
 #: Reference policy name -> its label in the tables (reinforce is the paper's online agent).
 REFERENCE_LABELS = {"uniform": "uniform", "dus-h": "dus-h", "fixed": "fixed-ratio", "discrepancy": "discrepancy",
-                    "reinforce": "paper-online"}
+                    "val-gain": "val-gain", "reinforce": "paper-online"}
 #: Tuning, evaluation and curve seeds lie below this (agents' training seeds start here).
 SEED_MAX = 2**24
 #: The networks (``options: {policy: ...}``) each built-in across-run algorithm has
 #: (:mod:`mmenv.agents.equivariant`: PPO, SAC and REINFORCE have a per-modality one).
-_NETWORKS = {"reinforce": ("mlp", "equivariant"), "ppo": ("mlp", "equivariant"), "sac": ("mlp", "equivariant"),
+_NETWORKS = {"reinforce": ("mlp", "equivariant"), "es": ("equivariant", "mlp"), "ppo": ("mlp", "equivariant"),
+             "sac": ("mlp", "equivariant"),
              "td3": ("mlp",)}
 _AGENT_KEYS = {"algo", "runs", "seed", "seeds", "reward", "observation", "workers", "label", "options"}
 _GRID_KEYS = ("shares", "phase_shares", "switches", "three_phase_switches")
@@ -411,7 +412,7 @@ def _option_types(algo: str) -> dict[str, type | None]:
     from mmenv.agents.across_runs import PRESETS
 
     types: dict[str, type | None] = {}
-    if algo == "reinforce":
+    if algo in ("reinforce", "es"):
         from dataclasses import fields as dc_fields
 
         from mmenv.agents.reinforce import ReinforceConfig
@@ -419,7 +420,12 @@ def _option_types(algo: str) -> dict[str, type | None]:
         for f in dc_fields(ReinforceConfig):
             if f.name not in ("num_modalities", "obs_dim", "mode", "seed"):
                 types[f.name] = float if f.type in ("float", float) else int if f.type in ("int", int) else None
-        types["episodes_per_update"] = int
+        if algo == "es":    # mmenv.agents.es: its own search settings instead of the REINFORCE update's
+            for name in ("lr", "ent_coef", "baseline_momentum", "gamma", "max_grad_norm"):
+                types.pop(name, None)
+            types.update(population=int, sigma=float, lr=float, batched=bool)
+        else:
+            types.update(episodes_per_update=int, group_size=int, normalize_advantages=bool)
         return types
     try:
         import stable_baselines3 as sb3

@@ -418,7 +418,9 @@ def any_m(spec: AgentSpec) -> bool:
     """Whether one agent of this row serves every number of modalities: the package's
     REINFORCE with the per-modality network (``options: {policy: equivariant}``), whose weights
     run on any m. (SB3's equivariant policies read a fixed-size observation space, so they
-    stay one agent per m.)"""
+    stay one agent per m.) ES (:mod:`mmenv.agents.es`) trains the same network, equivariant by default."""
+    if spec.algo == "es":
+        return spec.options.get("policy", "equivariant") == "equivariant"
     return spec.algo == "reinforce" and spec.options.get("policy") == "equivariant"
 
 
@@ -435,7 +437,7 @@ def agent_jobs(plan: BenchPlan) -> list[AgentJob]:
             for seed in spec.seeds:
                 for m, train in sorted(rows.items()):
                     digest = _agent_hash(spec, train, seed)
-                    suffix = ".pt" if spec.algo == "reinforce" else ".zip"
+                    suffix = ".pt" if spec.algo in ("reinforce", "es") else ".zip"
                     m_tag = "many" if m == 0 else f"m{m}"
                     path = plan.out / "agents" / (f"{slugify(iset.name)}__{slugify(spec.label)}__{m_tag}__"
                                                   f"seed{seed}__{digest}{suffix}")
@@ -588,6 +590,11 @@ def _training_hook(job: AgentJob, tools: AgentTools, log_dir: str | None, bar: B
         from mmenv.agents.across_runs import PRESETS
 
         per_call = int(spec.options.get("episodes_per_update", PRESETS["reinforce"].get("episodes_per_update", 1)))
+        return TrainingProgress(bar, spec.runs, per_call, curve_every, curve_fn)
+    if spec.algo == "es":   # a curve_fn call after every generation of 2 x population runs
+        from mmenv.agents.across_runs import PRESETS
+
+        per_call = 2 * int(spec.options.get("population", PRESETS["es"]["population"]))
         return TrainingProgress(bar, spec.runs, per_call, curve_every, curve_fn)
     if spec.algo != "reinforce" and spec.workers == 1:
         return TrainingProgress(bar, spec.runs, 1, curve_every, curve_fn)

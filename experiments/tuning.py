@@ -1,8 +1,9 @@
-"""Tuned heuristics: the fixed ratio and DUS-H with their parameters chosen on the train instances.
+"""Tuned heuristics: the fixed ratio, DUS-H and val-gain with their parameters chosen on the train instances.
 
 A learned sampling policy must beat the hand-written rules *at their best*, not only at the
 paper's defaults. Each rule has a strength (the fixed ratio's ``ratio``, DUS-H's start ratio
-``beta``) and a direction (``"less"``: the modality that is ahead gets less, the paper's
+``beta``; val-gain's ``share``, :class:`mmenv.agents.heuristics.ValGainPolicy`) and, for the
+first two, a direction (``"less"``: the modality that is ahead gets less, the paper's
 reading; ``"more"``: it gets more, which wins where the modalities behind are noisy rather
 than slow). :func:`tune_heuristics` picks, per rule, the candidate of :func:`heuristic_grid`
 with the best mean gain over uniform across the *train* instances on the *tuning* seeds:
@@ -55,10 +56,12 @@ __all__ = ["HeuristicCandidate", "heuristic_grid", "tuning_specs", "tune_heurist
 DEFAULT_RATIOS: tuple[float, ...] = (0.25, 0.5, 0.75)
 #: DUS-H's candidate start ratios (0.5 is the paper's).
 DEFAULT_BETAS: tuple[float, ...] = (0.25, 0.5, 0.75)
+#: The val-gain rule's candidate shares for the modality that rose most (0.75 is its default).
+DEFAULT_GAIN_SHARES: tuple[float, ...] = (0.6, 0.75, 0.9)
 #: The reference every gain is measured against: the policy name and its (empty) kwargs.
 UNIFORM: tuple[str, dict[str, Any]] = ("uniform", {})
 
-_TUNABLE = {"fixed": ("ratio", "fixed-ratio"), "dus-h": ("beta", "dus-h")}
+_TUNABLE = {"fixed": ("ratio", "fixed-ratio"), "dus-h": ("beta", "dus-h"), "val-gain": ("share", "val-gain")}
 
 
 class TuningError(MMEnvError, ValueError):
@@ -81,20 +84,25 @@ class HeuristicCandidate:
         """``fixed-ratio(ratio=0.25,more)``: the rule, its strength and its direction."""
         param, name = _TUNABLE.get(self.policy, ("", self.policy))
         kw = self.policy_kwargs
-        return f"{name}({param}={kw.get(param)},{kw.get('direction', 'less')})" if param else name
+        if not param:
+            return name
+        direction = f",{kw.get('direction', 'less')}" if self.policy in ("fixed", "dus-h") else ""
+        return f"{name}({param}={kw.get(param)}{direction})"
 
 
 def heuristic_grid(ratios: Sequence[float] = DEFAULT_RATIOS, betas: Sequence[float] = DEFAULT_BETAS,
-                   directions: Sequence[str] = ("less", "more")) -> dict[str, list[HeuristicCandidate]]:
-    """The candidates per rule: ``{"fixed": [...], "dus-h": [...]}``, strength x direction.
+                   directions: Sequence[str] = ("less", "more"),
+                   gain_shares: Sequence[float] = DEFAULT_GAIN_SHARES) -> dict[str, list[HeuristicCandidate]]:
+    """The candidates per rule: ``{"fixed": [...], "dus-h": [...], "val-gain": [...]}``: strength x
+    direction for the two direction rules, the rising modality's share for val-gain.
 
-    The paper's defaults (``ratio = 0.5`` / ``beta = 0.5``, ``"less"``) are in the default grid,
-    so tuning can only improve on them on the tuning seeds. Strengths must lie in ``(0, 1)``
-    (1 would be the uniform split in both directions).
+    The paper's defaults (``ratio = 0.5`` / ``beta = 0.5``, ``"less"``) and val-gain's (``share =
+    0.75``) are in the default grid, so tuning can only improve on them on the tuning seeds.
+    Strengths and shares must lie in ``(0, 1)`` (a ratio of 1 would be the uniform split).
     """
     from mmenv.agents.heuristics import DIRECTIONS
 
-    for what, vals in (("ratios", ratios), ("betas", betas)):
+    for what, vals in (("ratios", ratios), ("betas", betas), ("gain_shares", gain_shares)):
         if not vals or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < float(v) < 1.0
                            for v in vals):
             raise TuningError(f"heuristic_grid: {what} must be a non-empty list of numbers in (0, 1), got {list(vals)}")
@@ -106,6 +114,7 @@ def heuristic_grid(ratios: Sequence[float] = DEFAULT_RATIOS, betas: Sequence[flo
                   for r, d in itertools.product(ratios, directions)],
         "dus-h": [HeuristicCandidate("dus-h", (("beta", float(b)), ("direction", d)))
                   for b, d in itertools.product(betas, directions)],
+        "val-gain": [HeuristicCandidate("val-gain", (("share", float(x)),)) for x in gain_shares],
     }
 
 
@@ -228,7 +237,7 @@ def run_accuracy(result: Mapping[str, Any] | None) -> float:
 
 
 class TunedHeuristicBaseline:
-    """One rule (``"fixed"`` or ``"dus-h"``) tuned per instance set, as a benchmark tuned baseline.
+    """One rule (``"fixed"``, ``"dus-h"`` or ``"val-gain"``) tuned per instance set, as a benchmark tuned baseline.
 
     Duck-types the staged benchmark's ``TunedBaseline`` protocol: ``plan`` provides
     ``cfg.tuning_seeds``, ``cfg.eval_seeds`` and ``spec(instance, candidate, seed)`` (which reads
@@ -270,6 +279,6 @@ class TunedHeuristicBaseline:
 
 def tuned_heuristic_baselines(grid: Mapping[str, Sequence[HeuristicCandidate]] | None = None
                               ) -> tuple[TunedHeuristicBaseline, ...]:
-    """The tuned fixed ratio and the tuned DUS-H, in report order (``grid``: :func:`heuristic_grid`)."""
+    """The tuned fixed ratio, DUS-H and val-gain, in report order (``grid``: :func:`heuristic_grid`)."""
     grid = heuristic_grid() if grid is None else grid
-    return tuple(TunedHeuristicBaseline(rule, grid[rule]) for rule in ("fixed", "dus-h") if rule in grid)
+    return tuple(TunedHeuristicBaseline(rule, grid[rule]) for rule in ("fixed", "dus-h", "val-gain") if rule in grid)

@@ -199,3 +199,120 @@ def test_reinforce_moves_the_share_towards_the_better_side():
     after = float(agent.schedule(SHORT, seeds=[0])[0, :, 1].mean())
     np.testing.assert_allclose(np.asarray(before)[:, 1], 0.5, atol=1e-6)
     assert after < 0.45, f"the weak share went from 0.5 to {after:.3f}, not down"
+
+
+# ---------------------------------------------------------------------- grouped (leave-one-out) REINFORCE
+def test_group_advantages_are_leave_one_out_returns():
+    """update_on_groups's advantages against a hand computation (gamma 1, no normalisation)."""
+    policy = ReinforcePolicy(seed=0, mode="episodic", gamma=1.0)
+    policy.build(2, 2)
+    seen = {}
+    policy._gradient_step = lambda obs, props, adv: seen.update(obs=obs, adv=adv)  # type: ignore[method-assign]
+    obs, p = np.array([0.1, 0.2], np.float32), np.array([0.5, 0.5])
+    rewards = [[1.0, 2.0], [0.0, 1.0], [3.0, 3.0]]          # returns G_0 = 3, 1, 6; G_1 = 2, 1, 3
+    group = [[(obs, p, r) for r in rs] for rs in rewards]
+    policy.update_on_groups([group], normalize=False)
+    g0, g1 = np.array([3.0, 1.0, 6.0]), np.array([2.0, 1.0, 3.0])
+    expected = []
+    for i in range(3):
+        others = [j for j in range(3) if j != i]
+        expected += [g0[i] - g0[others].mean(), g1[i] - g1[others].mean()]
+    np.testing.assert_allclose(seen["adv"], expected)
+    assert seen["obs"].shape == (6, 2)
+    policy.update_on_groups([group], normalize=True)
+    np.testing.assert_allclose(seen["adv"], np.asarray(expected) / np.std(expected), rtol=1e-6)
+    # A constant added to one group's returns (an easier instance, a luckier seed) changes nothing.
+    shifted = [[(obs, p, r + 5.0) for r in rs] for rs in rewards]
+    policy.update_on_groups([shifted, group], normalize=False)
+    np.testing.assert_allclose(seen["adv"], expected + expected)
+    with pytest.raises(mmenv.agents.PolicyError, match="at least two"):
+        policy.update_on_groups([group[:1]])
+
+
+def test_grouped_plan_shares_instance_and_seed_within_a_group():
+    from mmenv.agents.across_runs import _reinforce_plan
+
+    plan = _reinforce_plan(5, 14, seed=0, group=4)
+    assert len(plan) == 12                                    # an incomplete last group is dropped
+    for start in range(0, 12, 4):
+        members = plan[start:start + 4]
+        assert len({(i, s) for i, s, _ in members}) == 1      # same instance, same environment seed
+        assert len({x for _, _, x in members}) == 4           # different action samples
+        assert members[0][1] >= TRAIN_SEED_MIN
+    assert _reinforce_plan(5, 6, seed=0, group=1) == _reinforce_plan(5, 6, seed=0, group=1)
+    with pytest.raises(mmenv.errors.InvalidArgumentError, match="group_size"):
+        train_across_runs("reinforce", [TINY], runs=4, seed=0, episodes_per_update=3, group_size=2)
+
+
+def test_grouped_reinforce_trains_and_is_reproducible():
+    kw = dict(runs=8, seed=1, episodes_per_update=4, group_size=2)
+    a = train_across_runs("reinforce", [TINY, {**TINY, "learner": "mla"}], **kw)
+    b = train_across_runs("reinforce", [TINY, {**TINY, "learner": "mla"}], **kw)
+    assert a.runs == 8 and a.history == b.history
+    seeds = [h["seed"] for h in a.history]
+    assert seeds[0] == seeds[1] and seeds[2] == seeds[3] and seeds[0] != seeds[2]
+    assert a.history[0]["proportions"] != a.history[1]["proportions"]
+    assert a.policy.num_updates == 2
+
+
+# ---------------------------------------------------------------------- evolution strategies (algo="es")
+def test_es_pairs_share_instance_and_seed_and_are_reproducible():
+    from mmenv.agents.es import es_plan
+
+    plan = es_plan(3, generations=2, population=4, seed=0)
+    assert len(plan) == 2 and all(0 <= i < 3 and len(seeds) == 4 for i, seeds in plan)
+    assert all(s >= TRAIN_SEED_MIN for _, seeds in plan for s in seeds)
+    kw = dict(runs=9, seed=2, observation="modal", population=2)
+    a = train_across_runs("es", [TINY, {**TINY, "learner": "mla"}], **kw)
+    b = train_across_runs("es", [TINY, {**TINY, "learner": "mla"}], **kw)
+    assert a.runs == 8 and a.history == b.history           # 2 generations of 2 pairs
+    for first, second in zip(a.history[::2], a.history[1::2]):   # a pair: same instance and seed
+        assert (first["instance"], first["seed"]) == (second["instance"], second["seed"])
+    assert a.history[0]["proportions"] != a.history[1]["proportions"]  # +sigma and -sigma act differently
+    assert a.algo == "es" and a.policy.deterministic
+    obs = np.random.default_rng(0).random(21).astype(np.float32)
+    np.testing.assert_array_equal(a.policy.act(obs, {}), b.policy.act(obs, {}))
+    with pytest.raises(mmenv.errors.InvalidArgumentError, match="runs >= 2"):
+        train_across_runs("es", [TINY], runs=3, seed=0, observation="modal", population=2)
+
+
+def test_es_agent_saves_and_plays_through_make_policy(tmp_path):
+    agent = train_across_runs("es", [TINY], runs=4, seed=0, observation="modal", population=2)
+    path = agent.save(tmp_path / "es.pt")
+    loaded = make_policy(str(path), deterministic=True)
+    obs = np.random.default_rng(1).random(31).astype(np.float32)       # three modalities: any m
+    np.testing.assert_array_equal(loaded.act(obs, {}), agent.policy.act(obs, {}))
+    assert loaded.card.algo == "es"
+
+
+def _same_histories(a, b):
+    assert len(a.history) == len(b.history)
+    for x, y in zip(a.history, b.history):
+        assert (x["generation"], x["instance"], x["seed"]) == (y["generation"], y["instance"], y["seed"])
+        np.testing.assert_allclose(x["proportions"], y["proportions"], atol=1e-5)
+        assert x["return"] == pytest.approx(y["return"], abs=1e-5)
+        assert x["test_accuracy"] == pytest.approx(y["test_accuracy"], abs=1e-6)
+
+
+@pytest.mark.parametrize("learner", ["ogm-ge", "pmr"])
+def test_es_batched_generations_equal_one_run_at_a_time(learner):
+    """The batched engine with the benchmark observation rebuilt per run (ObservedPolicy) plays a
+    generation as the wrapped environment does, run by run: same returns, proportions, agent."""
+    kw = dict(runs=8, seed=3, observation="modal", population=2)
+    inst = {**TINY, "learner": learner, "epochs": 3, "step_every": "epoch"}
+    a = train_across_runs("es", [inst], batched=False, **kw)
+    b = train_across_runs("es", [inst], batched=True, **kw)
+    _same_histories(a, b)
+    assert len({tuple(np.round(np.asarray(h["proportions"]).ravel(), 4)) for h in a.history}) > 1
+    obs = np.random.default_rng(0).random(21).astype(np.float32)
+    np.testing.assert_allclose(a.policy.act(obs, {}), b.policy.act(obs, {}), atol=1e-5)
+
+
+@pytest.mark.subprocess
+def test_es_workers_do_not_change_the_result():
+    kw = dict(runs=8, seed=5, observation="modal", population=2)
+    a = train_across_runs("es", [TINY], workers=1, **kw)
+    b = train_across_runs("es", [TINY], workers=2, **kw)
+    _same_histories(a, b)
+    c = train_across_runs("es", [TINY], workers=2, batched=False, **kw)
+    _same_histories(a, c)

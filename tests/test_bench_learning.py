@@ -267,8 +267,11 @@ def test_mmenv_bench_end_to_end_with_two_agent_seeds_and_one_equivariant_agent_f
     from mmenv.cli import main
 
     agents = [{"algo": "reinforce", "runs": 2, "seeds": [0, 1], "observation": "modal", "workers": 1,
-               "label": "eq", "options": {"policy": "equivariant", "episodes_per_update": 1}}]
-    path = tiny_preset(tmp_path, agents=agents, references=["uniform", "dus-h", "fixed"], curve_every=None,
+               "label": "eq", "options": {"policy": "equivariant", "episodes_per_update": 1}},
+              {"algo": "es", "runs": 2, "seeds": [0], "observation": "modal", "workers": 1, "label": "es",
+               "options": {"population": 1}}]
+    path = tiny_preset(tmp_path, agents=agents, references=["uniform", "dus-h", "fixed", "val-gain"],
+                       curve_every=None,
                        tuning_seeds=[100], eval_seeds=[0, 1])
     raw = yaml.safe_load((tmp_path / "tiny-set.yaml").read_text())
     raw["test"][1] = {"name": "te-m3", "dataset_kwargs": {"seed": 6, "num_modalities": 3}}
@@ -278,15 +281,19 @@ def test_mmenv_bench_end_to_end_with_two_agent_seeds_and_one_equivariant_agent_f
     _claims_match(lines)
     out = tmp_path / "out"
     saved = sorted(p.name for p in (out / "agents").glob("*.pt"))
-    assert len(saved) == 2 and all("__many__" in n for n in saved), saved
+    assert len(saved) == 3 and all("__many__" in n for n in saved), saved     # eq x 2 seeds, es x 1
     with open(out / "results.csv") as f:
         rows = [r for r in csv.DictReader(f) if r["policy"].startswith("agent:eq@seed")]
     # each agent seed played both test instances (2 and 3 modalities) on both evaluation seeds
     assert {(r["policy"], r["instance"].rsplit("/", 1)[-1], r["seed"]) for r in rows} == {
         (f"agent:eq@seed{a}", name, str(s)) for a in (0, 1) for name in ("te-a", "te-m3") for s in (0, 1)}
     assert all(math.isfinite(float(r["fused_accuracy"])) for r in rows)
+    with open(out / "results.csv") as f:
+        es_rows = [r for r in csv.DictReader(f) if r["policy"].startswith("agent:es@seed")]
+    assert len(es_rows) == 4 and all(math.isfinite(float(r["fused_accuracy"])) for r in es_rows)
     md = (out / "results.md").read_text()
     assert "## Agent seeds" in md and "fixed-ratio-tuned" in md and "dus-h-tuned" in md
+    assert "val-gain-tuned" in md and "| val-gain |" in md
     # resumed: nothing trains or runs again, the same RESULT lines
     assert main(["bench", "--preset", str(path), "--no-progress", "--no-plots"]) == 0
     again = capsys.readouterr().out.strip().splitlines()

@@ -274,3 +274,51 @@ def test_the_batched_executor_behind_the_benchmark_runner_gives_the_backend_resu
         np.testing.assert_allclose(got["discrepancy"], want["discrepancy"], **TOL)
         np.testing.assert_allclose(got["rewards"], want["rewards"], rtol=1e-4, atol=1e-5)
         assert got["test"]["fused"]["accuracy"] == pytest.approx(want["test"]["fused"]["accuracy"], abs=2e-3)
+
+
+# ---------------------------------------------------------------------- benchmark observations on the engine
+@pytest.mark.parametrize("observation", ["extended", "modal"])
+def test_observed_policy_sees_what_the_benchmark_wrapper_shows(observation):
+    """ObservedPolicy rebuilds the mmenv/DUSBench-v0 observation from a plain DUSEnv, step by step,
+    alone and in a batch of the engine."""
+    from mmenv.agents.observed import ObservedPolicy
+    from mmenv.wrappers import make_bench_env
+
+    kw = {"dataset": "synthetic", "dataset_kwargs": {"n_train": 120, "n_val": 60, "n_test": 60},
+          "learner": "mla", "epochs": 3, "batch_budget": 16, "step_every": "epoch"}
+    shares = [[0.5, 0.5], [0.7, 0.3], [0.4, 0.6]]
+    wrapped = make_bench_env(observation=observation, reward="val-acc-gain", **kw)
+    obs, _ = wrapped.reset(seed=4)
+    shown, rewards = [obs], []
+    for p in shares:
+        obs, reward, *_ = wrapped.step(wrapped.unwrapped.proportions_to_action(p))
+        shown.append(obs)
+        rewards.append(reward)
+    from mmenv.agents import Policy
+
+    class Recorder(Policy):
+        def __init__(self):
+            self.seen, self.t = [], 0
+
+        def reset(self, env):
+            self.seen, self.t = [], 0
+
+        def act(self, o, info):
+            self.seen.append(np.asarray(o))
+            self.t += 1
+            return np.asarray(shares[self.t - 1])
+
+    for batched in (False, True):
+        rec = Recorder()
+        policy = ObservedPolicy(rec, observation)
+        if batched:
+            records = play_batch({**kw, "reward": "val-acc-gain"}, [policy, ObservedPolicy(Recorder(), observation)],
+                                 [4, 5], learn=False)
+        else:
+            env = DUSEnv(reward="val-acc-gain", **kw)
+            from mmenv.agents import run_policy
+
+            records = run_policy(env, policy, seeds=[4], learn=False)
+        assert len(rec.seen) == 3
+        np.testing.assert_allclose(np.stack(rec.seen), np.stack(shown[:3]), atol=1e-6)
+        np.testing.assert_allclose(records[0].rewards, rewards, atol=1e-6)   # the benchmark reward too

@@ -91,8 +91,9 @@ def test_observation_modes_are_recognised_by_length():
 
 
 # ---------------------------------------------------------------------- REINFORCE
-def test_reinforce_equivariant_permutes_exactly_and_runs_on_any_m():
-    policy = ReinforcePolicy(seed=0, policy="equivariant", deterministic=True)
+@pytest.mark.parametrize("contrast", [False, True])
+def test_reinforce_equivariant_permutes_exactly_and_runs_on_any_m(contrast):
+    policy = ReinforcePolicy(seed=0, policy="equivariant", deterministic=True, contrast=contrast)
     policy.reset(bench_env(TINY, observation="modal").unwrapped)
     policy.act(random_modal(2, 0), {})
     perturbed(policy)
@@ -105,6 +106,20 @@ def test_reinforce_equivariant_permutes_exactly_and_runs_on_any_m():
     # A concatenated-observation policy is tied to its m; the equivariant one reads 'extended' not at all.
     with pytest.raises(PolicyError, match="laid out per modality"):
         ReinforcePolicy(seed=0, policy="equivariant").build(2, 9)
+
+
+def test_contrast_features_against_a_hand_computation():
+    from mmenv.agents.equivariant import CONTRAST_EPS, contrast
+
+    x = torch.tensor([[0.30, 1.0], [0.10, 1.0], [0.20, 4.0]])          # 3 modalities x 2 features
+    c = contrast(x)
+    col0 = np.array([0.1, -0.1, 0.0]) / (np.sqrt(0.02 / 3) + CONTRAST_EPS)
+    col1 = np.array([-1.0, -1.0, 2.0]) / (np.sqrt(6.0 / 3) + CONTRAST_EPS)
+    np.testing.assert_allclose(c.numpy(), np.stack([col0, col1], 1), rtol=1e-5)
+    # Two modalities whose changes differ by a few hundredths read as nearly +-1; equal ones as 0.
+    d = contrast(torch.tensor([[0.06], [0.0]]))
+    assert d[0, 0] > 0.55 and torch.allclose(d[0], -d[1])
+    assert torch.equal(contrast(torch.ones(2, 3)), torch.zeros(2, 3))
 
 
 def test_equivariant_reinforce_trains_across_runs_and_round_trips(tmp_path):

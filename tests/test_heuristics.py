@@ -131,3 +131,66 @@ def test_dominant_per_sample_under_sum_discrepancy():
     Env.tracker.mode = "mean"
     pol.reset(Env)
     assert pol.dominant_index(obs, info) == 1  # "mean" scores are per sample already
+
+
+# ---------------------------------------------------------------------- val-gain (reads the run)
+class _ScriptedEnv:
+    """An environment stand-in whose per-modality validation accuracies follow a script."""
+
+    def __init__(self, modalities, accuracies):
+        self.modalities = list(modalities)
+        self._script = iter(accuracies)
+
+    def evaluate(self, split):
+        assert split == "val"
+        accs = next(self._script)
+        return {"fused": {"accuracy": 0.5}, **{m: {"accuracy": a} for m, a in zip(self.modalities, accs)}}
+
+
+def test_val_gain_gives_the_rising_modality_its_share():
+    from mmenv.agents.heuristics import ValGainPolicy
+
+    policy = make_policy("val-gain", share=0.8)
+    assert isinstance(policy, ValGainPolicy)
+    env = _ScriptedEnv(["a", "b"], [(0.6, 0.3), (0.7, 0.32), (0.71, 0.40), (0.71, 0.40)])
+    policy.reset(env)
+    obs = np.zeros(2)
+    np.testing.assert_allclose(policy.act(obs, {}), [0.5, 0.5])     # first step: no change known
+    np.testing.assert_allclose(policy.act(obs, {}), [0.8, 0.2])     # a rose 0.10, b 0.02
+    np.testing.assert_allclose(policy.act(obs, {}), [0.2, 0.8])     # now b rises (0.08 vs 0.01)
+    np.testing.assert_allclose(policy.act(obs, {}), [0.5, 0.5])     # a tie: uniform
+    three = ValGainPolicy(share=0.6)
+    three.reset(_ScriptedEnv(["a", "b", "c"], [(0.3, 0.3, 0.3), (0.3, 0.31, 0.5)]))
+    three.act(np.zeros(3), {})
+    np.testing.assert_allclose(three.act(np.zeros(3), {}), [0.2, 0.2, 0.6])
+    # a new episode starts over
+    policy.reset(_ScriptedEnv(["a", "b"], [(0.9, 0.1)]))
+    np.testing.assert_allclose(policy.act(obs, {}), [0.5, 0.5])
+
+
+def test_val_gain_refuses_bad_settings_and_a_missing_reset():
+    from mmenv.agents.heuristics import ValGainPolicy
+
+    for bad in (0.0, 1.0, 1.5, "0.7", True):
+        with pytest.raises(PolicyError, match="share"):
+            ValGainPolicy(share=bad)
+    with pytest.raises(PolicyError, match="reset"):
+        ValGainPolicy().act(np.zeros(2), {})
+    with pytest.raises(PolicyError, match="validation accuracy"):
+        ValGainPolicy().reset(SimpleNamespace())
+
+
+def test_val_gain_plays_the_same_batched_and_alone():
+    from mmenv.agents import run_policy
+
+    from mmenv import DUSEnv
+    from mmenv.engine import play_batch
+
+    kw = {"dataset": "synthetic", "dataset_kwargs": {"n_train": 120, "n_val": 60, "n_test": 60},
+          "learner": "ogm-ge", "epochs": 3, "batch_budget": 16, "step_every": "epoch"}
+    alone = [run_policy(DUSEnv(**kw), make_policy("val-gain"), seeds=[s], learn=False)[0] for s in (0, 1)]
+    batched = play_batch(kw, [make_policy("val-gain"), make_policy("val-gain")], [0, 1], learn=False)
+    for a, b in zip(alone, batched):
+        np.testing.assert_allclose(a.proportions, b.proportions)
+        assert a.test["fused"]["accuracy"] == pytest.approx(b.test["fused"]["accuracy"], abs=1e-6)
+    assert any(abs(p[0] - 0.5) > 0.1 for rec in alone for p in rec.proportions)   # it left uniform
