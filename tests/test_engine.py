@@ -282,6 +282,7 @@ def test_observed_policy_sees_what_the_benchmark_wrapper_shows(observation):
     """ObservedPolicy rebuilds the mmenv/DUSBench-v0 observation from a plain DUSEnv, step by step,
     alone and in a batch of the engine."""
     from mmenv.agents.observed import ObservedPolicy
+
     from mmenv.wrappers import make_bench_env
 
     kw = {"dataset": "synthetic", "dataset_kwargs": {"n_train": 120, "n_val": 60, "n_test": 60},
