@@ -164,13 +164,17 @@ def train_reinforce(instances: list[Instance], *, runs: int, seed: int, reward: 
     """Episodic REINFORCE across runs (the trainer of ``"reinforce"``; ``options``: ReinforceConfig
     fields, e.g. ``policy="equivariant"``, plus ``episodes_per_update``)."""
     per_update = int(options.pop("episodes_per_update", 1))
-    group = int(options.pop("group_size", 1))
-    normalize = bool(options.pop("normalize_advantages", True))
+    group = options.pop("group_size", 1)
+    normalize = options.pop("normalize_advantages", True)
     if per_update < 1:
         raise InvalidArgumentError(f"episodes_per_update must be >= 1, got {per_update}")
-    if group < 1 or per_update % group:
-        raise InvalidArgumentError(f"group_size must be 1 or a divisor >= 2 of episodes_per_update "
-                                   f"({per_update}), got {group}")
+    if isinstance(group, bool) or not isinstance(group, int) or group < 1 or per_update % group:
+        raise InvalidArgumentError(f"group_size must be 1 or an int >= 2 that divides episodes_per_update "
+                                   f"({per_update}), got {group!r}")
+    if group > runs:
+        raise InvalidArgumentError(f"group_size {group} is more than runs={runs}: no group would be played")
+    if not isinstance(normalize, bool):
+        raise InvalidArgumentError(f"normalize_advantages must be True or False, got {normalize!r}")
     policy = ReinforcePolicy(seed=seed, mode="episodic", log_dir=log_dir, **options)
     plan = _reinforce_plan(len(instances), runs, seed, group)
     runs = len(plan)
@@ -394,7 +398,9 @@ def train_across_runs(algo: str, train_instances: Sequence[Instance | Mapping[st
         runs: training runs (episodes) to consume; REINFORCE and single-worker SB3 consume
             exactly this many; with ``workers > 1`` SB3 stops at the first step after which
             ``runs`` runs have finished (several workers may finish a run on that step, so
-            ``agent.runs`` may exceed ``runs`` by up to ``workers - 1``).
+            ``agent.runs`` may exceed ``runs`` by up to ``workers - 1``). Grouped REINFORCE
+            (``group_size=G``) rounds ``runs`` down to a multiple of G, ES to a multiple of
+            ``2 * population`` (whole groups and generations).
         seed: seeds everything (agent, instance draws, environment seeds; module docstring).
         reward, observation: as in :func:`bench_env`.
         workers: processes (or Ray actors) playing training runs in parallel.

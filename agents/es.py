@@ -35,6 +35,7 @@ whose card says ``algo: es``; ``make_policy``, ``mmenv evaluate`` and ``mmenv be
 from __future__ import annotations
 
 import contextlib
+import math
 import multiprocessing
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -96,10 +97,14 @@ def train_es(instances: list[Instance], *, runs: int, seed: int, reward: str = "
     policy (``hidden``, ``contrast``, ``init_concentration``, ``policy``)."""
     if backend != "process":
         raise InvalidArgumentError("algo 'es' plays its runs in local processes only; use backend='process'")
-    if not isinstance(population, int) or population < 1:
-        raise InvalidArgumentError(f"population must be a positive int, got {population!r}")
-    if not sigma > 0 or not lr > 0:
-        raise InvalidArgumentError(f"sigma and lr must be > 0, got sigma={sigma!r}, lr={lr!r}")
+    if isinstance(population, bool) or not isinstance(population, int) or population < 2:
+        raise InvalidArgumentError(f"population must be an int >= 2 (the spread of a generation's pair differences "
+                                   f"scales its step), got {population!r}")
+    for name, value in (("sigma", sigma), ("lr", lr)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise InvalidArgumentError(f"{name} must be a finite number > 0, got {value!r}")
+    if not isinstance(batched, bool):
+        raise InvalidArgumentError(f"batched must be True or False, got {batched!r}")
     generations = runs // (2 * population)
     if generations < 1:
         raise InvalidArgumentError(f"es needs runs >= 2 * population ({2 * population}) for one generation, "
@@ -159,10 +164,10 @@ def train_es(instances: list[Instance], *, runs: int, seed: int, reward: str = "
             if curve_fn is not None and curve_every and (done >= next_curve or generation == generations - 1):
                 curve.append((done, float(curve_fn(snapshot()))))
                 next_curve = (done // curve_every + 1) * curve_every
+            policy.num_updates += 1
             if log_dir is not None:
                 policy._log(es_return=float(returns.mean()), es_pair_diff_std=scale,
-                            es_step_norm=float(param.detach().norm()))
-                policy.num_updates += 1
+                            es_param_norm=float(param.detach().norm()))
         final = snapshot()
     finally:
         stack.close()

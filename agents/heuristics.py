@@ -298,8 +298,9 @@ class ValGainPolicy(Policy):
         if isinstance(share, bool) or not isinstance(share, (int, float, np.floating, np.integer)) \
                 or not 0.0 < float(share) < 1.0:
             raise PolicyError(f"share must be a number in (0, 1) (the rising modality's batch share), got {share!r}")
-        if not min_gain >= 0:
-            raise PolicyError(f"min_gain must be >= 0, got {min_gain!r}")
+        if isinstance(min_gain, bool) or not isinstance(min_gain, (int, float, np.floating, np.integer)) \
+                or not min_gain >= 0:
+            raise PolicyError(f"min_gain must be a number >= 0 (accuracy, 0-1), got {min_gain!r}")
         self.share, self.min_gain = float(share), float(min_gain)
         self._env: Any = None
         self._last: np.ndarray | None = None
@@ -308,6 +309,10 @@ class ValGainPolicy(Policy):
         if not hasattr(env, "evaluate") or not hasattr(env, "modalities"):
             raise PolicyError("the val-gain rule reads each modality's validation accuracy: reset it with the "
                               "environment (a DUSEnv, e.g. env.unwrapped)")
+        m = len(env.modalities)
+        if self.share <= 1.0 / m:
+            raise PolicyError(f"share {self.share} is not above 1/m = {1.0 / m:.3f} for {m} modalities: the rising "
+                              "modality would get less than the others; pass a larger share")
         self._env = env
         self._last = None
 

@@ -79,7 +79,7 @@ REFERENCE_LABELS = {"uniform": "uniform", "dus-h": "dus-h", "fixed": "fixed-rati
 SEED_MAX = 2**24
 #: The networks (``options: {policy: ...}``) each built-in across-run algorithm has
 #: (:mod:`mmenv.agents.equivariant`: PPO, SAC and REINFORCE have a per-modality one).
-_NETWORKS = {"reinforce": ("mlp", "equivariant"), "es": ("equivariant", "mlp"), "ppo": ("mlp", "equivariant"),
+_NETWORKS = {"reinforce": ("mlp", "equivariant"), "es": ("equivariant",), "ppo": ("mlp", "equivariant"),
              "sac": ("mlp", "equivariant"),
              "td3": ("mlp",)}
 _AGENT_KEYS = {"algo", "runs", "seed", "seeds", "reward", "observation", "workers", "label", "options"}

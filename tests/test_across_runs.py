@@ -316,3 +316,14 @@ def test_es_workers_do_not_change_the_result():
     _same_histories(a, b)
     c = train_across_runs("es", [TINY], workers=2, batched=False, **kw)
     _same_histories(a, c)
+
+
+def test_es_and_grouped_reinforce_refuse_bad_settings_before_training():
+    for bad in ({"population": 1}, {"population": True}, {"sigma": "0.5"}, {"lr": float("inf")}, {"lr": True},
+                {"batched": "no"}):
+        with pytest.raises(mmenv.errors.InvalidArgumentError):
+            train_across_runs("es", [TINY], runs=8, seed=0, observation="modal", **bad)
+    for bad in ({"group_size": True}, {"group_size": 2.0}, {"group_size": 4, "episodes_per_update": 4},
+                {"group_size": 2, "normalize_advantages": "false"}):
+        with pytest.raises(mmenv.errors.InvalidArgumentError):
+            train_across_runs("reinforce", [TINY], runs=3, seed=0, **{"episodes_per_update": 2, **bad})

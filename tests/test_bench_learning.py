@@ -51,7 +51,8 @@ def test_tuned_heuristics_read_train_instances_on_tuning_seeds_only(tmp_path):
     executor = FakeExecutor()
     spy = _SpyRunner(Runner(plan.out, executor, progress=False))
     tuned = run_tuned(plan, spy)
-    assert [b.label for b in TUNED_BASELINES] == ["tuned-constant", "fixed-ratio-tuned", "dus-h-tuned"]
+    assert [b.label for b in TUNED_BASELINES] == ["tuned-constant", "fixed-ratio-tuned", "dus-h-tuned",
+                                                  "val-gain-tuned"]
     train = {i.label() for i in plan.sets[0].train}
     assert spy.read and all(s.seed in cfg.tuning_seeds for s in spy.read)
     assert {(s.dataset_kwargs["seed"], s.learner) for s in spy.read} == \
@@ -60,7 +61,7 @@ def test_tuned_heuristics_read_train_instances_on_tuning_seeds_only(tmp_path):
     # the choice is the argmax of the mean gain over uniform on train x tuning seeds, by hand
     from mmenv.experiments.bench_data import run_spec
 
-    for rule, label in (("fixed", "fixed-ratio-tuned"), ("dus-h", "dus-h-tuned")):
+    for rule, label in (("fixed", "fixed-ratio-tuned"), ("dus-h", "dus-h-tuned"), ("val-gain", "val-gain-tuned")):
         def gain(c: Any) -> float:
             return float(np.mean([fake_accuracy(run_spec(i, c.policy, c.policy_kwargs, s))
                                   - fake_accuracy(run_spec(i, "uniform", {}, s))
@@ -268,8 +269,8 @@ def test_mmenv_bench_end_to_end_with_two_agent_seeds_and_one_equivariant_agent_f
 
     agents = [{"algo": "reinforce", "runs": 2, "seeds": [0, 1], "observation": "modal", "workers": 1,
                "label": "eq", "options": {"policy": "equivariant", "episodes_per_update": 1}},
-              {"algo": "es", "runs": 2, "seeds": [0], "observation": "modal", "workers": 1, "label": "es",
-               "options": {"population": 1}}]
+              {"algo": "es", "runs": 4, "seeds": [0], "observation": "modal", "workers": 1, "label": "es",
+               "options": {"population": 2}}]
     path = tiny_preset(tmp_path, agents=agents, references=["uniform", "dus-h", "fixed", "val-gain"],
                        curve_every=None,
                        tuning_seeds=[100], eval_seeds=[0, 1])

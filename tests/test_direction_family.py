@@ -130,6 +130,8 @@ def _accuracy(calls):
         calls.append((inst.name, policy, dict(kwargs), seed))
         if policy == "uniform":
             return 0.80 + 0.001 * seed
+        if policy == "val-gain":          # +1 point at share 0.75, less away from it
+            return 0.81 + 0.001 * seed - 0.01 * abs(kwargs["share"] - 0.75)
         strength = kwargs.get("ratio", kwargs.get("beta"))
         sign = 1.0 if kwargs["direction"] == inst.best else -1.0
         return 0.80 + 0.001 * seed + sign * 0.02 * (1.0 - strength) + (0.005 if inst.best == "more" else 0.0)
@@ -148,6 +150,9 @@ def test_tuned_heuristics_pick_the_best_mean_gain_and_see_tuning_seeds_only():
         assert t.gain == pytest.approx((0.02 + 0.02 - 0.015) / 3)
         assert t.per_instance["c"] == pytest.approx(-0.015)
         assert len(t.gains) == 6 and "tuned" in t.label
+    v = result.heuristics["val-gain"]
+    assert v.policy_kwargs == {"share": 0.75} and v.gain == pytest.approx(0.01) and len(v.gains) == 3
+    assert v.label == "val-gain tuned (share=0.75)"
     assert result.tuning_seeds == [100, 101, 102] and result.instances == ["a", "b", "c"]
     assert '"direction": "more"' in result.to_json()
 
@@ -162,8 +167,8 @@ def test_the_runs_tuning_requests_carry_tuning_seeds_only():
     grid = heuristic_grid()
     specs = tuning_specs([_Inst("a", "more"), _Inst("b", "less")], grid, [100, 101], run_spec)
     assert {s.seed for s in specs} == {100, 101}
-    assert len(specs) == 2 * (1 + 12) * 2
-    assert {s.policy for s in specs} == {"uniform", "fixed", "dus-h"}
+    assert len(specs) == 2 * (1 + 12 + 3) * 2
+    assert {s.policy for s in specs} == {"uniform", "fixed", "dus-h", "val-gain"}
 
 
 def test_tuning_refuses_overlapping_seeds_and_bad_grids():
@@ -253,8 +258,8 @@ def test_tuned_heuristic_baseline_stage_reads_tuning_seeds_only():
             return {"status": "ok", "test": {"fused": {"accuracy": acc(inst, spec.policy, spec.policy_kwargs,
                                                                         spec.seed)}}}
 
-    fixed, dush = tuned_heuristic_baselines()
-    assert (fixed.label, dush.label) == ("fixed-ratio-tuned", "dus-h-tuned")
+    fixed, dush, vgain = tuned_heuristic_baselines()
+    assert (fixed.label, dush.label, vgain.label) == ("fixed-ratio-tuned", "dus-h-tuned", "val-gain-tuned")
     specs = fixed.search_specs(plan, iset)
     assert {s.seed for s in specs} == {100, 101} and {s.dataset for s in specs} == {"a", "b", "c"}
     assert len(specs) == 3 * (1 + 6) * 2

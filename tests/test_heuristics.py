@@ -194,3 +194,12 @@ def test_val_gain_plays_the_same_batched_and_alone():
         np.testing.assert_allclose(a.proportions, b.proportions)
         assert a.test["fused"]["accuracy"] == pytest.approx(b.test["fused"]["accuracy"], abs=1e-6)
     assert any(abs(p[0] - 0.5) > 0.1 for rec in alone for p in rec.proportions)   # it left uniform
+
+
+def test_val_gain_refuses_a_share_that_would_flip_the_rule():
+    from mmenv.agents.heuristics import ValGainPolicy
+
+    with pytest.raises(PolicyError, match="1/m"):
+        ValGainPolicy(share=0.3).reset(_ScriptedEnv(["a", "b", "c"], []))
+    with pytest.raises(PolicyError, match="min_gain"):
+        ValGainPolicy(min_gain="x")
