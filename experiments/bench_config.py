@@ -392,7 +392,7 @@ def _agent_options(algo: str, value: Any, key: str, source: str, episodic: bool 
         want = valid[name]
         if want is not None and not _has_type(v, want):
             raise _fail(source, f"{key}.{name}", f"expected {want.__name__}, got {v!r}")
-    network = options.get("policy", "mlp")
+    network = options.get("policy", _NETWORKS.get(algo, ("mlp",))[0])   # es: equivariant by default
     if network not in _NETWORKS.get(algo, ("mlp",)):
         raise _fail(source, f"{key}.policy", f"{algo} takes policy {' or '.join(_NETWORKS.get(algo, ('mlp',)))}, "
                                              f"got {network!r}")

@@ -196,8 +196,15 @@ def test_ctrl_c_in_compare_with_workers_is_one_line_and_resumes(tmp_path):
     cmd = [sys.executable, "-m", "mmenv", "compare", "--config", "tiny", "--seeds", "8", "--workers", "2",
            "--no-plots", "--no-progress", "--no-tensorboard", "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    def as_a_terminal_starts_it():
+        # A shell starts a command with SIGINT handled and unblocked. The test process may have
+        # inherited or set another state (a library loaded by an earlier test), and a child
+        # inherits an ignored or blocked SIGINT across exec: the full suite saw Ctrl-C do nothing.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=as_a_terminal_starts_it)
     end = time.monotonic() + 300
     while not (out / "runs").exists() or not list((out / "runs").glob("*.json")):
         assert proc.poll() is None, proc.communicate()[1][-2000:]
