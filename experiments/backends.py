@@ -9,6 +9,7 @@ the thread count.
 from __future__ import annotations
 
 import ast
+import contextlib
 import os
 import signal
 import sys
@@ -129,6 +130,26 @@ def run_serial(specs: Sequence[RunSpec], out: str, tensorboard: bool) -> Iterato
         yield execute_run(spec, out, tensorboard)
 
 
+@contextlib.contextmanager
+def _stopped_on_interrupt(pool: Any) -> Iterator[None]:
+    """The lifetime of a local worker pool (``run_processes``, ``run_batches``).
+
+    Ctrl-C stops the runs in progress too (their result files are written by this process
+    only, so nothing half-written is left; a re-run resumes the grid). An early stop (or
+    Ctrl-C) drops the queued runs instead of finishing them.
+    """
+    interrupted = False
+    try:
+        yield
+    except KeyboardInterrupt:
+        interrupted = True
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            proc.terminate()
+        raise
+    finally:
+        pool.shutdown(wait=not interrupted, cancel_futures=True)
+
+
 def run_processes(specs: Sequence[RunSpec], out: str, tensorboard: bool, workers: int
                   ) -> Iterator[dict[str, Any]]:
     """Run on ``workers`` local processes (spawn: no forked torch state, same on every OS)."""
@@ -141,9 +162,8 @@ def run_processes(specs: Sequence[RunSpec], out: str, tensorboard: bool, workers
     ctx = mp.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init_worker,
                                initargs=(os.getpid(),))
-    interrupted = False
     finished = 0
-    try:
+    with _stopped_on_interrupt(pool):
         futures = {pool.submit(execute_run, asdict(spec), out, tensorboard): spec for spec in specs}
         for future in as_completed(futures):
             spec = futures[future]
@@ -156,16 +176,6 @@ def run_processes(specs: Sequence[RunSpec], out: str, tensorboard: bool, workers
                 result = _crashed(spec, exc)
             finished += 1
             yield result
-    except KeyboardInterrupt:
-        # Ctrl-C: stop the runs in progress too (their result files are written by this
-        # process only, so nothing half-written is left); a re-run resumes the grid.
-        interrupted = True
-        for proc in list(getattr(pool, "_processes", {}).values()):
-            proc.terminate()
-        raise
-    finally:
-        # An early stop (or Ctrl-C) drops the queued runs instead of finishing the grid.
-        pool.shutdown(wait=not interrupted, cancel_futures=True)
 
 
 def run_ray(specs: Sequence[RunSpec], out: str, tensorboard: bool, address: str | None = None,
@@ -264,9 +274,8 @@ def run_batches(batches: Sequence[tuple[Sequence[RunSpec], bool]], backend: str 
     leave_if_reimported()
     pool = ProcessPoolExecutor(max_workers=min(workers, len(batches)), mp_context=mp.get_context("spawn"),
                                initializer=init_worker, initargs=(os.getpid(),))
-    interrupted = False
     finished = 0
-    try:
+    with _stopped_on_interrupt(pool):
         futures = {pool.submit(play_specs, dicts, batched): i for i, (dicts, batched) in enumerate(payloads)}
         for future in as_completed(futures):
             specs = batches[futures[future]][0]
@@ -279,13 +288,6 @@ def run_batches(batches: Sequence[tuple[Sequence[RunSpec], bool]], backend: str 
                 results = [_crashed(s, exc) for s in specs]
             finished += 1
             yield from results
-    except KeyboardInterrupt:
-        interrupted = True
-        for proc in list(getattr(pool, "_processes", {}).values()):
-            proc.terminate()
-        raise
-    finally:
-        pool.shutdown(wait=not interrupted, cancel_futures=True)
 
 
 def _batches_ray(batches: Sequence[tuple[Sequence[RunSpec], bool]], payloads: list[tuple[list[dict], bool]],
