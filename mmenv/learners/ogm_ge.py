@@ -70,6 +70,14 @@ PARAM_FILTERS = ("all", "conv")
 GE_EPS = 1e-8  # added to the noise std, as in the authors' code
 
 
+def unbiased_std(g: Tensor) -> Tensor:
+    """``g.std()`` (Bessel-corrected, over every element) in two passes: the same value to float
+    rounding, and under ``vmap`` (the batched engine) 16x faster than ``Tensor.std``, whose
+    batched rule is a per-row Welford reduction (700 us for 32 runs' 64 x 64 gradients)."""
+    d = g - g.mean()
+    return ((d * d).sum() / (g.numel() - 1)).sqrt()
+
+
 def ogm_coefficients(scores: Tensor, alpha: float, form: str = "code") -> Tensor:
     """Per-modality modulation coefficients ``k`` (``[m]``) from the scores ``s_m`` (``[m]``).
 
@@ -147,13 +155,20 @@ class OGMGELearner(BaselineLearner):
         return self.modulation_starts <= epoch <= end
 
     def _modulated(self, model: MultimodalModel) -> list[tuple[int, str, int, bool]]:
-        """``(modality index, parameter name, dims, with noise)`` of the gradients modulation touches."""
+        """``(modality index, parameter name, dims, with noise)`` of the gradients modulation touches.
+
+        Cached per model object: it is read every iteration, by every run of a batch, and walking
+        ``named_parameters`` each time was a third of a batched OGM-GE iteration's CPU time."""
+        cached = self.__dict__.get("_modulated_cache")
+        if cached is not None and cached[0] is model:
+            return cached[1]
         out = []
         for j, m in enumerate(model.modalities):
             for name, p in model.encoders[m].named_parameters():
                 if self.params == "conv" and p.dim() != 4:
                     continue
                 out.append((j, f"encoders.{m}.{name}", p.dim(), self.ge and p.numel() > 1))
+        self.__dict__["_modulated_cache"] = (model, out)
         return out
 
     def loss(self, model: MultimodalModel, batch: Batch, state: Mapping[str, Any],
@@ -176,8 +191,12 @@ class OGMGELearner(BaselineLearner):
     def noise_shapes(self, model: MultimodalModel, info: StepInfo) -> list[tuple[str, torch.Size]]:
         if not self.modulating(info.epoch):
             return []
-        params = dict(model.named_parameters())
-        return [(name, params[name].shape) for _, name, _, noisy in self._modulated(model) if noisy]
+        cached = self.__dict__.get("_noise_cache")
+        if cached is None or cached[0] is not model:
+            params = dict(model.named_parameters())
+            cached = (model, [(name, params[name].shape) for _, name, _, noisy in self._modulated(model) if noisy])
+            self.__dict__["_noise_cache"] = cached
+        return cached[1]
 
     def modulate(self, model: MultimodalModel, grads: dict[str, Tensor], batch: Batch, aux: Mapping[str, Any],
                  state: Mapping[str, Any], info: StepInfo,
@@ -191,7 +210,7 @@ class OGMGELearner(BaselineLearner):
                 continue
             g = grads[name]
             # The noise scale is the unmodulated gradient's standard deviation (authors' code).
-            noise_std = g.std() + GE_EPS if noisy else None
+            noise_std = unbiased_std(g) + GE_EPS if noisy else None
             g = g * coeffs[j]
             if noise_std is not None:
                 g = g + noise[name] * noise_std
