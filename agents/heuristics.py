@@ -321,7 +321,9 @@ class ValGainPolicy(Policy):
             raise PolicyError("call reset(env) before act(): the val-gain rule reads the environment's "
                               "validation accuracy")
         m = len(self._env.modalities)
-        metrics = self._env.evaluate("val")
+        # The environment's once-per-step validation pass when it has one (shared with the reward).
+        memo = getattr(self._env, "validation_metrics", None)
+        metrics = memo() if callable(memo) else self._env.evaluate("val")
         now = np.array([metrics[mod]["accuracy"] for mod in self._env.modalities], dtype=np.float64)
         last, self._last = self._last, now
         if last is None:

@@ -57,7 +57,7 @@ class ObservedPolicy(Policy):
         first, self._first = self._first, False
         diverged = bool(info.get("diverged", False)) if (info is not None and not first) else False
         return self._builder.build(obs, None if first else info, int(env.total_iters),
-                                   lambda: env.evaluate("val"), diverged)
+                                   env.validation_metrics, diverged)
 
     def act(self, obs: np.ndarray, info: dict) -> np.ndarray:
         return self.policy.act(self.observe(obs, info), info)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
+from functools import partial
 from typing import Any
 
 import gymnasium as gym
@@ -182,6 +183,8 @@ class DUSEnv(EnvStateMixin, RenderMixin, gym.Env):
         self._epoch_started = -1
         self._obs = np.zeros(m, dtype=np.float32)
         self._needs_reset = True
+        # (iteration, evaluate("val")) of the current model: see validation_metrics.
+        self._val_memo: tuple[int, dict[str, dict[str, float]]] | None = None
 
     # ------------------------------------------------------------------ helpers
     def uniform_action(self) -> np.ndarray:
@@ -239,6 +242,7 @@ class DUSEnv(EnvStateMixin, RenderMixin, gym.Env):
         self.episode_step = 0
         self._epoch_started = -1
         self._needs_reset = False
+        self._val_memo = None
         self._obs = self._probe_observation(episode_seed)
         self._history = []
         self._tb.log_reset(self.modalities, self._obs.tolist())
@@ -319,7 +323,7 @@ class DUSEnv(EnvStateMixin, RenderMixin, gym.Env):
         if self._needs_reset:
             raise EnvStateError("call reset() before step() (the episode has ended or never started)")
         proportions, sizes = self.batch_sizes_for(action)
-        val_before = self.evaluate("val")["fused"]["accuracy"] if self.needs_validation else None
+        val_before = self.validation_metrics()["fused"]["accuracy"] if self.needs_validation else None
         n_iters = self.iterations_next_step()
 
         # Discrepancy, accuracy and losses are folded in blocks (mmenv/step_stats.py).
@@ -397,6 +401,7 @@ class DUSEnv(EnvStateMixin, RenderMixin, gym.Env):
         taken on (the current one). The batched vector environment calls this too, with its
         own ``evaluate``, so both report steps the same way. Returns ``step``'s 5-tuple.
         """
+        val = self.validation_metrics if evaluate is None else partial(evaluate, "val")
         evaluate = evaluate or self.evaluate
         obs_before = self._obs
         m = len(self.modalities)
@@ -415,7 +420,7 @@ class DUSEnv(EnvStateMixin, RenderMixin, gym.Env):
         truncated = diverged
         val_after = None
         if self.needs_validation or (self.needs_final_validation and (terminated or truncated)):
-            val_after = evaluate("val")["fused"]["accuracy"] if not diverged else 0.0
+            val_after = val()["fused"]["accuracy"] if not diverged else 0.0
         info: dict[str, Any] = {
             "batch_sizes": sizes,
             "proportions": proportions.tolist(),
@@ -430,7 +435,7 @@ class DUSEnv(EnvStateMixin, RenderMixin, gym.Env):
             info["val_accuracy"] = val_after
         elif self.log_dir is not None and self.dataset.val is not None and not diverged:
             # Logged runs record validation accuracy too (one pass over the val split per step).
-            info["val_accuracy"] = evaluate("val")["fused"]["accuracy"]
+            info["val_accuracy"] = val()["fused"]["accuracy"]
         ctx = RewardContext(obs_before, proportions, obs, sizes, val_before, val_after, info, terminated or truncated)
         reward = reward_value(self.reward_name, self.reward_fn(ctx), diverged, proportions)
         if terminated or truncated:
@@ -454,6 +459,20 @@ class DUSEnv(EnvStateMixin, RenderMixin, gym.Env):
         if data is None:
             raise InvalidArgumentError(f"dataset {self.dataset.name!r} has no {split!r} split")
         return predict_split(self.learner, data, batch_size or self.eval_batch_size, self.autocast_dtype)
+
+    def validation_metrics(self) -> dict[str, dict[str, float]]:
+        """``evaluate("val")`` of the current model, computed once per training state.
+
+        The model only changes by training (the iteration count moves) or by ``reset`` /
+        ``load_state_dict`` (which forget the memo), so one evaluation serves the reward's
+        "after" of a step, the next step's "before" and a policy's observation in between:
+        with a validation reward this halves the validation passes of a run. Treat the result
+        as read-only; call :meth:`evaluate` after changing the model by hand.
+        """
+        memo = self._val_memo
+        if memo is None or memo[0] != self.iteration:
+            memo = self._val_memo = (self.iteration, self.evaluate("val"))
+        return memo[1]
 
     def evaluate(self, split: str = "test") -> dict[str, dict[str, float]]:
         """Metrics of the current model on ``split``: ``{"fused": {...}, modality: {...}}``."""

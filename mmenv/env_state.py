@@ -51,6 +51,7 @@ class EnvStateMixin:
     _epoch_started: int
     _obs: np.ndarray
     _needs_reset: bool
+    _val_memo: tuple[int, dict[str, dict[str, float]]] | None
     _data_fingerprint: str | None
     _np_random: np.random.Generator | None
     _np_random_seed: int | None
@@ -180,6 +181,7 @@ class EnvStateMixin:
             self._np_random_seed = state["np_random_seed"]
         self._tb.global_step = int(state["global_step"])
         self._needs_reset = bool(state["needs_reset"])
+        self._val_memo = None  # the model was replaced: no validation pass of the old one may serve
 
     @property
     def last_observation(self) -> np.ndarray:

@@ -205,7 +205,7 @@ class DUSVectorEnv(VectorEnv):
         for k in active:
             env = self.envs[k]
             proportions, sizes = sized[k]
-            val_before = env.evaluate("val")["fused"]["accuracy"] if env.needs_validation else None
+            val_before = env.validation_metrics()["fused"]["accuracy"] if env.needs_validation else None
             plans[k] = (proportions, sizes, val_before)
         # Runs at the same iteration train together (after autoresets they may differ).
         groups: dict[int, list[int]] = {}

@@ -149,7 +149,7 @@ class DUSBench(gym.Wrapper):
         """``evaluate("val")`` of the current model, computed at most once per step (reward and observation)."""
         if self._val_cache is None:
             base: Any = self.env.unwrapped
-            self._val_cache = base.evaluate("val")
+            self._val_cache = base.validation_metrics()
         return self._val_cache
 
     # ------------------------------------------------------------------ gym API

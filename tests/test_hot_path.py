@@ -146,3 +146,57 @@ def test_unknown_autocast_dtype_is_refused():
 
     with pytest.raises(ValueError, match="autocast_dtype"):
         DUSEnv(autocast_dtype="bfloat17", **TINY)
+
+
+def _count_val_passes(env: DUSEnv) -> list[str]:
+    splits: list[str] = []
+    original = env.evaluate
+
+    def counting(split: str = "test"):
+        splits.append(split)
+        return original(split)
+
+    env.evaluate = counting  # type: ignore[method-assign]
+    return splits
+
+
+def test_validation_reward_evaluates_once_per_step():
+    """With a validation reward, a step's "after" pass serves the next step's "before": one
+    validation pass per step plus the first one (not two per step), and the same rewards."""
+    kwargs = dict(TINY, reward="val-acc-gain", epochs=4, step_every=4)
+    env = DUSEnv(**kwargs)
+    splits = _count_val_passes(env)
+    env.reset(seed=3)
+    rewards, done = [], False
+    while not done:
+        _, r, term, trunc, _ = env.step(env.uniform_action())
+        rewards.append(r)
+        done = term or trunc
+    steps = len(rewards)
+    assert steps >= 3
+    assert splits.count("val") == steps + 1
+    # The memo is the fresh value: recompute every reward from explicit passes.
+    ref = DUSEnv(**kwargs)
+    ref.reset(seed=3)
+    before = ref.evaluate("val")["fused"]["accuracy"]
+    for r in rewards:
+        ref.step(ref.uniform_action())
+        after = ref.evaluate("val")["fused"]["accuracy"]
+        assert r == after - before
+        before = after
+
+
+def test_validation_memo_is_forgotten_when_the_model_is_replaced():
+    env = DUSEnv(**TINY, reward="val-acc-gain", epochs=2)
+    env.reset(seed=0)
+    env.step(env.uniform_action())
+    state = env.state_dict()
+    trained = env.validation_metrics()
+    env.reset(seed=1)   # a fresh model at iteration 0
+    assert env.validation_metrics() == env.evaluate("val")
+    env.load_state_dict(state)
+    assert env.validation_metrics() == trained == env.evaluate("val")
+    with torch.no_grad():   # the same model object, changed in place by hand: evaluate() sees it
+        for p in env.learner.model.parameters():
+            p.zero_()
+    assert env.evaluate("val") != trained

@@ -111,7 +111,7 @@ def play_batch(env_kwargs: Mapping[str, Any], policies: Sequence[Any], seeds: Se
             if proportions.shape != (m,):
                 raise EngineError(f"policy of run {k} returned {proportions.shape[0]} proportions for {m} modalities")
             props, sizes = env.batch_sizes_for(env.proportions_to_action(proportions))
-            val_before = env.evaluate("val")["fused"]["accuracy"] if env.needs_validation else None
+            val_before = env.validation_metrics()["fused"]["accuracy"] if env.needs_validation else None
             plans[k] = (proportions, props, sizes, val_before)
         groups: dict[int, list[int]] = {}
         for k in active:
