@@ -193,6 +193,9 @@ class FunctionalLearner(Learner):
         self.model = self.build_model(ctx).to(ctx.device)
         self.optimizer = build_optimizer(self.model.parameters(), **self.opt_kwargs)
         self.fstate = self.initial_state(ctx)
+        # The model's parameters, listed once per run: the step reads them every iteration, and
+        # walking the module tree each time costs more than a small model's arithmetic.
+        self.__dict__["_named_params"] = (self.model, list(self.model.named_parameters()))
 
     def step_info(self, batch: Batch, phase: int = 0) -> StepInfo:
         return StepInfo(batch.epoch, batch.iteration, self.ctx.iters_per_epoch, phase)
@@ -202,7 +205,7 @@ class FunctionalLearner(Learner):
         shapes = self.noise_shapes(self.model, info)
         if not shapes:
             return {}
-        ref = next(self.model.parameters())
+        ref = self._parameters_of_model()[0][1]
         gen = generator if generator is not None else self.ctx.generator
         # One draw for every tensor, then split: the batched engine draws each run's noise every
         # iteration, and one call per tensor cost more than the rest of the hook. Per tensor in
@@ -210,6 +213,13 @@ class FunctionalLearner(Learner):
         sizes = [math.prod(shape) for _, shape in shapes]
         flat = torch.randn(sum(sizes), generator=gen, device=ref.device, dtype=ref.dtype)
         return {name: part.view(shape) for (name, shape), part in zip(shapes, flat.split(sizes))}
+
+    def _parameters_of_model(self) -> list[tuple[str, nn.Parameter]]:
+        """``named_parameters()`` of ``self.model``, listed once per :meth:`setup`."""
+        cached = self.__dict__.get("_named_params")
+        if cached is None or cached[0] is not self.model:
+            cached = self.__dict__["_named_params"] = (self.model, list(self.model.named_parameters()))
+        return cached[1]
 
     def has_hook(self) -> bool:
         return type(self).modulate is not FunctionalLearner.modulate
@@ -229,7 +239,7 @@ class FunctionalLearner(Learner):
             loss.backward()
             state = aux.get("state", self.fstate)
             if hook:
-                named = {n: p for n, p in self.model.named_parameters() if p.grad is not None}
+                named = {n: p for n, p in self._parameters_of_model() if p.grad is not None}
                 grads = {n: g for n, p in named.items() if (g := p.grad) is not None}
                 noise = self.draw_noise(info)
                 with torch.no_grad():
