@@ -135,8 +135,10 @@ def agent_curve_groups(agents: dict[str, dict[str, Any]]) -> dict[str, list[dict
         options = summary.get("options")
         if options:
             parts.append(", ".join(f"{k}={v}" for k, v in sorted(options.items())))
-        key = (f"{summary.get('set', '?')}: {', '.join(parts)}, {summary.get('m', '?')} modalities, "
-               f"{summary.get('runs')} runs")
+        m = summary.get("m", "?")
+        # m = 0 marks an agent that runs on any number of modalities (bench_stages.any_m).
+        modalities = "any number of modalities" if m == 0 else f"{m} modalities"
+        key = f"{summary.get('set', '?')}: {', '.join(parts)}, {modalities}, {summary.get('runs')} runs"
         groups.setdefault(key, []).append(summary)
     return groups
 

@@ -323,3 +323,33 @@ def test_observed_policy_sees_what_the_benchmark_wrapper_shows(observation):
         assert len(rec.seen) == 3
         np.testing.assert_allclose(np.stack(rec.seen), np.stack(shown[:3]), atol=1e-6)
         np.testing.assert_allclose(records[0].rewards, rewards, atol=1e-6)   # the benchmark reward too
+
+
+def test_a_segments_noise_in_one_draw_equals_one_draw_per_iteration():
+    """OGM-GE's noise (12,544 values per iteration with the default MLP) drawn for a segment
+    at once gives the values of the single step's per-iteration draws."""
+    env = DUSEnv(dataset=make_dataset("synthetic"), learner="ogm-ge", epochs=1)
+    env.reset(seed=4)
+    learner = env.learner
+    info = StepInfo(0, 0, env.iters_per_epoch, 0)
+    state = learner.ctx.generator.get_state()
+    block = learner.noise_block(info, 5)
+    assert block is not None and block.shape == (5, 12544)
+    learner.ctx.generator.set_state(state)
+    for i in range(5):
+        per = learner.draw_noise(StepInfo(0, i, env.iters_per_epoch, 0))
+        torch.testing.assert_close(torch.cat([t.reshape(-1) for t in per.values()]), block[i], rtol=0, atol=0)
+
+
+def test_noise_of_a_size_off_the_16_value_blocks_is_drawn_per_iteration():
+    """Encoders of 7 hidden units and 9 features: OGM-GE's noise is not a multiple of 16 values, so the engine
+    draws it per iteration, and run k still equals the single environment."""
+    ds = tiny()
+    enc = {"strong": {"hidden": (7,), "out_dim": 9}, "weak": {"hidden": (7,), "out_dim": 9}}
+    kwargs = dict(epochs=2, batch_budget=24, iters_per_epoch=6, learner_kwargs={"encoder_kwargs": enc})
+    env = DUSEnv(dataset=ds, learner="ogm-ge", **kwargs)
+    env.reset(seed=0)
+    assert env.learner.noise_block(StepInfo(0, 0, 6, 0), 3) is None
+    batched = batched_infos(ds, "ogm-ge", ACTIONS[:2], SEEDS[:2], **kwargs)
+    for k, seed in enumerate(SEEDS[:2]):
+        assert_same_run(single_infos(ds, "ogm-ge", ACTIONS[k], seed, **kwargs), batched[k])

@@ -28,6 +28,7 @@ import mmenv  # noqa: F401  (registers the ids)
 from mmenv import DUSEnv
 from mmenv.datasets import DatasetError, make_features, make_synthetic
 from mmenv.errors import InvalidArgumentError, LockError, MMEnvError, WriteError
+from mmenv.learners import LearnerError
 from mmenv.rewards import RewardError
 from mmenv.sampling import ActionError
 
@@ -89,6 +90,16 @@ def test_numpy_ints_are_ints_and_learner_kwargs_are_typed(data):
         DUSEnv(dataset=data, learner_kwargs={"lr": -1.0})
     with pytest.raises(MMEnvError, match="dims"):
         DUSEnv(dataset_kwargs=dict(SMALL, dims=0))
+
+
+def test_encoder_settings_for_a_modality_the_data_lacks_are_refused(data):
+    """A misspelt modality in encoders / encoder_kwargs is refused before training, naming the
+    data set's modalities (it used to leave that modality's encoder at its default)."""
+    for key in ("encoder_kwargs", "encoders"):
+        value = {"nosuch": {"out_dim": 8}} if key == "encoder_kwargs" else {"nosuch": "mlp"}
+        env = DUSEnv(dataset=data, learner_kwargs={key: value})
+        with pytest.raises(LearnerError, match=r"nosuch.*modalities are \['strong', 'weak'\]"):
+            env.reset(seed=0)
 
 
 def test_reward_returning_a_string_names_the_reward(data):

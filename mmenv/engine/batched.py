@@ -30,6 +30,7 @@ refused). Anything else raises :class:`EngineError`; callers fall back to one ru
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -294,6 +295,9 @@ class BatchedRuns:
         ipe = env0.iters_per_epoch
         iteration0 = env0.iteration
         host = _Host(template, template.model)
+        # One-phase learners with noise draw a segment's noise per run in one call ([n, g, total]).
+        block = self._noise_block(learners, StepInfo(epoch, iteration0, ipe, 0), n) if template.num_phases() == 1 \
+            else None
         for i in range(n):
             parts: dict[str, Any] = {"inputs": {mod: inputs[mod][i] for mod in mods}, "labels": {mod: labels[mod][i] for mod in mods},
                      "indices": {mod: index[mod][i] for mod in mods}, "weights": weights, "paired_weight": paired_w}
@@ -307,7 +311,7 @@ class BatchedRuns:
                 info = StepInfo(epoch, iteration0 + i, ipe, phase)
                 prefixes = template.phase_params(phase)
                 train_names = [nm for nm in self.names if prefixes is None or nm.startswith(tuple(prefixes))]
-                noise = self._noise(learners, info)
+                noise = self._noise(learners, info) if block is None else self._block_row(block, i, info)
                 grads, aux, state = self._phase(host, info, p_max, train_names, params, state, parts, noise)
                 with torch.no_grad():
                     sgd([params[nm] for nm in train_names], [grads[nm] for nm in train_names],
@@ -320,6 +324,26 @@ class BatchedRuns:
             total = totals[0] if phases == 1 else torch.stack(totals).sum(0)
             stats.add(logits, parts["labels"], weights, size_t, {"total": total, **losses})
         return params, state
+
+    def _noise_block(self, learners: Sequence[Any], info: StepInfo, n: int) -> Tensor | None:
+        """The segment's noise, ``[n, runs, total]`` (each run's from its own generator, in the
+        single step's order), or ``None`` when some run cannot draw it as one block."""
+        if not self.template.noise_shapes(self.template.model, info):
+            return None
+        flats = []
+        for learner in learners:
+            flat = learner.noise_block(info, n)
+            if flat is None:
+                return None
+            flats.append(flat)
+        return torch.stack(flats, dim=1)
+
+    def _block_row(self, block: Tensor, i: int, info: StepInfo) -> dict[str, Tensor]:
+        """Iteration ``i``'s noise of every run, as :meth:`_noise` gives it (views of ``block``)."""
+        shapes = self.template.noise_shapes(self.template.model, info)
+        sizes = [math.prod(shape) for _, shape in shapes]
+        g = block.shape[1]
+        return {name: part.view(g, *shape) for (name, shape), part in zip(shapes, block[i].split(sizes, dim=1))}
 
     def _noise(self, learners: Sequence[Any], info: StepInfo) -> dict[str, Tensor]:
         """Each run's noise from its own generator (outside vmap), stacked."""

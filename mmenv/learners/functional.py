@@ -214,6 +214,26 @@ class FunctionalLearner(Learner):
         flat = torch.randn(sum(sizes), generator=gen, device=ref.device, dtype=ref.dtype)
         return {name: part.view(shape) for (name, shape), part in zip(shapes, flat.split(sizes))}
 
+    def noise_block(self, info: StepInfo, n: int) -> Tensor | None:
+        """The noise of ``n`` consecutive iterations from ``info`` on, as one ``[n, total]`` draw
+        from ``ctx.generator``, or ``None`` where that would not equal ``n`` calls of
+        :meth:`draw_noise` (the batched engine then draws per iteration).
+
+        On the CPU, ``torch.randn`` fills blocks of 16 values, so one draw of ``n x total`` values
+        is ``n`` draws of ``total`` in a row exactly when ``total`` is a multiple of 16 (every MLP
+        here: 12,544 values per OGM-GE iteration); a CUDA generator's stream depends on the calls.
+        The noise's shapes must not change within the block (a segment never crosses an epoch).
+        """
+        shapes = self.noise_shapes(self.model, info)
+        total = sum(math.prod(shape) for _, shape in shapes)
+        ref = self._parameters_of_model()[0][1] if shapes else None
+        if ref is None or total % 16 or ref.device.type != "cpu":
+            return None
+        infos = [StepInfo(info.epoch, info.iteration + i, info.iters_per_epoch, info.phase) for i in range(1, n)]
+        if any(self.noise_shapes(self.model, later) != shapes for later in infos):
+            return None
+        return torch.randn(n * total, generator=self.ctx.generator, dtype=ref.dtype).view(n, total)
+
     def _parameters_of_model(self) -> list[tuple[str, nn.Parameter]]:
         """``named_parameters()`` of ``self.model``, listed once per :meth:`setup`."""
         cached = self.__dict__.get("_named_params")

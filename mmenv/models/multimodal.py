@@ -33,6 +33,11 @@ class MultimodalModel(nn.Module):
         encoders = dict(encoders or {})
         encoder_kwargs = dict(encoder_kwargs or {})
         self.modalities = tuple(s.name for s in specs)
+        for what, given in (("encoders", encoders), ("encoder_kwargs", encoder_kwargs)):
+            unknown = sorted(set(given) - set(self.modalities))
+            if unknown:  # a misspelt modality would otherwise leave its encoder at the default
+                raise LearnerError(f"{what} names modalities {unknown} that the data set does not have; its "
+                                   f"modalities are {list(self.modalities)}")
         self.encoders = nn.ModuleDict(
             {s.name: build_encoder(s, encoders.get(s.name), **encoder_kwargs.get(s.name, {})) for s in specs}
         )
