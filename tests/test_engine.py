@@ -353,3 +353,28 @@ def test_noise_of_a_size_off_the_16_value_blocks_is_drawn_per_iteration():
     batched = batched_infos(ds, "ogm-ge", ACTIONS[:2], SEEDS[:2], **kwargs)
     for k, seed in enumerate(SEEDS[:2]):
         assert_same_run(single_infos(ds, "ogm-ge", ACTIONS[k], seed, **kwargs), batched[k])
+
+
+def test_the_parameter_swap_equals_functional_call_with_tied_weights():
+    """The engine's per-call parameter swap gives functional_call's outputs and gradients, on a
+    model with a weight shared by two modules, and restores the model's own parameters."""
+    from torch.func import functional_call, vmap
+
+    from mmenv.engine.batched import _Swap
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4))
+    model[2].weight = model[0].weight
+    own = {n: p for n, p in model.named_parameters()}
+    stacked = {n: torch.randn(3, *p.shape, requires_grad=True) for n, p in own.items()}
+    x = torch.randn(3, 5, 4)
+    swap = _Swap(model)
+    ours = vmap(lambda p, xi: swap(p, lambda m, v: m(v).square().sum(), xi))(stacked, x)
+    ref = vmap(lambda p, xi: functional_call(model, p, (xi,)).square().sum())(stacked, x)
+    torch.testing.assert_close(ours, ref)
+    g1 = torch.autograd.grad(ours.sum(), list(stacked.values()))
+    g2 = torch.autograd.grad(ref.sum(), list(stacked.values()))
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b)
+    assert all(p is own[n] for n, p in model.named_parameters())
+    assert model[2].weight is model[0].weight
