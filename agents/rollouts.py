@@ -24,9 +24,11 @@ import numpy as np
 
 from mmenv.instances import Instance
 
+from .policy import Policy
 from .reinforce import ReinforcePolicy
 
-__all__ = ["play_run", "RolloutWorker", "init_worker", "worker_play", "worker_play_batch", "Task", "Transition"]
+__all__ = ["play_run", "RolloutWorker", "init_worker", "worker_play", "worker_play_batch", "worker_play_sampled",
+           "Task", "Transition"]
 
 #: a planned run: (instance index, environment seed, sampling seed)
 Task = tuple[int, int, int]
@@ -114,10 +116,66 @@ class RolloutWorker:
                  "proportions": [[float(x) for x in p] for p in r.proportions],
                  "test_accuracy": None if r.test is None else float(r.test["fused"]["accuracy"])} for r in records]
 
+    def play_sampled(self, config: dict[str, Any], weights: dict[str, Any], tasks: Sequence[Task]
+                     ) -> list[tuple[list[Transition], dict[str, Any]]]:
+        """:meth:`play` for runs of one instance, all in one batch of the batched engine: each run
+        samples from its own generator seeded by its sampling seed and reads the benchmark
+        observation rebuilt from the plain environment (:class:`~mmenv.agents.observed.ObservedPolicy`),
+        so run i gives the transitions and summary :meth:`play` gives for ``tasks[i]`` (to float
+        rounding: tests/test_across_runs.py)."""
+        from mmenv.engine import play_batch
+        from mmenv.rewards import RewardContext, dus_reward
+
+        index = tasks[0][0]
+        if any(task[0] != index for task in tasks):
+            raise ValueError("play_sampled plays runs of one instance")  # internal invariant (the trainer groups)
+        recorders = []
+        for _, _, sample_seed in tasks:
+            policy = ReinforcePolicy.from_weights(config, weights)
+            policy.generator.manual_seed(sample_seed)
+            recorders.append(_Recording(policy, self.observation))
+        env_kwargs = dict(self.instances[index].env_kwargs(), reward=self.reward)
+        records = play_batch(env_kwargs, recorders, [int(t[1]) for t in tasks], learn=False)
+        out = []
+        for rec, recorder in zip(records, recorders):
+            transitions = [(obs, p, float(r)) for (obs, p), r in zip(recorder.steps, rec.rewards)]
+            # The Eq. 5 reward the wrapper reports as info["reward_dus"], from the same step records.
+            before = [rec.initial_discrepancy, *rec.discrepancy[:-1]]
+            dus = sum(dus_reward(RewardContext(np.asarray(o), np.asarray(a), np.asarray(n), sizes))
+                      for o, a, n, sizes in zip(before, rec.proportions, rec.discrepancy, rec.batch_sizes))
+            test = rec.test
+            out.append((transitions, {"instance": index, "seed": rec.seed, "return": float(rec.reward_sum),
+                                      "reward_dus": float(dus),
+                                      "proportions": [[float(x) for x in p] for p in rec.proportions],
+                                      "test_accuracy": None if test is None else float(test["fused"]["accuracy"])}))
+        return out
+
     def close(self) -> None:
         for env in self.envs.values():
             env.close()
         self.envs.clear()
+
+
+class _Recording(Policy):
+    """An :class:`~mmenv.agents.observed.ObservedPolicy` that keeps every ``(observation, proportions)``
+    it acts on (a run's transitions, with the rewards of its episode record)."""
+
+    def __init__(self, policy: ReinforcePolicy, observation: str) -> None:
+        from .observed import ObservedPolicy
+
+        self.observed = ObservedPolicy(policy, observation)
+        self.name = self.observed.name
+        self.steps: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def reset(self, env: Any) -> None:
+        self.observed.reset(env)
+        self.steps = []
+
+    def act(self, obs: np.ndarray, info: dict) -> np.ndarray:
+        seen = self.observed.observe(obs, info)
+        p = np.asarray(self.observed.policy.act(seen, info), dtype=np.float64)
+        self.steps.append((np.asarray(seen, dtype=np.float32), p))
+        return p
 
 
 _WORKER: list[RolloutWorker] = []   # the process's worker (a process pool's initializer sets it)
@@ -132,6 +190,12 @@ def worker_play_batch(config: dict[str, Any], weights: Sequence[dict[str, Any]],
                       env_seeds: Sequence[int]) -> list[dict[str, Any]]:
     """Process-pool task: :meth:`RolloutWorker.play_batch` on this process's worker."""
     return _WORKER[0].play_batch(config, weights, index, env_seeds)
+
+
+def worker_play_sampled(config: dict[str, Any], weights: dict[str, Any], tasks: Sequence[Task]
+                        ) -> list[tuple[list[Transition], dict[str, Any]]]:
+    """Process-pool task: :meth:`RolloutWorker.play_sampled` on this process's worker."""
+    return _WORKER[0].play_sampled(config, weights, tasks)
 
 
 def worker_play(config: dict[str, Any], weights: dict[str, Any], task: Task, deterministic: bool = False

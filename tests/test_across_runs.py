@@ -308,6 +308,38 @@ def test_es_batched_generations_equal_one_run_at_a_time(learner):
     np.testing.assert_allclose(a.policy.act(obs, {}), b.policy.act(obs, {}), atol=1e-5)
 
 
+@pytest.mark.parametrize("observation", ["extended", "modal"])
+def test_grouped_reinforce_batched_updates_equal_one_run_at_a_time(observation):
+    """Grouped REINFORCE plays each group (one instance, one policy) as one batch of the engine;
+    every run samples from its own seeded generator, so the histories (returns, Eq. 5 returns,
+    proportions) and the trained policy equal the runs played one at a time."""
+    kw = dict(runs=16, seed=2, observation=observation, episodes_per_update=8, group_size=4, lr=0.05)
+    inst = {**TINY, "learner": "ogm-ge", "epochs": 3, "step_every": "epoch"}
+    a = train_across_runs("reinforce", [inst, {**inst, "learner": "pmr"}], batched=False, **kw)
+    b = train_across_runs("reinforce", [inst, {**inst, "learner": "pmr"}], batched=True, **kw)
+    assert len(a.history) == len(b.history) == 16
+    for x, y in zip(a.history, b.history):
+        assert (x["instance"], x["seed"]) == (y["instance"], y["seed"])
+        np.testing.assert_allclose(x["proportions"], y["proportions"], atol=1e-5)
+        assert x["return"] == pytest.approx(y["return"], abs=1e-5)
+        assert x["reward_dus"] == pytest.approx(y["reward_dus"], abs=1e-5)
+        assert x["test_accuracy"] == pytest.approx(y["test_accuracy"], abs=1e-6)
+    assert len({tuple(np.round(np.asarray(h["proportions"]).ravel(), 4)) for h in a.history}) > 4
+    for x, y in zip(a.policy.weights().values(), b.policy.weights().values()):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.subprocess
+def test_grouped_reinforce_batched_on_workers_equals_one_process():
+    kw = dict(runs=8, seed=4, observation="extended", episodes_per_update=8, group_size=4, lr=0.05)
+    a = train_across_runs("reinforce", [TINY, {**TINY, "learner": "ogm-ge"}], workers=1, batched=False, **kw)
+    b = train_across_runs("reinforce", [TINY, {**TINY, "learner": "ogm-ge"}], workers=2, batched=True, **kw)
+    for x, y in zip(a.history, b.history):
+        assert (x["instance"], x["seed"]) == (y["instance"], y["seed"])
+        assert x["return"] == pytest.approx(y["return"], abs=1e-5)
+        np.testing.assert_allclose(x["proportions"], y["proportions"], atol=1e-5)
+
+
 @pytest.mark.subprocess
 def test_es_workers_do_not_change_the_result():
     kw = dict(runs=8, seed=5, observation="modal", population=2)
@@ -324,6 +356,6 @@ def test_es_and_grouped_reinforce_refuse_bad_settings_before_training():
         with pytest.raises(mmenv.errors.InvalidArgumentError):
             train_across_runs("es", [TINY], runs=8, seed=0, observation="modal", **bad)
     for bad in ({"group_size": True}, {"group_size": 2.0}, {"group_size": 4, "episodes_per_update": 4},
-                {"group_size": 2, "normalize_advantages": "false"}):
+                {"group_size": 2, "normalize_advantages": "false"}, {"batched": "yes"}):
         with pytest.raises(mmenv.errors.InvalidArgumentError):
             train_across_runs("reinforce", [TINY], runs=3, seed=0, **{"episodes_per_update": 2, **bad})
