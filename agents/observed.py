@@ -39,7 +39,7 @@ class ObservedPolicy(Policy):
 
     def reset(self, env: Any) -> None:
         base = getattr(env, "unwrapped", env)
-        if not hasattr(base, "evaluate") or not hasattr(base, "dataset"):
+        if not hasattr(base, "validation_metrics") or not hasattr(base, "dataset"):
             raise PolicyError("ObservedPolicy builds the benchmark observation from a mmenv.DUSEnv: reset it with one")
         if self.observation == "modal" and base.dataset.val is None:
             raise PolicyError("observation 'modal' reads per-modality validation accuracy; the data set has no "

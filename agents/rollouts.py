@@ -75,6 +75,7 @@ class RolloutWorker:
         self.observation = observation
         self.reward = reward
         self.envs: dict[int, gym.Env] = {}
+        self.batchable: dict[int, bool] = {}   # instance index -> the batched engine can train it
 
     def env(self, index: int) -> gym.Env:
         """The benchmark environment of instance ``index`` (built on first use, then kept)."""
@@ -123,12 +124,17 @@ class RolloutWorker:
         observation rebuilt from the plain environment (:class:`~mmenv.agents.observed.ObservedPolicy`),
         so run i gives the transitions and summary :meth:`play` gives for ``tasks[i]`` (to float
         rounding: tests/test_across_runs.py)."""
-        from mmenv.engine import play_batch
+        from mmenv.engine import engine_support, play_batch
         from mmenv.rewards import RewardContext, dus_reward
 
         index = tasks[0][0]
         if any(task[0] != index for task in tasks):
             raise ValueError("play_sampled plays runs of one instance")  # internal invariant (the trainer groups)
+        if index not in self.batchable:
+            base: Any = self.env(index).unwrapped
+            self.batchable[index] = engine_support(base) is None
+        if not self.batchable[index]:  # media, batch norm, Adam, autocast: this worker's env, one at a time
+            return [self.play(config, weights, task) for task in tasks]
         recorders = []
         for _, _, sample_seed in tasks:
             policy = ReinforcePolicy.from_weights(config, weights)

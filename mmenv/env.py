@@ -184,7 +184,7 @@ class DUSEnv(EnvStateMixin, RenderMixin, gym.Env):
         self._obs = np.zeros(m, dtype=np.float32)
         self._needs_reset = True
         # (iteration, evaluate("val")) of the current model: see validation_metrics.
-        self._val_memo: tuple[int, dict[str, dict[str, float]]] | None = None
+        self._val_memo: tuple[tuple[int, int], dict[str, dict[str, float]]] | None = None
 
     # ------------------------------------------------------------------ helpers
     def uniform_action(self) -> np.ndarray:
@@ -390,6 +390,7 @@ class DUSEnv(EnvStateMixin, RenderMixin, gym.Env):
         epoch = self.start_epoch_if_due()
         _, idx = self.sampler.sample(sizes, epoch)
         self.iteration += 1
+        self._val_memo = None  # the driver trains the model for this iteration after the count moved
         return idx
 
     def finish_step(self, packed: np.ndarray, keys: list[str], proportions: np.ndarray, sizes: list[int],
@@ -469,9 +470,10 @@ class DUSEnv(EnvStateMixin, RenderMixin, gym.Env):
         with a validation reward this halves the validation passes of a run. Treat the result
         as read-only; call :meth:`evaluate` after changing the model by hand.
         """
+        key = (self.iteration, id(self.learner.model) if hasattr(self.learner, "model") else 0)
         memo = self._val_memo
-        if memo is None or memo[0] != self.iteration:
-            memo = self._val_memo = (self.iteration, self.evaluate("val"))
+        if memo is None or memo[0] != key:
+            memo = self._val_memo = (key, self.evaluate("val"))
         return memo[1]
 
     def evaluate(self, split: str = "test") -> dict[str, dict[str, float]]:

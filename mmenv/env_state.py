@@ -51,7 +51,7 @@ class EnvStateMixin:
     _epoch_started: int
     _obs: np.ndarray
     _needs_reset: bool
-    _val_memo: tuple[int, dict[str, dict[str, float]]] | None
+    _val_memo: tuple[tuple[int, int], dict[str, dict[str, float]]] | None
     _data_fingerprint: str | None
     _np_random: np.random.Generator | None
     _np_random_seed: int | None

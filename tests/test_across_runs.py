@@ -329,6 +329,17 @@ def test_grouped_reinforce_batched_updates_equal_one_run_at_a_time(observation):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-5)
 
 
+def test_grouped_reinforce_plays_an_instance_the_engine_cannot_train_one_run_at_a_time():
+    """Adam is outside the engine: such an instance's group is played run by run on the worker's
+    own environment, with exactly the results of batched=False."""
+    inst = {**TINY, "learner_kwargs": {"optimizer": "adam", "lr": 1e-3}}
+    kw = dict(runs=8, seed=1, observation="extended", episodes_per_update=8, group_size=4)
+    a = train_across_runs("reinforce", [inst], batched=False, **kw)
+    b = train_across_runs("reinforce", [inst], batched=True, **kw)
+    assert [h["return"] for h in a.history] == [h["return"] for h in b.history]
+    assert [h["proportions"] for h in a.history] == [h["proportions"] for h in b.history]
+
+
 @pytest.mark.subprocess
 def test_grouped_reinforce_batched_on_workers_equals_one_process():
     kw = dict(runs=8, seed=4, observation="extended", episodes_per_update=8, group_size=4, lr=0.05)

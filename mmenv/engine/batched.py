@@ -192,6 +192,7 @@ class BatchedRuns:
                     learner.optimizer.state[p]["momentum_buffer"] = self.buffers[n][k].clone()
                 if self.state:
                     learner.fstate = tree_map(lambda t, k=k: t[k].clone(), self.state)
+                self.envs[k]._val_memo = None  # the model now holds the slot's weights
 
     def _learner(self, k: int) -> FunctionalLearner:
         return self.envs[k].learner  # type: ignore[return-value]

@@ -207,10 +207,14 @@ class FunctionalLearner(Learner):
             return {}
         ref = self._parameters_of_model()[0][1]
         gen = generator if generator is not None else self.ctx.generator
-        # One draw for every tensor, then split: the batched engine draws each run's noise every
-        # iteration, and one call per tensor cost more than the rest of the hook. Per tensor in
-        # order, with sizes that are multiples of 16 (every MLP here), the values are the same.
         sizes = [math.prod(shape) for _, shape in shapes]
+        if ref.device.type != "cpu" or any(size % 16 for size in sizes):
+            return {name: torch.randn(shape, generator=gen, device=ref.device, dtype=ref.dtype)
+                    for name, shape in shapes}
+        # One draw for every tensor, then split: the batched engine draws each run's noise every
+        # iteration, and one call per tensor cost more than the rest of the hook. On the CPU,
+        # randn fills blocks of 16 values, so with sizes that are multiples of 16 (every MLP
+        # here) the values are those of one draw per tensor; otherwise draw per tensor, as before.
         flat = torch.randn(sum(sizes), generator=gen, device=ref.device, dtype=ref.dtype)
         return {name: part.view(shape) for (name, shape), part in zip(shapes, flat.split(sizes))}
 
@@ -225,10 +229,11 @@ class FunctionalLearner(Learner):
         The noise's shapes must not change within the block (a segment never crosses an epoch).
         """
         shapes = self.noise_shapes(self.model, info)
-        total = sum(math.prod(shape) for _, shape in shapes)
+        sizes = [math.prod(shape) for _, shape in shapes]
+        total = sum(sizes)
         ref = self._parameters_of_model()[0][1] if shapes else None
-        if ref is None or total % 16 or ref.device.type != "cpu":
-            return None
+        if ref is None or any(size % 16 for size in sizes) or ref.device.type != "cpu":
+            return None  # draw_noise draws per tensor there: so does the engine
         infos = [StepInfo(info.epoch, info.iteration + i, info.iters_per_epoch, info.phase) for i in range(1, n)]
         if any(self.noise_shapes(self.model, later) != shapes for later in infos):
             return None
