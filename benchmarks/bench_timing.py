@@ -42,7 +42,7 @@ import torch
 from mmenv.experiments.bench_config import BenchConfig, load_bench_config
 from mmenv.experiments.bench_data import run_spec
 from mmenv.experiments.bench_runner import make_executor
-from mmenv.experiments.bench_stages import BenchPlan, TunedConstantBaseline, plan_bench
+from mmenv.experiments.bench_stages import TUNED_BASELINES, BenchPlan, TunedConstantBaseline, plan_bench
 from mmenv.experiments.grid import RunSpec
 from mmenv.experiments.instances import InstanceSet
 from mmenv.experiments.oracle import constant_candidate
@@ -59,7 +59,7 @@ def stage_specs(plan: BenchPlan, iset: InstanceSet) -> list[RunSpec]:
     cfg = plan.cfg
     specs = [plan.spec(inst, c, s) for inst in plan.headroom_instances(iset) for c in plan.grid(plan.m(inst))
              for s in cfg.tuning_seeds]
-    specs += TunedConstantBaseline().search_specs(plan, iset)
+    specs += [s for baseline in TUNED_BASELINES for s in baseline.search_specs(plan, iset)]
     for inst in iset.test:
         specs += [run_spec(inst, ref, cfg.reference_kwargs.get(ref, {}), s) for ref in cfg.references
                   for s in cfg.eval_seeds]
@@ -71,6 +71,14 @@ def stage_specs(plan: BenchPlan, iset: InstanceSet) -> list[RunSpec]:
         seeds = cfg.eval_seeds + (cfg.curve_seeds if inst.split == "test" else [])
         specs += [plan.spec(inst, plan.uniform(inst), s) for s in seeds]
     return list({s.key: s for s in specs}.values())
+
+
+def tuned_rule_scoring_runs(plan: BenchPlan, iset: InstanceSet) -> int:
+    """The scoring runs of the tuned rules other than the constant (fixed ratio, DUS-H, val-gain:
+    one per test instance x evaluation seed each); counted, not built, since which setting wins
+    is only known after the tuning stage."""
+    rules = [b for b in TUNED_BASELINES if not isinstance(b, TunedConstantBaseline)]
+    return len(rules) * len(iset.test) * len(plan.cfg.eval_seeds)
 
 
 def agent_side_runs(plan: BenchPlan) -> int:
@@ -139,13 +147,14 @@ def estimate(cfg: BenchConfig, agent_runs: int, cores: int) -> None:
     single_per_run = []
     for iset in plan.sets:
         total, subset = stage_specs(plan, iset), subset_specs(plan, iset)
-        print(f" {iset.name}: {len(total)} stage runs (search, tuning, references, scoring); timed subset "
+        count = len(total) + tuned_rule_scoring_runs(plan, iset)
+        print(f" {iset.name}: {count} stage runs (search, tuning, references, scoring); timed subset "
               f"{len(subset)} runs of {iset.test[0].label()}", flush=True)
         for name in ("batched", "single"):
             cpu, results = time_executor(name, subset)
             bad = [r["key"] for r in results if r.get("status") != "ok"]
             timed[name] += cpu
-            stage[name] += cpu / len(subset) * len(total)
+            stage[name] += cpu / len(subset) * count
             print(f"  {name}: {cpu:.1f} CPU s for {len(subset)} runs ({cpu / len(subset):.3f} s/run); load average "
                   f"{_load()}" + (f"; not ok: {bad}" if bad else ""), flush=True)
         single_per_run.append(timed["single"] / len(subset))
