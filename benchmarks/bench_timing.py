@@ -115,21 +115,24 @@ def time_executor(name: str, specs: list[RunSpec]) -> tuple[float, list[dict[str
 
 
 def time_agents(cfg: BenchConfig, plan: BenchPlan, runs: int, cores: int) -> float:
-    """CPU seconds of the preset's agents' training, from ``runs`` timed runs of each agent."""
+    """CPU seconds of the preset's agents' training, from ``runs`` timed runs of each agent job
+    (one per agent row, instance set, number of modalities and agent seed, as the benchmark
+    trains them: :func:`~mmenv.experiments.bench_stages.agent_jobs`)."""
     from mmenv.agents.across_runs import train_across_runs
+    from mmenv.experiments.bench_stages import agent_jobs
 
     total = 0.0
-    for agent in cfg.agents:
-        for iset in plan.sets:
-            train = [i.env_kwargs() for i in iset.train]
-            start = CLOCK()
-            train_across_runs(agent.algo, train, runs=runs, seed=agent.seed, reward=agent.reward,
-                              observation=agent.observation, workers=1, **agent.options)
-            per_run = (CLOCK() - start) / runs
-            workers = max(1, min(agent.workers, cores))
-            total += per_run * agent.runs / workers
-            print(f"  agent {agent.label} on {iset.name}: {per_run:.2f} CPU s per training run "
-                  f"(from {runs}) x {agent.runs} runs / {workers} worker(s)", flush=True)
+    for job in agent_jobs(plan):
+        spec = job.spec
+        train = [i.env_kwargs() for i in job.train]
+        start = CLOCK()
+        train_across_runs(spec.algo, train, runs=runs, seed=job.seed, reward=spec.reward,
+                          observation=spec.observation, workers=1, **spec.options)
+        per_run = (CLOCK() - start) / runs
+        workers = max(1, min(spec.workers, cores))
+        total += per_run * spec.runs / workers
+        print(f"  agent {job.key}: {per_run:.2f} CPU s per training run (from {runs}) x {spec.runs} runs / "
+              f"{workers} worker(s)", flush=True)
     return total
 
 
