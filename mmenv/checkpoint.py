@@ -238,9 +238,24 @@ def _mark_wrappers_reset(env: Any) -> None:
         env = env.env
 
 
+def _stateful_wrappers(env: Any) -> list[Any]:
+    """The wrappers around the environment that keep episode state of their own (they define
+    ``checkpoint_state`` / ``load_checkpoint_state``, e.g. the benchmark wrapper's validation
+    accuracy before the next step and its observation's previous values), outermost first."""
+    out = []
+    while env is not None and hasattr(env, "env"):
+        if callable(getattr(type(env), "checkpoint_state", None)):
+            out.append(env)
+        env = env.env
+    return out
+
+
 def save_env_checkpoint(env: Any, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
-    """Atomically save ``env.unwrapped.state_dict()`` (plus ``extra``, e.g. an agent's state)."""
-    payload = {"format": ENV_FORMAT, "env": env.unwrapped.state_dict(), "extra": dict(extra or {})}
+    """Atomically save ``env.unwrapped.state_dict()`` and the episode state of the package's
+    wrappers around it (plus ``extra``, e.g. an agent's state)."""
+    wrappers = [[type(w).__name__, w.checkpoint_state()] for w in _stateful_wrappers(env)]
+    payload = {"format": ENV_FORMAT, "env": env.unwrapped.state_dict(), "wrappers": wrappers,
+               "extra": dict(extra or {})}
     return atomic_save(payload, path)
 
 
@@ -254,5 +269,9 @@ def load_env_checkpoint(env: Any, path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("format") != ENV_FORMAT:
         raise CheckpointError(f"{path} is not an environment checkpoint (expected format {ENV_FORMAT!r})")
     env.unwrapped.load_state_dict(payload["env"])
+    saved = list(payload.get("wrappers", []))   # checkpoints of earlier builds hold none
+    for i, wrapper in enumerate(_stateful_wrappers(env)):
+        state = saved[i][1] if i < len(saved) and saved[i][0] == type(wrapper).__name__ else None
+        wrapper.load_checkpoint_state(state)
     _mark_wrappers_reset(env)
     return payload["extra"]

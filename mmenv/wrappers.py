@@ -66,6 +66,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 from .env import DUSEnv
 from .errors import InvalidArgumentError
@@ -151,6 +152,26 @@ class DUSBench(gym.Wrapper):
             base: Any = self.env.unwrapped
             self._val_cache = base.validation_metrics()
         return self._val_cache
+
+    # ------------------------------------------------------------------ checkpoints (mmenv.checkpoint)
+    def checkpoint_state(self) -> dict[str, Any]:
+        """This wrapper's episode state: the validation accuracy the next reward compares with,
+        and the per-modality observation's previous values (its change features)."""
+        previous = self._builder._previous
+        return {"val": self._val, "previous": None if previous is None else torch.as_tensor(previous)}
+
+    def load_checkpoint_state(self, state: dict[str, Any] | None) -> None:
+        """Restore :meth:`checkpoint_state` after the environment was restored. ``None`` (a
+        checkpoint written without it) recomputes the validation accuracy from the restored model
+        (the same value) and restarts the change features at 0."""
+        self._val_cache = None
+        if state is None:
+            self._val = self._val_accuracy() if self._validation == "step" else None
+            self._builder.reset()
+            return
+        self._val = None if state["val"] is None else float(state["val"])
+        previous = state["previous"]
+        self._builder._previous = None if previous is None else np.asarray(previous, dtype=np.float64)
 
     # ------------------------------------------------------------------ gym API
     def _val_accuracy(self) -> float:

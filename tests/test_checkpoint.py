@@ -353,3 +353,36 @@ def test_loader_allows_listed_types_only(tmp_path, monkeypatch):
         load(tmp_path / "foreign.pt")
     allow_type(Foreign)  # a user's own plain data class, registered explicitly
     assert isinstance(load(tmp_path / "foreign.pt")["x"], Foreign)
+
+
+@pytest.mark.parametrize("observation", ["modal", "extended"])
+def test_benchmark_wrapper_state_survives_a_checkpoint(tmp_path, observation):
+    """Through mmenv/DUSBench-v0 the checkpoint also holds the wrapper's own episode state (the
+    validation accuracy the next reward compares with, the per-modality observation's previous
+    values): a restored environment, which had played another run, continues with the saved
+    environment's observations and rewards. An older checkpoint without it recomputes the
+    validation accuracy from the restored model, so the rewards still match."""
+    kw = dict(dataset_kwargs={"n_train": 200, "n_val": 60, "n_test": 80}, epochs=4, batch_budget=16)
+    acts = [np.array(a, np.float32) for a in ([0.7, 0.3], [0.2, 0.8], [0.6, 0.4], [0.5, 0.5])]
+    a = gym.make("mmenv/DUSBench-v0", observation=observation, reward="val-acc-gain", **kw)
+    a.reset(seed=3)
+    a.step(acts[0])
+    a.step(acts[1])
+    path = tmp_path / "bench.ckpt"
+    save_env_checkpoint(a, path)
+    ref = [a.step(x)[:2] for x in acts[2:]]
+    b = gym.make("mmenv/DUSBench-v0", observation=observation, reward="val-acc-gain", **kw)
+    b.reset(seed=9)
+    b.step(acts[3])
+    load_env_checkpoint(b, path)
+    for (o1, r1), (o2, r2) in zip(ref, [b.step(x)[:2] for x in acts[2:]]):
+        np.testing.assert_array_equal(o1, o2)
+        assert r1 == r2
+    old = load(path)
+    del old["wrappers"]
+    atomic_save(old, tmp_path / "old.ckpt")
+    c = gym.make("mmenv/DUSBench-v0", observation=observation, reward="val-acc-gain", **kw)
+    c.reset(seed=9)
+    c.step(acts[3])
+    load_env_checkpoint(c, tmp_path / "old.ckpt")
+    assert [c.step(x)[1] for x in acts[2:]] == [r for _, r in ref]
