@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from gymnasium import spaces
 
 from .errors import InvalidArgumentError
@@ -141,6 +142,14 @@ class ObservationBuilder:
 
     def reset(self) -> None:
         self._previous = None
+
+    def state(self) -> torch.Tensor | None:
+        """The episode state (the previous step's per-modality values behind the change
+        features), as a tensor a checkpoint can hold; :meth:`load_state` restores it."""
+        return None if self._previous is None else torch.as_tensor(self._previous)
+
+    def load_state(self, state: Any) -> None:
+        self._previous = None if state is None else np.asarray(state, dtype=np.float64)
 
     def build(self, obs: np.ndarray, info: Mapping[str, Any] | None, total_iters: int,
               val_metrics: Any = None, diverged: bool = False) -> np.ndarray:

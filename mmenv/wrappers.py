@@ -66,7 +66,6 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
 
 from .env import DUSEnv
 from .errors import InvalidArgumentError
@@ -128,7 +127,6 @@ class DUSBench(gym.Wrapper):
         self.observation_space = _space(observation, len(self.modalities), paper_space)
         self._builder = ObservationBuilder(observation, self.modalities, self.num_classes)
         self._val: float | None = None
-        self._val_cache: dict[str, dict[str, float]] | None = None  # evaluate("val") of the current model
 
     # ------------------------------------------------------------------ observation
     @property
@@ -147,31 +145,27 @@ class DUSBench(gym.Wrapper):
         return self._builder.build(obs, info, int(base.total_iters), self._val_metrics, diverged)
 
     def _val_metrics(self) -> dict[str, dict[str, float]]:
-        """``evaluate("val")`` of the current model, computed at most once per step (reward and observation)."""
-        if self._val_cache is None:
-            base: Any = self.env.unwrapped
-            self._val_cache = base.validation_metrics()
-        return self._val_cache
+        """``evaluate("val")`` of the current model, computed once per training state by the environment
+        (:meth:`mmenv.DUSEnv.validation_metrics`), so the reward and the observation share it."""
+        base: Any = self.env.unwrapped
+        return base.validation_metrics()
 
     # ------------------------------------------------------------------ checkpoints (mmenv.checkpoint)
     def checkpoint_state(self) -> dict[str, Any]:
         """This wrapper's episode state: the validation accuracy the next reward compares with,
         and the per-modality observation's previous values (its change features)."""
-        previous = self._builder._previous
-        return {"val": self._val, "previous": None if previous is None else torch.as_tensor(previous)}
+        return {"val": self._val, "previous": self._builder.state()}
 
     def load_checkpoint_state(self, state: dict[str, Any] | None) -> None:
         """Restore :meth:`checkpoint_state` after the environment was restored. ``None`` (a
         checkpoint written without it) recomputes the validation accuracy from the restored model
         (the same value) and restarts the change features at 0."""
-        self._val_cache = None
         if state is None:
             self._val = self._val_accuracy() if self._validation == "step" else None
             self._builder.reset()
             return
         self._val = None if state["val"] is None else float(state["val"])
-        previous = state["previous"]
-        self._builder._previous = None if previous is None else np.asarray(previous, dtype=np.float64)
+        self._builder.load_state(state["previous"])
 
     # ------------------------------------------------------------------ gym API
     def _val_accuracy(self) -> float:
@@ -182,7 +176,6 @@ class DUSBench(gym.Wrapper):
             seed = self._pending_seed
         self._pending_seed = None
         obs, info = self.env.reset(seed=seed, options=options)
-        self._val_cache = None
         self._builder.reset()
         self._val = self._val_accuracy() if self._validation == "step" else None
         return self._observe(obs, None), info
@@ -190,7 +183,6 @@ class DUSBench(gym.Wrapper):
     def step(self, action):
         obs_before = self.env.unwrapped.last_observation
         obs, reward_dus, terminated, truncated, info = self.env.step(action)
-        self._val_cache = None
         info["reward_dus"] = float(reward_dus)
         diverged = bool(info.get("diverged", False))
         done = bool(terminated or truncated)
