@@ -102,8 +102,6 @@ class RolloutWorker:
         batched engine (:func:`mmenv.engine.play_batch`), each policy acting with its Dirichlet mean on
         the benchmark observation (:class:`~mmenv.agents.observed.ObservedPolicy`); returns a summary
         per run (``seed``, ``return`` under the benchmark reward, ``proportions``, ``test_accuracy``)."""
-        from mmenv.engine import play_batch
-
         from .observed import ObservedPolicy
 
         policies = []
@@ -111,11 +109,15 @@ class RolloutWorker:
             policy = ReinforcePolicy.from_weights(config, w)
             policy.deterministic = True
             policies.append(ObservedPolicy(policy, self.observation))
+        return [_summary(index, r) for r in self._play_on_engine(index, policies, env_seeds)]
+
+    def _play_on_engine(self, index: int, policies: Sequence[Any], env_seeds: Sequence[int]) -> list[Any]:
+        """One episode record per policy: instance ``index`` under the benchmark reward, one batch of
+        the batched engine (:func:`mmenv.engine.play_batch`)."""
+        from mmenv.engine import play_batch
+
         env_kwargs = dict(self.instances[index].env_kwargs(), reward=self.reward)
-        records = play_batch(env_kwargs, policies, [int(s) for s in env_seeds], learn=False)
-        return [{"instance": index, "seed": r.seed, "return": float(r.reward_sum),
-                 "proportions": [[float(x) for x in p] for p in r.proportions],
-                 "test_accuracy": None if r.test is None else float(r.test["fused"]["accuracy"])} for r in records]
+        return play_batch(env_kwargs, policies, [int(s) for s in env_seeds], learn=False)
 
     def play_sampled(self, config: dict[str, Any], weights: dict[str, Any], tasks: Sequence[Task]
                      ) -> list[tuple[list[Transition], dict[str, Any]]]:
@@ -124,7 +126,7 @@ class RolloutWorker:
         observation rebuilt from the plain environment (:class:`~mmenv.agents.observed.ObservedPolicy`),
         so run i gives the transitions and summary :meth:`play` gives for ``tasks[i]`` (to float
         rounding: tests/test_across_runs.py)."""
-        from mmenv.engine import engine_support, play_batch
+        from mmenv.engine import engine_support
         from mmenv.rewards import RewardContext, dus_reward
 
         index = tasks[0][0]
@@ -140,26 +142,27 @@ class RolloutWorker:
             policy = ReinforcePolicy.from_weights(config, weights)
             policy.generator.manual_seed(sample_seed)
             recorders.append(_Recording(policy, self.observation))
-        env_kwargs = dict(self.instances[index].env_kwargs(), reward=self.reward)
-        records = play_batch(env_kwargs, recorders, [int(t[1]) for t in tasks], learn=False)
         out = []
-        for rec, recorder in zip(records, recorders):
+        for rec, recorder in zip(self._play_on_engine(index, recorders, [t[1] for t in tasks]), recorders):
             transitions = [(obs, p, float(r)) for (obs, p), r in zip(recorder.steps, rec.rewards)]
             # The Eq. 5 reward the wrapper reports as info["reward_dus"], from the same step records.
             before = [rec.initial_discrepancy, *rec.discrepancy[:-1]]
             dus = sum(dus_reward(RewardContext(np.asarray(o), np.asarray(a), np.asarray(n), sizes))
                       for o, a, n, sizes in zip(before, rec.proportions, rec.discrepancy, rec.batch_sizes))
-            test = rec.test
-            out.append((transitions, {"instance": index, "seed": rec.seed, "return": float(rec.reward_sum),
-                                      "reward_dus": float(dus),
-                                      "proportions": [[float(x) for x in p] for p in rec.proportions],
-                                      "test_accuracy": None if test is None else float(test["fused"]["accuracy"])}))
+            out.append((transitions, _summary(index, rec, reward_dus=float(dus))))
         return out
 
     def close(self) -> None:
         for env in self.envs.values():
             env.close()
         self.envs.clear()
+
+
+def _summary(index: int, rec: Any, **extra: Any) -> dict[str, Any]:
+    """A run's summary in the trainers' history (``play_run``'s keys) from its engine episode record."""
+    return {"instance": index, "seed": rec.seed, "return": float(rec.reward_sum), **extra,
+            "proportions": [[float(x) for x in p] for p in rec.proportions],
+            "test_accuracy": None if rec.test is None else float(rec.test["fused"]["accuracy"])}
 
 
 class _Recording(Policy):
