@@ -31,7 +31,6 @@ refused). Anything else raises :class:`EngineError`; callers fall back to one ru
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -47,7 +46,7 @@ from ..discrepancy import true_class_probability
 from ..env import SEGMENT_ITERS, DUSEnv
 from ..errors import MMEnvError
 from ..learners.base import Batch
-from ..learners.functional import FunctionalLearner, StepInfo
+from ..learners.functional import FunctionalLearner, StepInfo, split_noise
 from ..sampling import SampleOrder
 
 __all__ = ["BatchedRuns", "EngineError", "engine_support"]
@@ -352,10 +351,7 @@ class BatchedRuns:
 
     def _block_row(self, block: Tensor, i: int, info: StepInfo) -> dict[str, Tensor]:
         """Iteration ``i``'s noise of every run, as :meth:`_noise` gives it (views of ``block``)."""
-        shapes = self.template.noise_shapes(self.template.model, info)
-        sizes = [math.prod(shape) for _, shape in shapes]
-        g = block.shape[1]
-        return {name: part.view(g, *shape) for (name, shape), part in zip(shapes, block[i].split(sizes, dim=1))}
+        return split_noise(block[i], self.template.noise_shapes(self.template.model, info))
 
     def _noise(self, learners: Sequence[Any], info: StepInfo) -> dict[str, Tensor]:
         """Each run's noise from its own generator (outside vmap), stacked."""

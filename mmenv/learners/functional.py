@@ -44,7 +44,7 @@ from .base import Batch, Learner, LearnerContext, StepOutput
 from .common import build_optimizer, scaled_ce, weighted_scaled_ce
 
 __all__ = ["StepInfo", "FunctionalLearner", "row_weights", "paired_weights", "weighted_ce", "weighted_mean",
-           "paired_mean", "unpaired_rows", "row_count"]
+           "paired_mean", "unpaired_rows", "row_count", "split_noise"]
 
 
 @dataclass(frozen=True)
@@ -122,6 +122,14 @@ def unpaired_rows(batch: Batch, modality: str) -> tuple[slice, Tensor | None]:
         return slice(batch.num_paired, None), None
     rows = torch.arange(w.shape[0], device=w.device, dtype=w.dtype)
     return slice(None), w * (rows >= pw.sum()).to(w.dtype)
+
+
+def split_noise(flat: Tensor, shapes: Sequence[tuple[str, torch.Size]]) -> dict[str, Tensor]:
+    """One flat noise draw ``[..., total]`` as the named tensors of ``shapes`` (views, leading
+    dimensions kept: the batched engine's rows of runs)."""
+    sizes = [math.prod(shape) for _, shape in shapes]
+    lead = flat.shape[:-1]
+    return {name: part.view(*lead, *shape) for (name, shape), part in zip(shapes, flat.split(sizes, dim=-1))}
 
 
 # ---------------------------------------------------------------- the protocol
@@ -215,8 +223,7 @@ class FunctionalLearner(Learner):
         # iteration, and one call per tensor cost more than the rest of the hook. On the CPU,
         # randn fills blocks of 16 values, so with sizes that are multiples of 16 (every MLP
         # here) the values are those of one draw per tensor; otherwise draw per tensor, as before.
-        flat = torch.randn(sum(sizes), generator=gen, device=ref.device, dtype=ref.dtype)
-        return {name: part.view(shape) for (name, shape), part in zip(shapes, flat.split(sizes))}
+        return split_noise(torch.randn(sum(sizes), generator=gen, device=ref.device, dtype=ref.dtype), shapes)
 
     def noise_block(self, info: StepInfo, n: int) -> Tensor | None:
         """The noise of ``n`` consecutive iterations from ``info`` on, as one ``[n, total]`` draw
