@@ -339,6 +339,12 @@ def test_a_segments_noise_in_one_draw_equals_one_draw_per_iteration():
     for i in range(5):
         per = learner.draw_noise(StepInfo(0, i, env.iters_per_epoch, 0))
         torch.testing.assert_close(torch.cat([t.reshape(-1) for t in per.values()]), block[i], rtol=0, atol=0)
+    # The engine's form: drawn straight into a run's slice of the [runs, n, total] block.
+    learner.ctx.generator.set_state(state)
+    into = torch.full((2, 5, 12544), float("nan"))
+    drawn = learner.noise_block(info, 5, out=into[1])
+    assert drawn is not None and drawn.data_ptr() == into[1].data_ptr()
+    assert torch.equal(into[1], block) and torch.isnan(into[0]).all()
 
 
 def test_noise_of_a_size_off_the_16_value_blocks_is_drawn_per_iteration():

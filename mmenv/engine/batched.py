@@ -31,6 +31,7 @@ refused). Anything else raises :class:`EngineError`; callers fall back to one ru
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -310,7 +311,7 @@ class BatchedRuns:
         ipe = env0.iters_per_epoch
         iteration0 = env0.iteration
         host = _Swap(template.model)
-        # One-phase learners with noise draw a segment's noise per run in one call ([n, g, total]).
+        # One-phase learners with noise draw a segment's noise per run in one call ([g, n, total]).
         block = self._noise_block(learners, StepInfo(epoch, iteration0, ipe, 0), n) if template.num_phases() == 1 \
             else None
         for i in range(n):
@@ -366,21 +367,27 @@ class BatchedRuns:
         return stacked.is_contiguous() and (stacked[0].numel() % _FUSED_BLOCK) == 0
 
     def _noise_block(self, learners: Sequence[Any], info: StepInfo, n: int) -> Tensor | None:
-        """The segment's noise, ``[n, runs, total]`` (each run's from its own generator, in the
-        single step's order), or ``None`` when some run cannot draw it as one block."""
-        if not self.template.noise_shapes(self.template.model, info):
+        """The segment's noise, ``[runs, n, total]`` (each run's from its own generator, in the
+        single step's order, drawn straight into its slice), or ``None`` when some run cannot draw
+        it as one block."""
+        shapes = self.template.noise_shapes(self.template.model, info)
+        if not shapes:
             return None
-        flats = []
-        for learner in learners:
-            flat = learner.noise_block(info, n)
+        ref = self.params[self.names[0]] if self.params else None
+        assert ref is not None  # internal invariant: load() stacked the parameters before any step
+        total = sum(math.prod(shape) for _, shape in shapes)
+        block = torch.empty(len(learners), n, total, dtype=ref.dtype, device=ref.device)
+        for k, learner in enumerate(learners):
+            flat = learner.noise_block(info, n, out=block[k])
             if flat is None:
                 return None
-            flats.append(flat)
-        return torch.stack(flats, dim=1)
+            if flat.data_ptr() != block[k].data_ptr():  # an override that drew elsewhere
+                block[k].copy_(flat.view(n, total))
+        return block
 
     def _block_row(self, block: Tensor, i: int, info: StepInfo) -> dict[str, Tensor]:
         """Iteration ``i``'s noise of every run, as :meth:`_noise` gives it (views of ``block``)."""
-        return split_noise(block[i], self.template.noise_shapes(self.template.model, info))
+        return split_noise(block[:, i], self.template.noise_shapes(self.template.model, info))
 
     def _noise(self, learners: Sequence[Any], info: StepInfo) -> dict[str, Tensor]:
         """Each run's noise from its own generator (outside vmap), stacked."""

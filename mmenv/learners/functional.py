@@ -225,7 +225,7 @@ class FunctionalLearner(Learner):
         # here) the values are those of one draw per tensor; otherwise draw per tensor, as before.
         return split_noise(torch.randn(sum(sizes), generator=gen, device=ref.device, dtype=ref.dtype), shapes)
 
-    def noise_block(self, info: StepInfo, n: int) -> Tensor | None:
+    def noise_block(self, info: StepInfo, n: int, out: Tensor | None = None) -> Tensor | None:
         """The noise of ``n`` consecutive iterations from ``info`` on, as one ``[n, total]`` draw
         from ``ctx.generator``, or ``None`` where that would not equal ``n`` calls of
         :meth:`draw_noise` (the batched engine then draws per iteration).
@@ -234,6 +234,7 @@ class FunctionalLearner(Learner):
         is ``n`` draws of ``total`` in a row exactly when ``total`` is a multiple of 16 (every MLP
         here: 12,544 values per OGM-GE iteration); a CUDA generator's stream depends on the calls.
         The noise's shapes must not change within the block (a segment never crosses an epoch).
+        ``out``: a contiguous ``[n, total]`` tensor to draw into (the engine's slice for this run).
         """
         shapes = self.noise_shapes(self.model, info)
         sizes = [math.prod(shape) for _, shape in shapes]
@@ -244,6 +245,8 @@ class FunctionalLearner(Learner):
         infos = [StepInfo(info.epoch, info.iteration + i, info.iters_per_epoch, info.phase) for i in range(1, n)]
         if any(self.noise_shapes(self.model, later) != shapes for later in infos):
             return None
+        if out is not None:
+            return torch.randn(n * total, generator=self.ctx.generator, out=out.view(-1)).view(n, total)
         return torch.randn(n * total, generator=self.ctx.generator, dtype=ref.dtype).view(n, total)
 
     def _parameters_of_model(self) -> list[tuple[str, nn.Parameter]]:
