@@ -285,7 +285,13 @@ def test_training_learns_both_modalities(clean):
     assert test["image"]["accuracy"] > 0.15
 
 
-def test_step_syncs_do_not_grow_with_iterations(clean):
+def test_step_syncs_do_not_grow_with_iterations(clean, monkeypatch):
+    # The accelerator's path: there the sequence encoder keeps every frame (finding the unused
+    # ones would be a host sync per batch, see the next test); on the CPU it reads them, which
+    # synchronises with nothing but counts here.
+    import mmenv.models.sequence as sequence
+
+    monkeypatch.setattr(sequence, "_without_unused_frames", lambda x: x)
     totals = []
     for iters in (3, 12):
         env = DUSEnv(dataset=clean, epochs=50, step_every=iters, batch_budget=32)
@@ -300,3 +306,39 @@ def test_step_syncs_do_not_grow_with_iterations(clean):
 def test_make_dataset_by_name():
     ds = make_dataset("av-digits", image_noise=0.1)
     assert ds.name == "av-digits" and ds.info["degradation"]["image_noise"] == 0.1
+
+
+def test_sequence_encoder_convolves_only_the_frames_a_batch_uses():
+    """On the CPU the encoder cuts the frames after the last one any row uses before its
+    convolutions (AV-digits pads to 92 frames; a batch uses about 35): the convolutions see the
+    shorter batch, the output equals that of the full padding, and under vmap (the batched
+    engine) the frames are kept."""
+    from torch.func import vmap
+
+    torch.manual_seed(0)
+    enc = MaskedConv1dEncoder(13, channels=16, out_dim=8)
+    seen: list[int] = []
+    enc.convs[0].register_forward_hook(lambda mod, args, out: seen.append(int(args[0].shape[-1])))
+    seqs = [np.random.default_rng(i).normal(size=(n, 13)).astype(np.float32) for i, n in enumerate((6, 20, 11))]
+    padded = pad_sequences(seqs, max_frames=92)
+    holes = padded.clone()
+    holes[0, 2, -1] = 0.0                       # a mask with a hole keeps the frames after it
+    with torch.no_grad():
+        out = enc(padded)
+        assert seen == [20]
+        torch.testing.assert_close(out, enc(pad_sequences(seqs)), rtol=0, atol=0)
+        enc(holes)
+        assert seen[-1] == 20
+        batched = vmap(enc)(padded[None].expand(2, -1, -1, -1))
+        assert seen[-1] == 92
+        torch.testing.assert_close(batched[0], out, rtol=1e-5, atol=1e-6)
+
+
+def test_sequence_encoder_keeps_every_frame_off_the_cpu():
+    """Off the CPU the encoder never looks for unused frames (a host sync per batch there)."""
+    from mmenv.models.sequence import _without_unused_frames
+
+    x = torch.zeros(2, 92, 14, device="meta")
+    assert _without_unused_frames(x) is x
+    cpu = pad_sequences([np.ones((5, 13), np.float32)], max_frames=92)
+    assert _without_unused_frames(cpu).shape == (1, 5, 14)
