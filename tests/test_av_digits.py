@@ -342,3 +342,28 @@ def test_sequence_encoder_keeps_every_frame_off_the_cpu():
     assert _without_unused_frames(x) is x
     cpu = pad_sequences([np.ones((5, 13), np.float32)], max_frames=92)
     assert _without_unused_frames(cpu).shape == (1, 5, 14)
+
+
+def test_sequence_encoder_evaluates_a_large_batch_by_length_in_the_rows_order():
+    """An evaluation-sized batch without gradients (more rows than EVAL_CHUNK) is encoded in chunks of
+    rows ordered by length, each cut to its used frames; every row's output equals that row encoded
+    alone, in the batch's own order."""
+    from mmenv.models import sequence
+
+    torch.manual_seed(0)
+    enc = MaskedConv1dEncoder(13, channels=16, out_dim=8)
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 93, size=sequence.EVAL_CHUNK * 2 + 7)
+    x = pad_sequences([rng.normal(size=(int(n), 13)).astype(np.float32) for n in lengths], max_frames=92)
+    widths: list[int] = []
+    enc.convs[0].register_forward_hook(lambda mod, args, out: widths.append(int(args[0].shape[-1])))
+    with torch.no_grad():
+        out = enc(x)
+        chunks = list(widths)
+        alone = torch.cat([enc(x[i:i + 1]) for i in range(len(x))])
+    torch.testing.assert_close(out, alone, rtol=1e-5, atol=1e-6)
+    assert len(chunks) == 3 and chunks == sorted(chunks) and chunks[0] < 92   # short rows first, cut
+    with torch.enable_grad():
+        widths.clear()
+        enc(x)
+        assert widths == [int(lengths.max())]     # training: one batch, in place

@@ -13,7 +13,10 @@ not on how much padding follows them or what the padding holds.
 Speed: on the CPU, frames after the last one any row of the batch uses are cut before the
 convolutions (the output is the same: it depends on valid frames only). AV-digits pads its
 recordings to 92 frames; a training batch of 32 uses about 35, so this makes a run about 30 %
-cheaper. Elsewhere the frames are kept: on an accelerator, finding the cut is a host
+cheaper. An evaluation pass (more than ``EVAL_CHUNK`` rows, no gradients) goes further: its rows
+are ordered by length and encoded in chunks, each cut to its own used frames, then put back in
+order (a validation pass of AV-digits: 84 -> 28 ms). Every row's output is the one it has alone (to
+float rounding, tested). Elsewhere the frames are kept: on an accelerator, finding the cut is a host
 synchronisation per batch, and under ``torch.func`` transforms (the batched engine) a
 data-dependent shape is not allowed.
 
@@ -33,6 +36,9 @@ from ..datasets.sequences import split_sequence
 from ..errors import InvalidArgumentError, ModelError
 
 __all__ = ["MaskedConv1dEncoder", "sequence_encoder_from_spec"]
+
+#: Rows per chunk of an evaluation pass ordered by length (see ``MaskedConv1dEncoder._by_length``).
+EVAL_CHUNK = 128
 
 
 class MaskedConv1dEncoder(nn.Module):
@@ -68,7 +74,21 @@ class MaskedConv1dEncoder(nn.Module):
         if x.ndim != 3 or x.shape[-1] != self.in_features + 1:
             raise ModelError(f"MaskedConv1dEncoder expects [B, T, {self.in_features + 1}] "
                              f"({self.in_features} features + mask), got shape {tuple(x.shape)}")
-        x = _without_unused_frames(x)
+        if _sortable(x, EVAL_CHUNK):
+            return self._by_length(x)
+        return self._encode(_without_unused_frames(x))
+
+    def _by_length(self, x: Tensor) -> Tensor:
+        """A large batch without gradients (an evaluation pass): rows ordered by their last used
+        frame and encoded in chunks, each cut to its own used frames, then put back in order."""
+        frames = torch.arange(1, x.shape[1] + 1, device=x.device, dtype=x.dtype)
+        last = ((x[..., -1] != 0).to(x.dtype) * frames).amax(dim=1)
+        out = x.new_empty(x.shape[0], self.out_dim)
+        for rows in torch.argsort(last, stable=True).split(EVAL_CHUNK):
+            out[rows] = self._encode(_without_unused_frames(x[rows]))
+        return out
+
+    def _encode(self, x: Tensor) -> Tensor:
         frames, mask = split_sequence(x)
         h = frames.transpose(1, 2)  # [B, F, T]
         m = mask.unsqueeze(1)  # [B, 1, T]
@@ -79,6 +99,12 @@ class MaskedConv1dEncoder(nn.Module):
         mean = h.sum(dim=2) / m.sum(dim=2).clamp_min(1.0)
         peak = h.amax(dim=2)
         return torch.relu(self.proj(torch.cat([mean, peak], dim=1)))
+
+
+def _sortable(x: Tensor, chunk: int) -> bool:
+    """An evaluation-sized CPU batch without gradients, outside any transform (module docstring)."""
+    return (x.shape[0] > chunk and not torch.is_grad_enabled() and x.device.type == "cpu"
+            and not torch.jit.is_tracing() and not torch.compiler.is_compiling() and not _is_transformed(x))
 
 
 def _without_unused_frames(x: Tensor) -> Tensor:
