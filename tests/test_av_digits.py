@@ -326,9 +326,10 @@ def test_sequence_encoder_convolves_only_the_frames_a_batch_uses():
     with torch.no_grad():
         out = enc(padded)
         assert seen == [20]
-        torch.testing.assert_close(out, enc(pad_sequences(seqs)), rtol=0, atol=0)
-        enc(holes)
-        assert seen[-1] == 20
+        torch.testing.assert_close(out, enc._encode(padded), rtol=1e-5, atol=1e-6)   # all 92 frames
+        assert seen[-1] == 92
+        torch.testing.assert_close(enc(holes), enc._encode(holes), rtol=1e-5, atol=1e-6)
+        assert seen[-2] == 20
         batched = vmap(enc)(padded[None].expand(2, -1, -1, -1))
         assert seen[-1] == 92
         torch.testing.assert_close(batched[0], out, rtol=1e-5, atol=1e-6)
@@ -367,3 +368,31 @@ def test_sequence_encoder_evaluates_a_large_batch_by_length_in_the_rows_order():
         widths.clear()
         enc(x)
         assert widths == [int(lengths.max())]     # training: one batch, in place
+
+
+def test_sequence_encoder_by_length_under_autocast_and_under_vmap_over_parameters():
+    """The evaluation path keeps autocast's output dtype (bfloat16 on the CPU), and a vmap over the
+    encoder's parameters with one shared batch (the data not wrapped) keeps every frame."""
+    from torch.func import functional_call, stack_module_state, vmap
+
+    from mmenv.models import sequence
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(1)
+    x = pad_sequences([rng.normal(size=(int(n), 13)).astype(np.float32)
+                       for n in rng.integers(1, 60, size=sequence.EVAL_CHUNK + 50)], max_frames=92)
+    enc = MaskedConv1dEncoder(13, channels=16, out_dim=8)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        low = enc(x)
+        whole = enc._encode(x)
+    assert low.dtype == whole.dtype == torch.bfloat16
+    torch.testing.assert_close(low.float(), whole.float(), rtol=0.05, atol=0.05)
+
+    encs = [MaskedConv1dEncoder(13, channels=16, out_dim=8) for _ in range(2)]
+    params, buffers = stack_module_state(encs)
+    seen: list[int] = []
+    encs[0].convs[0].register_forward_hook(lambda mod, args, out: seen.append(int(args[0].shape[-1])))
+    with torch.no_grad():
+        out = vmap(lambda p, b, data: functional_call(encs[0], (p, b), (data,)), in_dims=(0, 0, None))(params, buffers, x)
+        assert seen == [92]
+        torch.testing.assert_close(out[1], encs[1]._encode(x), rtol=1e-5, atol=1e-6)

@@ -21,6 +21,7 @@ from mmenv.datasets import make_dataset, make_synthetic
 from mmenv.engine import BatchedRuns, EngineError, engine_support, execute_batch, play_batch
 from mmenv.learners import Batch, Learner, LearnerContext, Prediction, StepOutput
 from mmenv.learners.functional import FunctionalLearner, StepInfo, paired_weights, row_weights, weighted_ce
+from mmenv.learners.ogm_ge import OGMGELearner
 
 LEARNERS = ["baseline", "ogm-ge", "mla", "pmr", "agm", "di-mml"]
 TOL = dict(rtol=1e-5, atol=1e-5)
@@ -414,3 +415,29 @@ def test_the_fused_sgd_steps_equal_the_foreach_steps_bit_for_bit_whatever_k():
             k = params[name].shape[0]
             assert torch.equal(params[name], other_params[name][:k]), name
             assert torch.equal(buffers[name], other_buffers[name][:k]), name
+
+
+class OldNoiseBlockOGM(OGMGELearner):
+    """A plug-in that overrides noise_block in its first form, without ``out``."""
+
+    name = "ogm-ge-old-noise-block"
+
+    def noise_block(self, info, n):  # type: ignore[override]
+        return super().noise_block(info, n)
+
+
+def test_a_noise_block_override_without_out_still_runs_batched():
+    ds = tiny()
+    kwargs = dict(epochs=2, batch_budget=24, iters_per_epoch=6)
+    envs = [DUSEnv(dataset=ds, learner=OldNoiseBlockOGM(), **kwargs) for _ in SEEDS[:2]]
+    for env, seed in zip(envs, SEEDS[:2]):
+        env.reset(seed=seed)
+    engine = BatchedRuns(envs)
+    engine.load()
+    block = engine._noise_block([env.learner for env in envs], StepInfo(0, 0, 6, 0), 3)
+    assert block is not None and block.shape[:2] == (2, 3)
+    refs = [DUSEnv(dataset=ds, learner="ogm-ge", **kwargs) for _ in SEEDS[:2]]
+    for env, seed in zip(refs, SEEDS[:2]):
+        env.reset(seed=seed)
+    expected = [env.learner.noise_block(StepInfo(0, 0, 6, 0), 3) for env in refs]
+    assert torch.equal(block, torch.stack(expected))

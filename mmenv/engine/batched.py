@@ -31,6 +31,7 @@ refused). Anything else raises :class:`EngineError`; callers fall back to one ru
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -118,6 +119,15 @@ class _Swap:
         finally:
             for (module, leaf, _), value in zip(self.slots, saved):
                 module._parameters[leaf] = value
+
+
+def _takes_out(learner: Any) -> bool:
+    """Whether ``learner.noise_block`` accepts ``out`` (the base method does; an override may not)."""
+    try:
+        params = inspect.signature(learner.noise_block).parameters
+    except (TypeError, ValueError):
+        return False
+    return "out" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 class BatchedRuns:
@@ -364,7 +374,9 @@ class BatchedRuns:
 
     @staticmethod
     def _fused_ok(stacked: Tensor) -> bool:
-        return stacked.is_contiguous() and (stacked[0].numel() % _FUSED_BLOCK) == 0
+        # 16 values fill the widest vector of float32 (and float64); narrower types have wider ones.
+        return (stacked.dtype in (torch.float32, torch.float64) and stacked.is_contiguous()
+                and (stacked[0].numel() % _FUSED_BLOCK) == 0)
 
     def _noise_block(self, learners: Sequence[Any], info: StepInfo, n: int) -> Tensor | None:
         """The segment's noise, ``[runs, n, total]`` (each run's from its own generator, in the
@@ -378,11 +390,12 @@ class BatchedRuns:
         total = sum(math.prod(shape) for _, shape in shapes)
         block = torch.empty(len(learners), n, total, dtype=ref.dtype, device=ref.device)
         for k, learner in enumerate(learners):
-            flat = learner.noise_block(info, n, out=block[k])
+            # A plug-in may override noise_block without ``out`` (its first form): it draws elsewhere.
+            flat = learner.noise_block(info, n, out=block[k]) if _takes_out(learner) else learner.noise_block(info, n)
             if flat is None:
                 return None
-            if flat.data_ptr() != block[k].data_ptr():  # an override that drew elsewhere
-                block[k].copy_(flat.view(n, total))
+            if flat.data_ptr() != block[k].data_ptr():
+                block[k].copy_(flat.reshape(n, total))
         return block
 
     def _block_row(self, block: Tensor, i: int, info: StepInfo) -> dict[str, Tensor]:

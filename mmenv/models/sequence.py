@@ -15,8 +15,8 @@ convolutions (the output is the same: it depends on valid frames only). AV-digit
 recordings to 92 frames; a training batch of 32 uses about 35, so this makes a run about 30 %
 cheaper. An evaluation pass (more than ``EVAL_CHUNK`` rows, no gradients) goes further: its rows
 are ordered by length and encoded in chunks, each cut to its own used frames, then put back in
-order (a validation pass of AV-digits: 84 -> 28 ms). Every row's output is the one it has alone (to
-float rounding, tested). Elsewhere the frames are kept: on an accelerator, finding the cut is a host
+order (a validation pass of AV-digits: 84 -> 28 ms). Every row's output is the one it has alone to
+float rounding (tested), not bit for bit: the convolution's rounding depends on the batch's shape. Elsewhere the frames are kept: on an accelerator, finding the cut is a host
 synchronisation per batch, and under ``torch.func`` transforms (the batched engine) a
 data-dependent shape is not allowed.
 
@@ -83,9 +83,12 @@ class MaskedConv1dEncoder(nn.Module):
         frame and encoded in chunks, each cut to its own used frames, then put back in order."""
         frames = torch.arange(1, x.shape[1] + 1, device=x.device, dtype=x.dtype)
         last = ((x[..., -1] != 0).to(x.dtype) * frames).amax(dim=1)
-        out = x.new_empty(x.shape[0], self.out_dim)
-        for rows in torch.argsort(last, stable=True).split(EVAL_CHUNK):
-            out[rows] = self._encode(_without_unused_frames(x[rows]))
+        chunks = torch.argsort(last, stable=True).split(EVAL_CHUNK)
+        parts = [self._encode(_without_unused_frames(x[rows])) for rows in chunks]
+        # The output's dtype is the encoding's (bfloat16 under autocast), not the input's.
+        out = parts[0].new_empty(x.shape[0], self.out_dim)
+        for rows, part in zip(chunks, parts):
+            out[rows] = part
         return out
 
     def _encode(self, x: Tensor) -> Tensor:
@@ -118,10 +121,15 @@ def _without_unused_frames(x: Tensor) -> Tensor:
 
 
 def _is_transformed(x: Tensor) -> bool:
-    """Whether ``x`` is wrapped by a ``torch.func`` transform (``vmap``, ``grad``); ``True`` where
-    this torch cannot tell, so the frames are then kept."""
-    check = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", None)
-    return True if check is None else bool(check(x))
+    """Whether a ``torch.func`` transform (``vmap``, ``grad``) is active, even one whose data ``x``
+    is not wrapped (``vmap`` over parameters with shared inputs); ``True`` where this torch cannot
+    tell, so the frames are then kept."""
+    functorch = getattr(torch._C, "_functorch", None)
+    peek = getattr(functorch, "peek_interpreter_stack", None)
+    wrapped = getattr(functorch, "is_functorch_wrapped_tensor", None)
+    if peek is None or wrapped is None:
+        return True
+    return peek() is not None or bool(wrapped(x))
 
 
 def sequence_encoder_from_spec(spec: ModalitySpec, channels: int = 64, layers: int = 2, kernel_size: int = 5,
