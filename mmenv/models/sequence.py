@@ -16,9 +16,10 @@ recordings to 92 frames; a training batch of 32 uses about 35, so this makes a r
 cheaper. An evaluation pass (more than ``EVAL_CHUNK`` rows, no gradients) goes further: its rows
 are ordered by length and encoded in chunks, each cut to its own used frames, then put back in
 order (a validation pass of AV-digits: 84 -> 28 ms). Every row's output is the one it has alone to
-float rounding (tested), not bit for bit: the convolution's rounding depends on the batch's shape. Elsewhere the frames are kept: on an accelerator, finding the cut is a host
-synchronisation per batch, and under ``torch.func`` transforms (the batched engine) a
-data-dependent shape is not allowed.
+float rounding (tested), not bit for bit: the convolution's rounding depends on the batch's shape.
+Elsewhere the frames are kept: on an accelerator, finding the cut is a host synchronisation per
+batch, and under ``torch.func`` transforms (the batched engine) a data-dependent shape is not
+allowed.
 
 Why convolutions and not a recurrent network over the valid frames: packing
 (``pack_padded_sequence``) needs the lengths on the host, one synchronisation per batch
@@ -74,7 +75,7 @@ class MaskedConv1dEncoder(nn.Module):
         if x.ndim != 3 or x.shape[-1] != self.in_features + 1:
             raise ModelError(f"MaskedConv1dEncoder expects [B, T, {self.in_features + 1}] "
                              f"({self.in_features} features + mask), got shape {tuple(x.shape)}")
-        if _sortable(x, EVAL_CHUNK):
+        if x.shape[0] > EVAL_CHUNK and not torch.is_grad_enabled() and _may_cut(x):
             return self._by_length(x)
         return self._encode(_without_unused_frames(x))
 
@@ -104,16 +105,16 @@ class MaskedConv1dEncoder(nn.Module):
         return torch.relu(self.proj(torch.cat([mean, peak], dim=1)))
 
 
-def _sortable(x: Tensor, chunk: int) -> bool:
-    """An evaluation-sized CPU batch without gradients, outside any transform (module docstring)."""
-    return (x.shape[0] > chunk and not torch.is_grad_enabled() and x.device.type == "cpu"
-            and not torch.jit.is_tracing() and not torch.compiler.is_compiling() and not _is_transformed(x))
+def _may_cut(x: Tensor) -> bool:
+    """Whether the batch's used frames are free to find and its shape may depend on them: on the
+    CPU, outside tracing, compiling and ``torch.func`` transforms (module docstring)."""
+    return (x.device.type == "cpu" and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+            and not _is_transformed(x))
 
 
 def _without_unused_frames(x: Tensor) -> Tensor:
-    """``x`` up to the last frame any row marks valid, where that is free to find (module docstring)."""
-    if (x.device.type != "cpu" or torch.jit.is_tracing() or torch.compiler.is_compiling()
-            or _is_transformed(x)):
+    """``x`` up to the last frame any row marks valid, where :func:`_may_cut` allows it."""
+    if not _may_cut(x):
         return x
     used = (x[..., -1] != 0).any(dim=0).nonzero()
     t = int(used[-1, 0]) + 1 if len(used) else x.shape[1]
