@@ -31,6 +31,7 @@ refused). Anything else raises :class:`EngineError`; callers fall back to one ru
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from collections.abc import Mapping, Sequence
@@ -123,8 +124,14 @@ class _Swap:
 
 def _takes_out(learner: Any) -> bool:
     """Whether ``learner.noise_block`` accepts ``out`` (the base method does; an override may not)."""
+    return _accepts_out(type(learner).noise_block)
+
+
+@functools.cache
+def _accepts_out(method: Any) -> bool:
+    """Read once per method: inspecting a signature per run and segment is needless work."""
     try:
-        params = inspect.signature(learner.noise_block).parameters
+        params = inspect.signature(method).parameters
     except (TypeError, ValueError):
         return False
     return "out" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
@@ -159,6 +166,7 @@ class BatchedRuns:
         self.names: list[str] = []
         self._hook = self.template.has_hook()
         self._fused_device = first.device.type == "cpu"  # see _sgd
+        self._sgd_groups: dict[tuple[str, ...], tuple[list[str], list[str]]] = {}  # names -> (fused, foreach)
         self._epoch_hook = type(self.template).epoch_end is not FunctionalLearner.epoch_end
         self._order_hook = type(first.sample_order).on_epoch_start is not SampleOrder.on_epoch_start
 
@@ -360,17 +368,21 @@ class BatchedRuns:
         on its place in the stack, i.e. on K; with whole blocks per run no run has such a tail, and
         both forms give the same values bit for bit (tests/test_engine.py).
         """
-        fused = [nm for nm in names if self._fused_ok(params[nm])] if self._fused_device else []
-        rest = [nm for nm in names if nm not in fused] if fused else names
-        for group, kernel in ((fused, "fused"), (rest, "foreach")):
-            if not group:
-                continue
+        key = tuple(names)
+        if key not in self._sgd_groups:   # the stacked tensors' dtypes and sizes never change
+            fused = [nm for nm in names if self._fused_device and self._fused_ok(params[nm])]
+            self._sgd_groups[key] = (fused, [nm for nm in names if nm not in fused])
+        fused, rest = self._sgd_groups[key]
+        settings: dict[str, Any] = dict(weight_decay=self.weight_decay, momentum=self.momentum, lr=self.lr,
+                                        dampening=0.0, nesterov=False, maximize=False)
+        if fused:
             # The fused kernel reads a gradient as laid out like its parameter: autograd may hand
             # back a transposed one (torch 2.13 then takes silently wrong steps), so copy those.
-            sgd([params[nm] for nm in group], [grads[nm].contiguous() for nm in group],
-                [buffers[nm] for nm in group], foreach=kernel == "foreach", fused=kernel == "fused",
-                weight_decay=self.weight_decay, momentum=self.momentum, lr=self.lr, dampening=0.0,
-                nesterov=False, maximize=False)
+            sgd([params[nm] for nm in fused], [grads[nm].contiguous() for nm in fused],
+                [buffers[nm] for nm in fused], fused=True, **settings)
+        if rest:
+            sgd([params[nm] for nm in rest], [grads[nm] for nm in rest], [buffers[nm] for nm in rest],
+                foreach=True, **settings)
 
     @staticmethod
     def _fused_ok(stacked: Tensor) -> bool:

@@ -245,9 +245,8 @@ class FunctionalLearner(Learner):
         infos = [StepInfo(info.epoch, info.iteration + i, info.iters_per_epoch, info.phase) for i in range(1, n)]
         if any(self.noise_shapes(self.model, later) != shapes for later in infos):
             return None
-        if out is not None:
-            return torch.randn(n * total, generator=self.ctx.generator, out=out.view(-1)).view(n, total)
-        return torch.randn(n * total, generator=self.ctx.generator, dtype=ref.dtype).view(n, total)
+        return torch.randn(n * total, generator=self.ctx.generator, dtype=ref.dtype,
+                           out=None if out is None else out.view(-1)).view(n, total)
 
     def _parameters_of_model(self) -> list[tuple[str, nn.Parameter]]:
         """``named_parameters()`` of ``self.model``, listed once per :meth:`setup`."""
